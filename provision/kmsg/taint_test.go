@@ -1,0 +1,133 @@
+package kmsg
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestParseTaint(t *testing.T) {
+	for in, want := range map[string]Taint{"0": 0, "12288\n": 12288, " 4609 ": 4609} {
+		if got, err := ParseTaint(in); err != nil || got != want {
+			t.Errorf("ParseTaint(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "-1", "G O", "0x10"} {
+		if _, err := ParseTaint(in); err == nil || !strings.Contains(err.Error(), "/proc/sys/kernel/tainted") {
+			t.Errorf("ParseTaint(%q) error = %v, want one naming /proc/sys/kernel/tainted", in, err)
+		}
+	}
+}
+
+func TestTaintFlags(t *testing.T) {
+	tests := []struct {
+		t            Taint
+		flags, print string
+	}{
+		{0, "", "Not tainted"},
+		{TaintOutOfTree, "O", "Tainted: G           O"},
+		{TaintOutOfTree | TaintUnsigned, "OE", "Tainted: G           OE"},
+		{4609, "PWO", "Tainted: P        W  O"}, // the example in tainted-kernels.rst
+		{TaintDie | TaintWarn | TaintOutOfTree | TaintUnsigned | TaintSoftLockup, "DWOEL", "Tainted: G      D W  OEL"},
+		{1 << 19, "J", "Tainted: G                  J"},
+		{1<<12 | 1<<25, "O#25", "Tainted: G           O #25"},
+	}
+	for _, tt := range tests {
+		if got := tt.t.Flags(); got != tt.flags {
+			t.Errorf("Taint(%d).Flags() = %q, want %q", tt.t, got, tt.flags)
+		}
+		if got := tt.t.String(); got != tt.print {
+			t.Errorf("Taint(%d).String() = %q, want %q", tt.t, got, tt.print)
+		}
+		if tt.t>>20 == 0 { // what the kernel can print parses back
+			if back, err := ParseTaintFlags(tt.print); err != nil || back != tt.t {
+				t.Errorf("ParseTaintFlags(%q) = %d, %v; want %d", tt.print, back, err, tt.t)
+			}
+		}
+	}
+}
+
+func TestParseTaintFlags(t *testing.T) {
+	tests := []struct {
+		in   string
+		want Taint
+	}{
+		{"CPU: 0 UID: 0 PID: 95 Comm: insmod Tainted: G           O        7.2.0-kmodvm #1 PREEMPT(voluntary)", TaintOutOfTree},
+		{"CPU: 1 PID: 95 Comm: insmod Tainted: G        W  OE      6.12.48-amd64 #1  Debian 6.12.48-1", TaintWarn | TaintOutOfTree | TaintUnsigned},
+		{"      Tainted: G           OE       7.2.0-kmodvm #1", TaintOutOfTree | TaintUnsigned},
+		{"7.2.0-kmodvm #1 Not tainted", 0},
+		{"Tainted: [W]=WARN, [O]=OOT_MODULE, [E]=UNSIGNED_MODULE", TaintWarn | TaintOutOfTree | TaintUnsigned},
+		{"Tainted: [P]=PROPRIETARY_MODULE", TaintProprietary},
+		{"G      D     ", TaintDie},
+		// A release that starts with a flag letter does not leak into the flags.
+		{"Tainted: G           O      6.12.0-Custom", TaintOutOfTree},
+	}
+	for _, tt := range tests {
+		if got, err := ParseTaintFlags(tt.in); err != nil || got != tt.want {
+			t.Errorf("ParseTaintFlags(%q) = %q, %v; want %q", tt.in, got.Flags(), err, tt.want.Flags())
+		}
+	}
+	for _, in := range []string{"", "Tainted: xyz", "Tainted: [Q]=NOPE"} {
+		if _, err := ParseTaintFlags(in); err == nil {
+			t.Errorf("ParseTaintFlags(%q) succeeded, want an error", in)
+		}
+	}
+}
+
+func TestJudgeTaint(t *testing.T) {
+	oe := TaintOutOfTree | TaintUnsigned
+	tests := []struct {
+		name          string
+		before, after Taint
+		want          string // "" for nil
+	}{
+		{"nothing", 0, 0, ""},
+		{"out-of-tree and unsigned are expected", 0, oe, ""},
+		{"already warned before", TaintWarn, TaintWarn | oe, ""},
+		{"a WARN fired", 0, oe | TaintWarn, "kernel taint added: W (kernel issued a warning: a WARN fired)"},
+		{"an oops", oe, oe | TaintDie | TaintWarn, "kernel taint added: D (kernel died recently: an oops or BUG happened), W (kernel issued a warning: a WARN fired)"},
+		{"proprietary", 0, TaintProprietary | oe, "kernel taint added: P (proprietary module was loaded)"},
+		{"a bit kmodvm does not know", 0, 1 << 30, "kernel taint added: #30 (taint bit 30, unknown to kmodvm)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := JudgeTaint(tt.before, tt.after)
+			switch {
+			case tt.want == "" && f != nil:
+				t.Errorf("got finding %q, want none", f.Title)
+			case tt.want != "" && f == nil:
+				t.Errorf("got no finding, want %q", tt.want)
+			case f != nil:
+				if f.Title != tt.want || f.Class != ClassTaint || f.Line != -1 || len(f.Report) != 2 {
+					t.Errorf("got %+v, want title %q", *f, tt.want)
+				}
+			}
+		})
+	}
+	if got := NewTaint(TaintWarn|TaintOutOfTree, TaintOutOfTree|TaintDie); got != TaintDie {
+		t.Errorf("NewTaint = %q, want D", got.Flags())
+	}
+}
+
+func TestDemangleRust(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"_RNvXCs5Rd3xvvgW4W_10rust_helloNtB2_9RustHelloNtCsbDqzXfLQacH_6kernel6Module4init",
+			"<rust_hello::RustHello as kernel::Module>::init"},
+		{"_RNvCsbDqzXfLQacH_6kernel14rust_panic_fmt", "kernel::rust_panic_fmt"},
+		{"_RNvNtCs1DvzXD3mKbO_4core9panicking18panic_bounds_check", "core::panicking::panic_bounds_check"},
+		{"_RNvMNtCs1234_6kernel4syncINtB2_5MutexpE4lock", "<kernel::sync::Mutex>::lock"},
+		{"_RNCNvCs1234_5hello4main0B3_", "hello::main::{closure}"},
+		{"_RNvMs_NtCs1234_6kernel3strNtB4_4CStr6as_ptr.llvm.1234", "<kernel::str::CStr>::as_ptr"},
+		{"_RNvXs0_Cs1234_5helloRShNtNtCsx_4core3fmt7Display3fmt", "<&[u8] as core::fmt::Display>::fmt"},
+		{"hello_init", "hello_init"},
+		{"_R", "_R"},
+		{"_RNvB_4x", "_RNvB_4x"},           // backref to itself
+		{"_RNv5abc", "_RNv5abc"},           // truncated
+		{"_RC999999999x", "_RC999999999x"}, // absurd length
+		{"_RNvFE1a", "_RNvFE1a"},
+	}
+	for _, tt := range tests {
+		if got := demangleRust(tt.in); got != tt.want {
+			t.Errorf("demangleRust(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
