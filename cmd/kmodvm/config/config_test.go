@@ -1,0 +1,412 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// testPath is where parse pretends test snippets live.
+const testPath = "/proj/kmodvm.yaml"
+
+func parseString(s string) (Config, error) {
+	return parse([]byte(s), FileName, testPath)
+}
+
+// withDefaults returns Default() as parse returns it for a file at testPath, changed by edit.
+func withDefaults(edit func(*Config)) Config {
+	c := Default()
+	c.Path = testPath
+	c.Dir = "/proj"
+	c.Module.Dir = "/proj"
+	if edit != nil {
+		edit(&c)
+	}
+	return c
+}
+
+func TestParseValid(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want Config
+	}{
+		{"empty file", "", withDefaults(nil)},
+		{"only comments", "# nothing here\n\n", withDefaults(nil)},
+		{"empty document", "---\n", withDefaults(nil)},
+		{"null sections keep defaults", "vm:\nimage: ~\nkernel:\nmodule:\n", withDefaults(nil)},
+		{"null value keeps default", "vm:\n  memory: ~\n", withDefaults(nil)},
+		{"empty lists", "image:\n  packages: []\nkernel:\n  fragments: []\nmodule:\n  params: []\n", withDefaults(nil)},
+		{"full file", `name: rust-dev
+vm:
+  memory: 4096
+  cpus: 2
+  accel: tcg
+  port: 2222
+  uri: qemu:///session
+image:
+  suite: trixie
+  mirror: https://mirror.example.org/debian
+  packages: [strace, gdb, libc6-dev, g++]
+  init: systemd
+kernel:
+  source: ../linux-7.2.tar.xz
+  sha256: ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef0123456789
+  base: defconfig
+  fragments:
+    - CONFIG_KASAN=y
+    - "# CONFIG_DEBUG_INFO is not set"
+    - CONFIG_CMDLINE="console=ttyS0"
+    - kvm_guest.config
+    - ./debug.config
+    - /etc/kmodvm/extra.config
+  jobs: 2
+module:
+  dir: examples/rust
+  params: [debug=1, mod.name=a b c, empty=]
+  build: guest
+  timeout: 90s
+`, withDefaults(func(c *Config) {
+			c.Name = "rust-dev"
+			c.VM = VM{Memory: 4096, CPUs: 2, Accel: AccelTCG, Port: 2222, URI: URISession}
+			c.Image = Image{Suite: SuiteTrixie, Mirror: "https://mirror.example.org/debian",
+				Packages: []string{"strace", "gdb", "libc6-dev", "g++"}, Init: InitSystemd}
+			c.Kernel = Kernel{
+				Source: "/linux-7.2.tar.xz",
+				SHA256: "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789",
+				Base:   BaseDefconfig,
+				Fragments: []string{"CONFIG_KASAN=y", "# CONFIG_DEBUG_INFO is not set", `CONFIG_CMDLINE="console=ttyS0"`,
+					"kvm_guest.config", "/proj/debug.config", "/etc/kmodvm/extra.config"},
+				Jobs: 2,
+			}
+			c.Module = Module{Dir: "/proj/examples/rust", Params: []string{"debug=1", "mod.name=a b c", "empty="},
+				Build: BuildGuest, Timeout: 90 * time.Second}
+		})},
+		{"kernel tree and URL", "kernel:\n  source: /src/linux\n", withDefaults(func(c *Config) { c.Kernel.Source = "/src/linux" })},
+		{"relative kernel tree", "kernel:\n  source: ../linux\n", withDefaults(func(c *Config) { c.Kernel.Source = "/linux" })},
+		{"tarball URL", "kernel:\n  source: https://cdn.kernel.org/pub/linux/kernel/v7.x/linux-7.2.tar.xz\n  sha256: " + strings.Repeat("ab", 32) + "\n",
+			withDefaults(func(c *Config) {
+				c.Kernel.Source = "https://cdn.kernel.org/pub/linux/kernel/v7.x/linux-7.2.tar.xz"
+				c.Kernel.SHA256 = strings.Repeat("ab", 32)
+			})},
+		{"absolute module dir", "module:\n  dir: /home/me/mod\n", withDefaults(func(c *Config) { c.Module.Dir = "/home/me/mod" })},
+		{"remote libvirt", "vm:\n  uri: qemu+ssh://me@box/system\n", withDefaults(func(c *Config) { c.VM.URI = "qemu+ssh://me@box/system" })},
+		{"anchors and aliases", "name: &n box\nvm:\n  accel: &a kvm\nimage:\n  packages: [*n]\n",
+			withDefaults(func(c *Config) { c.Name = "box"; c.VM.Accel = AccelKVM; c.Image.Packages = []string{"box"} })},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseString(tt.yaml)
+			if err != nil {
+				t.Fatalf("parse: %v", err)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("got  %+v\nwant %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+const docHint = "; hint: see the keys documented in README.md#configuration"
+
+func TestParseErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want string // the whole error text
+	}{
+		// Unknown keys, at top level and in each section, with the line and a suggestion.
+		{"unknown nested key", "name: x\nvm:\n  cpus: 1\n\n  accel: kvm\n\n  memroy: 4096\n",
+			`kmodvm.yaml:7: unknown key "memroy" in section "vm" (did you mean "memory"?)` + docHint},
+		{"unknown top-level key", "# settings\nnmae: x\n", `kmodvm.yaml:2: unknown key "nmae" at top level (did you mean "name"?)` + docHint},
+		{"misspelt section", "vm:\n  cpus: 2\nkernal:\n  base: small\n", `kmodvm.yaml:3: unknown key "kernal" at top level (did you mean "kernel"?)` + docHint},
+		{"upper case key", "vm:\n  CPUs: 2\n", `kmodvm.yaml:2: unknown key "CPUs" in section "vm" (did you mean "cpus"?)` + docHint},
+		{"prefix of a key", "image:\n  pkg: [a]\n  pack: [vim]\n",
+			`kmodvm.yaml:2: unknown key "pkg" in section "image" (known keys: suite, mirror, packages, init)` + docHint + "\n" +
+				`kmodvm.yaml:3: unknown key "pack" in section "image" (did you mean "packages"?)` + docHint},
+		{"key of another section at top level", "memory: 4096\n",
+			`kmodvm.yaml:1: unknown key "memory" at top level (did you mean "vm.memory"? it belongs in section "vm")` + docHint},
+		{"key of another section", "kernel:\n  suite: trixie\n",
+			`kmodvm.yaml:2: unknown key "suite" in section "kernel" (did you mean "image.suite"? it belongs in section "image")` + docHint},
+		{"top-level key in a section", "module:\n  name: x\n",
+			`kmodvm.yaml:2: unknown key "name" in section "module" (did you mean the top-level key "name"?)` + docHint},
+		{"nothing close", "kernel:\n  flavour: rt\n",
+			`kmodvm.yaml:2: unknown key "flavour" in section "kernel" (known keys: source, sha256, base, fragments, jobs)` + docHint},
+		{"merge key", "<<: {name: x}\n", `kmodvm.yaml:1: unknown key "<<" at top level (known keys: name, vm, image, kernel, module)` + docHint},
+		{"complex key", "? [a]\n: b\n", `kmodvm.yaml:1: expected a plain word as a key at top level, got a list` + docHint},
+
+		// Duplicate keys.
+		{"duplicate top-level key", "name: a\nvm: {}\nname: b\n", `kmodvm.yaml:3: key "name" at top level is already set at line 1; hint: remove one of them`},
+		{"duplicate nested key", "vm:\n  memory: 1024\n  cpus: 2\n  memory: 2048\n", `kmodvm.yaml:4: key "memory" in section "vm" is already set at line 2; hint: remove one of them`},
+		{"duplicate section", "vm:\n  cpus: 2\nvm:\n  cpus: 3\n", `kmodvm.yaml:3: key "vm" at top level is already set at line 1; hint: remove one of them`},
+
+		// Syntax.
+		{"tab indentation", "vm:\n\tmemory: 1\n", `kmodvm.yaml:2: yaml: found character that cannot start any token; hint: fix the syntax in kmodvm.yaml`},
+		{"unclosed flow list", "vm:\n  cpus: 1\nimage:\n  packages: [vim\n", `kmodvm.yaml:4: yaml: did not find expected ',' or ']'; hint: fix the syntax in kmodvm.yaml`},
+		{"error on the first line", "a: b: c\n", `kmodvm.yaml:1: yaml: mapping values are not allowed in this context; hint: fix the syntax in kmodvm.yaml`},
+		{"unclosed quote", "name: x\nvm:\n  uri: \"qemu:///system\n", `kmodvm.yaml:3: yaml: found unexpected end of stream; hint: fix the syntax in kmodvm.yaml`},
+		{"bad indentation", "vm:\n  cpus: 1\n memory: 2\n", `kmodvm.yaml:3: yaml: did not find expected key; hint: fix the syntax in kmodvm.yaml`},
+		{"two documents", "name: a\n---\nname: b\n", `kmodvm.yaml:2: a second YAML document starts here; kmodvm.yaml holds one; hint: remove the "---" line and merge the documents`},
+
+		// Wrong shapes and types.
+		{"top level is a list", "- vm\n", `kmodvm.yaml:1: expected keys such as "name:" and "vm:" at top level, got a list` + docHint},
+		{"top level is a scalar", "hello\n", `kmodvm.yaml:1: expected keys such as "name:" and "vm:" at top level, got "hello"` + docHint},
+		{"section is a scalar", "vm: big\n", `kmodvm.yaml:1: vm: expected a section of "key: value" lines, got "big"`},
+		{"section is a list", "kernel:\n  - source: package\n", `kmodvm.yaml:2: kernel: expected a section of "key: value" lines, got a list`},
+		{"number with unit", "vm:\n  memory: 2G\n", `kmodvm.yaml:2: vm.memory: expected a whole number such as 2048, got "2G"`},
+		{"fraction", "vm:\n  cpus: 1.5\n", `kmodvm.yaml:2: vm.cpus: expected a whole number such as 1, got "1.5"`},
+		{"quoted number", "vm:\n  port: \"2222\"\n", `kmodvm.yaml:2: vm.port: expected a whole number such as 0, got the quoted text "2222"; hint: remove the quotes`},
+		{"number is a list", "kernel:\n  jobs: [2]\n", `kmodvm.yaml:2: kernel.jobs: expected a whole number such as 0, got a list`},
+		{"string is a section", "name:\n  first: a\n", `kmodvm.yaml:2: name: expected a string, got a section of "key: value" lines`},
+		{"duration without unit", "module:\n  timeout: 600\n", `kmodvm.yaml:2: module.timeout: expected a duration such as 10m or 90s, got "600"`},
+		{"bad duration", "module:\n  timeout: ten minutes\n", `kmodvm.yaml:2: module.timeout: expected a duration such as 10m or 90s, got "ten minutes"`},
+		{"list is a scalar", "image:\n  packages: vim\n", `kmodvm.yaml:2: image.packages: expected a list such as [a, b] or lines starting with "- ", got "vim"`},
+		{"list item is a section", "kernel:\n  fragments:\n    - CONFIG_KASAN=y\n    - {file: x}\n", `kmodvm.yaml:4: kernel.fragments[1]: expected a string, got a section of "key: value" lines`},
+		{"several type errors", "vm:\n  memory: lots\n  cpus: many\n",
+			"kmodvm.yaml:2: vm.memory: expected a whole number such as 2048, got \"lots\"\n" +
+				"kmodvm.yaml:3: vm.cpus: expected a whole number such as 1, got \"many\""},
+
+		// Values out of range and not in the enumerations.
+		{"bad accel", "vm:\n  memory: 2048\n\n  cpus: 2\n  accel: fast\n", `kmodvm.yaml:5: vm.accel: "fast" is not one of auto, kvm, tcg`},
+		{"bad suite", "image:\n  suite: bookworm\n", `kmodvm.yaml:2: image.suite: "bookworm" is not one of sid, trixie`},
+		{"bad init", "image:\n  init: openrc\n", `kmodvm.yaml:2: image.init: "openrc" is not one of tiny, systemd`},
+		{"bad base", "kernel:\n  base: tinyconfig\n", `kmodvm.yaml:2: kernel.base: "tinyconfig" is not one of small, defconfig`},
+		{"bad build", "module:\n  build: remote\n", `kmodvm.yaml:2: module.build: "remote" is not one of auto, guest, host`},
+		{"memory too small", "vm:\n  memory: 128\n", `kmodvm.yaml:2: vm.memory: 128 is not in 256..65536 MiB`},
+		{"too many cpus", "vm:\n  cpus: 65\n", `kmodvm.yaml:2: vm.cpus: 65 is not in 1..64`},
+		{"privileged port", "vm:\n  port: 22\n", `kmodvm.yaml:2: vm.port: 22 is not 0 (pick a free port) or a port in 1024..65535`},
+		{"negative jobs", "kernel:\n  jobs: -1\n", `kmodvm.yaml:2: kernel.jobs: -1 is not 0 (one job per CPU) or a job count in 1..1024`},
+		{"non-QEMU URI", "vm:\n  uri: xen:///system\n", `kmodvm.yaml:2: vm.uri: "xen:///system" is not a libvirt QEMU URI; use qemu:///system, qemu:///session or a remote one such as qemu+ssh://user@host/system`},
+		{"bad mirror", "image:\n  mirror: deb.debian.org\n", `kmodvm.yaml:2: image.mirror: "deb.debian.org" is not an http(s) URL of a Debian mirror, such as "http://deb.debian.org/debian"`},
+		{"bad package", "image:\n  packages:\n    - vim\n    - Vim\n", `kmodvm.yaml:4: image.packages[1]: "Vim" is not a Debian package name: use lower-case letters, digits and + . -, at least 2 characters, starting with a letter or digit`},
+		{"negative timeout", "module:\n  timeout: -5m\n", `kmodvm.yaml:2: module.timeout: "-5m0s" is not a positive duration; use one such as 10m or 90s`},
+
+		// Names.
+		{"upper-case name", "name: MyVM\n", `kmodvm.yaml:1: name: "MyVM" is not a valid VM name: use 1 to 40 lower-case letters, digits and dashes, starting with a letter or digit, such as "kmodvm" or "rust-dev"`},
+		{"name starts with dash", "name: -vm\n", `kmodvm.yaml:1: name: "-vm" is not a valid VM name: use 1 to 40 lower-case letters, digits and dashes, starting with a letter or digit, such as "kmodvm" or "rust-dev"`},
+		{"empty name", "name: \"\"\n", `kmodvm.yaml:1: name: "" is not a valid VM name: use 1 to 40 lower-case letters, digits and dashes, starting with a letter or digit, such as "kmodvm" or "rust-dev"`},
+		{"long name", "name: " + strings.Repeat("a", 41) + "\n", `kmodvm.yaml:1: name: "` + strings.Repeat("a", 41) + `" is not a valid VM name: use 1 to 40 lower-case letters, digits and dashes, starting with a letter or digit, such as "kmodvm" or "rust-dev"`},
+
+		// Kernel source and digest.
+		{"tarball without sha256", "kernel:\n  base: small\n  source: linux-7.2.tar.xz\n",
+			`kmodvm.yaml:3: kernel.source: "/proj/linux-7.2.tar.xz" is a tarball, so kernel.sha256 must hold its SHA-256 digest (64 hex digits); hint: run sha256sum on the tarball and put the digest in kernel.sha256`},
+		{"URL without sha256", "kernel:\n  source: https://example.org/linux.tar.gz\n",
+			`kmodvm.yaml:2: kernel.source: "https://example.org/linux.tar.gz" is a tarball, so kernel.sha256 must hold its SHA-256 digest (64 hex digits); hint: run sha256sum on the tarball and put the digest in kernel.sha256`},
+		{"short sha256", "kernel:\n  source: linux.tgz\n  sha256: abc123\n", `kmodvm.yaml:3: kernel.sha256: "abc123" is not a SHA-256 digest: it must be 64 hex digits, as sha256sum prints`},
+		{"sha256 without tarball", "kernel:\n  sha256: " + strings.Repeat("0", 64) + "\n",
+			`kmodvm.yaml:2: kernel.sha256: is set but kernel.source "package" is not a tarball; hint: remove kernel.sha256, or point kernel.source at a tarball (.tar.xz, .tar.gz, ...) or an http(s) URL`},
+		{"home-relative source", "kernel:\n  source: ~/linux\n", `kmodvm.yaml:2: kernel.source: "~/linux" starts with "~", which kmodvm does not expand; write the full path or one relative to kmodvm.yaml`},
+
+		// Fragments and parameters.
+		{"config line without value", "kernel:\n  fragments: [CONFIG_KASAN]\n", `kmodvm.yaml:2: kernel.fragments[0]: "CONFIG_KASAN" is not a kernel config line; write it as CONFIG_NAME=y (or =m, =n, a number, a "quoted string") or as "# CONFIG_NAME is not set"`},
+		{"unset line without space", "kernel:\n  fragments:\n    - \"#CONFIG_KASAN is not set\"\n", `kmodvm.yaml:3: kernel.fragments[0]: "#CONFIG_KASAN is not set" is not a kernel config line; write it as CONFIG_NAME=y (or =m, =n, a number, a "quoted string") or as "# CONFIG_NAME is not set"`},
+		{"param without value", "module:\n  params:\n    - debug=1\n    - verbose\n", `kmodvm.yaml:4: module.params[1]: "verbose" is not a module parameter: write it as name=value, such as "debug=1"`},
+		{"bad param name", "module:\n  params: [\"1x=2\"]\n", `kmodvm.yaml:2: module.params[0]: "1x" is not a module parameter name: use letters, digits, _ and ., starting with a letter or _`},
+		{"param value with newline", "module:\n  params: [\"msg=a\\nb\"]\n", `kmodvm.yaml:2: module.params[0]: the value of "msg" contains a newline or NUL byte, which insmod cannot pass`},
+		{"empty module dir", "module:\n  dir: \"\"\n", `kmodvm.yaml:2: module.dir: is empty; give a path`},
+
+		// Several problems are all reported, in line order.
+		{"several invalid values", "vm:\n  cpus: 0\nname: BAD\n",
+			"kmodvm.yaml:2: vm.cpus: 0 is not in 1..64\n" +
+				`kmodvm.yaml:3: name: "BAD" is not a valid VM name: use 1 to 40 lower-case letters, digits and dashes, starting with a letter or digit, such as "kmodvm" or "rust-dev"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := parseString(tt.yaml)
+			if err == nil {
+				t.Fatalf("parse succeeded, want error:\n%s", tt.want)
+			}
+			if err.Error() != tt.want {
+				t.Errorf("error:\n got: %s\nwant: %s", err, tt.want)
+			}
+			checkUserError(t, err)
+		})
+	}
+}
+
+// quoted matches the user's values that messages quote, which may say anything.
+var quoted = regexp.MustCompile(`"(?:[^"\\]|\\.)*"`)
+
+var goTypeNames = regexp.MustCompile(`\[\]string|time\.Duration|config\.|struct|unmarshal|!!|\bint\b|\bint64\b`)
+
+// checkUserError checks what every error from parse must be: *Error values, one line each
+// (one paragraph), starting with the file name, with no Go type names.
+func checkUserError(t testing.TB, err error) {
+	t.Helper()
+	var e *Error
+	if !errors.As(err, &e) {
+		t.Errorf("error %q is not a *config.Error", err)
+	}
+	for _, line := range strings.Split(err.Error(), "\n") {
+		if !strings.HasPrefix(line, FileName+":") {
+			t.Errorf("error line %q does not start with %q", line, FileName+":")
+		}
+		if m := goTypeNames.FindString(quoted.ReplaceAllString(line, `"..."`)); m != "" {
+			t.Errorf("error line %q names a Go type (%q)", line, m)
+		}
+	}
+}
+
+// TestEveryKeyTypo misspells each key of ExampleYAML in turn and checks the error names the
+// key's line and suggests the right spelling.
+func TestEveryKeyTypo(t *testing.T) {
+	keyLine := regexp.MustCompile(`^(\s*)([a-z0-9]+):`)
+	lines := strings.Split(ExampleYAML, "\n")
+	section := ""
+	n := 0
+	for i, line := range lines {
+		m := keyLine.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		key := m[2]
+		if m[1] == "" {
+			section = ""
+		}
+		typo := key[1:] + key[:1] // swap the letters of "vm"
+		if len(key) > 2 {
+			typo = key[:1] + key[2:3] + key[1:2] + key[3:] // swap the 2nd and 3rd letters
+		}
+		if typo == key { // "accel"
+			typo = key[:len(key)-1]
+		}
+		changed := append([]string(nil), lines...)
+		changed[i] = strings.Replace(line, key+":", typo+":", 1)
+		where := "at top level"
+		if section != "" {
+			where = fmt.Sprintf("in section %q", section)
+		}
+		want := fmt.Sprintf("kmodvm.yaml:%d: unknown key %q %s (did you mean %q?)%s", i+1, typo, where, key, docHint)
+		t.Run(section+"."+key, func(t *testing.T) {
+			_, err := parseString(strings.Join(changed, "\n"))
+			if err == nil || err.Error() != want {
+				t.Errorf("error:\n got: %v\nwant: %s", err, want)
+			}
+		})
+		if m[1] == "" {
+			section = key
+		}
+		n++
+	}
+	if n != 23 { // name, 4 sections, 18 keys in them
+		t.Errorf("found %d keys in ExampleYAML, want 23", n)
+	}
+}
+
+func TestExampleYAML(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, FileName)
+	if err := os.WriteFile(path, []byte(ExampleYAML), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Load(path)
+	if err != nil {
+		t.Fatalf("Load(ExampleYAML): %v", err)
+	}
+	// The documented differences: Load records where the file is and makes module.dir absolute.
+	want := Default()
+	want.Path = path
+	want.Dir = dir
+	want.Module.Dir = dir
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("ExampleYAML loads as\n%+v\nwant Default() with Path, Dir and Module.Dir set:\n%+v", got, want)
+	}
+	if err := Default().Validate(); err != nil {
+		t.Errorf("Default().Validate() = %v", err)
+	}
+}
+
+func TestLoad(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, FileName)
+	content := "kernel:\n  source: ../linux\n  fragments: [./extra.config, kvm_guest.config]\nmodule:\n  dir: mod\n"
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Path != path || c.Dir != dir {
+		t.Errorf("Path, Dir = %q, %q; want %q, %q", c.Path, c.Dir, path, dir)
+	}
+	if want := filepath.Join(filepath.Dir(dir), "linux"); c.Kernel.Source != want {
+		t.Errorf("Kernel.Source = %q, want %q", c.Kernel.Source, want)
+	}
+	if want := []string{filepath.Join(dir, "extra.config"), "kvm_guest.config"}; !reflect.DeepEqual(c.Kernel.Fragments, want) {
+		t.Errorf("Kernel.Fragments = %q, want %q", c.Kernel.Fragments, want)
+	}
+	if want := filepath.Join(dir, "mod"); c.Module.Dir != want {
+		t.Errorf("Module.Dir = %q, want %q", c.Module.Dir, want)
+	}
+
+	// LoadDefault finds the same file.
+	d, err := LoadDefault(dir)
+	if err != nil || !reflect.DeepEqual(c, d) {
+		t.Errorf("LoadDefault(%q) = %+v, %v; want %+v", dir, d, err, c)
+	}
+
+	// Errors name the path as given.
+	if err := os.WriteFile(path, []byte("vm:\n  cpu: 2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Load(path)
+	if want := path + `:2: unknown key "cpu" in section "vm" (did you mean "cpus"?)` + docHint; err == nil || err.Error() != want {
+		t.Errorf("Load error:\n got: %v\nwant: %s", err, want)
+	}
+}
+
+func TestLoadMissing(t *testing.T) {
+	dir := t.TempDir()
+	_, err := Load(filepath.Join(dir, FileName))
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Load(missing) = %v, want an error wrapping fs.ErrNotExist", err)
+	}
+
+	c, err := LoadDefault(dir)
+	if err != nil {
+		t.Fatalf("LoadDefault(dir without %s): %v", FileName, err)
+	}
+	want := Default()
+	want.Dir = dir
+	want.Module.Dir = dir
+	if !reflect.DeepEqual(c, want) {
+		t.Errorf("LoadDefault = %+v, want %+v", c, want)
+	}
+
+	// A kmodvm.yaml that cannot be read is an error, not a silent fallback to defaults.
+	if err := os.Mkdir(filepath.Join(dir, FileName), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadDefault(dir); err == nil {
+		t.Error("LoadDefault with kmodvm.yaml a directory succeeded, want an error")
+	}
+}
+
+// TestDecodeError covers the backstop for errors from yaml.v3's strict decode that the walk
+// lets through: they still get positions and lose the Go type names.
+func TestDecodeError(t *testing.T) {
+	err := decodeError(FileName, &yaml.TypeError{Errors: []string{
+		"line 3: cannot unmarshal !!str `x` into int",
+		"line 5: field memroy not found in type config.VM",
+		`line 7: mapping key "cpus" already defined at line 6`,
+		"line 8: something new in type config.Config",
+	}})
+	want := "kmodvm.yaml:3: the value `x` does not fit this setting" + docHint + "\n" +
+		`kmodvm.yaml:5: unknown key "memroy"` + docHint + "\n" +
+		`kmodvm.yaml:7: key "cpus" is already set at line 6` + docHint + "\n" +
+		"kmodvm.yaml:8: something new" + docHint
+	if err == nil || err.Error() != want {
+		t.Errorf("decodeError:\n got: %v\nwant: %s", err, want)
+	}
+	checkUserError(t, err)
+}

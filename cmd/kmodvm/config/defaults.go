@@ -1,0 +1,92 @@
+package config
+
+import "time"
+
+// FileName is the name of the project config file LoadDefault looks for.
+const FileName = "kmodvm.yaml"
+
+// Values of the enumerated settings.
+const (
+	AccelAuto = "auto"
+	AccelKVM  = "kvm"
+	AccelTCG  = "tcg"
+
+	URISystem  = "qemu:///system"
+	URISession = "qemu:///session"
+
+	SuiteSid    = "sid"
+	SuiteTrixie = "trixie"
+
+	InitTiny    = "tiny"
+	InitSystemd = "systemd"
+
+	// SourcePackageName is the kernel.source value that selects the suite's linux-source package.
+	SourcePackageName = "package"
+
+	BaseSmall     = "small"
+	BaseDefconfig = "defconfig"
+
+	BuildAuto  = "auto"
+	BuildGuest = "guest"
+	BuildHost  = "host"
+)
+
+// Default returns the settings used when kmodvm.yaml is absent or leaves a key out.
+// Path and Dir are empty; Module.Dir is "." (Load and LoadDefault resolve it).
+func Default() Config {
+	return Config{
+		Name: "kmodvm",
+		VM: VM{
+			Memory: 2048,
+			CPUs:   1,
+			Accel:  AccelAuto,
+			Port:   0,
+			URI:    URISystem,
+		},
+		Image: Image{
+			Suite:  SuiteSid,
+			Mirror: "http://deb.debian.org/debian",
+			Init:   InitTiny,
+		},
+		Kernel: Kernel{
+			Source: SourcePackageName,
+			Base:   BaseSmall,
+		},
+		Module: Module{
+			Dir:     ".",
+			Build:   BuildAuto,
+			Timeout: 2 * time.Minute,
+		},
+	}
+}
+
+// ExampleYAML is a complete kmodvm.yaml with every key at its default value and a comment
+// saying what it means. README.md embeds it; a test checks that it loads to Default().
+const ExampleYAML = `# kmodvm.yaml: project settings for kmodvm. Every key is optional; flags override them.
+name: kmodvm              # VM name: [a-z0-9][a-z0-9-]{0,39}
+vm:
+  memory: 2048            # MiB, 256..65536
+  cpus: 1                 # 1..64
+  accel: auto             # auto|kvm|tcg
+  port: 0                 # host SSH forward port on 127.0.0.1; 0 = pick a free one; else 1024..65535
+  uri: qemu:///system     # libvirt URI (qemu:///system or qemu:///session)
+image:
+  suite: sid              # sid|trixie
+  mirror: http://deb.debian.org/debian
+  packages: []            # extra Debian packages in the guest/toolchain root, e.g. [strace, gdb]
+  init: tiny              # tiny (a tiny init that starts sshd) | systemd
+kernel:
+  source: package         # "package" (the suite's linux-source), a local kernel tree path,
+                          # or a tarball path or http(s) URL (.tar, .tar.gz, .tgz, .tar.xz, ...)
+  sha256: ""              # required (64 hex digits) when source is a tarball; an error otherwise
+  base: small             # small|defconfig
+  fragments: []           # each: an inline "CONFIG_X=y" / "# CONFIG_X is not set" line,
+                          # an in-tree name like "kvm_guest.config",
+                          # or a file path such as "./debug.config" (relative to this file)
+  jobs: 0                 # make -j; 0 = number of CPUs
+module:
+  dir: .                  # default module dir for run/sync (relative to this file)
+  params: []              # "name=value" module parameters for insmod
+  build: auto             # auto|guest|host
+  timeout: 2m             # how long a load may take before the guest is judged hung
+`
