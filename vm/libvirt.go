@@ -1,0 +1,113 @@
+package vm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/digitalocean/go-libvirt"
+	"github.com/digitalocean/go-libvirt/socket/dialers"
+)
+
+// Libvirt is the part of a libvirt connection the Driver uses. *libvirt.Libvirt from
+// github.com/digitalocean/go-libvirt implements it; tests use a stateful fake.
+//
+// go-libvirt calls take no context: the Driver checks its context between calls.
+type Libvirt interface {
+	DomainLookupByName(name string) (libvirt.Domain, error)
+	DomainDefineXML(xml string) (libvirt.Domain, error)
+	DomainCreate(d libvirt.Domain) error
+	DomainGetState(d libvirt.Domain, flags uint32) (state int32, reason int32, err error)
+	DomainDestroy(d libvirt.Domain) error
+	DomainUndefineFlags(d libvirt.Domain, flags libvirt.DomainUndefineFlagsValues) error
+	DomainGetXMLDesc(d libvirt.Domain, flags libvirt.DomainXMLFlags) (string, error)
+	ConnectGetCapabilities() (string, error)
+	ConnectGetLibVersion() (uint64, error)
+	Disconnect() error
+}
+
+var _ Libvirt = (*libvirt.Libvirt)(nil)
+
+// Well-known libvirt URIs.
+const (
+	URISystem  = "qemu:///system"
+	URISession = "qemu:///session"
+)
+
+// connectTimeout bounds dialing the libvirt socket.
+const connectTimeout = 10 * time.Second
+
+// Connect opens a connection to the libvirt daemon behind uri. qemu:///system and
+// qemu:///session are dialed on their local unix sockets (a "?socket=PATH" query overrides
+// the path); other URIs (qemu+ssh://, qemu+tcp://, qemu+tls://) go through go-libvirt's own
+// dialers. When the local daemon is not running, the error says how to start it.
+func Connect(ctx context.Context, uri string) (*libvirt.Libvirt, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("connect to libvirt %s: %w", uri, err)
+	}
+	u, err := url.Parse(uri)
+	if err != nil {
+		return nil, fmt.Errorf("connect to libvirt: bad URI %q: %w", uri, err)
+	}
+	if u.Scheme != "qemu" || u.Host != "" {
+		l, err := libvirt.ConnectToURI(u)
+		if err != nil {
+			return nil, fmt.Errorf("connect to libvirt %s: %w", uri, err)
+		}
+		return l, nil
+	}
+
+	sock, remote, hint, err := localSocket(u)
+	if err != nil {
+		return nil, err
+	}
+	l := libvirt.NewWithDialer(dialers.NewLocal(dialers.WithSocket(sock), dialers.WithLocalTimeout(connectTimeout)))
+	if err := l.ConnectToURI(remote); err != nil {
+		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
+			return nil, fmt.Errorf("connect to libvirt %s: libvirtd is not running (nothing listens on %s: %w).\nhint: %s", uri, sock, err, hint)
+		}
+		if errors.Is(err, syscall.EACCES) {
+			return nil, fmt.Errorf("connect to libvirt %s: permission denied on %s: %w.\nhint: run kmodvm as root or as a member of the 'libvirt' group, or connect to %s instead", uri, sock, err, URISession)
+		}
+		return nil, fmt.Errorf("connect to libvirt %s via %s: %w", uri, sock, err)
+	}
+	if err := ctx.Err(); err != nil {
+		_ = l.Disconnect()
+		return nil, fmt.Errorf("connect to libvirt %s: %w", uri, err)
+	}
+	return l, nil
+}
+
+// localSocket returns the unix socket for a local qemu URI, the URI to ask the daemon for, and
+// the hint telling how to start that daemon.
+func localSocket(u *url.URL) (sock string, remote libvirt.ConnectURI, hint string, err error) {
+	switch u.Path {
+	case "/system":
+		sock = "/var/run/libvirt/libvirt-sock"
+		remote = libvirt.QEMUSystem
+		hint = "start it with 'libvirtd -d' and 'virtlogd -d' (or 'systemctl start libvirtd')"
+	case "/session":
+		dir := os.Getenv("XDG_RUNTIME_DIR")
+		if dir == "" {
+			home, herr := os.UserHomeDir()
+			if herr != nil {
+				return "", "", "", fmt.Errorf("connect to libvirt %s: neither XDG_RUNTIME_DIR nor HOME is set, cannot find the session socket", u)
+			}
+			dir = filepath.Join(home, ".cache")
+		}
+		sock = filepath.Join(dir, "libvirt", "libvirt-sock")
+		remote = libvirt.QEMUSession
+		hint = "start the per-user daemon as this user with 'libvirtd -d --timeout=600' (virsh -c qemu:///session does it on demand)"
+	default:
+		return "", "", "", fmt.Errorf("connect to libvirt: unsupported URI %q: use %s or %s", u, URISystem, URISession)
+	}
+	if s := u.Query().Get("socket"); s != "" {
+		sock = s
+	}
+	return sock, remote, hint, nil
+}
