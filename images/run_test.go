@@ -1,0 +1,91 @@
+package images
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestBwrapArgs(t *testing.T) {
+	t.Setenv("PATH", "/home/u/.cargo/bin:/usr/bin")
+	opt := RunOptions{
+		Binds: []Bind{{Host: "/src/mod", Guest: "/work"}, {Host: "/cache/k", Guest: "/kdir", ReadOnly: true}},
+		Dir:   "/work",
+		Env:   []string{"LLVM=1", "EMPTY="},
+	}
+	got, err := bwrapArgs("/cache/roots/h/root", false, nil, opt, []string{"make", "-j2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"--bind", "/cache/roots/h/root", "/",
+		"--proc", "/proc", "--dev", "/dev", "--ro-bind", "/sys", "/sys", "--tmpfs", "/tmp",
+		"--unshare-pid", "--die-with-parent", "--clearenv",
+		"--setenv", "HOME", "/root", "--setenv", "PATH", GuestPath, "--setenv", "LANG", "C.UTF-8",
+		"--setenv", "LLVM", "1", "--setenv", "EMPTY", "",
+		"--bind", "/src/mod", "/work", "--ro-bind", "/cache/k", "/kdir",
+		"--chdir", "/work", "--", "make", "-j2",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("bwrapArgs:\n got %q\nwant %q", got, want)
+	}
+	if strings.Contains(strings.Join(got, " "), ".cargo") {
+		t.Errorf("host PATH leaked into %q", got)
+	}
+}
+
+func TestBwrapArgsReadOnlyAndDefaults(t *testing.T) {
+	got, err := bwrapArgs("/r", true, []string{"--tmpfs", "/run"}, RunOptions{}, []string{"true"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := strings.Join(got, " ")
+	for _, want := range []string{"--ro-bind /r / ", "--tmpfs /run --chdir / -- true"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("args %q lack %q", s, want)
+		}
+	}
+}
+
+func TestBwrapArgsErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		root string
+		opt  RunOptions
+		argv []string
+	}{
+		{"no command", "/r", RunOptions{}, nil},
+		{"relative root", "r", RunOptions{}, []string{"true"}},
+		{"bad env", "/r", RunOptions{Env: []string{"NOEQUALS"}}, []string{"true"}},
+		{"relative bind", "/r", RunOptions{Binds: []Bind{{Host: "src", Guest: "/src"}}}, []string{"true"}},
+		{"relative dir", "/r", RunOptions{Dir: "work"}, []string{"true"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := bwrapArgs(tt.root, false, nil, tt.opt, tt.argv); err == nil {
+				t.Errorf("no error")
+			}
+		})
+	}
+}
+
+func TestCommandInvalidOptionsFailsStart(t *testing.T) {
+	r := &Root{Dir: "/nonexistent"}
+	cmd := r.Command(context.Background(), RunOptions{Env: []string{"BAD"}}, "true")
+	if err := cmd.Start(); err == nil || !strings.Contains(err.Error(), "KEY=VALUE") {
+		t.Fatalf("Start() = %v, want the option error", err)
+	}
+}
+
+func TestFirstLine(t *testing.T) {
+	for in, want := range map[string]string{
+		"rustc 1.97.1 (x)\n":                     "rustc 1.97.1 (x)",
+		"\n  Debian clang version 21\nTarget: x": "Debian clang version 21",
+		"":                                       "",
+	} {
+		if got := firstLine(in); got != want {
+			t.Errorf("firstLine(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
