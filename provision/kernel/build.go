@@ -1,0 +1,546 @@
+package kernel
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/kmodvm/kmodvm/images"
+	"github.com/kmodvm/kmodvm/provision/kconfig"
+)
+
+// GuestTree is the absolute path of the kernel build tree, identical in the toolchain root
+// on the host (bind mount) and in the guest, so out-of-tree module builds see the same paths
+// and produce the same .ko in both places.
+const GuestTree = "/usr/src/kmodvm/linux"
+
+// recipe is bumped whenever the way a kernel is built or staged changes.
+const recipe = "kernel-v2"
+
+// Root is the toolchain root the kernel is built in (images.Root satisfies it).
+type Root interface {
+	Command(ctx context.Context, opt images.RunOptions, argv ...string) *exec.Cmd
+	Versions(ctx context.Context) (map[string]string, error)
+}
+
+// Progress is what a long build reports.
+type Progress struct {
+	Phase   string // "config", "build", "install", "stage"
+	Step    int    // make steps seen so far
+	Total   int    // expected steps (from the previous build of this tree; 0 = unknown)
+	Current string // e.g. "CC kernel/fork.o"
+	Elapsed time.Duration
+}
+
+// Builder builds kernels for one toolchain root.
+type Builder struct {
+	Root     Root
+	RootHash string
+	Cache    string // the kernels cache directory
+	Jobs     int
+	Log      *slog.Logger
+	Progress func(Progress) // may be nil
+}
+
+// Request is one kernel to build.
+type Request struct {
+	Source Source
+	Config ConfigSpec
+}
+
+// Result is a built kernel in the cache.
+type Result struct {
+	Dir        string            `json:"-"`
+	Key        string            `json:"key"`
+	Release    string            `json:"release"`
+	ConfigHash string            `json:"config_hash"`
+	SourceID   string            `json:"source"`
+	Base       string            `json:"base"`
+	Toolchain  map[string]string `json:"toolchain"`
+	BuildTime  time.Duration     `json:"build_time_ns"`
+	Cached     bool              `json:"-"`
+}
+
+// Paths inside a result entry.
+func (r *Result) Bzimage() string    { return filepath.Join(r.Dir, "bzImage") }
+func (r *Result) ConfigFile() string { return filepath.Join(r.Dir, "config") }
+func (r *Result) ModulesDir() string {
+	return filepath.Join(r.Dir, "modules", "lib", "modules", r.Release)
+}
+func (r *Result) KDir() string { return filepath.Join(r.Dir, "kdir") }
+func (r *Result) Log() string  { return filepath.Join(r.Dir, "build.log") }
+
+// Extras are the trees the guest disk gets from this kernel.
+func (r *Result) Extras() []images.Tree {
+	return []images.Tree{
+		{Src: r.ModulesDir(), Dst: "/lib/modules/" + r.Release},
+		{Src: r.KDir(), Dst: GuestTree},
+	}
+}
+
+// prepared is a source unpacked into its build tree, with its identity.
+type prepared struct {
+	tree      string // host path of the build tree
+	slot      string
+	sourceID  string
+	plan      *ConfigPlan
+	key       string
+	toolchain map[string]string
+}
+
+func (b *Builder) logger() *slog.Logger {
+	if b.Log == nil {
+		return slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return b.Log
+}
+
+func (b *Builder) report(p Progress) {
+	if b.Progress != nil {
+		b.Progress(p)
+	}
+}
+
+// prepare makes sure the source is unpacked in its build tree and computes the cache key.
+func (b *Builder) prepare(ctx context.Context, req Request) (*prepared, error) {
+	var pkgName, sourceID, tarball string
+	switch req.Source.Kind {
+	case SourcePackage:
+		name, version, tb, err := packageSource(ctx, b.Root)
+		if err != nil {
+			return nil, err
+		}
+		pkgName, tarball, sourceID = name, tb, "package:"+name+"="+version
+	case SourceTarball:
+		sourceID = "tarball:" + req.Source.SHA256
+	case SourceTree:
+		id, err := treeIdentity(ctx, req.Source.Path)
+		if err != nil {
+			return nil, err
+		}
+		sourceID = "tree:" + req.Source.Path + "@" + id
+	default:
+		return nil, fmt.Errorf("unknown kernel source kind %q", req.Source.Kind)
+	}
+	p := &prepared{slot: req.Source.treeSlot(b.RootHash, pkgName), sourceID: sourceID}
+	p.tree = filepath.Join(b.Cache, "trees", p.slot)
+	if err := b.unpack(ctx, req.Source, p, tarball); err != nil {
+		return nil, err
+	}
+	plan, err := PlanConfig(req.Config, p.tree, sourceID)
+	if err != nil {
+		return nil, err
+	}
+	p.plan = plan
+	if p.toolchain, err = b.toolchain(ctx); err != nil {
+		return nil, err
+	}
+	p.key = shortHash(recipe, sourceID, plan.InputHash, string(plan.Merged.Bytes()), versionsString(p.toolchain))
+	return p, nil
+}
+
+func versionsString(v map[string]string) string {
+	keys := make([]string, 0, len(v))
+	for k := range v {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var s strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&s, "%s=%s\n", k, v[k])
+	}
+	return s.String()
+}
+
+// toolchain returns the root's tool versions, remembered per root (a root never changes).
+func (b *Builder) toolchain(ctx context.Context) (map[string]string, error) {
+	path := filepath.Join(b.Cache, "toolchains", b.RootHash+".json")
+	var v map[string]string
+	if data, err := os.ReadFile(path); err == nil && json.Unmarshal(data, &v) == nil && len(v) > 0 {
+		return v, nil
+	}
+	v, err := b.Root.Versions(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read toolchain versions: %w", err)
+	}
+	data, _ := json.MarshalIndent(v, "", "  ")
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err == nil {
+		_ = writeFileAtomic(path, data, 0o644)
+	}
+	return v, nil
+}
+
+// unpack fills the build tree from the source once; a tree from another source identity
+// (package upgraded, tarball changed) is replaced. A local tree is mirrored every time.
+func (b *Builder) unpack(ctx context.Context, src Source, p *prepared, tarball string) error {
+	marker := filepath.Join(p.tree, ".kmodvm-source")
+	if src.Kind == SourceTree {
+		if err := os.MkdirAll(p.tree, 0o755); err != nil {
+			return err
+		}
+		return mirrorTree(src.Path, p.tree)
+	}
+	if data, err := os.ReadFile(marker); err == nil && string(data) == p.sourceID {
+		return nil
+	}
+	b.report(Progress{Phase: "unpack", Current: "unpacking kernel source"})
+	if err := os.RemoveAll(p.tree); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(p.tree, 0o755); err != nil {
+		return err
+	}
+	binds := []images.Bind{{Host: p.tree, Guest: GuestTree}}
+	inside := tarball
+	if src.Kind == SourceTarball {
+		local, err := fetchTarball(ctx, src, filepath.Join(b.Cache, "downloads"))
+		if err != nil {
+			return err
+		}
+		inside = "/tmp/kmodvm-source.tar"
+		binds = append(binds, images.Bind{Host: local, Guest: inside, ReadOnly: true})
+	}
+	var out strings.Builder
+	cmd := b.Root.Command(ctx, runOptions(binds, GuestTree, nil, &out, &out),
+		"tar", "-xf", inside, "-C", GuestTree, "--strip-components=1", "--no-same-owner")
+	if err := cmd.Run(); err != nil {
+		os.RemoveAll(p.tree)
+		return fmt.Errorf("unpack kernel source: %w\n%s", err, lastLines(out.String(), 10))
+	}
+	return os.WriteFile(marker, []byte(p.sourceID), 0o644)
+}
+
+// Lookup returns the cached build for req, or nil when there is none.
+func (b *Builder) Lookup(ctx context.Context, req Request) (*Result, error) {
+	p, err := b.prepare(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return b.cached(p.key)
+}
+
+func (b *Builder) cached(key string) (*Result, error) {
+	dir := filepath.Join(b.Cache, "builds", key)
+	data, err := os.ReadFile(filepath.Join(dir, "info.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var r Result
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, fmt.Errorf("read cached kernel %s: %w; hint: remove %s", key, err, dir)
+	}
+	r.Dir = dir
+	r.Cached = true
+	return &r, nil
+}
+
+// ConfigCheck is what `kmodvm kernel config` prints.
+type ConfigCheck struct {
+	Plan    *ConfigPlan
+	Final   *kconfig.Config
+	Changes []kconfig.Change
+	Report  kconfig.Report
+	Tree    string
+}
+
+// CheckConfig generates the final config and verifies it, without building.
+func (b *Builder) CheckConfig(ctx context.Context, req Request) (*ConfigCheck, error) {
+	p, err := b.prepare(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	unlock, err := lockFile(ctx, filepath.Join(b.Cache, "trees", p.slot+".lock"))
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if err := b.gate(ctx, p.tree); err != nil {
+		return nil, err
+	}
+	if err := Precheck(p.plan, p.tree); err != nil {
+		return nil, err
+	}
+	b.report(Progress{Phase: "config", Current: "make allnoconfig/olddefconfig"})
+	final, err := b.GenerateConfig(ctx, p.plan, p.tree, ".kmodvm-check.config")
+	if err != nil {
+		return nil, err
+	}
+	base, err := b.BaseConfig(ctx, p.plan, p.tree)
+	if err != nil {
+		return nil, err
+	}
+	rep, err := b.Verify(ctx, p.plan, final, p.tree)
+	if err != nil {
+		return nil, err
+	}
+	return &ConfigCheck{Plan: p.plan, Final: final, Changes: kconfig.Diff(base, final), Report: rep, Tree: p.tree}, nil
+}
+
+// Build returns the cached kernel for req or builds it: toolchain gate, config, verify,
+// make, install, stage. Only a complete build becomes a cache entry.
+func (b *Builder) Build(ctx context.Context, req Request) (*Result, error) {
+	start := time.Now()
+	p, err := b.prepare(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	if r, err := b.cached(p.key); r != nil || err != nil {
+		return r, err
+	}
+	unlock, err := lockFile(ctx, filepath.Join(b.Cache, "trees", p.slot+".lock"))
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if r, err := b.cached(p.key); r != nil || err != nil { // built while we waited
+		return r, err
+	}
+	if err := b.gate(ctx, p.tree); err != nil {
+		return nil, err
+	}
+	if err := Precheck(p.plan, p.tree); err != nil {
+		return nil, err
+	}
+	b.report(Progress{Phase: "config", Current: "generating .config", Elapsed: time.Since(start)})
+	final, err := b.GenerateConfig(ctx, p.plan, p.tree, ".config")
+	if err != nil {
+		return nil, err
+	}
+	rep, err := b.Verify(ctx, p.plan, final, p.tree)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.verifyError(ctx, p.tree, rep); err != nil {
+		return nil, err
+	}
+
+	logPath := filepath.Join(b.Cache, "logs", p.key+".log")
+	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
+		return nil, err
+	}
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	b.logger().Info("building kernel", "tree", p.tree, "log", logPath, "key", p.key)
+	if err := b.makeWithProgress(ctx, p.tree, logf, start); err != nil {
+		return nil, err
+	}
+	release, err := b.kernelRelease(ctx, p.tree)
+	if err != nil {
+		return nil, err
+	}
+
+	// Assemble the entry under a temporary name; rename it into place last.
+	builds := filepath.Join(b.Cache, "builds")
+	if err := os.MkdirAll(builds, 0o755); err != nil {
+		return nil, err
+	}
+	tmp, err := os.MkdirTemp(builds, ".tmp-"+p.key+"-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	b.report(Progress{Phase: "install", Current: "modules_install", Elapsed: time.Since(start)})
+	modules := filepath.Join(tmp, "modules")
+	if err := os.MkdirAll(modules, 0o755); err != nil {
+		return nil, err
+	}
+	if err := b.make(ctx, p.tree, []images.Bind{{Host: modules, Guest: "/tmp/kmodvm-modules"}}, nil,
+		"modules_install", "INSTALL_MOD_PATH=/tmp/kmodvm-modules"); err != nil {
+		return nil, fmt.Errorf("install kernel modules: %w", err)
+	}
+	modDir := filepath.Join(modules, "lib", "modules", release)
+	for _, l := range []string{"build", "source"} {
+		os.Remove(filepath.Join(modDir, l))
+	}
+	if err := os.Symlink(GuestTree, filepath.Join(modDir, "build")); err != nil {
+		return nil, err
+	}
+	if err := copyFile(filepath.Join(p.tree, "arch/x86/boot/bzImage"), filepath.Join(tmp, "bzImage")); err != nil {
+		return nil, fmt.Errorf("copy bzImage: %w", err)
+	}
+	if err := copyFile(filepath.Join(p.tree, ".config"), filepath.Join(tmp, "config")); err != nil {
+		return nil, err
+	}
+	b.report(Progress{Phase: "stage", Current: "staging the module build tree", Elapsed: time.Since(start)})
+	if err := StageKDir(p.tree, filepath.Join(tmp, "kdir")); err != nil {
+		return nil, fmt.Errorf("stage kernel build tree: %w", err)
+	}
+	res := &Result{
+		Key: p.key, Release: release, ConfigHash: final.Hash(), SourceID: p.sourceID,
+		Base: p.plan.Base, Toolchain: p.toolchain, BuildTime: time.Since(start),
+	}
+	data, _ := json.MarshalIndent(res, "", "  ")
+	if err := os.WriteFile(filepath.Join(tmp, "info.json"), data, 0o644); err != nil {
+		return nil, err
+	}
+	logf.Close()
+	if err := copyFile(logPath, filepath.Join(tmp, "build.log")); err != nil {
+		return nil, err
+	}
+	final2 := filepath.Join(builds, p.key)
+	if err := os.Rename(tmp, final2); err != nil {
+		return nil, fmt.Errorf("store kernel build: %w", err)
+	}
+	res.Dir = final2
+	return res, nil
+}
+
+// gate is the toolchain check before any long work: `make rustavailable`.
+func (b *Builder) gate(ctx context.Context, tree string) error {
+	out, err := b.rustAvailable(ctx, tree)
+	if err != nil {
+		return fmt.Errorf("the toolchain root cannot build Rust kernel code; `make LLVM=1 rustavailable` says:\n%s\nhint: the image's rustc, bindgen and libclang must match this kernel version; try image.suite sid with its linux-source, or see Documentation/rust/quick-start.rst", indent(out))
+	}
+	return nil
+}
+
+func (b *Builder) rustAvailable(ctx context.Context, tree string) (string, error) {
+	var out strings.Builder
+	err := b.makeTo(ctx, tree, nil, nil, &out, "rustavailable")
+	return out.String(), err
+}
+
+func (b *Builder) kernelRelease(ctx context.Context, tree string) (string, error) {
+	var out strings.Builder
+	if err := b.makeTo(ctx, tree, nil, nil, &out, "-s", "kernelrelease"); err != nil {
+		return "", fmt.Errorf("make kernelrelease: %w", err)
+	}
+	rel := strings.TrimSpace(out.String())
+	if rel == "" || strings.ContainsAny(rel, "/ \n") {
+		return "", fmt.Errorf("make kernelrelease printed %q", out.String())
+	}
+	return rel, nil
+}
+
+// make runs make in the build tree; its output lands in the error on failure.
+func (b *Builder) make(ctx context.Context, tree string, binds []images.Bind, env []string, args ...string) error {
+	var out strings.Builder
+	if err := b.makeTo(ctx, tree, binds, env, &out, args...); err != nil {
+		return fmt.Errorf("%w\n%s", err, lastLines(out.String(), 20))
+	}
+	return nil
+}
+
+func (b *Builder) makeTo(ctx context.Context, tree string, binds []images.Bind, env []string, out io.Writer, args ...string) error {
+	argv := append([]string{"make", "LLVM=1", "ARCH=x86_64"}, args...)
+	cmd := b.Root.Command(ctx, runOptions(append([]images.Bind{{Host: tree, Guest: GuestTree}}, binds...), GuestTree, env, out, out), argv...)
+	return cmd.Run()
+}
+
+var stepRe = regexp.MustCompile(`^  ([A-Z][A-Z0-9_]*(?: [A-Z])?)\s+(\S+)`)
+
+// makeWithProgress runs the full build, teeing output to the log and reporting steps.
+func (b *Builder) makeWithProgress(ctx context.Context, tree string, logf io.Writer, start time.Time) error {
+	countFile := filepath.Join(tree, ".kmodvm-steps")
+	total := 0
+	if data, err := os.ReadFile(countFile); err == nil {
+		total, _ = strconv.Atoi(strings.TrimSpace(string(data)))
+	}
+	jobs := b.Jobs
+	if jobs <= 0 {
+		jobs = runtime.NumCPU()
+	}
+	pr, pw := io.Pipe()
+	done := make(chan struct{})
+	steps := 0
+	var tail []string
+	go func() {
+		defer close(done)
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 64*1024), 1024*1024)
+		for sc.Scan() {
+			line := sc.Text()
+			fmt.Fprintln(logf, line)
+			tail = append(tail, line)
+			if len(tail) > 40 {
+				tail = tail[1:]
+			}
+			if m := stepRe.FindStringSubmatch(line); m != nil {
+				steps++
+				b.report(Progress{Phase: "build", Step: steps, Total: total, Current: m[1] + " " + m[2], Elapsed: time.Since(start)})
+			}
+		}
+		io.Copy(io.Discard, pr)
+	}()
+	err := b.makeTo(ctx, tree, nil, nil, pw, fmt.Sprintf("-j%d", jobs), "all")
+	pw.Close()
+	<-done
+	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("kernel build interrupted: %w", ctx.Err())
+		}
+		msg := strings.Join(tail, "\n")
+		hint := "hint: full log in " + logPathOf(logf)
+		if strings.Contains(msg, "No space left on device") {
+			hint = "hint: the disk is full; free space under " + b.Cache + " and run again (the cache was not touched). Full log in " + logPathOf(logf)
+		}
+		return fmt.Errorf("kernel build failed: %w; last lines:\n%s\n%s", err, indent(lastLines(msg, 15)), hint)
+	}
+	if total == 0 || steps > total {
+		_ = os.WriteFile(countFile, []byte(strconv.Itoa(steps)), 0o644)
+	}
+	return nil
+}
+
+func logPathOf(w io.Writer) string {
+	if f, ok := w.(*os.File); ok {
+		return f.Name()
+	}
+	return "the build log"
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func runOptions(binds []images.Bind, dir string, env []string, stdout, stderr io.Writer) images.RunOptions {
+	return images.RunOptions{Binds: binds, Dir: dir, Env: env, Stdout: stdout, Stderr: stderr}
+}
+
+// lockFile takes an exclusive flock, waiting for ctx.
+func lockFile(ctx context.Context, path string) (func(), error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err == nil {
+			return func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+	}
+}

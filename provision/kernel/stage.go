@@ -1,0 +1,98 @@
+package kernel
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// StageKDir copies from a built kernel tree what an out-of-tree module build reads (in the
+// style of a distro's linux-headers, plus the Rust metadata those lack): the headers outside drivers/, the
+// Makefiles and Kconfig files, scripts/ with its built host tools, include/ (generated
+// headers and config), .config, Module.symvers, objtool, and from rust/ the .rmeta files
+// and proc-macro libraries. Sources, objects and the vmlinux are left out. The result is a
+// tree in in-tree layout that `make -C DST M=...` builds against, producing the same .ko as
+// the full tree.
+func StageKDir(tree, dst string) error {
+	if _, err := os.Stat(filepath.Join(tree, "Module.symvers")); err != nil {
+		return fmt.Errorf("%s has no Module.symvers: the kernel build did not finish", tree)
+	}
+	err := filepath.Walk(tree, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(tree, p)
+		if rel == "." {
+			return os.MkdirAll(dst, 0o755)
+		}
+		if fi.IsDir() {
+			if skipDir(rel) {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !keepFile(rel) {
+			return nil
+		}
+		out := filepath.Join(dst, rel)
+		if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+			return err
+		}
+		if fi.Mode()&os.ModeSymlink != 0 {
+			target, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			return os.Symlink(target, out)
+		}
+		if !fi.Mode().IsRegular() {
+			return nil
+		}
+		return copyFile(p, out)
+	})
+	if err != nil {
+		return err
+	}
+	// kbuild would run syncconfig if .config looked newer than auto.conf.
+	now := time.Now()
+	return os.Chtimes(filepath.Join(dst, "include/config/auto.conf"), now, now)
+}
+
+func skipDir(rel string) bool {
+	switch rel {
+	case ".git", "Documentation", "LICENSES", "usr", "samples", "virt", "sound", "certs":
+		return true
+	}
+	// From tools/ only objtool's binary is needed.
+	return strings.HasPrefix(rel, "tools/") && rel != "tools/objtool"
+}
+
+func keepFile(rel string) bool {
+	base := filepath.Base(rel)
+	dir := filepath.Dir(rel)
+	switch rel {
+	case ".config", "Module.symvers", "tools/objtool/objtool":
+		return true
+	}
+	if strings.HasPrefix(rel, "tools/") {
+		return false
+	}
+	if strings.HasSuffix(base, ".o") || strings.HasSuffix(base, ".cmd") || strings.HasPrefix(base, ".tmp") {
+		return false
+	}
+	switch {
+	case strings.HasPrefix(rel, "scripts/"), strings.HasPrefix(rel, "include/"), strings.HasPrefix(rel, "arch/x86/include/"):
+		return true
+	case dir == "rust":
+		return strings.HasSuffix(base, ".rmeta") || (strings.HasPrefix(base, "lib") && strings.HasSuffix(base, ".so")) || base == "Makefile"
+	case strings.HasSuffix(base, ".h"):
+		// Like a distro's linux-headers: drivers' private headers (hundreds of MB of GPU
+		// and NIC register dumps) are not an out-of-tree module's business.
+		return !strings.HasPrefix(rel, "drivers/")
+	case strings.HasPrefix(base, "Makefile"), strings.HasPrefix(base, "Kbuild"), strings.HasPrefix(base, "Kconfig"):
+		return true
+	}
+	return false
+}
