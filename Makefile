@@ -1,0 +1,47 @@
+# kmodvm — see README.md. Everything here runs as root on a Debian/Ubuntu host.
+export PATH := /usr/local/go/bin:$(HOME)/go/bin:$(PATH)
+# Image and kernel caches live outside the clone, in a fixed place, so every run on this
+# machine (and CI) reuses them. VM state of the demo goes there too.
+KMODVM_HOME ?= /var/cache/kmodvm
+export KMODVM_HOME
+# The image package's own end-to-end test shares the CLI's image cache.
+export KMODVM_TEST_CACHE ?= $(KMODVM_HOME)/cache/images
+BIN := bin/kmodvm
+
+.PHONY: all deps build test unit e2e bench demo lint clean
+all: build
+
+deps:
+	bash scripts/deps.sh
+
+build:
+	go build -o $(BIN) ./cmd/kmodvm
+
+# The whole suite: unit tests, then the tests against a real libvirtd and QEMU guest
+# (they build the image and the Rust kernel on first use; cached afterwards).
+test: deps
+	go test ./...
+	KMODVM_E2E=1 go test -p 1 -count=1 -timeout 80m -v -run 'E2E' ./...
+
+unit:
+	go test ./...
+
+e2e: deps
+	KMODVM_E2E=1 go test -p 1 -count=1 -timeout 80m -v -run 'E2E' ./...
+
+bench: deps build
+	bash scripts/bench.sh
+
+# End to end on built-in defaults: image, Rust kernel, VM, the Rust example loaded and its
+# kernel log printed.
+demo: deps build
+	$(BIN) up
+	$(BIN) run examples/rust-hello
+
+lint:
+	gofmt -l . | tee /dev/stderr | (! read)
+	go vet ./...
+	staticcheck ./...
+
+clean:
+	rm -rf bin

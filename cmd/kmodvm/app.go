@@ -1,0 +1,188 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kmodvm/kmodvm/cmd/kmodvm/config"
+	"github.com/kmodvm/kmodvm/images"
+	"github.com/kmodvm/kmodvm/provision/kernel"
+	"github.com/kmodvm/kmodvm/provision/sandbox"
+	"github.com/kmodvm/kmodvm/vm"
+)
+
+// app is what every command shares: settings (kmodvm.yaml + flags), paths, output.
+type app struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+
+	configPath string
+	name       string
+	accel      string
+	uri        string
+	verbose    bool
+	jsonOut    bool
+
+	cfg   config.Config
+	paths config.Paths
+	log   *slog.Logger
+	prog  *progress
+}
+
+func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
+	a := &app{stdin: stdin, stdout: stdout, stderr: stderr}
+	root := &cobra.Command{
+		Use:   "kmodvm",
+		Short: "A sandbox VM for Linux kernel module development, Rust first",
+		Long: `kmodvm builds a Rust-enabled kernel with a matching toolchain, boots it in a
+libvirt/QEMU sandbox, and syncs, builds, loads and judges your module there.
+
+  kmodvm up                 start the sandbox (image and kernel are built once, cached)
+  kmodvm run ./mymodule     sync, build, insmod, read the kernel log, judge, rmmod
+  kmodvm logs -f            follow the guest's kernel log
+
+Exit codes: 0 ok, 1 kmodvm failed, 2 usage or config error, 3 module did not build,
+4 module did not load, 5 the kernel reported a problem.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			if !needsSetup(cmd) {
+				return nil
+			}
+			return a.setup(cmd)
+		},
+	}
+	pf := root.PersistentFlags()
+	pf.StringVar(&a.configPath, "config", "", "config file (default: ./kmodvm.yaml if present)")
+	pf.StringVarP(&a.name, "name", "n", "", "VM name (default: kmodvm.yaml's name, else kmodvm)")
+	pf.StringVar(&a.uri, "uri", "", "libvirt URI (default: kmodvm.yaml vm.uri, else qemu:///system)")
+	pf.BoolVarP(&a.verbose, "verbose", "v", false, "log what kmodvm does to stderr")
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return withCode(exitUsage, fmt.Errorf("%w; hint: run `%s --help`", err, c.CommandPath()))
+	})
+	root.AddCommand(
+		a.upCmd(), a.downCmd(), a.destroyCmd(), a.statusCmd(), a.listCmd(),
+		a.sshCmd(), a.execCmd(), a.doctorCmd(), a.imageCmd(), a.kernelCmd(),
+		a.runCmd(), a.syncCmd(), a.logsCmd(),
+	)
+	return root
+}
+
+// needsSetup is false for cobra's help and completion commands and for command groups
+// (`kmodvm kernel`): they print help and must work whatever kmodvm.yaml says.
+func needsSetup(cmd *cobra.Command) bool {
+	if cmd.HasSubCommands() {
+		return false
+	}
+	for c := cmd; c != nil; c = c.Parent() {
+		switch c.Name() {
+		case "help", "completion", cobra.ShellCompRequestCmd, cobra.ShellCompNoDescRequestCmd:
+			return false
+		}
+	}
+	return true
+}
+
+// setup loads kmodvm.yaml, applies the global flags and resolves the paths.
+func (a *app) setup(cmd *cobra.Command) error {
+	var err error
+	if a.configPath != "" {
+		a.cfg, err = config.Load(a.configPath)
+	} else {
+		wd, werr := os.Getwd()
+		if werr != nil {
+			return werr
+		}
+		a.cfg, err = config.LoadDefault(wd)
+	}
+	if err != nil {
+		return withCode(exitUsage, err)
+	}
+	if a.name != "" {
+		a.cfg.Name = a.name
+	}
+	if a.uri != "" {
+		a.cfg.VM.URI = a.uri
+	}
+	if a.accel != "" {
+		a.cfg.VM.Accel = a.accel
+	}
+	if err := a.cfg.Validate(); err != nil {
+		return withCode(exitUsage, err)
+	}
+	home, _ := os.UserHomeDir()
+	if a.paths, err = config.ResolvePaths(os.Getenv, home); err != nil {
+		return withCode(exitUsage, err)
+	}
+	level := slog.LevelWarn
+	if a.verbose {
+		level = slog.LevelDebug
+	}
+	a.log = slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
+	a.prog = newProgress(a.stderr)
+	return nil
+}
+
+// sandboxOptions turns the settings into the sandbox's options.
+func (a *app) sandboxOptions() (sandbox.Options, error) {
+	src, err := kernel.ParseSource(a.cfg.Kernel.Source, a.cfg.Kernel.SHA256, a.cfg.Dir)
+	if err != nil {
+		return sandbox.Options{}, withCode(exitUsage, err)
+	}
+	accel, err := vm.ParseAccel(a.cfg.VM.Accel)
+	if err != nil {
+		return sandbox.Options{}, withCode(exitUsage, err)
+	}
+	return sandbox.Options{
+		State: a.paths.State, Cache: a.paths.Cache,
+		Image: images.Spec{Suite: a.cfg.Image.Suite, Mirror: a.cfg.Image.Mirror, Packages: a.cfg.Image.Packages, Init: a.cfg.Image.Init},
+		Kernel: kernel.Request{Source: src, Config: kernel.ConfigSpec{
+			Base: a.cfg.Kernel.Base, Fragments: a.cfg.Kernel.Fragments, BaseDir: a.cfg.Dir,
+		}},
+		Jobs:      a.cfg.Kernel.Jobs,
+		MemoryMiB: a.cfg.VM.Memory, CPUs: a.cfg.VM.CPUs, Accel: accel, Port: a.cfg.VM.Port,
+		Log: a.log, Status: a.prog.Status, KernelProgress: a.prog.Kernel,
+	}, nil
+}
+
+// sandbox connects to libvirt and returns the sandbox; close() disconnects.
+func (a *app) sandbox(ctx context.Context) (*sandbox.Sandbox, func(), error) {
+	opt, err := a.sandboxOptions()
+	if err != nil {
+		return nil, nil, err
+	}
+	lv, err := vm.Connect(ctx, a.cfg.VM.URI)
+	if err != nil {
+		return nil, nil, err
+	}
+	return sandbox.New(lv, opt), func() { _ = lv.Disconnect() }, nil
+}
+
+// offline returns a sandbox for work that needs no libvirt (image and kernel builds).
+func (a *app) offline() (*sandbox.Sandbox, error) {
+	opt, err := a.sandboxOptions()
+	if err != nil {
+		return nil, err
+	}
+	return sandbox.New(nil, opt), nil
+}
+
+func (a *app) printJSON(v any) error {
+	enc := json.NewEncoder(a.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func (a *app) vmName() string { return a.cfg.Name }
+
+func since(t time.Time) string { return fmt.Sprintf("%.1f s", time.Since(t).Seconds()) }

@@ -1,0 +1,157 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kmodvm/kmodvm/provision/kconfig"
+)
+
+func (a *app) imageCmd() *cobra.Command {
+	img := groupCmd("image", "Build the guest image / toolchain root")
+	img.AddCommand(&cobra.Command{
+		Use:   "build",
+		Short: "Build (or find cached) the toolchain root and guest disk for the configured kernel",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			start := time.Now()
+			sb, err := a.offline()
+			if err != nil {
+				return err
+			}
+			art, err := sb.Prepare(cmd.Context())
+			if err != nil {
+				return err
+			}
+			a.prog.Done()
+			fmt.Fprintf(a.stdout, "root:   %s\nkernel: %s (%s)\ndisk:   %s\n(%s)\n", art.Root.Dir, art.Kernel.Release, art.Kernel.Dir, art.Disk.Base, since(start))
+			return nil
+		},
+	})
+	return img
+}
+
+// configReport is `kernel config --json`.
+type configReport struct {
+	Base      string            `json:"base"`
+	Tree      string            `json:"tree"`
+	OK        bool              `json:"ok"`
+	Problems  []kconfig.Problem `json:"problems"`
+	Changes   []kconfig.Change  `json:"changes"`
+	Requested int               `json:"requested"`
+	Hash      string            `json:"config_hash"`
+}
+
+func (a *app) kernelCmd() *cobra.Command {
+	k := groupCmd("kernel", "Configure and build the sandbox kernel")
+	cfg := &cobra.Command{
+		Use:   "config",
+		Short: "Show the final kernel config's difference from the base and verify it, without building",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			sb, err := a.offline()
+			if err != nil {
+				return err
+			}
+			kb, err := sb.KernelBuilder(cmd.Context())
+			if err != nil {
+				return err
+			}
+			opt, _ := a.sandboxOptions()
+			chk, err := kb.CheckConfig(cmd.Context(), opt.Kernel)
+			if err != nil {
+				return err
+			}
+			a.prog.Done()
+			rep := configReport{
+				Base: chk.Plan.Base, Tree: chk.Tree, OK: chk.Report.Err() == nil,
+				Problems: chk.Report.Problems, Changes: chk.Changes,
+				Requested: len(chk.Plan.Requested.Symbols()), Hash: chk.Final.Hash(),
+			}
+			if rep.Problems == nil {
+				rep.Problems = []kconfig.Problem{}
+			}
+			if a.jsonOut {
+				if err := a.printJSON(rep); err != nil {
+					return err
+				}
+			} else {
+				fmt.Fprintf(a.stdout, "# base: %s; %d changes from the base:\n", rep.Base, len(rep.Changes))
+				for _, c := range rep.Changes {
+					fmt.Fprintf(a.stdout, "%-40s %s -> %s\n", "CONFIG_"+c.Symbol, orUnset(c.Old), orUnset(c.New))
+				}
+				if rep.OK {
+					fmt.Fprintf(a.stdout, "# verified: all %d requested options have their requested values (config %s)\n", rep.Requested, shortID(rep.Hash))
+				}
+			}
+			if err := chk.Report.Err(); err != nil {
+				return withCode(exitUsage, err)
+			}
+			return nil
+		},
+	}
+	cfg.Flags().BoolVar(&a.jsonOut, "json", false, "print JSON")
+	build := &cobra.Command{
+		Use:   "build",
+		Short: "Build (or find cached) the Rust-enabled kernel",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			start := time.Now()
+			sb, err := a.offline()
+			if err != nil {
+				return err
+			}
+			kb, err := sb.KernelBuilder(cmd.Context())
+			if err != nil {
+				return err
+			}
+			opt, _ := a.sandboxOptions()
+			res, err := kb.Build(cmd.Context(), opt.Kernel)
+			if err != nil {
+				return err
+			}
+			a.prog.Done()
+			how := "built"
+			if res.Cached {
+				how = "cached"
+			}
+			if a.jsonOut {
+				return a.printJSON(res)
+			}
+			fmt.Fprintf(a.stdout, "kernel %s %s in %s\n  bzImage: %s\n  config:  %s (%s)\n  kdir:    %s\n  log:     %s\n",
+				res.Release, how, since(start), res.Bzimage(), res.ConfigFile(), shortID(res.ConfigHash), res.KDir(), res.Log())
+			var tc []string
+			for _, k := range []string{"rustc", "bindgen", "clang"} {
+				if v := res.Toolchain[k]; v != "" {
+					tc = append(tc, v)
+				}
+			}
+			if len(tc) > 0 {
+				fmt.Fprintf(a.stdout, "  toolchain: %s\n", strings.Join(tc, "; "))
+			}
+			return nil
+		},
+	}
+	build.Flags().BoolVar(&a.jsonOut, "json", false, "print JSON")
+	k.AddCommand(cfg, build)
+	return k
+}
+
+// groupCmd is a command that only holds subcommands: alone it prints its help; with an
+// argument (a mistyped subcommand) it is a usage error, not a silent exit 0.
+func groupCmd(use, short string) *cobra.Command {
+	return &cobra.Command{
+		Use: use, Short: short, Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+	}
+}
+
+func orUnset(v string) string {
+	if v == "" || v == "n" {
+		return "n"
+	}
+	return v
+}

@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kmodvm/kmodvm/vm"
+)
+
+// check is one doctor finding.
+type check struct {
+	Name   string `json:"name"`
+	Status string `json:"status"` // ok | warn | fail
+	Detail string `json:"detail"`
+	Fix    string `json:"fix,omitempty"`
+}
+
+func (a *app) doctorCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "doctor",
+		Short: "Check this machine: libvirt, QEMU, KVM, image tools, disk space",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			checks := a.doctor(cmd.Context())
+			failed := false
+			for _, c := range checks {
+				failed = failed || c.Status == "fail"
+			}
+			if a.jsonOut {
+				if err := a.printJSON(checks); err != nil {
+					return err
+				}
+			} else {
+				for _, c := range checks {
+					fmt.Fprintf(a.stdout, "%-5s %-12s %s\n", c.Status, c.Name, c.Detail)
+					if c.Fix != "" && c.Status != "ok" {
+						fmt.Fprintf(a.stdout, "      %-12s fix: %s\n", "", c.Fix)
+					}
+				}
+			}
+			if failed {
+				return silentExit(exitFailure)
+			}
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&a.jsonOut, "json", false, "print JSON")
+	return c
+}
+
+func (a *app) doctor(ctx context.Context) []check {
+	var out []check
+	// libvirt
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	lv, err := vm.Connect(lctx, a.cfg.VM.URI)
+	cancel()
+	if err != nil {
+		out = append(out, check{"libvirt", "fail", firstLine(err.Error()), "start the daemons: `libvirtd -d && virtlogd -d` (or `systemctl start libvirtd virtlogd`)"})
+	} else {
+		ver, verr := lv.ConnectGetLibVersion()
+		detail := a.cfg.VM.URI + " reachable"
+		if verr == nil {
+			detail += fmt.Sprintf(" (libvirt %d.%d.%d)", ver/1000000, ver/1000%1000, ver%1000)
+		}
+		out = append(out, check{"libvirt", "ok", detail, ""})
+		_ = lv.Disconnect()
+	}
+	if _, err := os.Stat("/run/libvirt/virtlogd-sock"); err != nil && a.cfg.VM.URI == "qemu:///system" {
+		out = append(out, check{"virtlogd", "fail", "virtlogd is not running: the first domain start would fail", "start it: `virtlogd -d`"})
+	} else {
+		out = append(out, check{"virtlogd", "ok", "running", ""})
+	}
+	// tools
+	for _, t := range []struct{ bin, pkg, why string }{
+		{"qemu-system-x86_64", "qemu-system-x86", "runs the guest"},
+		{"qemu-img", "qemu-utils", "makes the disk base and overlays"},
+		{"mmdebstrap", "mmdebstrap", "builds the guest image from Debian packages"},
+		{"bwrap", "bubblewrap", "runs builds inside the toolchain root"},
+		{"mkfs.ext4", "e2fsprogs", "packs the guest root filesystem"},
+	} {
+		if p, err := exec.LookPath(t.bin); err != nil {
+			out = append(out, check{t.bin, "fail", "not found (" + t.why + ")", "apt-get install " + t.pkg})
+		} else {
+			out = append(out, check{t.bin, "ok", p, ""})
+		}
+	}
+	if p, err := exec.LookPath("passt"); err != nil {
+		out = append(out, check{"passt", "ok", "not installed; not needed: kmodvm uses QEMU user-mode networking bound to 127.0.0.1", ""})
+	} else {
+		out = append(out, check{"passt", "ok", p + " (not needed: kmodvm uses QEMU user-mode networking)", ""})
+	}
+	out = append(out, a.kvmCheck(ctx))
+	out = append(out, diskCheck(a.paths.Cache))
+	return out
+}
+
+// kvmCheck says whether KVM really runs a guest, by booting the cached kernel once.
+func (a *app) kvmCheck(ctx context.Context) check {
+	if _, err := os.Stat("/dev/kvm"); err != nil {
+		return check{"kvm", "warn", "/dev/kvm is missing: guests run under TCG (slow)", "enable virtualization in the firmware and load kvm_intel/kvm_amd"}
+	}
+	kernels, _ := filepath.Glob(filepath.Join(a.paths.Cache, "kernels", "builds", "*", "bzImage"))
+	if len(kernels) == 0 {
+		return check{"kvm", "warn", "/dev/kvm exists; whether it runs guests is checked once a kernel is built", "run `kmodvm kernel build`, then `kmodvm doctor` again"}
+	}
+	ok, detail, err := vm.ProbeKVM(ctx, vm.AccelProbe{QEMU: "qemu-system-x86_64", Kernel: kernels[0], Timeout: 30 * time.Second})
+	switch {
+	case err != nil:
+		return check{"kvm", "warn", "KVM probe failed: " + err.Error(), ""}
+	case ok:
+		return check{"kvm", "ok", "KVM runs guests; --accel auto uses it", ""}
+	}
+	return check{"kvm", "warn", "KVM is present but cannot run guests here (" + detail + "); --accel auto uses TCG", "nothing to do on this machine; on a workstation check nested virtualization"}
+}
+
+func diskCheck(dir string) check {
+	for d := dir; ; d = filepath.Dir(d) {
+		var st syscall.Statfs_t
+		if err := syscall.Statfs(d, &st); err == nil {
+			free := float64(st.Bavail) * float64(st.Bsize) / (1 << 30)
+			detail := fmt.Sprintf("%.0f GiB free under %s", free, d)
+			if free < 15 {
+				return check{"disk", "warn", detail + " (an image, a kernel tree and its build need about 15 GiB)", "free space or set KMODVM_HOME to a bigger disk"}
+			}
+			return check{"disk", "ok", detail, ""}
+		}
+		if d == "/" {
+			return check{"disk", "warn", "cannot stat " + dir, ""}
+		}
+	}
+}

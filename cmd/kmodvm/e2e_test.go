@@ -1,0 +1,197 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kmodvm/kmodvm/provision/module"
+)
+
+// The end-to-end tests drive the real CLI against a real libvirtd and QEMU guest, with
+// the Rust kernel kmodvm builds. They need root, libvirtd and virtlogd (`make deps`), and
+// run when KMODVM_E2E=1 (`make test`, and CI). Image and kernel come from the cache under
+// KMODVM_HOME (default /var/cache/kmodvm), built on first use.
+
+func e2eEnv(t *testing.T) {
+	t.Helper()
+	if os.Getenv("KMODVM_E2E") != "1" {
+		t.Skip("end-to-end test: set KMODVM_E2E=1 (make test does) to run it against libvirtd and QEMU")
+	}
+	if os.Getuid() != 0 {
+		t.Fatal("KMODVM_E2E=1 needs root (mmdebstrap, bwrap and qemu:///system)")
+	}
+	if os.Getenv("KMODVM_HOME") == "" {
+		t.Setenv("KMODVM_HOME", "/var/cache/kmodvm")
+	}
+}
+
+// cli runs kmodvm in-process and returns its exit code, stdout and stderr.
+func cli(t *testing.T, ctx context.Context, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	start := time.Now()
+	code := run(ctx, args, strings.NewReader(""), &out, &errb)
+	t.Logf("kmodvm %s -> exit %d (%.1f s)\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), code, time.Since(start).Seconds(), out.String(), errb.String())
+	return code, out.String(), errb.String()
+}
+
+func mustCLI(t *testing.T, ctx context.Context, args ...string) string {
+	t.Helper()
+	code, out, _ := cli(t, ctx, args...)
+	if code != 0 {
+		t.Fatalf("kmodvm %s: exit %d", strings.Join(args, " "), code)
+	}
+	return out
+}
+
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Dir(filepath.Dir(wd))
+}
+
+func domainExists(name string) bool {
+	return exec.Command("virsh", "-c", "qemu:///system", "dominfo", "kmodvm-"+name).Run() == nil
+}
+
+// TestE2ESandbox: image build -> up -> exec -> status -> down -> up -> Rust kernel checks ->
+// the module loop with every verdict, both build locations, a panic survived -> destroy,
+// and nothing left behind.
+func TestE2ESandbox(t *testing.T) {
+	e2eEnv(t)
+	ctx := context.Background()
+	name := fmt.Sprintf("e2e-%d", os.Getpid())
+	n := []string{"-n", name}
+	stateDir := filepath.Join(os.Getenv("KMODVM_HOME"), "state", "vms", name)
+	root := repoRoot(t)
+	t.Cleanup(func() {
+		if domainExists(name) || dirExists(stateDir) {
+			cli(t, context.Background(), append([]string{"destroy"}, n...)...)
+		}
+	})
+
+	mustCLI(t, ctx, "image", "build")
+
+	// Issue: sandbox lifecycle.
+	mustCLI(t, ctx, append([]string{"up"}, n...)...)
+	if _, err := os.Stat(filepath.Join(stateDir, "overlay.qcow2")); err != nil {
+		t.Fatalf("no overlay after up: %v", err)
+	}
+	out := mustCLI(t, ctx, append(n, "exec", "--", "uname", "-a")...)
+	if !strings.Contains(out, "-kmodvm-") {
+		t.Fatalf("uname -a does not show the kmodvm kernel: %q", out)
+	}
+	out = mustCLI(t, ctx, append(n, "status", "--json")...)
+	var st struct {
+		State         string `json:"state"`
+		Accel         string `json:"accel"`
+		KernelRelease string `json:"kernel_release"`
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("status --json: %v", err)
+	}
+	if st.State != "running" || (st.Accel != "tcg" && st.Accel != "kvm") || !strings.Contains(st.KernelRelease, "kmodvm") {
+		t.Fatalf("status --json: %s", out)
+	}
+	if code, _, _ := cli(t, ctx, append(n, "exec", "--", "sh", "-c", "exit 7")...); code != 7 {
+		t.Fatalf("exec did not pass the exit status through: got %d, want 7", code)
+	}
+	mustCLI(t, ctx, append([]string{"down"}, n...)...)
+	out = mustCLI(t, ctx, append(n, "status", "--json")...)
+	if !strings.Contains(out, `"state": "shutoff"`) {
+		t.Fatalf("after down: %s", out)
+	}
+	mustCLI(t, ctx, append([]string{"up"}, n...)...)
+
+	// Issue: the Rust kernel.
+	out = mustCLI(t, ctx, append(n, "exec", "--", "sh", "-c", "zcat /proc/config.gz | grep -x CONFIG_RUST=y")...)
+	if !strings.Contains(out, "CONFIG_RUST=y") {
+		t.Fatalf("guest kernel config has no CONFIG_RUST=y")
+	}
+	minimal := t.TempDir()
+	samples, _ := filepath.Glob(filepath.Join(os.Getenv("KMODVM_HOME"), "cache", "kernels", "trees", "*", "samples", "rust", "rust_minimal.rs"))
+	if len(samples) == 0 {
+		t.Fatal("no samples/rust/rust_minimal.rs in the kernel tree cache")
+	}
+	data, err := os.ReadFile(samples[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(minimal, "rust_minimal.rs"), data, 0o644)
+	os.WriteFile(filepath.Join(minimal, "Kbuild"), []byte("obj-m := rust_minimal.o\n"), 0o644)
+	mustCLI(t, ctx, append(n, "sync", minimal)...)
+	remote := module.RemoteDir(minimal)
+	out = mustCLI(t, ctx, append(n, "exec", "--", "sh", "-c",
+		"cd "+remote+" && make -C /lib/modules/$(uname -r)/build M="+remote+" LLVM=1 modules && insmod rust_minimal.ko && rmmod rust_minimal && dmesg | tail -n 20")...)
+	if !strings.Contains(out, "Rust minimal sample (init)") {
+		t.Fatalf("rust_minimal built in the guest did not print its init line:\n%s", out)
+	}
+
+	// Issue: the module loop.
+	runCase := func(dir string, want int, mustSee string, extra ...string) string {
+		t.Helper()
+		args := append(append([]string{"run"}, n...), extra...)
+		code, out, _ := cli(t, ctx, append(args, dir)...)
+		if code != want {
+			t.Errorf("kmodvm run %s: exit %d, want %d", dir, code, want)
+		}
+		if mustSee != "" && !strings.Contains(out, mustSee) {
+			t.Errorf("kmodvm run %s: output lacks %q", dir, mustSee)
+		}
+		return out
+	}
+	runCase(filepath.Join(root, "examples/rust-hello"), 0, "Hello from Rust! (1/2)", "--build", "host", "-p", "greetings=2")
+	runCase(filepath.Join(root, "examples/rust-hello"), 0, "Goodbye from Rust", "--build", "guest")
+	runCase(filepath.Join(root, "examples/c-hello"), 0, "Hello, kernel, from C!", "-p", "whom=kernel")
+	out = runCase(filepath.Join(root, "testdata/modules/broken-rust"), 3, "mismatched types")
+	if !strings.Contains(out, filepath.Join(root, "testdata/modules/broken-rust/broken.rs")) {
+		t.Errorf("build diagnostics do not name the host path of broken.rs")
+	}
+	runCase(filepath.Join(root, "testdata/modules/einval-c"), 4, "-EINVAL")
+	runCase(filepath.Join(root, "testdata/modules/warn-c"), 5, "WARNING")
+	runCase(filepath.Join(root, "testdata/modules/panic-c"), 5, "deliberate panic")
+	out = mustCLI(t, ctx, append(n, "status", "--json")...)
+	if !strings.Contains(out, `"state": "running"`) {
+		t.Fatalf("guest not running after the panic run: %s", out)
+	}
+	runCase(filepath.Join(root, "examples/rust-hello"), 0, "Hello from Rust!")
+	code, out, _ := cli(t, ctx, append(append([]string{"run"}, n...), "--json", filepath.Join(root, "examples/c-hello"))...)
+	var rj map[string]any
+	if code != 0 || json.Unmarshal([]byte(out), &rj) != nil || rj["verdict"] != "ok" || rj["kernel_release"] == "" {
+		t.Errorf("run --json: exit %d, %s", code, out)
+	}
+
+	// Logs: the guest's kernel log, filtered.
+	out = mustCLI(t, ctx, append(n, "logs", "--module", "c_hello")...)
+	if !strings.Contains(out, "Hello, kernel, from C!") {
+		t.Errorf("logs --module c_hello lacks the module's line:\n%s", out)
+	}
+
+	// Destroy leaves nothing behind.
+	mustCLI(t, ctx, append([]string{"destroy"}, n...)...)
+	if domainExists(name) {
+		t.Errorf("domain kmodvm-%s still defined after destroy", name)
+	}
+	if dirExists(stateDir) {
+		t.Errorf("state dir %s still there after destroy", stateDir)
+	}
+	if code, _, errOut := cli(t, ctx, append([]string{"destroy"}, n...)...); code == 0 || !strings.Contains(errOut, "no VM named") {
+		t.Errorf("destroy of a missing VM: exit %d, %q", code, errOut)
+	}
+}
+
+func dirExists(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
+}

@@ -1,0 +1,207 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kmodvm/kmodvm/provision/kmsg"
+)
+
+// logFilter selects kernel log records for `kmodvm logs`.
+type logFilter struct {
+	maxLevel int    // records at this level or more urgent (lower number); -1 = all
+	module   string // records that mention the module
+}
+
+func (f logFilter) keep(r kmsg.Record) bool {
+	if f.maxLevel >= 0 && r.Level >= 0 && r.Level > f.maxLevel {
+		return false
+	}
+	if f.module != "" && !mentionsModule(r.Text, f.module) {
+		return false
+	}
+	return true
+}
+
+// mentionsModule: pr_* in a module prints "name: ...", traces show "[name]". The kernel
+// spells module names with _ (KBUILD_MODNAME), file names often use -: either spelling of
+// name matches either spelling in the text.
+func mentionsModule(text, name string) bool {
+	for _, n := range []string{strings.ReplaceAll(name, "-", "_"), strings.ReplaceAll(name, "_", "-")} {
+		if strings.HasPrefix(text, n+":") || strings.Contains(text, "["+n+"]") || strings.Contains(text, " "+n+":") {
+			return true
+		}
+	}
+	return false
+}
+
+// logLine is `logs --json`, one object per line.
+type logLine struct {
+	Seq    uint64  `json:"seq,omitempty"`
+	Time   float64 `json:"time"`
+	Level  string  `json:"level,omitempty"`
+	Text   string  `json:"text"`
+	Source string  `json:"source"` // kmsg or console
+}
+
+func (a *app) logsCmd() *cobra.Command {
+	var (
+		follow bool
+		level  string
+		mod    string
+	)
+	c := &cobra.Command{
+		Use:   "logs",
+		Short: "Print (or follow with -f) the guest's kernel log",
+		Long: `Print the guest's kernel log from /dev/kmsg over SSH, with readable timestamps and
+levels. When SSH is down (the guest crashed or is booting) it reads the serial console
+log instead, and says so.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			f := logFilter{maxLevel: -1, module: mod}
+			if level != "" {
+				l, err := kmsg.ParseLevel(level)
+				if err != nil {
+					return withCode(exitUsage, err)
+				}
+				f.maxLevel = l
+			}
+			sb, closeLV, err := a.sandbox(ctx)
+			if err != nil {
+				return err
+			}
+			defer closeLV()
+			in, err := sb.Instance(a.vmName())
+			if err != nil {
+				return err
+			}
+			emit := a.logEmitter(f)
+			g, err := sb.Guest(ctx, a.vmName())
+			if err != nil {
+				fmt.Fprintf(a.stderr, "==> SSH to %s is not available (%v); reading the console log %s instead\n", in.Name, firstLine(err.Error()), in.ConsoleLog())
+				return followConsole(ctx, in.ConsoleLog(), follow, emit)
+			}
+			defer g.Close()
+			cmdline := "dd if=/dev/kmsg iflag=nonblock bs=65536 2>/dev/null"
+			if follow {
+				cmdline = "exec cat /dev/kmsg"
+			}
+			pr, pw := io.Pipe()
+			done := make(chan error, 1)
+			go func() {
+				_, err := g.SSH().Run(ctx, cmdline, nil, pw, io.Discard)
+				pw.CloseWithError(err)
+				done <- err
+			}()
+			sc := bufio.NewScanner(pr)
+			sc.Buffer(make([]byte, 64*1024), 1024*1024)
+			for sc.Scan() {
+				if r, ok := kmsg.ParseKmsgLine(sc.Text()); ok {
+					emit(r, "kmsg")
+				}
+			}
+			err = <-done
+			if ctx.Err() != nil {
+				return nil // Ctrl-C ends a follow
+			}
+			if err != nil && follow {
+				fmt.Fprintf(a.stderr, "==> lost SSH to the guest (%v); following the console log %s\n", firstLine(err.Error()), in.ConsoleLog())
+				return followConsole(ctx, in.ConsoleLog(), true, emit)
+			}
+			return err
+		},
+	}
+	fl := c.Flags()
+	fl.BoolVarP(&follow, "follow", "f", false, "keep printing new records")
+	fl.StringVar(&level, "level", "", "only records at this level or more urgent (emerg, alert, crit, err, warn, notice, info, debug)")
+	fl.StringVar(&mod, "module", "", "only records that mention this module")
+	fl.BoolVar(&a.jsonOut, "json", false, "one JSON object per record")
+	return c
+}
+
+func (a *app) logEmitter(f logFilter) func(kmsg.Record, string) {
+	enc := json.NewEncoder(a.stdout)
+	w := bufio.NewWriter(a.stdout)
+	return func(r kmsg.Record, source string) {
+		if !f.keep(r) {
+			return
+		}
+		if a.jsonOut {
+			l := logLine{Seq: r.Seq, Time: r.TS.Seconds(), Text: r.Text, Source: source}
+			if r.Level >= 0 {
+				l.Level = kmsg.LevelName(r.Level)
+			}
+			_ = enc.Encode(l)
+			return
+		}
+		fmt.Fprintln(w, r.Format(true))
+		w.Flush()
+	}
+}
+
+// followConsole prints the console log's kernel lines; with follow it keeps reading as the
+// file grows (and starts over if it is truncated).
+func followConsole(ctx context.Context, path string, follow bool, emit func(kmsg.Record, string)) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("read console log: %w", err)
+	}
+	defer func() { f.Close() }()
+	rd := bufio.NewReader(f)
+	var partial string
+	emitLine := func(line string) {
+		if r, ok := kmsg.ParseConsoleLine(strings.TrimRight(line, "\r\n")); ok {
+			emit(r, "console")
+		}
+	}
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		line, err := rd.ReadString('\n')
+		if err == nil {
+			emitLine(partial + line)
+			partial = ""
+			continue
+		}
+		partial += line
+		if !follow {
+			if partial != "" {
+				emitLine(partial) // the last line of a crashed guest's log may lack its newline
+			}
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		// At EOF the reader holds nothing, so the file offset is what was read. A file now
+		// shorter than that was truncated; a different file at path replaced it.
+		if st, err := os.Stat(path); err == nil {
+			cur, cerr := f.Stat()
+			off, oerr := f.Seek(0, io.SeekCurrent)
+			if cerr == nil && oerr == nil && (!os.SameFile(st, cur) || st.Size() < off) {
+				if nf, err := os.Open(path); err == nil {
+					f.Close()
+					f = nf
+					rd.Reset(f)
+					partial = ""
+				}
+			}
+		}
+	}
+}
+
+func firstLine(s string) string {
+	l, _, _ := strings.Cut(s, "\n")
+	return l
+}

@@ -1,0 +1,113 @@
+// Command kmodvm is a sandbox for Linux kernel module development, above all in Rust: it
+// builds a Rust-enabled kernel with a matching toolchain, boots it in a libvirt/QEMU guest,
+// and syncs, builds, loads and judges modules there.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+// Exit codes, documented in README.md.
+const (
+	exitOK          = 0
+	exitFailure     = 1 // kmodvm itself failed (libvirt, SSH, disk...)
+	exitUsage       = 2 // usage or config error
+	exitBuildFailed = 3 // the module did not build
+	exitLoadFailed  = 4 // the module did not load
+	exitKernelIssue = 5 // the kernel reported a problem
+)
+
+// exitError carries an exit code; its message (if any) is printed as an error.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit status %d", e.code)
+	}
+	return e.err.Error()
+}
+func (e *exitError) Unwrap() error { return e.err }
+
+func withCode(code int, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &exitError{code: code, err: err}
+}
+
+// silentExit exits with code without printing anything more (the output said it all).
+func silentExit(code int) error { return &exitError{code: code} }
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	root := newRootCmd(stdin, stdout, stderr)
+	root.SetArgs(args)
+	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil {
+		return exitOK
+	}
+	var ee *exitError
+	code := exitFailure
+	if errors.As(err, &ee) {
+		code = ee.code
+		if ee.err == nil {
+			return code
+		}
+	} else if isUsageError(err) {
+		code = exitUsage
+		err = usageError(cmd, err)
+	}
+	if ctx.Err() != nil && code == exitFailure {
+		fmt.Fprintln(stderr, "kmodvm: interrupted; nothing was left half-done (see `kmodvm status`)")
+		return 130
+	}
+	fmt.Fprintf(stderr, "kmodvm: %s\n", strings.TrimRight(err.Error(), "\n"))
+	return code
+}
+
+// isUsageError recognises cobra's own argument and flag errors. Those are never wrapping
+// errors; a wrapped one is kmodvm's (an EINVAL from a syscall says "invalid argument" too).
+func isUsageError(err error) bool {
+	if errors.Unwrap(err) != nil {
+		return false
+	}
+	msg := err.Error()
+	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand flag", "flag needs an argument", "invalid argument", "accepts ", "requires at least", "requires at most", "required flag"} {
+		if strings.Contains(msg, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// usageError turns cobra's argument errors into one paragraph with a hint (cobra puts its
+// "Did you mean this?" suggestions in a paragraph of their own).
+func usageError(cmd *cobra.Command, err error) error {
+	msg, sugg, _ := strings.Cut(err.Error(), "\n\nDid you mean this?\n")
+	if s := strings.Fields(sugg); len(s) > 0 {
+		msg += " (did you mean " + strings.Join(s, " or ") + "?)"
+	}
+	path := "kmodvm"
+	if cmd != nil {
+		path = cmd.CommandPath()
+	}
+	return fmt.Errorf("%s; hint: run `%s --help`", msg, path)
+}

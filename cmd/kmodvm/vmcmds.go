@@ -1,0 +1,265 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/kmodvm/kmodvm/provision/sandbox"
+	"github.com/kmodvm/kmodvm/vm"
+)
+
+func (a *app) upCmd() *cobra.Command {
+	var port int
+	c := &cobra.Command{
+		Use:   "up",
+		Short: "Start the sandbox VM (builds image and kernel on first use)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cmd.Flags().Changed("port") {
+				a.cfg.VM.Port = port
+			}
+			start := time.Now()
+			sb, closeLV, err := a.sandbox(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer closeLV()
+			in, c, err := sb.Up(cmd.Context(), a.vmName())
+			if err != nil {
+				return err
+			}
+			c.Close()
+			a.prog.Status(fmt.Sprintf("%s is up in %s: kernel %s (%s), ssh on 127.0.0.1:%d", in.Name, since(start), in.KernelRelease, in.Accel, in.SSHPort))
+			fmt.Fprintf(a.stdout, "%s running kernel=%s accel=%s ssh=127.0.0.1:%d\n", in.Name, in.KernelRelease, in.Accel, in.SSHPort)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&a.accel, "accel", "", "accelerator: auto, kvm or tcg (default: kmodvm.yaml vm.accel, else auto)")
+	c.Flags().IntVar(&port, "port", 0, "host port on 127.0.0.1 for the guest's SSH (0: pick a free one)")
+	return c
+}
+
+func (a *app) downCmd() *cobra.Command {
+	var timeout time.Duration
+	c := &cobra.Command{
+		Use:   "down",
+		Short: "Stop the sandbox VM (clean shutdown, then hard stop after --timeout)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			sb, closeLV, err := a.sandbox(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer closeLV()
+			if err := sb.Down(cmd.Context(), a.vmName(), timeout); err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "%s stopped\n", a.vmName())
+			return nil
+		},
+	}
+	c.Flags().DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for a clean shutdown")
+	return c
+}
+
+func (a *app) destroyCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "destroy",
+		Short: "Remove the sandbox VM: domain, disk overlay and state (caches are kept)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			sb, closeLV, err := a.sandbox(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer closeLV()
+			if err := sb.Destroy(cmd.Context(), a.vmName()); err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "%s destroyed\n", a.vmName())
+			return nil
+		},
+	}
+}
+
+func (a *app) statusCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "status",
+		Short: "Show the VM's state, accel, kernel, SSH port and uptime",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			sb, closeLV, err := a.sandbox(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer closeLV()
+			st, err := sb.Status(cmd.Context(), a.vmName())
+			if err != nil {
+				return err
+			}
+			if a.jsonOut {
+				return a.printJSON(st)
+			}
+			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintf(tw, "name:\t%s\n", st.Name)
+			fmt.Fprintf(tw, "state:\t%s\n", st.State)
+			fmt.Fprintf(tw, "accel:\t%s\n", st.Accel)
+			fmt.Fprintf(tw, "kernel:\t%s (config %s)\n", st.KernelRelease, shortID(st.ConfigHash))
+			if st.SSHPort != 0 {
+				fmt.Fprintf(tw, "ssh:\t127.0.0.1:%d\n", st.SSHPort)
+			}
+			if st.Uptime != "" {
+				fmt.Fprintf(tw, "uptime:\t%s\n", st.Uptime)
+			}
+			for _, k := range []string{"rustc", "bindgen", "clang"} {
+				if v := st.Toolchain[k]; v != "" {
+					fmt.Fprintf(tw, "%s:\t%s\n", k, v)
+				}
+			}
+			fmt.Fprintf(tw, "state dir:\t%s\n", st.StateDir)
+			if st.Problem != "" {
+				fmt.Fprintf(tw, "problem:\t%s\n", st.Problem)
+			}
+			return tw.Flush()
+		},
+	}
+	c.Flags().BoolVar(&a.jsonOut, "json", false, "print JSON")
+	return c
+}
+
+func shortID(s string) string {
+	if len(s) > 12 {
+		return s[:12]
+	}
+	return s
+}
+
+func (a *app) listCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "list",
+		Short: "List kmodvm's VMs",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			sb, closeLV, err := a.sandbox(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer closeLV()
+			all, err := sb.List(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if a.jsonOut {
+				if all == nil {
+					all = []sandbox.Status{}
+				}
+				return a.printJSON(all)
+			}
+			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tSTATE\tACCEL\tSSH\tKERNEL")
+			for _, st := range all {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t127.0.0.1:%d\t%s\n", st.Name, st.State, st.Accel, st.SSHPort, st.KernelRelease)
+			}
+			return tw.Flush()
+		},
+	}
+	c.Flags().BoolVar(&a.jsonOut, "json", false, "print JSON")
+	return c
+}
+
+func (a *app) execCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "exec -- CMD [ARG...]",
+		Short: "Run a command in the guest; exits with its status",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			sb, closeLV, err := a.sandbox(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer closeLV()
+			_, c, err := sb.Connect(cmd.Context(), a.vmName())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			line := vm.QuoteArgs(args...)
+			if len(args) == 1 {
+				line = args[0] // one word: a shell command line, as `ssh host 'cmd | grep x'`
+			}
+			code, err := c.Run(cmd.Context(), line, a.stdin, a.stdout, a.stderr)
+			if err != nil {
+				return err
+			}
+			if code != 0 {
+				return silentExit(code)
+			}
+			return nil
+		},
+	}
+}
+
+func (a *app) sshCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "ssh",
+		Short: "Open an interactive shell in the guest",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			sb, closeLV, err := a.sandbox(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer closeLV()
+			_, c, err := sb.Connect(cmd.Context(), a.vmName())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			fd := int(os.Stdin.Fd())
+			w, h := 80, 24
+			termName := os.Getenv("TERM")
+			if termName == "" {
+				termName = "xterm"
+			}
+			resize := make(chan [2]int, 1)
+			if term.IsTerminal(fd) {
+				old, err := term.MakeRaw(fd)
+				if err != nil {
+					return fmt.Errorf("set terminal to raw mode: %w", err)
+				}
+				defer term.Restore(fd, old)
+				if cw, ch, err := term.GetSize(fd); err == nil {
+					w, h = cw, ch
+				}
+				winch := make(chan os.Signal, 1)
+				signal.Notify(winch, syscall.SIGWINCH)
+				defer signal.Stop(winch)
+				go func() {
+					for range winch {
+						if cw, ch, err := term.GetSize(fd); err == nil {
+							select {
+							case resize <- [2]int{cw, ch}:
+							default:
+							}
+						}
+					}
+				}()
+			}
+			code, err := c.Shell(cmd.Context(), a.stdin, a.stdout, a.stderr, termName, w, h, resize)
+			if err != nil {
+				return err
+			}
+			if code != 0 {
+				return silentExit(code)
+			}
+			return nil
+		},
+	}
+}

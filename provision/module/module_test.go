@@ -1,0 +1,153 @@
+package module
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestDetect(t *testing.T) {
+	mk := func(files map[string]string) string {
+		dir := t.TempDir()
+		for p, s := range files {
+			os.MkdirAll(filepath.Dir(filepath.Join(dir, p)), 0o755)
+			os.WriteFile(filepath.Join(dir, p), []byte(s), 0o644)
+		}
+		return dir
+	}
+	cases := []struct {
+		name    string
+		files   map[string]string
+		modules []string
+		rust    bool
+		err     string
+	}{
+		{"rust kbuild", map[string]string{"Kbuild": "obj-m := rust_hello.o\n", "rust_hello.rs": ""}, []string{"rust_hello"}, true, ""},
+		{"c makefile", map[string]string{"Makefile": "obj-m += c-hello.o\nall:\n\tmake\n", "c-hello.c": ""}, []string{"c_hello"}, false, ""},
+		{"two modules, continuation", map[string]string{"Kbuild": "obj-m := a.o \\\n  b.o\nobj-$(CONFIG_FOO) += c.o\n"}, []string{"a", "b", "c"}, false, ""},
+		{"no kbuild", map[string]string{"x.c": ""}, nil, false, "no Kbuild or Makefile"},
+		{"no obj-m", map[string]string{"Makefile": "all:\n\ttrue\n"}, nil, false, "names no module"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			src, err := Detect(mk(c.files))
+			if c.err != "" {
+				if err == nil || !strings.Contains(err.Error(), c.err) {
+					t.Fatalf("err = %v, want %q", err, c.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Join(src.Modules, ",") != strings.Join(c.modules, ",") || src.Rust != c.rust {
+				t.Errorf("got %+v", src)
+			}
+		})
+	}
+	if _, err := Detect(filepath.Join(t.TempDir(), "nope")); err == nil || !strings.Contains(err.Error(), "hint:") {
+		t.Errorf("missing dir: %v", err)
+	}
+}
+
+func TestRemoteDir(t *testing.T) {
+	a := RemoteDir("/home/me/my module; $(rm -rf /)")
+	if !strings.HasPrefix(a, "/root/kmodvm/src/") || strings.ContainsAny(strings.TrimPrefix(a, "/root/kmodvm/src/"), " ;$()/") {
+		t.Errorf("unsafe remote dir %q", a)
+	}
+	if RemoteDir("/a/x") == RemoteDir("/b/x") {
+		t.Error("two module dirs with the same name share a remote dir")
+	}
+	if RemoteDir("/a/x") != RemoteDir("/a/x") {
+		t.Error("remote dir not stable")
+	}
+}
+
+func TestRewritePaths(t *testing.T) {
+	out := "error[E0308]: mismatched types\n --> /root/kmodvm/src/m-1234/broken.rs:15:22\n/root/kmodvm/src/m-1234/x.c:3:1: error: y\nmake -C ... M=/root/kmodvm/src/m-1234\n"
+	got := RewritePaths(out, "/root/kmodvm/src/m-1234", "/home/me/m")
+	for _, want := range []string{"--> /home/me/m/broken.rs:15:22", "/home/me/m/x.c:3:1: error", "M=/home/me/m\n"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("missing %q in\n%s", want, got)
+		}
+	}
+}
+
+func TestRewriteRelativePaths(t *testing.T) {
+	host := t.TempDir()
+	os.WriteFile(filepath.Join(host, "broken.rs"), nil, 0o644)
+	os.WriteFile(filepath.Join(host, "x.c"), nil, 0o644)
+	out := "error[E0308]: mismatched types\n  --> broken.rs:15:22\nx.c:3:1: error: y\nnot.c:1:1: error: a file that is not in the module\n"
+	got := RewritePaths(out, "/root/kmodvm/src/m-1", host)
+	for _, want := range []string{"  --> " + host + "/broken.rs:15:22", host + "/x.c:3:1: error", "\nnot.c:1:1:"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("missing %q in\n%s", want, got)
+		}
+	}
+}
+
+func TestParseStep(t *testing.T) {
+	out := strings.Join([]string{
+		"@@TAINT 0",
+		"@@CURSOR 41",
+		"@@RC 1",
+		"@@ERR insmod: ERROR: could not insert module x.ko: Invalid argument",
+		"@@TAINT2 12288",
+		"@@KMSG",
+		"6,40,100,-;old record",
+		"6,41,101,-;older cursor record",
+		"4,42,2000000,-;x: loading out-of-tree module taints kernel.",
+		" SUBSYSTEM=foo",
+		"6,43,2000100,-;x: init failed",
+	}, "\n")
+	so := parseStep(out)
+	if !so.complete || so.rc != 1 || so.cursor != 41 || so.taint != 0 || so.taint2 != 12288 {
+		t.Fatalf("parsed %+v", so)
+	}
+	if len(so.records) != 2 || so.records[1].Text != "x: init failed" {
+		t.Fatalf("records since the cursor: %+v", so.records)
+	}
+	if len(so.errText) != 1 {
+		t.Fatalf("errText %q", so.errText)
+	}
+	if parseStep("@@TAINT 0\n@@CURSOR 3\n").complete {
+		t.Error("a step cut off before @@KMSG counts as complete")
+	}
+}
+
+func TestExplainFailure(t *testing.T) {
+	so := parseStep("@@KMSG\n3,5,1,-;hello: Unknown symbol not_a_symbol (err -2)\n")
+	msg := explainFailure("load", "hello", []string{"insmod: ERROR: could not insert module hello.ko: Unknown symbol in module"}, so.records)
+	if !strings.Contains(msg, "not_a_symbol") {
+		t.Errorf("unknown symbol not named: %s", msg)
+	}
+	msg = explainFailure("load", "hello", []string{"insmod: ERROR: could not insert module hello.ko: Invalid module format"}, nil)
+	if !strings.Contains(msg, "another kernel") {
+		t.Errorf("vermagic not explained: %s", msg)
+	}
+}
+
+// The step scripts are valid sh, and the insmod arguments reach insmod as single words
+// whatever they contain.
+func TestScriptsQuoting(t *testing.T) {
+	params := []string{"greeting=hello world", "x=$(touch /tmp/pwned)", "y=a;b", `z='"q"'`}
+	script := loadScript("/root/kmodvm/src/my mod/a.ko", params)
+	if err := exec.Command("sh", "-n", "-c", script).Run(); err != nil {
+		t.Fatalf("load script does not parse: %v\n%s", err, script)
+	}
+	// Replace insmod by printf to see the words the shell passes it.
+	probe := "printf '[%s]\\n' " + strings.TrimPrefix(insmodArgs("/root/kmodvm/src/my mod/a.ko", params), "insmod ")
+	out, err := exec.Command("sh", "-c", probe).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "[/root/kmodvm/src/my mod/a.ko]\n[greeting=hello world]\n[x=$(touch /tmp/pwned)]\n[y=a;b]\n[z='\"q\"']\n"
+	if string(out) != want {
+		t.Errorf("insmod would get\n%s\nwant\n%s", out, want)
+	}
+	if err := exec.Command("sh", "-n", "-c", unloadScript("a")).Run(); err != nil {
+		t.Fatalf("unload script does not parse: %v", err)
+	}
+}

@@ -1,0 +1,643 @@
+package module
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pkg/sftp"
+
+	"github.com/kmodvm/kmodvm/images"
+	"github.com/kmodvm/kmodvm/provision/kernel"
+	"github.com/kmodvm/kmodvm/provision/kmsg"
+	"github.com/kmodvm/kmodvm/provision/treesync"
+	"github.com/kmodvm/kmodvm/vm"
+)
+
+// Guest is the running sandbox the runner works in.
+type Guest interface {
+	SSH() *vm.SSHClient
+	ConsoleLog() string
+	Running(ctx context.Context) (bool, error)
+	// Restart stops the guest hard, boots it and reconnects (SSH() then returns the new
+	// connection).
+	Restart(ctx context.Context) error
+}
+
+// Toolchain runs commands in the image's toolchain root on the host.
+type Toolchain interface {
+	Command(ctx context.Context, opt images.RunOptions, argv ...string) *exec.Cmd
+}
+
+// Where a module is built.
+const (
+	BuildGuest = "guest"
+	BuildHost  = "host"
+)
+
+// Options for one `kmodvm run`.
+type Options struct {
+	Source   Source
+	Params   []string
+	Where    string // guest | host
+	Keep     bool   // leave the module loaded
+	Reload   int    // load/unload cycles (>= 1)
+	Timeout  time.Duration
+	BuildDir string // host scratch dir for host builds
+	Status   func(string)
+	Log      *slog.Logger
+}
+
+// Runner runs modules in one guest.
+type Runner struct {
+	Guest     Guest
+	Toolchain Toolchain // for host builds
+	KDir      string    // host path of the staged build tree (bound at kernel.GuestTree)
+}
+
+// Verdicts, and the exit codes they map to.
+const (
+	VerdictOK            = "ok"
+	VerdictBuildFailed   = "build-failed"   // 3
+	VerdictLoadFailed    = "load-failed"    // 4
+	VerdictKernelProblem = "kernel-problem" // 5
+)
+
+// Result is the whole story of one run (`run --json` prints it).
+type Result struct {
+	Module   string        `json:"module_dir"`
+	Modules  []string      `json:"modules"`
+	Sync     SyncResult    `json:"sync"`
+	Build    BuildResult   `json:"build"`
+	Steps    []Step        `json:"steps"`
+	Verdict  string        `json:"verdict"`
+	Title    string        `json:"title"`
+	Restart  bool          `json:"guest_restarted"`
+	Duration time.Duration `json:"duration_ns"`
+}
+
+// SyncResult summarises the source sync.
+type SyncResult struct {
+	Changed  int           `json:"changed"`
+	Deleted  int           `json:"deleted"`
+	Summary  string        `json:"summary"`
+	Duration time.Duration `json:"duration_ns"`
+}
+
+// BuildResult is the module build.
+type BuildResult struct {
+	Where    string        `json:"where"`
+	OK       bool          `json:"ok"`
+	Command  string        `json:"command"`
+	Output   string        `json:"output"`
+	Duration time.Duration `json:"duration_ns"`
+}
+
+// Step is one insmod or rmmod with what the kernel said.
+type Step struct {
+	Action    string         `json:"action"` // load | unload
+	Module    string         `json:"module"`
+	Iteration int            `json:"iteration"`
+	OK        bool           `json:"ok"`
+	Error     string         `json:"error,omitempty"` // insmod/rmmod's own message, explained
+	Log       []string       `json:"log"`             // the kernel log lines it produced
+	Findings  []kmsg.Finding `json:"findings,omitempty"`
+	Crashed   bool           `json:"guest_crashed,omitempty"`
+	Duration  time.Duration  `json:"duration_ns"`
+	records   []kmsg.Record
+}
+
+// ExitCode maps a verdict to the documented exit code.
+func (r *Result) ExitCode() int {
+	switch r.Verdict {
+	case VerdictOK:
+		return 0
+	case VerdictBuildFailed:
+		return 3
+	case VerdictLoadFailed:
+		return 4
+	case VerdictKernelProblem:
+		return 5
+	}
+	return 1
+}
+
+func (o *Options) status(s string) {
+	if o.Status != nil {
+		o.Status(s)
+	}
+}
+
+// Run syncs, builds, loads and unloads the module and judges what the kernel said. The
+// error is for kmodvm's own failures (SSH, SFTP, libvirt); module problems are in Result.
+func (r *Runner) Run(ctx context.Context, opt Options) (*Result, error) {
+	start := time.Now()
+	if opt.Reload < 1 {
+		opt.Reload = 1
+	}
+	if opt.Timeout <= 0 {
+		opt.Timeout = 5 * time.Minute
+	}
+	remote := RemoteDir(opt.Source.Dir)
+	res := &Result{Module: opt.Source.Dir, Modules: opt.Source.Modules}
+	defer func() { res.Duration = time.Since(start) }()
+
+	opt.status("syncing " + opt.Source.Dir)
+	sum, err := Sync(ctx, r.Guest.SSH(), opt.Source.Dir)
+	if err != nil {
+		return nil, err
+	}
+	res.Sync = SyncResult{Changed: sum.Changed, Deleted: sum.Deleted, Summary: sum.String(), Duration: sum.Duration}
+
+	opt.status(fmt.Sprintf("building in the %s", map[string]string{BuildGuest: "guest", BuildHost: "toolchain root on the host"}[opt.Where]))
+	build, kos, err := r.build(ctx, opt, remote)
+	if err != nil {
+		return nil, err
+	}
+	res.Build = build
+	if !build.OK {
+		res.Verdict, res.Title = VerdictBuildFailed, "module did not build"
+		return res, nil
+	}
+
+	for it := 1; it <= opt.Reload; it++ {
+		var loaded []string
+		failed := false
+		for _, ko := range kos {
+			name := strings.ReplaceAll(strings.TrimSuffix(ko, ".ko"), "-", "_")
+			if err := r.unloadStale(ctx, name, opt); err != nil {
+				return nil, err
+			}
+			opt.status(fmt.Sprintf("loading %s", ko))
+			st, err := r.step(ctx, opt, "load", name, it, loadScript(path.Join(remote, ko), opt.Params))
+			if err != nil {
+				return nil, err
+			}
+			res.Steps = append(res.Steps, st)
+			if st.Crashed {
+				res.Restart = true
+			}
+			if st.OK && !st.Crashed {
+				loaded = append(loaded, name) // unloaded below even if the kernel complained
+			}
+			if !st.OK || len(st.Findings) > 0 {
+				failed = true
+				break
+			}
+		}
+		if !opt.Keep || it < opt.Reload {
+			for i := len(loaded) - 1; i >= 0; i-- {
+				opt.status("unloading " + loaded[i])
+				st, err := r.step(ctx, opt, "unload", loaded[i], it, unloadScript(loaded[i]))
+				if err != nil {
+					return nil, err
+				}
+				res.Steps = append(res.Steps, st)
+				if st.Crashed {
+					res.Restart = true
+				}
+				if !st.OK || len(st.Findings) > 0 {
+					failed = true
+				}
+			}
+		}
+		if failed {
+			break
+		}
+	}
+	res.Verdict, res.Title = judge(res.Steps)
+	return res, nil
+}
+
+func judge(steps []Step) (string, string) {
+	for _, s := range steps {
+		if len(s.Findings) > 0 {
+			return VerdictKernelProblem, s.Findings[0].Title
+		}
+	}
+	for _, s := range steps {
+		if !s.OK {
+			return VerdictLoadFailed, fmt.Sprintf("%s %s failed: %s", s.Action, s.Module, s.Error)
+		}
+	}
+	return VerdictOK, "ok"
+}
+
+// Sync mirrors a module directory into the guest, at RemoteDir(local).
+func Sync(ctx context.Context, ssh *vm.SSHClient, local string) (treesync.Summary, error) {
+	remote := RemoteDir(local)
+	c, err := ssh.SFTP()
+	if err != nil {
+		return treesync.Summary{}, fmt.Errorf("open SFTP to the guest: %w", err)
+	}
+	defer c.Close()
+	if err := c.MkdirAll(remote); err != nil {
+		return treesync.Summary{}, fmt.Errorf("create %s in the guest: %w", remote, err)
+	}
+	sum, err := treesync.Sync(ctx, c, local, remote, treesync.Options{})
+	if err != nil {
+		return sum, fmt.Errorf("sync %s to the guest: %w", local, err)
+	}
+	return sum, nil
+}
+
+func makeArgs(kdir, dir string) []string {
+	return []string{"make", "-C", kdir, "M=" + dir, "LLVM=1", "modules"}
+}
+
+// build compiles the module; a compile failure is a BuildResult with OK=false.
+func (r *Runner) build(ctx context.Context, opt Options, remote string) (BuildResult, []string, error) {
+	start := time.Now()
+	br := BuildResult{Where: opt.Where}
+	var out bytes.Buffer
+	var code int
+	var kos []string
+	switch opt.Where {
+	case BuildHost:
+		args := makeArgs(kernel.GuestTree, remote)
+		br.Command = strings.Join(args, " ")
+		scratch := opt.BuildDir
+		if err := os.MkdirAll(scratch, 0o755); err != nil {
+			return br, nil, err
+		}
+		if _, err := syncLocal(ctx, opt.Source.Dir, scratch); err != nil {
+			return br, nil, fmt.Errorf("copy %s for the host build: %w", opt.Source.Dir, err)
+		}
+		cmd := r.Toolchain.Command(ctx, images.RunOptions{
+			Binds: []images.Bind{{Host: r.KDir, Guest: kernel.GuestTree, ReadOnly: true}, {Host: scratch, Guest: remote}},
+			Dir:   remote, Stdout: &out, Stderr: &out,
+		}, args...)
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		} else if err != nil {
+			return br, nil, fmt.Errorf("run the host module build: %w", err)
+		}
+		if code == 0 {
+			ents, err := os.ReadDir(scratch)
+			if err != nil {
+				return br, nil, err
+			}
+			var names []string
+			for _, e := range ents {
+				names = append(names, e.Name())
+			}
+			kos = kosIn(names)
+			if err := r.uploadKos(ctx, scratch, remote, kos); err != nil {
+				return br, nil, err
+			}
+		}
+	default:
+		args := makeArgs("/lib/modules/$(uname -r)/build", remote)
+		br.Command = strings.Join(args, " ")
+		cmd := "cd " + vm.Quote(remote) + " && make -C \"/lib/modules/$(uname -r)/build\" " + vm.QuoteArgs("M="+remote, "LLVM=1", "modules")
+		var err error
+		code, err = r.Guest.SSH().Run(ctx, cmd, nil, &out, &out)
+		if err != nil {
+			return br, nil, fmt.Errorf("run the module build in the guest: %w", err)
+		}
+		if code == 0 {
+			ls, err := r.Guest.SSH().Output(ctx, "ls -1 "+vm.Quote(remote))
+			if err != nil {
+				return br, nil, err
+			}
+			kos = kosIn(strings.Split(strings.TrimSpace(string(ls)), "\n"))
+		}
+	}
+	br.Duration = time.Since(start)
+	br.Output = RewritePaths(out.String(), remote, opt.Source.Dir)
+	br.OK = code == 0
+	if br.OK && len(kos) == 0 {
+		br.OK = false
+		br.Output += "\nkmodvm: the build succeeded but produced no .ko file"
+	}
+	return br, kos, nil
+}
+
+// syncLocal mirrors the module sources into the host build directory with the same sync
+// code the guest gets (ignore rules, deletions, atomic writes), over an in-process SFTP
+// server on that directory.
+func syncLocal(ctx context.Context, src, dst string) (treesync.Summary, error) {
+	a, b := net.Pipe()
+	srv, err := sftp.NewServer(a, sftp.WithServerWorkingDirectory(dst))
+	if err != nil {
+		return treesync.Summary{}, err
+	}
+	go func() { _ = srv.Serve(); a.Close() }()
+	c, err := sftp.NewClientPipe(b, b)
+	if err != nil {
+		srv.Close()
+		return treesync.Summary{}, err
+	}
+	defer func() { c.Close(); srv.Close() }()
+	return treesync.Sync(ctx, c, src, dst, treesync.Options{})
+}
+
+// uploadKos puts host-built .ko files into the guest (temp name, then rename).
+func (r *Runner) uploadKos(ctx context.Context, local, remote string, kos []string) error {
+	c, err := r.Guest.SSH().SFTP()
+	if err != nil {
+		return fmt.Errorf("open SFTP to the guest: %w", err)
+	}
+	defer c.Close()
+	for _, ko := range kos {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		data, err := os.ReadFile(filepath.Join(local, ko))
+		if err != nil {
+			return err
+		}
+		tmp := path.Join(remote, "."+ko+".kmodvm-upload")
+		f, err := c.Create(tmp)
+		if err != nil {
+			return fmt.Errorf("upload %s: %w", ko, err)
+		}
+		if _, err := f.Write(data); err != nil {
+			f.Close()
+			return fmt.Errorf("upload %s: %w", ko, err)
+		}
+		if err := f.Close(); err != nil {
+			return fmt.Errorf("upload %s: %w", ko, err)
+		}
+		if err := c.PosixRename(tmp, path.Join(remote, ko)); err != nil {
+			return fmt.Errorf("upload %s: %w", ko, err)
+		}
+	}
+	return nil
+}
+
+// unloadStale removes a module of the same name left loaded by an earlier run.
+func (r *Runner) unloadStale(ctx context.Context, name string, opt Options) error {
+	out, err := r.Guest.SSH().Output(ctx, "cat /proc/modules")
+	if err != nil {
+		return fmt.Errorf("list loaded modules in the guest: %w", err)
+	}
+	for _, l := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(l); len(f) > 0 && f[0] == name {
+			opt.status(fmt.Sprintf("%s is already loaded; unloading it first", name))
+			var errb bytes.Buffer
+			code, err := r.Guest.SSH().Run(ctx, "rmmod "+vm.Quote(name), nil, io.Discard, &errb)
+			if err != nil {
+				return err
+			}
+			if code != 0 {
+				return fmt.Errorf("module %s is already loaded in the guest and cannot be unloaded: %s; hint: `kmodvm down && kmodvm up` restarts the guest", name, strings.TrimSpace(errb.String()))
+			}
+		}
+	}
+	return nil
+}
+
+// The step scripts print markers the runner parses; all arguments are quoted, never
+// interpreted by the guest's shell.
+const kmsgSnapshot = "dd if=/dev/kmsg iflag=nonblock bs=65536 2>/dev/null"
+
+func stepScript(cmd string) string {
+	return strings.Join([]string{
+		`printf '@@TAINT %s\n' "$(cat /proc/sys/kernel/tainted)"`,
+		`printf '@@CURSOR %s\n' "$(` + kmsgSnapshot + ` | grep -av '^ ' | tail -n 1 | cut -d, -f2)"`,
+		`err=$(` + cmd + ` 2>&1); rc=$?`,
+		`printf '@@RC %s\n' "$rc"`,
+		`printf '%s\n' "$err" | sed 's/^/@@ERR /'`,
+		`printf '@@TAINT2 %s\n' "$(cat /proc/sys/kernel/tainted)"`,
+		`echo '@@KMSG'`,
+		kmsgSnapshot,
+	}, "\n")
+}
+
+func insmodArgs(ko string, params []string) string {
+	return "insmod " + vm.QuoteArgs(append([]string{ko}, params...)...)
+}
+
+func loadScript(ko string, params []string) string {
+	return stepScript(insmodArgs(ko, params))
+}
+
+func unloadScript(name string) string {
+	return stepScript("rmmod " + vm.Quote(name))
+}
+
+// stepOutput is the parsed output of a step script.
+type stepOutput struct {
+	taint, taint2 kmsg.Taint
+	cursor        uint64
+	rc            int
+	errText       []string
+	records       []kmsg.Record
+	complete      bool
+}
+
+func parseStep(out string) stepOutput {
+	var so stepOutput
+	so.rc = -1
+	inKmsg := false
+	sc := bufio.NewScanner(strings.NewReader(out))
+	sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
+	for sc.Scan() {
+		l := sc.Text()
+		if inKmsg {
+			if rec, ok := kmsg.ParseKmsgLine(l); ok && rec.Seq > so.cursor {
+				so.records = append(so.records, rec)
+			}
+			continue
+		}
+		switch {
+		case strings.HasPrefix(l, "@@TAINT2 "):
+			so.taint2, _ = kmsg.ParseTaint(strings.TrimPrefix(l, "@@TAINT2 "))
+		case strings.HasPrefix(l, "@@TAINT "):
+			so.taint, _ = kmsg.ParseTaint(strings.TrimPrefix(l, "@@TAINT "))
+		case strings.HasPrefix(l, "@@CURSOR "):
+			so.cursor, _ = strconv.ParseUint(strings.TrimSpace(strings.TrimPrefix(l, "@@CURSOR ")), 10, 64)
+		case strings.HasPrefix(l, "@@RC "):
+			so.rc, _ = strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(l, "@@RC ")))
+		case strings.HasPrefix(l, "@@ERR "):
+			if t := strings.TrimSpace(strings.TrimPrefix(l, "@@ERR ")); t != "" {
+				so.errText = append(so.errText, t)
+			}
+		case l == "@@KMSG":
+			inKmsg = true
+			so.complete = true
+		}
+	}
+	return so
+}
+
+// step runs one load or unload, watching the guest: if it dies or hangs, the console log
+// has the story, and the guest is restarted.
+func (r *Runner) step(ctx context.Context, opt Options, action, name string, it int, script string) (Step, error) {
+	start := time.Now()
+	st := Step{Action: action, Module: name, Iteration: it}
+	consoleOff := fileSize(r.Guest.ConsoleLog())
+	type result struct {
+		out  string
+		code int
+		err  error
+	}
+	done := make(chan result, 1)
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		var out bytes.Buffer
+		code, err := r.Guest.SSH().Run(sctx, script, nil, &out, io.Discard)
+		done <- result{out.String(), code, err}
+	}()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	timeout := time.NewTimer(opt.Timeout)
+	defer timeout.Stop()
+	var why string
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			return st, ctx.Err()
+		case res := <-done:
+			so := parseStep(res.out)
+			if res.err == nil && so.complete {
+				st.records = so.records
+				st.OK = so.rc == 0
+				if !st.OK {
+					st.Error = explainFailure(action, name, so.errText, so.records)
+				}
+				v := kmsg.Classify(so.records)
+				st.Findings = v.Findings
+				if f := kmsg.JudgeTaint(so.taint, so.taint2); f != nil && len(st.Findings) == 0 {
+					st.Findings = append(st.Findings, *f)
+				}
+				break wait
+			}
+			why = "the SSH connection to the guest was lost"
+			if res.err != nil {
+				why += " (" + res.err.Error() + ")"
+			}
+			if err := r.waitStopped(ctx, 5*time.Second); err != nil {
+				return st, err
+			}
+			break wait
+		case <-tick.C:
+			if ok, err := r.Guest.Running(ctx); err == nil && !ok {
+				why = "the guest stopped"
+				break wait
+			}
+		case <-timeout.C:
+			why = fmt.Sprintf("no progress within %s (hung?)", opt.Timeout)
+			break wait
+		}
+	}
+	if why != "" {
+		cancel()
+		st.Crashed = true
+		st.OK = false
+		st.Error = why
+		st.records = consoleRecords(r.Guest.ConsoleLog(), consoleOff)
+		v := kmsg.Classify(st.records)
+		st.Findings = v.Findings
+		if len(st.Findings) == 0 {
+			st.Findings = []kmsg.Finding{{Class: "panic", Title: "guest died or hung while running " + action + " " + name + ": " + why}}
+		}
+		opt.status("the guest died or hung; restarting it")
+		if err := r.Guest.Restart(context.WithoutCancel(ctx)); err != nil {
+			return st, fmt.Errorf("restart the guest after the %s of %s: %w", action, name, err)
+		}
+	}
+	for _, rec := range st.records {
+		st.Log = append(st.Log, rec.Format(true))
+	}
+	st.Duration = time.Since(start)
+	return st, nil
+}
+
+// waitStopped gives a dying guest a moment to reach shutoff, so a lost connection during a
+// panic is told apart from a network hiccup.
+func (r *Runner) waitStopped(ctx context.Context, d time.Duration) error {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	deadline := time.After(d)
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-deadline:
+			return nil
+		case <-t.C:
+			if ok, err := r.Guest.Running(ctx); err == nil && !ok {
+				return nil
+			}
+		}
+	}
+}
+
+// explainFailure turns insmod/rmmod's terse error into the kernel's reason.
+func explainFailure(action, name string, errText []string, recs []kmsg.Record) string {
+	msg := strings.Join(errText, "; ")
+	if msg == "" {
+		msg = action + " failed"
+	}
+	var why []string
+	for _, r := range recs {
+		t := r.Text
+		switch {
+		case strings.Contains(t, "Unknown symbol"):
+			why = append(why, t)
+		case strings.Contains(t, "version magic") || strings.Contains(t, "disagrees about version"):
+			why = append(why, t)
+		}
+	}
+	switch {
+	case strings.Contains(msg, "Invalid module format"):
+		why = append(why, "the module was built for another kernel (vermagic or layout mismatch); rebuild it against the booted kernel")
+	case strings.Contains(msg, "Unknown symbol"):
+		why = append(why, "the module uses symbols the kernel does not export")
+	case strings.Contains(msg, "Invalid parameters") || strings.Contains(msg, "Invalid argument"):
+		why = append(why, "the module's init returned -EINVAL, or the kernel rejected a parameter")
+	case strings.Contains(msg, "File exists"):
+		why = append(why, "a module of that name is already loaded")
+	}
+	if len(why) > 0 {
+		msg += " — " + strings.Join(why, "; ")
+	}
+	return msg
+}
+
+func fileSize(p string) int64 {
+	st, err := os.Stat(p)
+	if err != nil {
+		return 0
+	}
+	return st.Size()
+}
+
+// consoleRecords parses the console log written since off.
+func consoleRecords(p string, off int64) []kmsg.Record {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	if _, err := f.Seek(off, io.SeekStart); err != nil {
+		return nil
+	}
+	var recs []kmsg.Record
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		if rec, ok := kmsg.ParseConsoleLine(strings.TrimRight(sc.Text(), "\r")); ok {
+			recs = append(recs, rec)
+		}
+	}
+	return recs
+}

@@ -1,0 +1,58 @@
+package sandbox
+
+import (
+	"context"
+
+	"github.com/kmodvm/kmodvm/vm"
+)
+
+// Guest is a running VM with its SSH connection; it restarts the VM when asked (after a
+// module crashed or hung it).
+type Guest struct {
+	sb *Sandbox
+	in *Instance
+	c  *vm.SSHClient
+}
+
+// Guest connects to the running VM.
+func (s *Sandbox) Guest(ctx context.Context, name string) (*Guest, error) {
+	in, c, err := s.Connect(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return &Guest{sb: s, in: in, c: c}, nil
+}
+
+// Instance is the VM's remembered state.
+func (g *Guest) Instance() *Instance { return g.in }
+
+// SSH is the current connection.
+func (g *Guest) SSH() *vm.SSHClient { return g.c }
+
+// ConsoleLog is the serial console log file.
+func (g *Guest) ConsoleLog() string { return g.in.ConsoleLog() }
+
+// Running says whether the domain is running.
+func (g *Guest) Running(ctx context.Context) (bool, error) {
+	st, err := g.sb.drv.State(ctx, domainName(g.in.Name))
+	return st == vm.StateRunning, err
+}
+
+// Restart stops the VM hard, boots it again and reconnects.
+func (g *Guest) Restart(ctx context.Context) error {
+	g.c.Close()
+	c, err := g.sb.Restart(ctx, g.in)
+	if err != nil {
+		return err
+	}
+	g.c = c
+	return nil
+}
+
+// Lock serializes commands that change the guest (run, sync): a second one waits and says so.
+func (g *Guest) Lock(ctx context.Context) (func(), error) {
+	return lock(ctx, g.in.lockPath(), g.sb.opt.Status)
+}
+
+// Close closes the SSH connection.
+func (g *Guest) Close() error { return g.c.Close() }

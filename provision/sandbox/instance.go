@@ -1,0 +1,136 @@
+// Package sandbox ties the pieces into a VM a user can trust and throw away: the image
+// root, the kernel, the guest disk and overlay, the libvirt domain, and SSH. Each VM keeps
+// its state in its own directory (0700): instance.json, the disk overlay, the console log.
+package sandbox
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"time"
+
+	"github.com/kmodvm/kmodvm/vm"
+)
+
+// Instance is what kmodvm remembers about one VM (instance.json).
+type Instance struct {
+	Name      string   `json:"name"`
+	UUID      string   `json:"uuid"`
+	Accel     vm.Accel `json:"accel"`
+	SSHPort   int      `json:"ssh_port"`
+	FixedPort bool     `json:"fixed_port,omitempty"` // the user chose the port
+	MemoryMiB int      `json:"memory_mib"`
+	CPUs      int      `json:"cpus"`
+
+	Kernel        string `json:"kernel"` // bzImage
+	Cmdline       string `json:"cmdline"`
+	KernelRelease string `json:"kernel_release"`
+	KernelKey     string `json:"kernel_key"`
+	ConfigHash    string `json:"config_hash"`
+
+	Base      string `json:"base_disk"`
+	DiskKey   string `json:"disk_key"`
+	ClientKey string `json:"client_key"`
+	HostPub   string `json:"host_pub"`
+
+	RootDir   string            `json:"toolchain_root"` // for builds on the host
+	RootHash  string            `json:"toolchain_root_hash"`
+	KDir      string            `json:"kdir"` // the staged build tree on the host
+	Toolchain map[string]string `json:"toolchain"`
+	Suite     string            `json:"suite"`
+
+	Created time.Time `json:"created"`
+
+	dir string
+}
+
+// Dir is the VM's state directory.
+func (in *Instance) Dir() string        { return in.dir }
+func (in *Instance) Overlay() string    { return filepath.Join(in.dir, "overlay.qcow2") }
+func (in *Instance) ConsoleLog() string { return filepath.Join(in.dir, "console.log") }
+func (in *Instance) lockPath() string   { return filepath.Join(in.dir, "lock") }
+
+// DomainSpec is the libvirt definition of the instance.
+func (in *Instance) DomainSpec() vm.DomainSpec {
+	return vm.DomainSpec{
+		Name: in.Name, UUID: in.UUID, Accel: in.Accel, MemoryMiB: in.MemoryMiB, CPUs: in.CPUs,
+		Kernel: in.Kernel, Cmdline: in.Cmdline, Disk: in.Overlay(), ConsoleLog: in.ConsoleLog(),
+		SSHPort: in.SSHPort, QEMUUser: qemuUser(),
+	}
+}
+
+// SSHConfig is how to reach the guest.
+func (in *Instance) SSHConfig() (vm.SSHConfig, error) {
+	return vm.LoadSSHConfig(fmt.Sprintf("127.0.0.1:%d", in.SSHPort), "root", in.ClientKey, in.HostPub)
+}
+
+var nameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,39}$`)
+
+// CheckName rejects names that are not safe as a libvirt domain and directory name.
+func CheckName(name string) error {
+	if !nameRe.MatchString(name) {
+		return fmt.Errorf("VM name %q is not valid: use 1-40 lower-case letters, digits and dashes, starting with a letter or digit; hint: fix `name` in kmodvm.yaml or pass -n NAME", name)
+	}
+	return nil
+}
+
+// vmsDir holds one directory per VM.
+func vmsDir(state string) string { return filepath.Join(state, "vms") }
+
+// domainName is the libvirt name: prefixed so kmodvm never touches a user's other domains.
+func domainName(name string) string { return "kmodvm-" + name }
+
+// loadInstance reads a VM's instance.json; os.ErrNotExist when there is none.
+func loadInstance(state, name string) (*Instance, error) {
+	dir := filepath.Join(vmsDir(state), name)
+	data, err := os.ReadFile(filepath.Join(dir, "instance.json"))
+	if err != nil {
+		return nil, err
+	}
+	var in Instance
+	if err := json.Unmarshal(data, &in); err != nil {
+		return nil, fmt.Errorf("read %s: %w; hint: `kmodvm destroy -n %s` removes the VM", filepath.Join(dir, "instance.json"), err, name)
+	}
+	in.dir = dir
+	return &in, nil
+}
+
+func (in *Instance) save() error {
+	data, err := json.MarshalIndent(in, "", "  ")
+	if err != nil {
+		return err
+	}
+	p := filepath.Join(in.dir, "instance.json")
+	tmp := p + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, p)
+}
+
+// listInstances returns the names of VMs with a state directory.
+func listInstances(state string) ([]string, error) {
+	ents, err := os.ReadDir(vmsDir(state))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, e := range ents {
+		if e.IsDir() && nameRe.MatchString(e.Name()) {
+			names = append(names, e.Name())
+		}
+	}
+	return names, nil
+}
+
+// qemuUser makes QEMU run as the invoking user (static DAC label), so it can read the
+// kernel, disks and logs under the user's home, which libvirt-qemu often cannot traverse.
+func qemuUser() string {
+	return fmt.Sprintf("+%d:+%d", os.Getuid(), os.Getgid())
+}

@@ -1,0 +1,562 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/kmodvm/kmodvm/images"
+	"github.com/kmodvm/kmodvm/provision/kernel"
+	"github.com/kmodvm/kmodvm/vm"
+)
+
+// Options configure a Sandbox; the CLI fills them from kmodvm.yaml and flags.
+type Options struct {
+	State, Cache string
+	Image        images.Spec
+	Kernel       kernel.Request
+	Jobs         int
+
+	MemoryMiB, CPUs int
+	Accel           vm.Accel // auto, kvm or tcg
+	Port            int      // 0 = pick a free one
+	QEMU            string   // qemu-system-x86_64, for the KVM probe
+	BootTimeout     time.Duration
+
+	Log            *slog.Logger
+	Status         func(string)          // progress lines (stderr)
+	KernelProgress func(kernel.Progress) // kernel build progress
+}
+
+// Sandbox manages kmodvm's VMs on one libvirt connection.
+type Sandbox struct {
+	opt Options
+	drv *vm.Driver
+}
+
+// New returns a Sandbox on a libvirt connection (real or fake).
+func New(lv vm.Libvirt, opt Options) *Sandbox {
+	if opt.Log == nil {
+		opt.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if opt.Status == nil {
+		opt.Status = func(string) {}
+	}
+	if opt.BootTimeout == 0 {
+		opt.BootTimeout = 4 * time.Minute
+	}
+	if opt.QEMU == "" {
+		opt.QEMU = "qemu-system-x86_64"
+	}
+	return &Sandbox{opt: opt, drv: vm.NewDriver(lv, opt.Log)}
+}
+
+// Artifacts are the built pieces a VM boots from.
+type Artifacts struct {
+	Root   *images.Root
+	Kernel *kernel.Result
+	Disk   *images.Disk
+}
+
+func (s *Sandbox) kernelBuilder(root *images.Root) *kernel.Builder {
+	return &kernel.Builder{
+		Root: root, RootHash: root.Hash, Cache: filepath.Join(s.opt.Cache, "kernels"),
+		Jobs: s.opt.Jobs, Log: s.opt.Log, Progress: s.opt.KernelProgress,
+	}
+}
+
+// BuildRoot returns the (cached) toolchain root.
+func (s *Sandbox) BuildRoot(ctx context.Context) (*images.Root, error) {
+	return images.BuildRoot(ctx, s.opt.Log, filepath.Join(s.opt.Cache, "images"), s.opt.Image, images.Progress(s.opt.Status))
+}
+
+// KernelBuilder returns the kernel builder of the (cached) toolchain root.
+func (s *Sandbox) KernelBuilder(ctx context.Context) (*kernel.Builder, error) {
+	root, err := s.BuildRoot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return s.kernelBuilder(root), nil
+}
+
+// Prepare builds (or finds cached) everything a VM boots from: root, kernel, disk.
+func (s *Sandbox) Prepare(ctx context.Context) (*Artifacts, error) {
+	root, err := s.BuildRoot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	kr, err := s.kernelBuilder(root).Build(ctx, s.opt.Kernel)
+	if err != nil {
+		return nil, err
+	}
+	disk, err := images.BuildDisk(ctx, s.opt.Log, filepath.Join(s.opt.Cache, "images"), images.DiskSpec{
+		Root: root, Extras: kr.Extras(), ExtrasKey: kr.Key,
+	}, images.Progress(s.opt.Status))
+	if err != nil {
+		return nil, err
+	}
+	return &Artifacts{Root: root, Kernel: kr, Disk: disk}, nil
+}
+
+// Cmdline is the guest kernel command line: root on the virtio disk, serial console, a
+// panic reboots at once (the domain's on_reboot=destroy then stops it, which is how a crash
+// is noticed), an oops in a module does not panic.
+const Cmdline = "root=/dev/vda rw rootfstype=ext4 console=ttyS0,115200 init=/sbin/kmodvm-init panic=-1 printk.devkmsg=on loglevel=7 net.ifnames=0"
+
+// Up makes the named VM run with SSH ready: creates it (artifacts, overlay, domain) when it
+// does not exist, starts it when stopped. A failed or interrupted first `up` leaves no
+// domain, overlay or state behind.
+func (s *Sandbox) Up(ctx context.Context, name string) (*Instance, *vm.SSHClient, error) {
+	if err := CheckName(name); err != nil {
+		return nil, nil, err
+	}
+	in, err := loadInstance(s.opt.State, name)
+	created := false
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		st, err := s.drv.State(ctx, domainName(name))
+		if err != nil {
+			return nil, nil, err
+		}
+		if st != vm.StateMissing {
+			return nil, nil, fmt.Errorf("the name %q is in use: libvirt already has a domain %s (%s) that kmodvm has no state for; hint: `kmodvm destroy -n %s` removes it, or pick another name with -n", name, domainName(name), st, name)
+		}
+		in, err = s.create(ctx, name)
+		if err != nil {
+			return nil, nil, err
+		}
+		created = true
+	case err != nil:
+		return nil, nil, err
+	}
+	unlock, err := lock(ctx, in.lockPath(), s.opt.Status)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer unlock()
+
+	cleanup := func() {
+		if !created {
+			return
+		}
+		// Nothing of a first `up` that failed may stay behind.
+		bg := context.WithoutCancel(ctx)
+		_ = s.drv.Destroy(bg, domainName(name))
+		_ = s.drv.Undefine(bg, domainName(name))
+		_ = os.RemoveAll(in.dir)
+	}
+	c, err := s.boot(ctx, in)
+	if err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	return in, c, nil
+}
+
+// create builds the artifacts and the state dir of a new VM (not yet defined).
+func (s *Sandbox) create(ctx context.Context, name string) (_ *Instance, err error) {
+	art, err := s.Prepare(ctx)
+	if err != nil {
+		return nil, err
+	}
+	accel, notice, err := vm.ResolveAccel(ctx, s.opt.Accel, func(ctx context.Context) (bool, string, error) {
+		return s.probeKVM(ctx, art.Kernel.Bzimage())
+	})
+	if err != nil {
+		return nil, err
+	}
+	if notice != "" {
+		s.opt.Status(notice)
+	}
+	uuid, err := vm.NewDomainUUID()
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(vmsDir(s.opt.State), name)
+	if err := os.MkdirAll(vmsDir(s.opt.State), 0o700); err != nil {
+		return nil, fmt.Errorf("create state dir: %w", err)
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return nil, fmt.Errorf("VM %q is being created by another kmodvm; hint: wait for it, or `kmodvm destroy -n %s`", name, name)
+		}
+		return nil, fmt.Errorf("create state dir: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(dir)
+		}
+	}()
+	in := &Instance{
+		Name: name, UUID: uuid, Accel: accel, MemoryMiB: s.opt.MemoryMiB, CPUs: s.opt.CPUs,
+		SSHPort: s.opt.Port, FixedPort: s.opt.Port != 0,
+		Kernel: art.Kernel.Bzimage(), Cmdline: Cmdline, KernelRelease: art.Kernel.Release,
+		KernelKey: art.Kernel.Key, ConfigHash: art.Kernel.ConfigHash,
+		Base: art.Disk.Base, DiskKey: art.Disk.Key, ClientKey: art.Disk.ClientKey, HostPub: art.Disk.HostPub,
+		RootDir: art.Root.Dir, RootHash: art.Root.Hash, KDir: art.Kernel.KDir(),
+		Toolchain: art.Kernel.Toolchain, Suite: s.opt.Image.Suite,
+		Created: time.Now().UTC(), dir: dir,
+	}
+	if err := images.CreateOverlay(ctx, in.Base, in.Overlay()); err != nil {
+		return nil, err
+	}
+	if err := in.save(); err != nil {
+		return nil, err
+	}
+	return in, nil
+}
+
+// boot defines (with a free port) and starts the domain if it is not running, then waits
+// for SSH.
+func (s *Sandbox) boot(ctx context.Context, in *Instance) (*vm.SSHClient, error) {
+	for _, p := range []string{in.Kernel, in.Base, in.ClientKey, in.HostPub} {
+		if _, err := os.Stat(p); err != nil {
+			return nil, fmt.Errorf("VM %q needs %s, which is gone from the cache; hint: `kmodvm destroy -n %s && kmodvm up -n %s` recreates it", in.Name, p, in.Name, in.Name)
+		}
+	}
+	dn := domainName(in.Name)
+	st, err := s.drv.State(ctx, dn)
+	if err != nil {
+		return nil, err
+	}
+	if st != vm.StateRunning {
+		if st != vm.StateMissing && st != vm.StateShutoff && st != vm.StateCrashed {
+			if err := s.drv.Destroy(ctx, dn); err != nil {
+				return nil, err
+			}
+		}
+		if err := s.pickPort(in); err != nil {
+			return nil, err
+		}
+		spec := in.DomainSpec()
+		spec.Name = dn
+		if err := s.drv.Define(ctx, spec); err != nil {
+			return nil, err
+		}
+		if err := in.save(); err != nil {
+			return nil, err
+		}
+		s.opt.Status(fmt.Sprintf("booting %s (%s, kernel %s, ssh on 127.0.0.1:%d)", in.Name, in.Accel, in.KernelRelease, in.SSHPort))
+		if err := s.drv.Start(ctx, dn); err != nil {
+			return nil, fmt.Errorf("start VM %q: %w; hint: see %s", in.Name, err, in.ConsoleLog())
+		}
+	}
+	return s.waitSSH(ctx, in)
+}
+
+func (s *Sandbox) waitSSH(ctx context.Context, in *Instance) (*vm.SSHClient, error) {
+	cfg, err := in.SSHConfig()
+	if err != nil {
+		return nil, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, s.opt.BootTimeout)
+	defer cancel()
+	dn := domainName(in.Name)
+	c, err := vm.WaitSSH(wctx, cfg, func() error {
+		st, err := s.drv.State(ctx, dn)
+		if err != nil {
+			return err
+		}
+		if st != vm.StateRunning {
+			return fmt.Errorf("the guest stopped (%s) before SSH came up", st)
+		}
+		return nil
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		reason := err.Error()
+		if wctx.Err() != nil {
+			reason = fmt.Sprintf("no SSH after %s", s.opt.BootTimeout)
+		}
+		return nil, fmt.Errorf("VM %q did not become ready: %s; last console lines:\n%s\nhint: full console log in %s",
+			in.Name, reason, indent(ConsoleTail(in.ConsoleLog(), 15)), in.ConsoleLog())
+	}
+	return c, nil
+}
+
+// pickPort keeps the VM's port if it is free, else picks a new free one (a port the user
+// fixed is an error instead).
+func (s *Sandbox) pickPort(in *Instance) error {
+	if in.SSHPort != 0 && portFree(in.SSHPort) {
+		return nil
+	}
+	if in.FixedPort {
+		return fmt.Errorf("port %d on 127.0.0.1 is already in use, so VM %q cannot forward SSH to it; hint: set vm.port in kmodvm.yaml to another port, or to 0 to pick a free one", in.SSHPort, in.Name)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("find a free port: %w", err)
+	}
+	in.SSHPort = l.Addr().(*net.TCPAddr).Port
+	return l.Close()
+}
+
+func portFree(port int) bool {
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		return false
+	}
+	l.Close()
+	return true
+}
+
+// Connect returns an SSH connection to a running VM.
+func (s *Sandbox) Connect(ctx context.Context, name string) (*Instance, *vm.SSHClient, error) {
+	in, err := s.Instance(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := s.drv.State(ctx, domainName(name))
+	if err != nil {
+		return nil, nil, err
+	}
+	if st != vm.StateRunning {
+		return nil, nil, fmt.Errorf("VM %q is %s; hint: `kmodvm up -n %s`", name, st, name)
+	}
+	cfg, err := in.SSHConfig()
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := vm.DialSSH(ctx, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return in, c, nil
+}
+
+// Instance returns the VM's remembered state or a clear error.
+func (s *Sandbox) Instance(name string) (*Instance, error) {
+	if err := CheckName(name); err != nil {
+		return nil, err
+	}
+	in, err := loadInstance(s.opt.State, name)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("there is no VM named %q; hint: `kmodvm up -n %s` creates it, `kmodvm list` shows the VMs", name, name)
+	}
+	return in, err
+}
+
+// Restart stops the domain hard and boots it again (after a crash or hang).
+func (s *Sandbox) Restart(ctx context.Context, in *Instance) (*vm.SSHClient, error) {
+	if err := s.drv.Destroy(ctx, domainName(in.Name)); err != nil {
+		return nil, err
+	}
+	return s.boot(ctx, in)
+}
+
+// DomainState is the libvirt state of a VM's domain.
+func (s *Sandbox) DomainState(ctx context.Context, name string) (vm.State, error) {
+	return s.drv.State(ctx, domainName(name))
+}
+
+// Down stops a VM: a clean shutdown over SSH, then a hard stop after timeout.
+func (s *Sandbox) Down(ctx context.Context, name string, timeout time.Duration) error {
+	in, err := s.Instance(name)
+	if err != nil {
+		return err
+	}
+	unlock, err := lock(ctx, in.lockPath(), s.opt.Status)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	dn := domainName(name)
+	st, err := s.drv.State(ctx, dn)
+	if err != nil {
+		return err
+	}
+	if st != vm.StateRunning {
+		return nil
+	}
+	if cfg, err := in.SSHConfig(); err == nil {
+		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		if c, err := vm.DialSSH(dctx, cfg); err == nil {
+			_, _ = c.Run(dctx, "/usr/local/sbin/kmodvm-poweroff", nil, io.Discard, io.Discard)
+			c.Close()
+		}
+		cancel()
+	}
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := s.drv.WaitState(wctx, dn, vm.StateShutoff, 200*time.Millisecond); err == nil {
+		return nil
+	} else if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	s.opt.Status(fmt.Sprintf("%s did not stop within %s; stopping it hard", name, timeout))
+	return s.drv.Destroy(ctx, dn)
+}
+
+// Destroy removes a VM: domain, overlay and state. It also cleans up a domain whose state
+// directory was deleted behind kmodvm's back.
+func (s *Sandbox) Destroy(ctx context.Context, name string) error {
+	if err := CheckName(name); err != nil {
+		return err
+	}
+	dn := domainName(name)
+	st, err := s.drv.State(ctx, dn)
+	if err != nil {
+		return err
+	}
+	dir := filepath.Join(vmsDir(s.opt.State), name)
+	_, statErr := os.Stat(dir)
+	if st == vm.StateMissing && errors.Is(statErr, os.ErrNotExist) {
+		return fmt.Errorf("there is no VM named %q (no domain %s, no state in %s); hint: `kmodvm list` shows the VMs", name, dn, dir)
+	}
+	if st != vm.StateMissing {
+		if err := s.drv.Destroy(ctx, dn); err != nil {
+			return err
+		}
+		if err := s.drv.Undefine(ctx, dn); err != nil {
+			return err
+		}
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("remove state of VM %q: %w", name, err)
+	}
+	return nil
+}
+
+// Status is what `kmodvm status` and `list` report.
+type Status struct {
+	Name          string            `json:"name"`
+	State         string            `json:"state"`
+	Accel         string            `json:"accel,omitempty"`
+	SSHPort       int               `json:"ssh_port,omitempty"`
+	KernelRelease string            `json:"kernel_release,omitempty"`
+	ConfigHash    string            `json:"config_hash,omitempty"`
+	Toolchain     map[string]string `json:"toolchain,omitempty"`
+	Uptime        string            `json:"uptime,omitempty"`
+	UptimeSeconds float64           `json:"uptime_seconds,omitempty"`
+	StateDir      string            `json:"state_dir"`
+	ConsoleLog    string            `json:"console_log,omitempty"`
+	Problem       string            `json:"problem,omitempty"`
+}
+
+// Status reports one VM. A domain without state dir (or the reverse) is reported as such.
+func (s *Sandbox) Status(ctx context.Context, name string) (Status, error) {
+	if err := CheckName(name); err != nil {
+		return Status{}, err
+	}
+	st, err := s.drv.State(ctx, domainName(name))
+	if err != nil {
+		return Status{}, err
+	}
+	out := Status{Name: name, State: string(st), StateDir: filepath.Join(vmsDir(s.opt.State), name)}
+	in, err := loadInstance(s.opt.State, name)
+	switch {
+	case errors.Is(err, os.ErrNotExist) && st == vm.StateMissing:
+		return Status{}, fmt.Errorf("there is no VM named %q; hint: `kmodvm up -n %s` creates it", name, name)
+	case errors.Is(err, os.ErrNotExist):
+		out.Problem = fmt.Sprintf("libvirt has domain %s but its state directory is gone; `kmodvm destroy -n %s` cleans it up", domainName(name), name)
+		return out, nil
+	case err != nil:
+		return Status{}, err
+	}
+	out.Accel, out.SSHPort, out.KernelRelease, out.ConfigHash = string(in.Accel), in.SSHPort, in.KernelRelease, in.ConfigHash
+	out.Toolchain, out.ConsoleLog = in.Toolchain, in.ConsoleLog()
+	if st == vm.StateMissing {
+		out.Problem = fmt.Sprintf("the state directory exists but libvirt has no domain %s; `kmodvm up -n %s` defines it again", domainName(name), name)
+	}
+	if st == vm.StateRunning {
+		cfg, err := in.SSHConfig()
+		if err == nil {
+			sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			if c, err := vm.DialSSH(sctx, cfg); err == nil {
+				if b, err := c.Output(sctx, "cat /proc/uptime"); err == nil {
+					var up float64
+					if _, err := fmt.Sscanf(string(b), "%f", &up); err == nil {
+						out.UptimeSeconds = up
+						out.Uptime = (time.Duration(up) * time.Second).String()
+					}
+				}
+				c.Close()
+			} else {
+				out.Problem = "SSH is not answering: " + err.Error()
+			}
+			cancel()
+		}
+	}
+	return out, nil
+}
+
+// List reports every VM kmodvm knows of (state dirs and kmodvm-* domains).
+func (s *Sandbox) List(ctx context.Context) ([]Status, error) {
+	names, err := listInstances(s.opt.State)
+	if err != nil {
+		return nil, err
+	}
+	var out []Status
+	for _, n := range names {
+		st, err := s.Status(ctx, n)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+// ConsoleTail returns the last n lines of a console log ("" when unreadable).
+func ConsoleTail(path string, n int) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return "(no console output: " + err.Error() + ")"
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return ""
+	}
+	const max = 64 << 10
+	off := st.Size() - max
+	if off < 0 {
+		off = 0
+	}
+	buf := make([]byte, st.Size()-off)
+	if _, err := f.ReadAt(buf, off); err != nil && !errors.Is(err, io.EOF) {
+		return ""
+	}
+	text := strings.ReplaceAll(string(buf), "\r", "")
+	lines := strings.Split(strings.TrimRight(text, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func indent(s string) string {
+	return "  " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n  ")
+}
+
+// lock takes the VM's lock, saying so when it has to wait for another kmodvm.
+func lock(ctx context.Context, path string, status func(string)) (func(), error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open lock %s: %w", path, err)
+	}
+	if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+		status("waiting for another kmodvm command using this VM to finish...")
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+			select {
+			case <-ctx.Done():
+				f.Close()
+				return nil, ctx.Err()
+			case <-t.C:
+			}
+		}
+	}
+	return func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
+}

@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# make bench: kmodvm's speed against baselines measured in the same run, alternating, so a
+# busy machine slows both sides alike. Prints medians and ratios; never asserts.
+#
+#   BENCH_N=5 bash scripts/bench.sh [up|kernel|loop|all]
+#
+# up:     `kmodvm up` from a stopped, defined VM to SSH-ready vs a bare qemu-system-x86_64
+#         boot of the same kernel, disk, init and cmdline to SSH-ready; image build cached.
+# kernel: kernel build cache hit; rebuild after one fragment change.
+# loop:   warm `kmodvm run` of the Rust example after a one-line change vs a hand-written
+#         scp/ssh script vs the irreducible make + insmod; sync of 1 changed file among
+#         1,000 vs rsync over ssh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export KMODVM_HOME=${KMODVM_HOME:-/var/cache/kmodvm}
+N=${BENCH_N:-5}
+WHAT=${1:-all}
+K="$PWD/bin/kmodvm"
+VM=bench
+[ -x "$K" ] || go build -o "$K" ./cmd/kmodvm
+
+now() { date +%s.%N; }
+median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%.3f\n", (a[NR/2]+a[NR/2+1])/2}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
+field() { sed -n "s/^ *\"$1\": \"\{0,1\}\([^\",]*\)\"\{0,1\},\{0,1\}$/\1/p" "$2" | head -n1; }
+tmp=$(mktemp -d)
+cleanup() {
+	[ -n "${qpid:-}" ] && kill "$qpid" 2>/dev/null || true
+	"$K" -n "$VM" destroy >/dev/null 2>&1 || true
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+"$K" -n "$VM" up >/dev/null
+inst="$KMODVM_HOME/state/vms/$VM/instance.json"
+kernel=$(field kernel "$inst")
+base=$(field base_disk "$inst")
+key=$(field client_key "$inst")
+hostpub=$(field host_pub "$inst")
+cmdline=$(field cmdline "$inst")
+accel=$(field accel "$inst")
+mem=$(field memory_mib "$inst")
+
+bench_up() {
+	echo "== up: kmodvm up (stopped, defined VM -> SSH ready) vs bare qemu boot -> SSH ready ($accel, N=$N)"
+	local port=$((20000 + RANDOM % 20000))
+	echo "[127.0.0.1]:$port $(cat "$hostpub")" >"$tmp/known_hosts"
+	: >"$tmp/up"; : >"$tmp/bare"
+	for i in $(seq 1 "$N"); do
+		"$K" -n "$VM" down >/dev/null
+		t0=$(now); "$K" -n "$VM" up >/dev/null; t1=$(now)
+		echo "$t1 - $t0" | bc >>"$tmp/up"
+		"$K" -n "$VM" down >/dev/null
+
+		rm -f "$tmp/ov.qcow2"; qemu-img create -q -f qcow2 -F qcow2 -b "$base" "$tmp/ov.qcow2"
+		local acc="-accel tcg -cpu qemu64"; [ "$accel" = kvm ] && acc="-accel kvm -cpu host"
+		t0=$(now)
+		qemu-system-x86_64 $acc -M pc -m "$mem" -smp 1 -display none -no-reboot \
+			-kernel "$kernel" -append "$cmdline" \
+			-drive file="$tmp/ov.qcow2",format=qcow2,if=virtio \
+			-device virtio-rng-pci \
+			-netdev user,id=n0,restrict=on,ipv6=off,hostfwd=tcp:127.0.0.1:$port-:22 \
+			-device virtio-net-pci,netdev=n0 -serial file:"$tmp/bare-console.log" &
+		qpid=$!
+		until ssh -q -o BatchMode=yes -o ConnectTimeout=2 -o UserKnownHostsFile="$tmp/known_hosts" \
+			-o StrictHostKeyChecking=yes -i "$key" -p "$port" root@127.0.0.1 true 2>/dev/null; do
+			sleep 0.1
+		done
+		t1=$(now)
+		kill "$qpid"; wait "$qpid" 2>/dev/null || true; qpid=
+		echo "$t1 - $t0" | bc >>"$tmp/bare"
+	done
+	local mu mb; mu=$(median <"$tmp/up"); mb=$(median <"$tmp/bare")
+	echo "kmodvm up: median ${mu}s  ($(tr '\n' ' ' <"$tmp/up"))"
+	echo "bare qemu: median ${mb}s  ($(tr '\n' ' ' <"$tmp/bare"))"
+	echo "ratio up/bare: $(ratio "$mu" "$mb")  (goal <= 1.15)"
+	t0=$(now); "$K" image build >/dev/null; t1=$(now)
+	echo "image build, cached: $(echo "$t1 - $t0" | bc)s"
+}
+
+bench_kernel() {
+	echo "== kernel: cache hit and one-fragment rebuild"
+	t0=$(now); "$K" kernel build >/dev/null; t1=$(now)
+	echo "kernel build, cache hit: $(echo "$t1 - $t0" | bc)s"
+	mkdir -p "$tmp/kproj"
+	printf 'kernel:\n  fragments: ["CONFIG_DEBUG_ATOMIC_SLEEP=y"]\n' >"$tmp/kproj/kmodvm.yaml"
+	t0=$(now); (cd "$tmp/kproj" && "$K" kernel build >/dev/null); t1=$(now)
+	echo "kernel rebuild after one fragment change (incremental, same tree): $(echo "$t1 - $t0" | bc)s"
+}
+
+bench_loop() {
+	echo "== loop: warm kmodvm run after a one-line change vs scp/ssh script vs make+insmod (N=$N)"
+	"$K" -n "$VM" up >/dev/null
+	local port; port=$(field ssh_port "$inst")
+	echo "[127.0.0.1]:$port $(cat "$hostpub")" >"$tmp/known_hosts"
+	local SSH=(ssh -q -o BatchMode=yes -o UserKnownHostsFile="$tmp/known_hosts" -i "$key" -p "$port" root@127.0.0.1)
+	cp -r examples/rust-hello "$tmp/mod"
+	local where=host; [ "$accel" = kvm ] && where=guest
+	"$K" -n "$VM" run --build "$where" "$tmp/mod" >/dev/null
+	: >"$tmp/k"; : >"$tmp/s"; : >"$tmp/i"
+	for i in $(seq 1 "$N"); do
+		echo "// change $i" >>"$tmp/mod/rust_hello.rs"
+		t0=$(now); "$K" -n "$VM" run --build "$where" "$tmp/mod" >/dev/null; t1=$(now)
+		echo "$t1 - $t0" | bc >>"$tmp/k"
+
+		echo "// script change $i" >>"$tmp/mod/rust_hello.rs"
+		t0=$(now)
+		scp -q -r -o UserKnownHostsFile="$tmp/known_hosts" -i "$key" -P "$port" "$tmp/mod" root@127.0.0.1:/root/script-mod
+		"${SSH[@]}" 'make -s -C /lib/modules/$(uname -r)/build M=/root/script-mod LLVM=1 modules >/dev/null'
+		"${SSH[@]}" 'insmod /root/script-mod/rust_hello.ko'
+		"${SSH[@]}" 'dmesg | tail -n 5 >/dev/null'
+		"${SSH[@]}" 'rmmod rust_hello'
+		t1=$(now)
+		echo "$t1 - $t0" | bc >>"$tmp/s"
+
+		echo "// irreducible change $i" >>"$tmp/mod/rust_hello.rs"
+		cp "$tmp/mod/rust_hello.rs" "$tmp/irr.rs"
+		"${SSH[@]}" 'cat > /root/script-mod/rust_hello.rs' <"$tmp/irr.rs"
+		t0=$(now)
+		"${SSH[@]}" 'make -s -C /lib/modules/$(uname -r)/build M=/root/script-mod LLVM=1 modules >/dev/null && insmod /root/script-mod/rust_hello.ko && rmmod rust_hello'
+		t1=$(now)
+		echo "$t1 - $t0" | bc >>"$tmp/i"
+	done
+	local mk ms mi; mk=$(median <"$tmp/k"); ms=$(median <"$tmp/s"); mi=$(median <"$tmp/i")
+	echo "kmodvm run ($where build): median ${mk}s  ($(tr '\n' ' ' <"$tmp/k"))"
+	echo "scp/ssh script (guest build): median ${ms}s  ($(tr '\n' ' ' <"$tmp/s"))"
+	echo "irreducible make+insmod+rmmod in the guest: median ${mi}s"
+	echo "ratio run/script: $(ratio "$mk" "$ms")  (goal <= 0.5)"
+	echo "ratio run/irreducible: $(ratio "$mk" "$mi")  (goal <= 1.10; under TCG the host build is faster than the guest's make)"
+
+	echo "== sync: 1 changed file among 1,000: kmodvm sync vs rsync over ssh (N=$N)"
+	mkdir -p "$tmp/tree"
+	printf 'obj-m := x.o\n' >"$tmp/tree/Kbuild"
+	for d in $(seq 0 9); do mkdir -p "$tmp/tree/d$d"; for f in $(seq 0 98); do head -c 2048 /dev/urandom >"$tmp/tree/d$d/f$f.c"; done; done
+	"$K" -n "$VM" sync "$tmp/tree" >/dev/null
+	"${SSH[@]}" 'command -v rsync >/dev/null' || { echo "rsync is not in the guest image: add it to image.packages to compare"; return; }
+	rsync -a -e "ssh -q -o UserKnownHostsFile=$tmp/known_hosts -i $key -p $port" "$tmp/tree/" root@127.0.0.1:/root/rsync-tree/
+	: >"$tmp/ks"; : >"$tmp/rs"
+	for i in $(seq 1 "$N"); do
+		head -c 2048 /dev/urandom >"$tmp/tree/d3/f7.c"
+		t0=$(now); "$K" -n "$VM" sync "$tmp/tree" >/dev/null; t1=$(now); echo "$t1 - $t0" | bc >>"$tmp/ks"
+		t0=$(now); rsync -a -e "ssh -q -o UserKnownHostsFile=$tmp/known_hosts -i $key -p $port" "$tmp/tree/" root@127.0.0.1:/root/rsync-tree/; t1=$(now); echo "$t1 - $t0" | bc >>"$tmp/rs"
+	done
+	local a b; a=$(median <"$tmp/ks"); b=$(median <"$tmp/rs")
+	echo "kmodvm sync: median ${a}s; rsync over ssh: median ${b}s; ratio $(ratio "$a" "$b") (goal <= 1.0)"
+}
+
+case "$WHAT" in
+up) bench_up ;;
+kernel) bench_kernel ;;
+loop) bench_loop ;;
+all) bench_up; bench_kernel; bench_loop ;;
+*) echo "usage: $0 [up|kernel|loop|all]" >&2; exit 2 ;;
+esac
