@@ -168,6 +168,41 @@ func (a *app) sandbox(ctx context.Context) (*sandbox.Sandbox, func(), error) {
 	return sandbox.New(lv, opt), func() { _ = lv.Disconnect() }, nil
 }
 
+// withSandbox runs body with a sandbox on a libvirt connection, disconnecting afterwards.
+func (a *app) withSandbox(ctx context.Context, body func(*sandbox.Sandbox) error) error {
+	sb, closeLV, err := a.sandbox(ctx)
+	if err != nil {
+		return err
+	}
+	defer closeLV()
+	return body(sb)
+}
+
+// withGuest runs body with an SSH connection to the running VM.
+func (a *app) withGuest(ctx context.Context, body func(*sandbox.Sandbox, *sandbox.Guest) error) error {
+	return a.withSandbox(ctx, func(sb *sandbox.Sandbox) error {
+		g, err := sb.Guest(ctx, a.vmName())
+		if err != nil {
+			return err
+		}
+		defer func() { g.Close() }()
+		return body(sb, g)
+	})
+}
+
+// withLockedGuest is withGuest holding the VM's lock: commands that change the guest wait
+// for each other (and say so).
+func (a *app) withLockedGuest(ctx context.Context, body func(*sandbox.Guest) error) error {
+	return a.withGuest(ctx, func(_ *sandbox.Sandbox, g *sandbox.Guest) error {
+		unlock, err := g.Lock(ctx)
+		if err != nil {
+			return err
+		}
+		defer unlock()
+		return body(g)
+	})
+}
+
 // offline returns a sandbox for work that needs no libvirt (image and kernel builds).
 func (a *app) offline() (*sandbox.Sandbox, error) {
 	opt, err := a.sandboxOptions()

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kmodvm/kmodvm/provision/kmsg"
+	"github.com/kmodvm/kmodvm/provision/sandbox"
 )
 
 // logFilter selects kernel log records for `kmodvm logs`.
@@ -75,49 +76,46 @@ log instead, and says so.`,
 				}
 				f.maxLevel = l
 			}
-			sb, closeLV, err := a.sandbox(ctx)
-			if err != nil {
-				return err
-			}
-			defer closeLV()
-			in, err := sb.Instance(a.vmName())
-			if err != nil {
-				return err
-			}
-			emit := a.logEmitter(f)
-			g, err := sb.Guest(ctx, a.vmName())
-			if err != nil {
-				fmt.Fprintf(a.stderr, "==> SSH to %s is not available (%v); reading the console log %s instead\n", in.Name, firstLine(err.Error()), in.ConsoleLog())
-				return followConsole(ctx, in.ConsoleLog(), follow, emit)
-			}
-			defer g.Close()
-			cmdline := "dd if=/dev/kmsg iflag=nonblock bs=65536 2>/dev/null"
-			if follow {
-				cmdline = "exec cat /dev/kmsg"
-			}
-			pr, pw := io.Pipe()
-			done := make(chan error, 1)
-			go func() {
-				_, err := g.SSH().Run(ctx, cmdline, nil, pw, io.Discard)
-				pw.CloseWithError(err)
-				done <- err
-			}()
-			sc := bufio.NewScanner(pr)
-			sc.Buffer(make([]byte, 64*1024), 1024*1024)
-			for sc.Scan() {
-				if r, ok := kmsg.ParseKmsgLine(sc.Text()); ok {
-					emit(r, "kmsg")
+			return a.withSandbox(ctx, func(sb *sandbox.Sandbox) error {
+				in, err := sb.Instance(a.vmName())
+				if err != nil {
+					return err
 				}
-			}
-			err = <-done
-			if ctx.Err() != nil {
-				return nil // Ctrl-C ends a follow
-			}
-			if err != nil && follow {
-				fmt.Fprintf(a.stderr, "==> lost SSH to the guest (%v); following the console log %s\n", firstLine(err.Error()), in.ConsoleLog())
-				return followConsole(ctx, in.ConsoleLog(), true, emit)
-			}
-			return err
+				emit := a.logEmitter(f)
+				g, err := sb.Guest(ctx, a.vmName())
+				if err != nil {
+					fmt.Fprintf(a.stderr, "==> SSH to %s is not available (%v); reading the console log %s instead\n", in.Name, firstLine(err.Error()), in.ConsoleLog())
+					return followConsole(ctx, in.ConsoleLog(), follow, emit)
+				}
+				defer g.Close()
+				cmdline := "dd if=/dev/kmsg iflag=nonblock bs=65536 2>/dev/null"
+				if follow {
+					cmdline = "exec cat /dev/kmsg"
+				}
+				pr, pw := io.Pipe()
+				done := make(chan error, 1)
+				go func() {
+					_, err := g.SSH().Run(ctx, cmdline, nil, pw, io.Discard)
+					pw.CloseWithError(err)
+					done <- err
+				}()
+				sc := bufio.NewScanner(pr)
+				sc.Buffer(make([]byte, 64*1024), 1024*1024)
+				for sc.Scan() {
+					if r, ok := kmsg.ParseKmsgLine(sc.Text()); ok {
+						emit(r, "kmsg")
+					}
+				}
+				err = <-done
+				if ctx.Err() != nil {
+					return nil // Ctrl-C ends a follow
+				}
+				if err != nil && follow {
+					fmt.Fprintf(a.stderr, "==> lost SSH to the guest (%v); following the console log %s\n", firstLine(err.Error()), in.ConsoleLog())
+					return followConsole(ctx, in.ConsoleLog(), true, emit)
+				}
+				return err
+			})
 		},
 	}
 	fl := c.Flags()

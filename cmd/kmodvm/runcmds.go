@@ -11,6 +11,7 @@ import (
 	"github.com/kmodvm/kmodvm/cmd/kmodvm/config"
 	"github.com/kmodvm/kmodvm/images"
 	"github.com/kmodvm/kmodvm/provision/module"
+	"github.com/kmodvm/kmodvm/provision/sandbox"
 	"github.com/kmodvm/kmodvm/vm"
 )
 
@@ -62,46 +63,33 @@ Exit codes: 0 ok, 1 kmodvm failed, 2 usage error, 3 did not build, 4 did not loa
 			if !cmd.Flags().Changed("timeout") {
 				tmo = a.cfg.Module.Timeout
 			}
-			sb, closeLV, err := a.sandbox(ctx)
-			if err != nil {
-				return err
-			}
-			defer closeLV()
-			g, err := sb.Guest(ctx, a.vmName())
-			if err != nil {
-				return err
-			}
-			defer func() { g.Close() }()
-			unlock, err := g.Lock(ctx)
-			if err != nil {
-				return err
-			}
-			defer unlock()
-			in := g.Instance()
-			w, err := buildLocation(where, in.Accel)
-			if err != nil {
-				return withCode(exitUsage, err)
-			}
-			r := &module.Runner{Guest: g, Toolchain: &images.Root{Dir: in.RootDir, Hash: in.RootHash}, KDir: in.KDir}
-			res, err := r.Run(ctx, module.Options{
-				Source: src, Params: params, Where: w, Keep: keep, Reload: reload, Timeout: tmo,
-				BuildDir: filepath.Join(in.Dir(), "hostbuild", filepath.Base(module.RemoteDir(src.Dir))),
-				Status:   a.prog.Status, Log: a.log,
-			})
-			if err != nil {
-				return err
-			}
-			if a.jsonOut {
-				if err := a.printJSON(runJSON{Result: res, KernelRelease: in.KernelRelease, ConfigHash: in.ConfigHash, Toolchain: in.Toolchain, ExitCode: res.ExitCode()}); err != nil {
+			return a.withLockedGuest(ctx, func(g *sandbox.Guest) error {
+				in := g.Instance()
+				w, err := buildLocation(where, in.Accel)
+				if err != nil {
+					return withCode(exitUsage, err)
+				}
+				r := &module.Runner{Guest: g, Toolchain: &images.Root{Dir: in.RootDir, Hash: in.RootHash}, KDir: in.KDir}
+				res, err := r.Run(ctx, module.Options{
+					Source: src, Params: params, Where: w, Keep: keep, Reload: reload, Timeout: tmo,
+					BuildDir: filepath.Join(in.Dir(), "hostbuild", filepath.Base(module.RemoteDir(src.Dir))),
+					Status:   a.prog.Status, Log: a.log,
+				})
+				if err != nil {
 					return err
 				}
-			} else {
-				printRun(a, res)
-			}
-			if code := res.ExitCode(); code != 0 {
-				return silentExit(code)
-			}
-			return nil
+				if a.jsonOut {
+					if err := a.printJSON(runJSON{Result: res, KernelRelease: in.KernelRelease, ConfigHash: in.ConfigHash, Toolchain: in.Toolchain, ExitCode: res.ExitCode()}); err != nil {
+						return err
+					}
+				} else {
+					printRun(a, res)
+				}
+				if code := res.ExitCode(); code != 0 {
+					return silentExit(code)
+				}
+				return nil
+			})
 		},
 	}
 	f := c.Flags()
@@ -196,27 +184,14 @@ func (a *app) syncCmd() *cobra.Command {
 			if err != nil {
 				return withCode(exitUsage, err)
 			}
-			sb, closeLV, err := a.sandbox(ctx)
-			if err != nil {
-				return err
-			}
-			defer closeLV()
-			g, err := sb.Guest(ctx, a.vmName())
-			if err != nil {
-				return err
-			}
-			defer g.Close()
-			unlock, err := g.Lock(ctx)
-			if err != nil {
-				return err
-			}
-			defer unlock()
-			sum, err := module.Sync(ctx, g.SSH(), src.Dir)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(a.stdout, "%s -> %s: %s\n", src.Dir, module.RemoteDir(src.Dir), sum)
-			return nil
+			return a.withLockedGuest(ctx, func(g *sandbox.Guest) error {
+				sum, err := module.Sync(ctx, g.SSH(), src.Dir)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(a.stdout, "%s -> %s: %s\n", src.Dir, module.RemoteDir(src.Dir), sum)
+				return nil
+			})
 		},
 	}
 }

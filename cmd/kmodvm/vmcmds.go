@@ -26,19 +26,16 @@ func (a *app) upCmd() *cobra.Command {
 				a.cfg.VM.Port = port
 			}
 			start := time.Now()
-			sb, closeLV, err := a.sandbox(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer closeLV()
-			in, c, err := sb.Up(cmd.Context(), a.vmName())
-			if err != nil {
-				return err
-			}
-			c.Close()
-			a.prog.Status(fmt.Sprintf("%s is up in %s: kernel %s (%s), ssh on 127.0.0.1:%d", in.Name, since(start), in.KernelRelease, in.Accel, in.SSHPort))
-			fmt.Fprintf(a.stdout, "%s running kernel=%s accel=%s ssh=127.0.0.1:%d\n", in.Name, in.KernelRelease, in.Accel, in.SSHPort)
-			return nil
+			return a.withSandbox(cmd.Context(), func(sb *sandbox.Sandbox) error {
+				in, c, err := sb.Up(cmd.Context(), a.vmName())
+				if err != nil {
+					return err
+				}
+				c.Close()
+				a.prog.Status(fmt.Sprintf("%s is up in %s: kernel %s (%s), ssh on 127.0.0.1:%d", in.Name, since(start), in.KernelRelease, in.Accel, in.SSHPort))
+				fmt.Fprintf(a.stdout, "%s running kernel=%s accel=%s ssh=127.0.0.1:%d\n", in.Name, in.KernelRelease, in.Accel, in.SSHPort)
+				return nil
+			})
 		},
 	}
 	c.Flags().StringVar(&a.accel, "accel", "", "accelerator: auto, kvm or tcg (default: kmodvm.yaml vm.accel, else auto)")
@@ -53,16 +50,13 @@ func (a *app) downCmd() *cobra.Command {
 		Short: "Stop the sandbox VM (clean shutdown, then hard stop after --timeout)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			sb, closeLV, err := a.sandbox(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer closeLV()
-			if err := sb.Down(cmd.Context(), a.vmName(), timeout); err != nil {
-				return err
-			}
-			fmt.Fprintf(a.stdout, "%s stopped\n", a.vmName())
-			return nil
+			return a.withSandbox(cmd.Context(), func(sb *sandbox.Sandbox) error {
+				if err := sb.Down(cmd.Context(), a.vmName(), timeout); err != nil {
+					return err
+				}
+				fmt.Fprintf(a.stdout, "%s stopped\n", a.vmName())
+				return nil
+			})
 		},
 	}
 	c.Flags().DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for a clean shutdown")
@@ -75,16 +69,13 @@ func (a *app) destroyCmd() *cobra.Command {
 		Short: "Remove the sandbox VM: domain, disk overlay and state (caches are kept)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			sb, closeLV, err := a.sandbox(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer closeLV()
-			if err := sb.Destroy(cmd.Context(), a.vmName()); err != nil {
-				return err
-			}
-			fmt.Fprintf(a.stdout, "%s destroyed\n", a.vmName())
-			return nil
+			return a.withSandbox(cmd.Context(), func(sb *sandbox.Sandbox) error {
+				if err := sb.Destroy(cmd.Context(), a.vmName()); err != nil {
+					return err
+				}
+				fmt.Fprintf(a.stdout, "%s destroyed\n", a.vmName())
+				return nil
+			})
 		},
 	}
 }
@@ -95,39 +86,36 @@ func (a *app) statusCmd() *cobra.Command {
 		Short: "Show the VM's state, accel, kernel, SSH port and uptime",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			sb, closeLV, err := a.sandbox(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer closeLV()
-			st, err := sb.Status(cmd.Context(), a.vmName())
-			if err != nil {
-				return err
-			}
-			if a.jsonOut {
-				return a.printJSON(st)
-			}
-			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintf(tw, "name:\t%s\n", st.Name)
-			fmt.Fprintf(tw, "state:\t%s\n", st.State)
-			fmt.Fprintf(tw, "accel:\t%s\n", st.Accel)
-			fmt.Fprintf(tw, "kernel:\t%s (config %s)\n", st.KernelRelease, shortID(st.ConfigHash))
-			if st.SSHPort != 0 {
-				fmt.Fprintf(tw, "ssh:\t127.0.0.1:%d\n", st.SSHPort)
-			}
-			if st.Uptime != "" {
-				fmt.Fprintf(tw, "uptime:\t%s\n", st.Uptime)
-			}
-			for _, k := range []string{"rustc", "bindgen", "clang"} {
-				if v := st.Toolchain[k]; v != "" {
-					fmt.Fprintf(tw, "%s:\t%s\n", k, v)
+			return a.withSandbox(cmd.Context(), func(sb *sandbox.Sandbox) error {
+				st, err := sb.Status(cmd.Context(), a.vmName())
+				if err != nil {
+					return err
 				}
-			}
-			fmt.Fprintf(tw, "state dir:\t%s\n", st.StateDir)
-			if st.Problem != "" {
-				fmt.Fprintf(tw, "problem:\t%s\n", st.Problem)
-			}
-			return tw.Flush()
+				if a.jsonOut {
+					return a.printJSON(st)
+				}
+				tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintf(tw, "name:\t%s\n", st.Name)
+				fmt.Fprintf(tw, "state:\t%s\n", st.State)
+				fmt.Fprintf(tw, "accel:\t%s\n", st.Accel)
+				fmt.Fprintf(tw, "kernel:\t%s (config %s)\n", st.KernelRelease, shortID(st.ConfigHash))
+				if st.SSHPort != 0 {
+					fmt.Fprintf(tw, "ssh:\t127.0.0.1:%d\n", st.SSHPort)
+				}
+				if st.Uptime != "" {
+					fmt.Fprintf(tw, "uptime:\t%s\n", st.Uptime)
+				}
+				for _, k := range []string{"rustc", "bindgen", "clang"} {
+					if v := st.Toolchain[k]; v != "" {
+						fmt.Fprintf(tw, "%s:\t%s\n", k, v)
+					}
+				}
+				fmt.Fprintf(tw, "state dir:\t%s\n", st.StateDir)
+				if st.Problem != "" {
+					fmt.Fprintf(tw, "problem:\t%s\n", st.Problem)
+				}
+				return tw.Flush()
+			})
 		},
 	}
 	c.Flags().BoolVar(&a.jsonOut, "json", false, "print JSON")
@@ -147,27 +135,24 @@ func (a *app) listCmd() *cobra.Command {
 		Short: "List kmodvm's VMs",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			sb, closeLV, err := a.sandbox(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer closeLV()
-			all, err := sb.List(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if a.jsonOut {
-				if all == nil {
-					all = []sandbox.Status{}
+			return a.withSandbox(cmd.Context(), func(sb *sandbox.Sandbox) error {
+				all, err := sb.List(cmd.Context())
+				if err != nil {
+					return err
 				}
-				return a.printJSON(all)
-			}
-			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tSTATE\tACCEL\tSSH\tKERNEL")
-			for _, st := range all {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t127.0.0.1:%d\t%s\n", st.Name, st.State, st.Accel, st.SSHPort, st.KernelRelease)
-			}
-			return tw.Flush()
+				if a.jsonOut {
+					if all == nil {
+						all = []sandbox.Status{}
+					}
+					return a.printJSON(all)
+				}
+				tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "NAME\tSTATE\tACCEL\tSSH\tKERNEL")
+				for _, st := range all {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t127.0.0.1:%d\t%s\n", st.Name, st.State, st.Accel, st.SSHPort, st.KernelRelease)
+				}
+				return tw.Flush()
+			})
 		},
 	}
 	c.Flags().BoolVar(&a.jsonOut, "json", false, "print JSON")
@@ -180,28 +165,21 @@ func (a *app) execCmd() *cobra.Command {
 		Short: "Run a command in the guest; exits with its status",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			sb, closeLV, err := a.sandbox(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer closeLV()
-			_, c, err := sb.Connect(cmd.Context(), a.vmName())
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			line := vm.QuoteArgs(args...)
-			if len(args) == 1 {
-				line = args[0] // one word: a shell command line, as `ssh host 'cmd | grep x'`
-			}
-			code, err := c.Run(cmd.Context(), line, a.stdin, a.stdout, a.stderr)
-			if err != nil {
-				return err
-			}
-			if code != 0 {
-				return silentExit(code)
-			}
-			return nil
+			return a.withGuest(cmd.Context(), func(_ *sandbox.Sandbox, g *sandbox.Guest) error {
+				c := g.SSH()
+				line := vm.QuoteArgs(args...)
+				if len(args) == 1 {
+					line = args[0] // one word: a shell command line, as `ssh host 'cmd | grep x'`
+				}
+				code, err := c.Run(cmd.Context(), line, a.stdin, a.stdout, a.stderr)
+				if err != nil {
+					return err
+				}
+				if code != 0 {
+					return silentExit(code)
+				}
+				return nil
+			})
 		},
 	}
 }
@@ -212,54 +190,47 @@ func (a *app) sshCmd() *cobra.Command {
 		Short: "Open an interactive shell in the guest",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			sb, closeLV, err := a.sandbox(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer closeLV()
-			_, c, err := sb.Connect(cmd.Context(), a.vmName())
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			fd := int(os.Stdin.Fd())
-			w, h := 80, 24
-			termName := os.Getenv("TERM")
-			if termName == "" {
-				termName = "xterm"
-			}
-			resize := make(chan [2]int, 1)
-			if term.IsTerminal(fd) {
-				old, err := term.MakeRaw(fd)
-				if err != nil {
-					return fmt.Errorf("set terminal to raw mode: %w", err)
+			return a.withGuest(cmd.Context(), func(_ *sandbox.Sandbox, g *sandbox.Guest) error {
+				c := g.SSH()
+				fd := int(os.Stdin.Fd())
+				w, h := 80, 24
+				termName := os.Getenv("TERM")
+				if termName == "" {
+					termName = "xterm"
 				}
-				defer term.Restore(fd, old)
-				if cw, ch, err := term.GetSize(fd); err == nil {
-					w, h = cw, ch
-				}
-				winch := make(chan os.Signal, 1)
-				signal.Notify(winch, syscall.SIGWINCH)
-				defer signal.Stop(winch)
-				go func() {
-					for range winch {
-						if cw, ch, err := term.GetSize(fd); err == nil {
-							select {
-							case resize <- [2]int{cw, ch}:
-							default:
+				resize := make(chan [2]int, 1)
+				if term.IsTerminal(fd) {
+					old, err := term.MakeRaw(fd)
+					if err != nil {
+						return fmt.Errorf("set terminal to raw mode: %w", err)
+					}
+					defer term.Restore(fd, old)
+					if cw, ch, err := term.GetSize(fd); err == nil {
+						w, h = cw, ch
+					}
+					winch := make(chan os.Signal, 1)
+					signal.Notify(winch, syscall.SIGWINCH)
+					defer signal.Stop(winch)
+					go func() {
+						for range winch {
+							if cw, ch, err := term.GetSize(fd); err == nil {
+								select {
+								case resize <- [2]int{cw, ch}:
+								default:
+								}
 							}
 						}
-					}
-				}()
-			}
-			code, err := c.Shell(cmd.Context(), a.stdin, a.stdout, a.stderr, termName, w, h, resize)
-			if err != nil {
-				return err
-			}
-			if code != 0 {
-				return silentExit(code)
-			}
-			return nil
+					}()
+				}
+				code, err := c.Shell(cmd.Context(), a.stdin, a.stdout, a.stderr, termName, w, h, resize)
+				if err != nil {
+					return err
+				}
+				if code != 0 {
+					return silentExit(code)
+				}
+				return nil
+			})
 		},
 	}
 }

@@ -60,8 +60,8 @@ func TestRemoteDir(t *testing.T) {
 	if RemoteDir("/a/x") == RemoteDir("/b/x") {
 		t.Error("two module dirs with the same name share a remote dir")
 	}
-	if RemoteDir("/a/x") != RemoteDir("/a/x") {
-		t.Error("remote dir not stable")
+	if got, want := RemoteDir("/a/x"), "/root/kmodvm/src/x-"; !strings.HasPrefix(got, want) || len(got) != len(want)+8 {
+		t.Errorf("RemoteDir(/a/x) = %q, want %s<8 hex>", got, want)
 	}
 }
 
