@@ -174,7 +174,7 @@ func TestE2ESandbox(t *testing.T) {
 
 	// Logs: the guest's kernel log, filtered.
 	out = mustCLI(t, ctx, append(n, "logs", "--module", "c_hello")...)
-	if !strings.Contains(out, "Hello, kernel, from C!") {
+	if !strings.Contains(out, "c_hello: Hello, world, from C!") || strings.Contains(out, "rust_hello") {
 		t.Errorf("logs --module c_hello lacks the module's line:\n%s", out)
 	}
 

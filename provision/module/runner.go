@@ -520,12 +520,12 @@ wait:
 				}
 				break wait
 			}
-			why = "the SSH connection to the guest was lost"
-			if res.err != nil {
-				why += " (" + res.err.Error() + ")"
-			}
 			if err := r.waitStopped(ctx, 5*time.Second); err != nil {
 				return st, err
+			}
+			why = "the guest stopped (kernel panic or reboot)"
+			if ok, err := r.Guest.Running(ctx); err == nil && ok {
+				why = "the SSH connection to the guest was lost"
 			}
 			break wait
 		case <-tick.C:
