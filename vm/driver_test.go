@@ -12,18 +12,13 @@ import (
 	"testing"
 
 	"github.com/digitalocean/go-libvirt"
+	"github.com/kmodvm/kmodvm/vm/vmtest"
 )
 
 const testUUID = "5b0f8c3e-2f1a-4c6e-9d7b-3a1e2c4d5f60"
 
-func mustUUID(t *testing.T, s string) libvirt.UUID {
-	t.Helper()
-	u, err := parseUUID(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return u
-}
+// The fake must stay a drop-in for a real connection.
+var _ Libvirt = (*vmtest.Libvirt)(nil)
 
 // readGolden returns a golden file from testdata/domain.
 func readGolden(t *testing.T, name string) string {
@@ -39,7 +34,7 @@ func readGolden(t *testing.T, name string) string {
 // state after every step and that the XML libvirt received is the golden one.
 func TestDriverLifecycle(t *testing.T) {
 	ctx := context.Background()
-	f := newFakeLibvirt()
+	f := vmtest.NewLibvirt()
 	d := NewDriver(f, nil)
 	name := baseSpec().Name
 
@@ -82,15 +77,15 @@ func TestDriverLifecycle(t *testing.T) {
 	}
 
 	want := readGolden(t, "tcg-direct-kernel.xml")
-	if len(f.defined) != 2 {
-		t.Fatalf("libvirt got %d definitions, want 2", len(f.defined))
+	if len(f.Defined()) != 2 {
+		t.Fatalf("libvirt got %d definitions, want 2", len(f.Defined()))
 	}
-	for i, x := range f.defined {
+	for i, x := range f.Defined() {
 		if x != want {
 			t.Errorf("definition %d differs from testdata/domain/tcg-direct-kernel.xml:\n%s", i, x)
 		}
 	}
-	if got := f.callsTo("DomainDestroy"); len(got) != 1 {
+	if got := f.Calls("DomainDestroy"); len(got) != 1 {
 		t.Errorf("DomainDestroy calls = %q, want exactly one (a stopped domain must not be destroyed)", got)
 	}
 }
@@ -99,7 +94,7 @@ func TestDriverDefine(t *testing.T) {
 	otherUUID := "11111111-2222-4333-8444-555555555555"
 	tests := []struct {
 		name      string
-		setup     func(t *testing.T, f *fakeLibvirt, d *Driver)
+		setup     func(t *testing.T, f *vmtest.Libvirt, d *Driver)
 		spec      func() DomainSpec
 		wantErr   string
 		wantCalls []string // DomainDefineXML / DomainUndefineFlags calls, in order
@@ -151,7 +146,7 @@ func TestDriverDefine(t *testing.T) {
 		},
 		{
 			name: "other UUID does not replace a running domain",
-			setup: func(t *testing.T, f *fakeLibvirt, d *Driver) {
+			setup: func(t *testing.T, f *vmtest.Libvirt, d *Driver) {
 				defineBase(t, f, d)
 				if err := d.Start(context.Background(), "kmodvm-dev"); err != nil {
 					t.Fatal(err)
@@ -168,8 +163,8 @@ func TestDriverDefine(t *testing.T) {
 		},
 		{
 			name: "libvirt rejects the XML",
-			setup: func(t *testing.T, f *fakeLibvirt, d *Driver) {
-				f.errs["DomainDefineXML"] = lvErr(libvirt.ErrXMLError, "XML error: bad thing")
+			setup: func(t *testing.T, f *vmtest.Libvirt, d *Driver) {
+				f.FailOn("DomainDefineXML", vmtest.Error(libvirt.ErrXMLError, "XML error: bad thing"))
 			},
 			spec:      baseSpec,
 			wantErr:   "libvirt rejected the domain XML: XML error: bad thing",
@@ -177,8 +172,8 @@ func TestDriverDefine(t *testing.T) {
 		},
 		{
 			name: "lookup fails",
-			setup: func(t *testing.T, f *fakeLibvirt, d *Driver) {
-				f.errs["DomainLookupByName"] = lvErr(libvirt.ErrInternalError, "internal error: connection lost")
+			setup: func(t *testing.T, f *vmtest.Libvirt, d *Driver) {
+				f.FailOn("DomainLookupByName", vmtest.Error(libvirt.ErrInternalError, "internal error: connection lost"))
 			},
 			spec:    baseSpec,
 			wantErr: "connection lost",
@@ -195,7 +190,7 @@ func TestDriverDefine(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := newFakeLibvirt()
+			f := vmtest.NewLibvirt()
 			d := NewDriver(f, nil)
 			if tt.setup != nil {
 				tt.setup(t, f, d)
@@ -207,20 +202,20 @@ func TestDriverDefine(t *testing.T) {
 			if tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
 				t.Fatalf("Define error = %v, want one containing %q", err, tt.wantErr)
 			}
-			if got := f.callsTo("DomainDefineXML", "DomainUndefineFlags"); !slices.Equal(got, tt.wantCalls) {
+			if got := f.Calls("DomainDefineXML", "DomainUndefineFlags"); !slices.Equal(got, tt.wantCalls) {
 				t.Errorf("calls = %q, want %q", got, tt.wantCalls)
 			}
 			if tt.wantUUID != "" {
-				fd, ok := f.doms["kmodvm-dev"]
+				dom, ok := f.Domain("kmodvm-dev")
 				if !ok {
 					t.Fatal("domain is not defined")
 				}
-				if fd.uuid != mustUUID(t, tt.wantUUID) {
-					t.Errorf("domain UUID = %s, want %s", formatUUID(fd.uuid), tt.wantUUID)
+				if dom.UUID != tt.wantUUID {
+					t.Errorf("domain UUID = %s, want %s", dom.UUID, tt.wantUUID)
 				}
 			}
 			if tt.golden != "" {
-				if got, want := f.defined[len(f.defined)-1], readGolden(t, tt.golden); got != want {
+				if got, want := f.Defined()[len(f.Defined())-1], readGolden(t, tt.golden); got != want {
 					t.Errorf("XML sent differs from testdata/domain/%s:\n%s", tt.golden, got)
 				}
 			}
@@ -228,14 +223,14 @@ func TestDriverDefine(t *testing.T) {
 	}
 }
 
-func defineBase(t *testing.T, f *fakeLibvirt, d *Driver) {
+func defineBase(t *testing.T, f *vmtest.Libvirt, d *Driver) {
 	t.Helper()
 	if err := d.Define(context.Background(), baseSpec()); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func startBase(t *testing.T, f *fakeLibvirt, d *Driver) {
+func startBase(t *testing.T, f *vmtest.Libvirt, d *Driver) {
 	t.Helper()
 	defineBase(t, f, d)
 	if err := d.Start(context.Background(), "kmodvm-dev"); err != nil {
@@ -246,23 +241,23 @@ func startBase(t *testing.T, f *fakeLibvirt, d *Driver) {
 func TestDriverStartErrors(t *testing.T) {
 	tests := []struct {
 		name    string
-		setup   func(t *testing.T, f *fakeLibvirt, d *Driver)
+		setup   func(t *testing.T, f *vmtest.Libvirt, d *Driver)
 		wantErr []string
 	}{
 		{"not defined", nil, []string{`start domain "kmodvm-dev"`, "not defined"}},
 		{"already running", startBase, []string{`start domain "kmodvm-dev"`, "already running"}},
-		{"virtlogd down", func(t *testing.T, f *fakeLibvirt, d *Driver) {
+		{"virtlogd down", func(t *testing.T, f *vmtest.Libvirt, d *Driver) {
 			defineBase(t, f, d)
-			f.errs["DomainCreate"] = lvErr(libvirt.ErrSystemError, "Failed to connect socket to '/run/libvirt/virtlogd-sock': No such file or directory")
+			f.FailOn("DomainCreate", vmtest.Error(libvirt.ErrSystemError, "Failed to connect socket to '/run/libvirt/virtlogd-sock': No such file or directory"))
 		}, []string{`start domain "kmodvm-dev"`, "virtlogd-sock", "hint: virtlogd is not running: start it with 'virtlogd -d'"}},
-		{"qemu fails", func(t *testing.T, f *fakeLibvirt, d *Driver) {
+		{"qemu fails", func(t *testing.T, f *vmtest.Libvirt, d *Driver) {
 			defineBase(t, f, d)
-			f.errs["DomainCreate"] = lvErr(libvirt.ErrInternalError, "internal error: qemu unexpectedly closed the monitor: could not open kernel file")
+			f.FailOn("DomainCreate", vmtest.Error(libvirt.ErrInternalError, "internal error: qemu unexpectedly closed the monitor: could not open kernel file"))
 		}, []string{`start domain "kmodvm-dev"`, "could not open kernel file"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := newFakeLibvirt()
+			f := vmtest.NewLibvirt()
 			d := NewDriver(f, nil)
 			if tt.setup != nil {
 				tt.setup(t, f, d)
@@ -279,10 +274,10 @@ func TestDriverStartErrors(t *testing.T) {
 		})
 	}
 	t.Run("libvirt error stays inspectable", func(t *testing.T) {
-		f := newFakeLibvirt()
+		f := vmtest.NewLibvirt()
 		d := NewDriver(f, nil)
 		defineBase(t, f, d)
-		f.errs["DomainCreate"] = lvErr(libvirt.ErrInternalError, "boom")
+		f.FailOn("DomainCreate", vmtest.Error(libvirt.ErrInternalError, "boom"))
 		var le libvirt.Error
 		if err := d.Start(context.Background(), "kmodvm-dev"); !errors.As(err, &le) || le.Code != uint32(libvirt.ErrInternalError) {
 			t.Errorf("Start error %v does not wrap the libvirt.Error", err)
@@ -293,7 +288,7 @@ func TestDriverStartErrors(t *testing.T) {
 func TestDriverState(t *testing.T) {
 	tests := []struct {
 		name       string
-		setup      func(t *testing.T, f *fakeLibvirt, d *Driver)
+		setup      func(t *testing.T, f *vmtest.Libvirt, d *Driver)
 		want       State
 		wantReason string
 		wantErr    string
@@ -301,7 +296,7 @@ func TestDriverState(t *testing.T) {
 		{"missing", nil, StateMissing, "", ""},
 		{"defined", defineBase, StateShutoff, "unknown", ""},
 		{"running", startBase, StateRunning, "booted", ""},
-		{"destroyed", func(t *testing.T, f *fakeLibvirt, d *Driver) {
+		{"destroyed", func(t *testing.T, f *vmtest.Libvirt, d *Driver) {
 			startBase(t, f, d)
 			if err := d.Destroy(context.Background(), "kmodvm-dev"); err != nil {
 				t.Fatal(err)
@@ -313,18 +308,18 @@ func TestDriverState(t *testing.T) {
 		{"crashed", scripted(libvirt.DomainCrashed, int32(libvirt.DomainCrashedPanicked)), StateCrashed, "panicked", ""},
 		{"suspended", scripted(libvirt.DomainPmsuspended, 0), StateSuspended, "unknown", ""},
 		{"unknown state number", scripted(libvirt.DomainState(42), 0), "", "", "unknown domain state 42"},
-		{"get state fails", func(t *testing.T, f *fakeLibvirt, d *Driver) {
+		{"get state fails", func(t *testing.T, f *vmtest.Libvirt, d *Driver) {
 			defineBase(t, f, d)
-			f.errs["DomainGetState"] = lvErr(libvirt.ErrInternalError, "internal error: no monitor")
+			f.FailOn("DomainGetState", vmtest.Error(libvirt.ErrInternalError, "internal error: no monitor"))
 		}, "", "", `get state of domain "kmodvm-dev": internal error: no monitor`},
-		{"undefined between lookup and state", func(t *testing.T, f *fakeLibvirt, d *Driver) {
+		{"undefined between lookup and state", func(t *testing.T, f *vmtest.Libvirt, d *Driver) {
 			defineBase(t, f, d)
-			f.hooks["DomainGetState"] = func(f *fakeLibvirt) { delete(f.doms, "kmodvm-dev") }
+			f.OnCall("DomainGetState", func(string) { f.Remove("kmodvm-dev") })
 		}, StateMissing, "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := newFakeLibvirt()
+			f := vmtest.NewLibvirt()
 			d := NewDriver(f, nil)
 			if tt.setup != nil {
 				tt.setup(t, f, d)
@@ -347,17 +342,17 @@ func TestDriverState(t *testing.T) {
 }
 
 // scripted defines the base domain and makes the next DomainGetState report st/reason.
-func scripted(st libvirt.DomainState, reason int32) func(t *testing.T, f *fakeLibvirt, d *Driver) {
-	return func(t *testing.T, f *fakeLibvirt, d *Driver) {
+func scripted(st libvirt.DomainState, reason int32) func(t *testing.T, f *vmtest.Libvirt, d *Driver) {
+	return func(t *testing.T, f *vmtest.Libvirt, d *Driver) {
 		defineBase(t, f, d)
-		f.stateScript["kmodvm-dev"] = []fakeState{{st, reason}}
+		f.ScriptStates("kmodvm-dev", vmtest.StateStep{State: st, Reason: reason})
 	}
 }
 
 func TestDriverDestroyAndUndefine(t *testing.T) {
 	tests := []struct {
 		name      string
-		setup     func(t *testing.T, f *fakeLibvirt, d *Driver)
+		setup     func(t *testing.T, f *vmtest.Libvirt, d *Driver)
 		op        func(d *Driver) error
 		wantErr   string
 		wantCalls []string // DomainDestroy / DomainUndefineFlags calls
@@ -366,25 +361,25 @@ func TestDriverDestroyAndUndefine(t *testing.T) {
 		{"destroy running", startBase, destroyOp, "", []string{"DomainDestroy kmodvm-dev"}, StateShutoff},
 		{"destroy stopped is a no-op", defineBase, destroyOp, "", nil, StateShutoff},
 		{"destroy missing is a no-op", nil, destroyOp, "", nil, StateMissing},
-		{"destroy races with guest exit", func(t *testing.T, f *fakeLibvirt, d *Driver) {
+		{"destroy races with guest exit", func(t *testing.T, f *vmtest.Libvirt, d *Driver) {
 			startBase(t, f, d)
-			f.hooks["DomainDestroy"] = func(f *fakeLibvirt) { f.doms["kmodvm-dev"].state = libvirt.DomainShutoff }
+			f.OnCall("DomainDestroy", func(string) { _ = f.SetState("kmodvm-dev", libvirt.DomainShutoff, 0) })
 		}, destroyOp, "", []string{"DomainDestroy kmodvm-dev"}, StateShutoff},
-		{"destroy fails", func(t *testing.T, f *fakeLibvirt, d *Driver) {
+		{"destroy fails", func(t *testing.T, f *vmtest.Libvirt, d *Driver) {
 			startBase(t, f, d)
-			f.errs["DomainDestroy"] = lvErr(libvirt.ErrSystemError, "Failed to terminate process 42 with SIGKILL: Device or resource busy")
+			f.FailOn("DomainDestroy", vmtest.Error(libvirt.ErrSystemError, "Failed to terminate process 42 with SIGKILL: Device or resource busy"))
 		}, destroyOp, `destroy domain "kmodvm-dev": Failed to terminate process`, []string{"DomainDestroy kmodvm-dev"}, StateRunning},
 		{"undefine stopped", defineBase, undefineOp, "", []string{"DomainUndefineFlags kmodvm-dev"}, StateMissing},
 		{"undefine missing is a no-op", nil, undefineOp, "", nil, StateMissing},
 		{"undefine running is refused", startBase, undefineOp, "stop it first", nil, StateRunning},
-		{"undefine fails", func(t *testing.T, f *fakeLibvirt, d *Driver) {
+		{"undefine fails", func(t *testing.T, f *vmtest.Libvirt, d *Driver) {
 			defineBase(t, f, d)
-			f.errs["DomainUndefineFlags"] = lvErr(libvirt.ErrOperationFailed, "operation failed: cannot delete nvram")
+			f.FailOn("DomainUndefineFlags", vmtest.Error(libvirt.ErrOperationFailed, "operation failed: cannot delete nvram"))
 		}, undefineOp, `undefine domain "kmodvm-dev": operation failed`, []string{"DomainUndefineFlags kmodvm-dev"}, StateShutoff},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := newFakeLibvirt()
+			f := vmtest.NewLibvirt()
 			d := NewDriver(f, nil)
 			if tt.setup != nil {
 				tt.setup(t, f, d)
@@ -396,11 +391,11 @@ func TestDriverDestroyAndUndefine(t *testing.T) {
 			if tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
 				t.Fatalf("error = %v, want one containing %q", err, tt.wantErr)
 			}
-			if got := f.callsTo("DomainDestroy", "DomainUndefineFlags"); !slices.Equal(got, tt.wantCalls) {
+			if got := f.Calls("DomainDestroy", "DomainUndefineFlags"); !slices.Equal(got, tt.wantCalls) {
 				t.Errorf("calls = %q, want %q", got, tt.wantCalls)
 			}
-			delete(f.errs, "DomainGetState")
-			f.hooks = map[string]func(*fakeLibvirt){}
+			f.FailOn("DomainGetState", nil)
+			f.OnCall("DomainDestroy", nil)
 			if got, err := d.State(context.Background(), "kmodvm-dev"); err != nil || got != tt.want {
 				t.Errorf("state afterwards = %s, %v; want %s", got, err, tt.want)
 			}
@@ -413,48 +408,48 @@ func undefineOp(d *Driver) error { return d.Undefine(context.Background(), "kmod
 
 func TestDriverWaitState(t *testing.T) {
 	t.Run("reaches the state", func(t *testing.T) {
-		f := newFakeLibvirt()
+		f := vmtest.NewLibvirt()
 		d := NewDriver(f, nil)
 		defineBase(t, f, d)
-		f.stateScript["kmodvm-dev"] = []fakeState{
-			{libvirt.DomainRunning, 1}, {libvirt.DomainRunning, 1}, {libvirt.DomainShutoff, int32(libvirt.DomainShutoffShutdown)},
-		}
+		f.ScriptStates("kmodvm-dev",
+			vmtest.StateStep{State: libvirt.DomainRunning, Reason: 1}, vmtest.StateStep{State: libvirt.DomainRunning, Reason: 1},
+			vmtest.StateStep{State: libvirt.DomainShutoff, Reason: int32(libvirt.DomainShutoffShutdown)})
 		if err := d.WaitState(context.Background(), "kmodvm-dev", StateShutoff, 1); err != nil {
 			t.Fatalf("WaitState: %v", err)
 		}
-		if n := len(f.callsTo("DomainGetState")); n != 3 {
+		if n := len(f.Calls("DomainGetState")); n != 3 {
 			t.Errorf("polled %d times, want 3", n)
 		}
 	})
 	t.Run("context ends first", func(t *testing.T) {
-		f := newFakeLibvirt()
+		f := vmtest.NewLibvirt()
 		d := NewDriver(f, nil)
 		startBase(t, f, d)
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		polls := 0
-		f.hooks["DomainGetState"] = func(*fakeLibvirt) {
+		f.OnCall("DomainGetState", func(string) {
 			if polls++; polls == 3 {
 				cancel()
 			}
-		}
+		})
 		err := d.WaitState(ctx, "kmodvm-dev", StateShutoff, 1)
 		if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "still running") {
 			t.Fatalf("WaitState error = %v, want context.Canceled naming the last state (running)", err)
 		}
 	})
 	t.Run("waiting for missing after undefine", func(t *testing.T) {
-		f := newFakeLibvirt()
+		f := vmtest.NewLibvirt()
 		d := NewDriver(f, nil)
 		if err := d.WaitState(context.Background(), "kmodvm-dev", StateMissing, 0); err != nil {
 			t.Fatalf("WaitState: %v", err)
 		}
 	})
 	t.Run("libvirt error ends the wait", func(t *testing.T) {
-		f := newFakeLibvirt()
+		f := vmtest.NewLibvirt()
 		d := NewDriver(f, nil)
 		defineBase(t, f, d)
-		f.errs["DomainGetState"] = lvErr(libvirt.ErrInternalError, "internal error: gone")
+		f.FailOn("DomainGetState", vmtest.Error(libvirt.ErrInternalError, "internal error: gone"))
 		err := d.WaitState(context.Background(), "kmodvm-dev", StateRunning, 1)
 		if err == nil || !strings.Contains(err.Error(), "internal error: gone") {
 			t.Fatalf("WaitState error = %v, want the libvirt error", err)
@@ -463,12 +458,12 @@ func TestDriverWaitState(t *testing.T) {
 }
 
 func TestDriverHostInfo(t *testing.T) {
-	f := newFakeLibvirt()
-	f.version = 9000000
-	f.caps = `<capabilities><host><uuid>x</uuid></host>
+	f := vmtest.NewLibvirt()
+	f.SetLibVersion(9000000)
+	f.SetCapabilities(`<capabilities><host><uuid>x</uuid></host>
 <guest><os_type>hvm</os_type><arch name='i686'><domain type='qemu'/></arch></guest>
 <guest><os_type>hvm</os_type><arch name='x86_64'><wordsize>64</wordsize><domain type='qemu'/><domain type='kvm'/></arch></guest>
-</capabilities>`
+</capabilities>`)
 	info, err := NewDriver(f, nil).HostInfo(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -477,14 +472,14 @@ func TestDriverHostInfo(t *testing.T) {
 		t.Errorf("HostInfo = %+v, want version 9.0.0 and types [qemu kvm]", info)
 	}
 
-	f.errs["ConnectGetCapabilities"] = lvErr(libvirt.ErrInternalError, "nope")
+	f.FailOn("ConnectGetCapabilities", vmtest.Error(libvirt.ErrInternalError, "nope"))
 	if _, err := NewDriver(f, nil).HostInfo(context.Background()); err == nil || !strings.Contains(err.Error(), "capabilities") {
 		t.Errorf("HostInfo error = %v, want one about capabilities", err)
 	}
 }
 
 func TestDriverCanceledContext(t *testing.T) {
-	f := newFakeLibvirt()
+	f := vmtest.NewLibvirt()
 	d := NewDriver(f, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -500,8 +495,8 @@ func TestDriverCanceledContext(t *testing.T) {
 			t.Errorf("%s with a canceled context: error %v, want context.Canceled", name, err)
 		}
 	}
-	if len(f.calls) != 0 {
-		t.Errorf("libvirt was called with a canceled context: %q", f.calls)
+	if calls := f.Calls(); len(calls) != 0 {
+		t.Errorf("libvirt was called with a canceled context: %q", calls)
 	}
 }
 
@@ -565,11 +560,11 @@ func TestSessionSocketPath(t *testing.T) {
 }
 
 func TestDriverClose(t *testing.T) {
-	f := newFakeLibvirt()
+	f := vmtest.NewLibvirt()
 	if err := NewDriver(f, nil).Close(); err != nil {
 		t.Fatal(err)
 	}
-	f.errs["Disconnect"] = errors.New("broken pipe")
+	f.FailOn("Disconnect", errors.New("broken pipe"))
 	if err := NewDriver(f, nil).Close(); err == nil || !strings.Contains(err.Error(), "disconnect from libvirt: broken pipe") {
 		t.Errorf("Close error = %v", err)
 	}

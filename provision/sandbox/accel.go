@@ -35,7 +35,7 @@ func (s *Sandbox) probeKVM(ctx context.Context, kernel string) (bool, string, er
 		got.BootID == want.BootID && got.QEMU == want.QEMU && want.BootID != "" {
 		return got.OK, got.Detail, nil
 	}
-	ok, detail, err := vm.ProbeKVM(ctx, vm.AccelProbe{QEMU: s.opt.QEMU, Kernel: kernel})
+	ok, detail, err := s.opt.ProbeKVM(ctx, vm.AccelProbe{QEMU: s.opt.QEMU, Kernel: kernel})
 	if err != nil {
 		return ok, detail, err
 	}

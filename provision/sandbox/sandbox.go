@@ -30,6 +30,9 @@ type Options struct {
 	Port            int      // 0 = pick a free one
 	QEMU            string   // qemu-system-x86_64, for the KVM probe
 	BootTimeout     time.Duration
+	// ProbeKVM tells whether KVM runs guests here; nil means vm.ProbeKVM. The answer is
+	// cached in State (see probeKVM); tests replace the probe.
+	ProbeKVM func(ctx context.Context, p vm.AccelProbe) (ok bool, detail string, err error)
 
 	Log            *slog.Logger
 	Status         func(string)          // progress lines (stderr)
@@ -55,6 +58,9 @@ func New(lv vm.Libvirt, opt Options) *Sandbox {
 	}
 	if opt.QEMU == "" {
 		opt.QEMU = "qemu-system-x86_64"
+	}
+	if opt.ProbeKVM == nil {
+		opt.ProbeKVM = vm.ProbeKVM
 	}
 	return &Sandbox{opt: opt, drv: vm.NewDriver(lv, opt.Log)}
 }

@@ -1,0 +1,1051 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/digitalocean/go-libvirt"
+	"github.com/kmodvm/kmodvm/vm"
+	"github.com/kmodvm/kmodvm/vm/sshtest"
+	"github.com/kmodvm/kmodvm/vm/vmtest"
+	"golang.org/x/crypto/ssh"
+)
+
+// testTimeout bounds waits for things that must happen; it guards against hangs and is never
+// what a test asserts.
+const testTimeout = 30 * time.Second
+
+func testContext(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// fixture is a Sandbox on a fake libvirt with temp State and Cache dirs, the cached files a
+// VM boots from (fake kernel and base disk, real SSH keys), and an in-process SSH server
+// standing in for the guest's sshd, reached through a fake QEMU port forward.
+type fixture struct {
+	t     *testing.T
+	lv    *vmtest.Libvirt
+	sb    *Sandbox
+	opt   Options
+	srv   *sshtest.Server
+	qemu  *fakeQEMU
+	cache struct{ kernel, base, clientKey, hostPub string }
+
+	mu     sync.Mutex
+	status []string
+}
+
+func newFixture(t *testing.T, mods ...func(*Options)) *fixture {
+	t.Helper()
+	fx := &fixture{t: t, lv: vmtest.NewLibvirt()}
+	fx.opt = Options{
+		State: t.TempDir(), Cache: t.TempDir(),
+		MemoryMiB: 512, CPUs: 1, BootTimeout: testTimeout,
+		ProbeKVM: func(context.Context, vm.AccelProbe) (bool, string, error) {
+			t.Error("the KVM probe ran")
+			return false, "", nil
+		},
+		Status: func(s string) {
+			fx.mu.Lock()
+			defer fx.mu.Unlock()
+			fx.status = append(fx.status, s)
+		},
+	}
+	for _, m := range mods {
+		m(&fx.opt)
+	}
+	fx.sb = New(fx.lv, fx.opt)
+
+	c := &fx.cache
+	c.kernel = writeFile(t, filepath.Join(fx.opt.Cache, "kernels", "k1", "bzImage"), "not a kernel")
+	c.base = writeFile(t, filepath.Join(fx.opt.Cache, "images", "d1", "base.qcow2"), "not a disk")
+	c.clientKey = filepath.Join(fx.opt.Cache, "images", "d1", "id_ed25519")
+	hostKey := filepath.Join(fx.opt.Cache, "images", "d1", "ssh_host_ed25519_key")
+	c.hostPub = hostKey + ".pub"
+	if err := vm.GenerateKeyPair(c.clientKey, c.clientKey+".pub", "kmodvm"); err != nil {
+		t.Fatal(err)
+	}
+	if err := vm.GenerateKeyPair(hostKey, c.hostPub, "guest"); err != nil {
+		t.Fatal(err)
+	}
+	hostSigner, err := ssh.ParsePrivateKey(readFile(t, hostKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientPub, _, _, _, err := ssh.ParseAuthorizedKey(readFile(t, c.clientKey+".pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fx.srv = sshtest.NewServer(t, hostSigner, clientPub)
+
+	fx.qemu = newFakeQEMU(t, fx.srv.Addr())
+	fx.lv.OnCall("DomainCreate", func(name string) {
+		if d, ok := fx.lv.Domain(name); ok {
+			fx.qemu.start(name, d.XML)
+		}
+	})
+	fx.lv.OnCall("DomainDestroy", fx.qemu.stop)
+	return fx
+}
+
+func writeFile(t *testing.T, path, content string) string {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func readFile(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// sshPort is the port of the SSH server itself (for VMs the fake libvirt reports running,
+// whose port forward "already exists").
+func (fx *fixture) sshPort() int {
+	fx.t.Helper()
+	_, p, err := net.SplitHostPort(fx.srv.Addr())
+	if err != nil {
+		fx.t.Fatal(err)
+	}
+	n, err := strconv.Atoi(p)
+	if err != nil {
+		fx.t.Fatal(err)
+	}
+	return n
+}
+
+// instance writes the state dir of VM name (instance.json, as a finished `up` leaves it)
+// pointing at the fixture's cache, with the given SSH port.
+func (fx *fixture) instance(name string, port int) *Instance {
+	fx.t.Helper()
+	uuid, err := vm.NewDomainUUID()
+	if err != nil {
+		fx.t.Fatal(err)
+	}
+	dir := filepath.Join(vmsDir(fx.opt.State), name)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		fx.t.Fatal(err)
+	}
+	in := &Instance{
+		Name: name, UUID: uuid, Accel: vm.AccelTCG, SSHPort: port, MemoryMiB: 512, CPUs: 1,
+		Kernel: fx.cache.kernel, Cmdline: Cmdline, KernelRelease: "6.12.0-kmodvm", KernelKey: "k1", ConfigHash: "c0ffee",
+		Base: fx.cache.base, DiskKey: "d1", ClientKey: fx.cache.clientKey, HostPub: fx.cache.hostPub,
+		Toolchain: map[string]string{"rustc": "1.85.0"}, Suite: "bookworm",
+		Created: time.Now().UTC(), dir: dir,
+	}
+	if err := in.save(); err != nil {
+		fx.t.Fatal(err)
+	}
+	return in
+}
+
+// define defines the instance's domain as an earlier `up` did (stopped).
+func (fx *fixture) define(in *Instance) {
+	fx.t.Helper()
+	spec := in.DomainSpec()
+	spec.Name = domainName(in.Name)
+	if err := vm.NewDriver(fx.lv, nil).Define(context.Background(), spec); err != nil {
+		fx.t.Fatal(err)
+	}
+}
+
+// running makes the fake libvirt have domain kmodvm-NAME running.
+func (fx *fixture) running(name string) {
+	fx.t.Helper()
+	if err := fx.lv.AddDomain(domainName(name), libvirt.DomainRunning); err != nil {
+		fx.t.Fatal(err)
+	}
+}
+
+func (fx *fixture) statusLines() []string {
+	fx.mu.Lock()
+	defer fx.mu.Unlock()
+	return slices.Clone(fx.status)
+}
+
+// freePort returns a port nothing listens on right now.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// busyPort returns a port a listener holds until the test ends.
+func busyPort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+var hostfwdRE = regexp.MustCompile(`hostfwd=tcp:127\.0\.0\.1:([0-9]+)-:22`)
+
+// xmlPort returns the forwarded SSH port of a domain XML (0 if none).
+func xmlPort(x string) int {
+	m := hostfwdRE.FindStringSubmatch(x)
+	if m == nil {
+		return 0
+	}
+	p, _ := strconv.Atoi(m[1])
+	return p
+}
+
+// fakeQEMU stands in for QEMU's user-mode port forward: when the fake libvirt starts a
+// domain, it listens on the hostfwd port of the domain's XML and forwards connections to the
+// SSH server (the guest's sshd); when the domain is destroyed it stops listening and drops
+// the connections, as an exiting QEMU does.
+type fakeQEMU struct {
+	t      *testing.T
+	target string
+	wg     sync.WaitGroup
+
+	mu   sync.Mutex
+	fwds map[string]*forward
+}
+
+type forward struct {
+	ln     net.Listener
+	conns  map[net.Conn]struct{}
+	closed bool
+}
+
+func newFakeQEMU(t *testing.T, target string) *fakeQEMU {
+	q := &fakeQEMU{t: t, target: target, fwds: map[string]*forward{}}
+	t.Cleanup(func() {
+		q.mu.Lock()
+		var names []string
+		for n := range q.fwds {
+			names = append(names, n)
+		}
+		q.mu.Unlock()
+		for _, n := range names {
+			q.stop(n)
+		}
+		q.wg.Wait()
+	})
+	return q
+}
+
+func (q *fakeQEMU) start(name, xml string) {
+	port := xmlPort(xml)
+	if port == 0 {
+		q.t.Errorf("domain %s started without an SSH port forward in its XML:\n%s", name, xml)
+		return
+	}
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		q.t.Errorf("fake QEMU of %s: cannot forward port %d: %v", name, port, err)
+		return
+	}
+	fw := &forward{ln: ln, conns: map[net.Conn]struct{}{}}
+	q.mu.Lock()
+	q.fwds[name] = fw
+	q.mu.Unlock()
+	q.wg.Add(1)
+	go func() {
+		defer q.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			q.pipe(fw, c)
+		}
+	}()
+}
+
+func (q *fakeQEMU) pipe(fw *forward, c net.Conn) {
+	g, err := net.Dial("tcp", q.target)
+	if err != nil {
+		c.Close()
+		return
+	}
+	q.mu.Lock()
+	if fw.closed {
+		q.mu.Unlock()
+		c.Close()
+		g.Close()
+		return
+	}
+	fw.conns[c], fw.conns[g] = struct{}{}, struct{}{}
+	q.mu.Unlock()
+	copyThenClose := func(dst, src net.Conn) {
+		defer q.wg.Done()
+		_, _ = io.Copy(dst, src)
+		dst.Close()
+		src.Close()
+	}
+	q.wg.Add(2)
+	go copyThenClose(g, c)
+	go copyThenClose(c, g)
+}
+
+func (q *fakeQEMU) stop(name string) {
+	q.mu.Lock()
+	fw := q.fwds[name]
+	delete(q.fwds, name)
+	var conns []net.Conn
+	if fw != nil {
+		fw.closed = true
+		for c := range fw.conns {
+			conns = append(conns, c)
+		}
+	}
+	q.mu.Unlock()
+	if fw == nil {
+		return
+	}
+	fw.ln.Close()
+	for _, c := range conns {
+		c.Close()
+	}
+}
+
+func wantErr(t *testing.T, err error, parts ...string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("no error, want one containing %q", parts)
+	}
+	for _, p := range parts {
+		if !strings.Contains(err.Error(), p) {
+			t.Errorf("error %q lacks %q", err, p)
+		}
+	}
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+func TestCheckName(t *testing.T) {
+	tests := []struct {
+		name string
+		ok   bool
+	}{
+		{"dev", true},
+		{"a", true},
+		{"0vm", true},
+		{"rust-for-linux-2", true},
+		{strings.Repeat("a", 40), true},
+		{strings.Repeat("a", 41), false},
+		{"", false},
+		{"Dev", false},
+		{"-dev", false},
+		{"dev_1", false},
+		{"dev.1", false},
+		{"dev/x", false},
+		{"../dev", false},
+		{"dev ", false},
+		{"dév", false},
+	}
+	for _, tt := range tests {
+		err := CheckName(tt.name)
+		if tt.ok && err != nil {
+			t.Errorf("CheckName(%q) = %v, want nil", tt.name, err)
+		}
+		if !tt.ok {
+			if err == nil {
+				t.Errorf("CheckName(%q) = nil, want an error", tt.name)
+				continue
+			}
+			for _, w := range []string{strconv.Quote(tt.name), "hint:", "-n NAME"} {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("CheckName(%q) error %q lacks %q", tt.name, err, w)
+				}
+			}
+		}
+	}
+}
+
+func TestConsoleTail(t *testing.T) {
+	dir := t.TempDir()
+	var big strings.Builder
+	for i := range 20000 { // ~190 KiB: more than ConsoleTail reads
+		fmt.Fprintf(&big, "line %d\r\n", i)
+	}
+	tests := []struct {
+		name    string
+		content string
+		n       int
+		want    string
+	}{
+		{"crlf, more lines than asked", "a\r\nb\r\nc\r\nd\r\n", 2, "c\nd"},
+		{"fewer lines than asked", "a\r\nb\r\n", 15, "a\nb"},
+		{"last line unterminated", "a\r\nb\r\nKernel panic - not syncing", 2, "b\nKernel panic - not syncing"},
+		{"bare carriage returns dropped", "100%\r 50%\rdone\r\n", 1, "100% 50%done"},
+		{"large file", big.String(), 3, "line 19997\nline 19998\nline 19999"},
+		{"empty", "", 5, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := writeFile(t, filepath.Join(dir, strings.ReplaceAll(tt.name, " ", "_")), tt.content)
+			if got := ConsoleTail(p, tt.n); got != tt.want {
+				t.Errorf("ConsoleTail(n=%d) = %q, want %q", tt.n, got, tt.want)
+			}
+		})
+	}
+	t.Run("missing file", func(t *testing.T) {
+		got := ConsoleTail(filepath.Join(dir, "nope"), 5)
+		if !strings.HasPrefix(got, "(no console output: ") || !strings.Contains(got, "no such file") {
+			t.Errorf("ConsoleTail of a missing file = %q", got)
+		}
+	})
+}
+
+func TestDestroy(t *testing.T) {
+	tests := []struct {
+		name      string
+		vm        string
+		setup     func(fx *fixture)
+		wantErr   []string
+		wantCalls []string // DomainDestroy / DomainUndefineFlags calls
+		wantDoms  []string // domains left
+		wantState bool     // the VM's state dir is still there
+	}{
+		{
+			name:    "no such VM",
+			vm:      "dev",
+			wantErr: []string{`there is no VM named "dev"`, "no domain kmodvm-dev", "hint: `kmodvm list`"},
+		},
+		{
+			name:    "invalid name",
+			vm:      "../etc",
+			wantErr: []string{`VM name "../etc" is not valid`},
+		},
+		{
+			name:      "stopped VM",
+			vm:        "dev",
+			setup:     func(fx *fixture) { fx.define(fx.instance("dev", freePort(fx.t))) },
+			wantCalls: []string{"DomainUndefineFlags kmodvm-dev"},
+		},
+		{
+			name: "running VM",
+			vm:   "dev",
+			setup: func(fx *fixture) {
+				fx.instance("dev", fx.sshPort())
+				fx.running("dev")
+			},
+			wantCalls: []string{"DomainDestroy kmodvm-dev", "DomainUndefineFlags kmodvm-dev"},
+		},
+		{
+			name:      "state dir deleted behind our back",
+			vm:        "dev",
+			setup:     func(fx *fixture) { fx.running("dev") },
+			wantCalls: []string{"DomainDestroy kmodvm-dev", "DomainUndefineFlags kmodvm-dev"},
+		},
+		{
+			name:  "domain undefined behind our back",
+			vm:    "dev",
+			setup: func(fx *fixture) { fx.instance("dev", freePort(fx.t)) },
+		},
+		{
+			name: "other domains are not touched",
+			vm:   "dev",
+			setup: func(fx *fixture) {
+				fx.define(fx.instance("dev", freePort(fx.t)))
+				fx.instance("other", freePort(fx.t))
+				fx.running("other")
+				for _, n := range []string{"dev", "kmodvm-devel", "kmodvm-dev2"} {
+					if err := fx.lv.AddDomain(n, libvirt.DomainRunning); err != nil {
+						fx.t.Fatal(err)
+					}
+				}
+			},
+			wantCalls: []string{"DomainUndefineFlags kmodvm-dev"},
+			wantDoms:  []string{"dev", "kmodvm-dev2", "kmodvm-devel", "kmodvm-other"},
+		},
+		{
+			name: "libvirt fails to undefine",
+			vm:   "dev",
+			setup: func(fx *fixture) {
+				fx.define(fx.instance("dev", freePort(fx.t)))
+				fx.lv.FailOn("DomainUndefineFlags", vmtest.Error(libvirt.ErrOperationFailed, "operation failed: cannot remove nvram"))
+			},
+			wantErr:   []string{`undefine domain "kmodvm-dev"`, "cannot remove nvram"},
+			wantCalls: []string{"DomainUndefineFlags kmodvm-dev"},
+			wantDoms:  []string{"kmodvm-dev"},
+			wantState: true,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fx := newFixture(t)
+			if tt.setup != nil {
+				tt.setup(fx)
+			}
+			err := fx.sb.Destroy(testContext(t), tt.vm)
+			if tt.wantErr != nil {
+				wantErr(t, err, tt.wantErr...)
+			} else if err != nil {
+				t.Fatalf("Destroy: %v", err)
+			}
+			if got := fx.lv.Calls("DomainDestroy", "DomainUndefineFlags"); !slices.Equal(got, tt.wantCalls) {
+				t.Errorf("calls = %q, want %q", got, tt.wantCalls)
+			}
+			for _, c := range fx.lv.Calls() {
+				if name := c[strings.Index(c, " ")+1:]; name != "kmodvm-"+tt.vm {
+					t.Errorf("libvirt call %q is about another domain than kmodvm-%s", c, tt.vm)
+				}
+			}
+			if got := fx.lv.Domains(); !slices.Equal(got, tt.wantDoms) {
+				t.Errorf("domains left = %q, want %q", got, tt.wantDoms)
+			}
+			if got := exists(filepath.Join(vmsDir(fx.opt.State), tt.vm)); got != tt.wantState {
+				t.Errorf("state dir exists = %v, want %v", got, tt.wantState)
+			}
+			if tt.name == "other domains are not touched" {
+				if !exists(filepath.Join(vmsDir(fx.opt.State), "other", "instance.json")) {
+					t.Error("the state of VM other is gone")
+				}
+				if got := fx.lv.Running(); !slices.Equal(got, tt.wantDoms) {
+					t.Errorf("running = %q, want %q", got, tt.wantDoms)
+				}
+			}
+		})
+	}
+}
+
+func TestStatus(t *testing.T) {
+	tests := []struct {
+		name        string
+		setup       func(fx *fixture)
+		wantErr     []string
+		wantState   vm.State
+		wantProblem string // "" = no problem
+		wantUptime  bool
+	}{
+		{
+			name:    "no such VM",
+			wantErr: []string{`there is no VM named "dev"`, "hint: `kmodvm up -n dev`"},
+		},
+		{
+			name:        "state dir gone, domain there",
+			setup:       func(fx *fixture) { fx.running("dev") },
+			wantState:   vm.StateRunning,
+			wantProblem: "libvirt has domain kmodvm-dev but its state directory is gone; `kmodvm destroy -n dev` cleans it up",
+		},
+		{
+			name:        "domain gone, state there",
+			setup:       func(fx *fixture) { fx.instance("dev", freePort(fx.t)) },
+			wantState:   vm.StateMissing,
+			wantProblem: "the state directory exists but libvirt has no domain kmodvm-dev; `kmodvm up -n dev` defines it again",
+		},
+		{
+			name:      "stopped",
+			setup:     func(fx *fixture) { fx.define(fx.instance("dev", freePort(fx.t))) },
+			wantState: vm.StateShutoff,
+		},
+		{
+			name: "running, uptime over SSH",
+			setup: func(fx *fixture) {
+				fx.instance("dev", fx.sshPort())
+				fx.running("dev")
+			},
+			wantState:  vm.StateRunning,
+			wantUptime: true,
+		},
+		{
+			name: "running, SSH not answering",
+			setup: func(fx *fixture) {
+				fx.instance("dev", freePort(fx.t))
+				fx.running("dev")
+			},
+			wantState:   vm.StateRunning,
+			wantProblem: "SSH is not answering: ",
+		},
+		{
+			name: "libvirt fails",
+			setup: func(fx *fixture) {
+				fx.instance("dev", freePort(fx.t))
+				fx.lv.FailOn(vmtest.AnyMethod, vmtest.Error(libvirt.ErrRPC, "connection lost"))
+			},
+			wantErr: []string{`get state of domain "kmodvm-dev"`, "connection lost"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fx := newFixture(t)
+			if tt.setup != nil {
+				tt.setup(fx)
+			}
+			st, err := fx.sb.Status(testContext(t), "dev")
+			if tt.wantErr != nil {
+				wantErr(t, err, tt.wantErr...)
+				return
+			}
+			if err != nil {
+				t.Fatalf("Status: %v", err)
+			}
+			if st.Name != "dev" || st.State != string(tt.wantState) || st.StateDir != filepath.Join(fx.opt.State, "vms", "dev") {
+				t.Errorf("Status = %+v, want name dev, state %s, state dir under %s", st, tt.wantState, fx.opt.State)
+			}
+			if tt.wantProblem == "" && st.Problem != "" || !strings.HasPrefix(st.Problem, tt.wantProblem) {
+				t.Errorf("Problem = %q, want %q", st.Problem, tt.wantProblem)
+			}
+			if gotUptime := st.UptimeSeconds > 0 && st.Uptime != ""; gotUptime != tt.wantUptime {
+				t.Errorf("uptime = %q (%v s), want one: %v", st.Uptime, st.UptimeSeconds, tt.wantUptime)
+			}
+			if tt.wantUptime && !slices.Contains(fx.srv.Execs(), "cat /proc/uptime") {
+				t.Errorf("SSH commands = %q, want cat /proc/uptime", fx.srv.Execs())
+			}
+			if exists(filepath.Join(st.StateDir, "instance.json")) &&
+				(st.Accel != "tcg" || st.KernelRelease != "6.12.0-kmodvm" || st.ConfigHash != "c0ffee" || st.ConsoleLog != filepath.Join(st.StateDir, "console.log")) {
+				t.Errorf("Status does not report the instance: %+v", st)
+			}
+		})
+	}
+}
+
+func TestList(t *testing.T) {
+	fx := newFixture(t)
+	fx.define(fx.instance("b", freePort(t)))
+	fx.instance("a", freePort(t))
+	writeFile(t, filepath.Join(vmsDir(fx.opt.State), "Not-A-VM", "instance.json"), "{}")
+	got, err := fx.sb.List(testContext(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, st := range got {
+		names = append(names, st.Name+"="+st.State)
+	}
+	if want := []string{"a=missing", "b=shutoff"}; !slices.Equal(names, want) {
+		t.Errorf("List = %q, want %q", names, want)
+	}
+}
+
+// up runs Up and checks the client it returns works.
+func (fx *fixture) up(name string) (*Instance, *vm.SSHClient) {
+	fx.t.Helper()
+	ctx := testContext(fx.t)
+	in, c, err := fx.sb.Up(ctx, name)
+	if err != nil {
+		fx.t.Fatalf("Up: %v", err)
+	}
+	fx.t.Cleanup(func() { c.Close() })
+	if out, err := c.Output(ctx, "echo ready"); err != nil || string(out) != "ready\n" {
+		fx.t.Fatalf("the SSH client Up returned does not work: %q, %v", out, err)
+	}
+	return in, c
+}
+
+func TestUpExistingInstance(t *testing.T) {
+	tests := []struct {
+		name       string
+		defined    bool // the domain is defined (stopped)
+		busy       bool // something else holds the saved port
+		wantDefine int  // DomainDefineXML calls by Up
+	}{
+		{"domain missing", false, false, 1},
+		{"domain stopped", true, false, 1},
+		{"saved port busy", true, true, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fx := newFixture(t)
+			port := freePort(t)
+			if tt.busy {
+				port = busyPort(t)
+			}
+			in0 := fx.instance("dev", port)
+			if tt.defined {
+				fx.define(in0)
+			}
+			definedBefore := len(fx.lv.Defined())
+
+			in, _ := fx.up("dev")
+
+			sent := fx.lv.Defined()[definedBefore:]
+			if len(sent) != tt.wantDefine {
+				t.Fatalf("Up defined the domain %d times, want %d", len(sent), tt.wantDefine)
+			}
+			x := sent[len(sent)-1]
+			gotPort := xmlPort(x)
+			if tt.busy && (gotPort == port || gotPort == 0) {
+				t.Errorf("the saved port %d is busy, yet the XML forwards port %d", port, gotPort)
+			}
+			if !tt.busy && gotPort != port {
+				t.Errorf("the XML forwards port %d, want the saved %d", gotPort, port)
+			}
+			for _, w := range []string{in0.Overlay(), in0.Kernel, in0.ConsoleLog(), "<name>kmodvm-dev</name>", "<uuid>" + in0.UUID + "</uuid>"} {
+				if !strings.Contains(x, w) {
+					t.Errorf("the domain XML lacks %q:\n%s", w, x)
+				}
+			}
+			if got := fx.lv.Calls("DomainCreate"); !slices.Equal(got, []string{"DomainCreate kmodvm-dev"}) {
+				t.Errorf("DomainCreate calls = %q, want one", got)
+			}
+			if got := fx.lv.Running(); !slices.Equal(got, []string{"kmodvm-dev"}) {
+				t.Errorf("running = %q", got)
+			}
+			saved, err := loadInstance(fx.opt.State, "dev")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if saved.SSHPort != gotPort || in.SSHPort != gotPort {
+				t.Errorf("saved port %d, returned %d, want the port of the XML %d", saved.SSHPort, in.SSHPort, gotPort)
+			}
+			if saved.UUID != in0.UUID || saved.FixedPort {
+				t.Errorf("instance.json changed beyond the port: %+v", saved)
+			}
+			wantStatus := fmt.Sprintf("booting dev (tcg, kernel 6.12.0-kmodvm, ssh on 127.0.0.1:%d)", gotPort)
+			if !slices.Contains(fx.statusLines(), wantStatus) {
+				t.Errorf("status lines %q lack %q", fx.statusLines(), wantStatus)
+			}
+		})
+	}
+}
+
+func TestUpRunningInstance(t *testing.T) {
+	fx := newFixture(t)
+	fx.instance("dev", fx.sshPort())
+	fx.running("dev")
+	fx.up("dev")
+	if got := fx.lv.Calls("DomainDefineXML", "DomainCreate", "DomainDestroy"); len(got) != 0 {
+		t.Errorf("Up of a running VM called %q, want only state queries", got)
+	}
+}
+
+func TestUpErrors(t *testing.T) {
+	tests := []struct {
+		name    string
+		setup   func(fx *fixture)
+		wantErr []string
+		// the state dir is expected to stay as it was (true) or not to exist (false)
+		wantState bool
+		wantDoms  []string
+	}{
+		{
+			name: "fixed port busy",
+			setup: func(fx *fixture) {
+				in := fx.instance("dev", busyPort(fx.t))
+				in.FixedPort = true
+				if err := in.save(); err != nil {
+					fx.t.Fatal(err)
+				}
+			},
+			wantErr:   []string{"is already in use", `VM "dev"`, "hint: set vm.port in kmodvm.yaml"},
+			wantState: true,
+		},
+		{
+			name:     "name in use by a domain kmodvm has no state for",
+			setup:    func(fx *fixture) { fx.running("dev") },
+			wantErr:  []string{`the name "dev" is in use`, "kmodvm-dev (running)", "hint: `kmodvm destroy -n dev`"},
+			wantDoms: []string{"kmodvm-dev"},
+		},
+		{
+			name: "kernel gone from the cache",
+			setup: func(fx *fixture) {
+				fx.instance("dev", freePort(fx.t))
+				if err := os.Remove(fx.cache.kernel); err != nil {
+					fx.t.Fatal(err)
+				}
+			},
+			wantErr:   []string{`VM "dev" needs ` + "", "gone from the cache", "kmodvm destroy -n dev && kmodvm up -n dev"},
+			wantState: true,
+		},
+		{
+			name:    "invalid name",
+			wantErr: []string{"is not valid"},
+		},
+		{
+			name: "libvirt fails to start the domain",
+			setup: func(fx *fixture) {
+				fx.instance("dev", freePort(fx.t))
+				fx.lv.FailOn("DomainCreate", vmtest.Error(libvirt.ErrInternalError, "internal error: qemu unexpectedly closed the monitor"))
+			},
+			wantErr:   []string{`start VM "dev"`, "qemu unexpectedly closed the monitor", "hint: see ", "console.log"},
+			wantState: true,
+			wantDoms:  []string{"kmodvm-dev"},
+		},
+		{
+			name: "guest panics before SSH is up",
+			setup: func(fx *fixture) {
+				in := fx.instance("dev", freePort(fx.t))
+				writeFile(fx.t, in.ConsoleLog(), "Linux version 6.12.0\r\nKernel panic - not syncing: VFS: Unable to mount root fs\r\n")
+				// The guest stops (panic=-1) as soon as it runs.
+				fx.lv.OnCall("DomainGetState", func(name string) {
+					if slices.Contains(fx.lv.Running(), name) {
+						_ = fx.lv.StopByItself(name)
+					}
+				})
+			},
+			wantErr: []string{`VM "dev" did not become ready`, "the guest stopped (shutoff) before SSH came up",
+				"  Kernel panic - not syncing: VFS: Unable to mount root fs", "hint: full console log in "},
+			wantState: true,
+			wantDoms:  []string{"kmodvm-dev"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fx := newFixture(t)
+			if tt.setup != nil {
+				tt.setup(fx)
+			}
+			name := "dev"
+			if tt.name == "invalid name" {
+				name = "Dev"
+			}
+			in, c, err := fx.sb.Up(testContext(t), name)
+			if c != nil {
+				c.Close()
+			}
+			if in != nil {
+				t.Errorf("Up returned an instance along with the error")
+			}
+			wantErr(t, err, tt.wantErr...)
+			if got := exists(filepath.Join(vmsDir(fx.opt.State), name, "instance.json")); got != tt.wantState {
+				t.Errorf("instance.json exists = %v, want %v", got, tt.wantState)
+			}
+			if got := fx.lv.Domains(); !slices.Equal(got, tt.wantDoms) {
+				t.Errorf("domains = %q, want %q", got, tt.wantDoms)
+			}
+		})
+	}
+}
+
+// poweroffCmd is what Down runs in the guest; sshtest runs commands on this host.
+const poweroffCmd = "/usr/local/sbin/kmodvm-poweroff"
+
+func TestDown(t *testing.T) {
+	if exists(poweroffCmd) {
+		t.Skipf("%s exists on this host and the test SSH server runs commands locally", poweroffCmd)
+	}
+	tests := []struct {
+		name        string
+		setup       func(fx *fixture)
+		timeout     time.Duration
+		wantErr     []string
+		wantExecs   []string
+		wantDestroy bool
+		wantStatus  string
+	}{
+		{
+			name: "guest powers off",
+			setup: func(fx *fixture) {
+				fx.instance("dev", fx.sshPort())
+				fx.running("dev")
+				// The guest stops once it got the poweroff command.
+				fx.lv.OnCall("DomainGetState", func(name string) {
+					if slices.Contains(fx.srv.Execs(), poweroffCmd) && slices.Contains(fx.lv.Running(), name) {
+						_ = fx.lv.StopByItself(name)
+					}
+				})
+			},
+			timeout:   testTimeout,
+			wantExecs: []string{poweroffCmd},
+		},
+		{
+			name: "guest ignores poweroff",
+			setup: func(fx *fixture) {
+				fx.instance("dev", fx.sshPort())
+				fx.running("dev")
+			},
+			timeout:     300 * time.Millisecond,
+			wantExecs:   []string{poweroffCmd},
+			wantDestroy: true,
+			wantStatus:  "dev did not stop within 300ms; stopping it hard",
+		},
+		{
+			name: "SSH down: hard stop after the timeout",
+			setup: func(fx *fixture) {
+				fx.instance("dev", freePort(fx.t))
+				fx.running("dev")
+			},
+			timeout:     300 * time.Millisecond,
+			wantDestroy: true,
+		},
+		{
+			name:    "already stopped",
+			setup:   func(fx *fixture) { fx.define(fx.instance("dev", fx.sshPort())) },
+			timeout: time.Hour,
+		},
+		{
+			name:    "no such VM",
+			timeout: time.Hour,
+			wantErr: []string{`there is no VM named "dev"`},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fx := newFixture(t)
+			if tt.setup != nil {
+				tt.setup(fx)
+			}
+			err := fx.sb.Down(testContext(t), "dev", tt.timeout)
+			if tt.wantErr != nil {
+				wantErr(t, err, tt.wantErr...)
+			} else if err != nil {
+				t.Fatalf("Down: %v", err)
+			}
+			if got := fx.srv.Execs(); !slices.Equal(got, tt.wantExecs) {
+				t.Errorf("SSH commands = %q, want %q", got, tt.wantExecs)
+			}
+			if got := len(fx.lv.Calls("DomainDestroy")) == 1; got != tt.wantDestroy {
+				t.Errorf("DomainDestroy calls = %q, want a hard stop: %v", fx.lv.Calls("DomainDestroy"), tt.wantDestroy)
+			}
+			if got := fx.lv.Running(); len(got) != 0 {
+				t.Errorf("still running: %q", got)
+			}
+			if tt.wantStatus != "" && !slices.Contains(fx.statusLines(), tt.wantStatus) {
+				t.Errorf("status lines %q lack %q", fx.statusLines(), tt.wantStatus)
+			}
+		})
+	}
+}
+
+func TestGuestRestartAndRunning(t *testing.T) {
+	fx := newFixture(t)
+	ctx := testContext(t)
+	fx.instance("dev", freePort(t))
+	in, _ := fx.up("dev")
+
+	g, err := fx.sb.Guest(ctx, "dev")
+	if err != nil {
+		t.Fatalf("Guest: %v", err)
+	}
+	defer g.Close()
+	if g.Instance().SSHPort != in.SSHPort || g.ConsoleLog() != in.ConsoleLog() {
+		t.Errorf("Guest instance = %+v, want the one Up returned", g.Instance())
+	}
+	if ok, err := g.Running(ctx); !ok || err != nil {
+		t.Fatalf("Running = %v, %v; want true", ok, err)
+	}
+
+	old := g.SSH()
+	if err := g.Restart(ctx); err != nil {
+		t.Fatalf("Restart: %v", err)
+	}
+	if g.SSH() == old {
+		t.Error("Restart kept the old SSH client")
+	}
+	if out, err := g.SSH().Output(ctx, "echo back"); err != nil || string(out) != "back\n" {
+		t.Errorf("SSH after Restart: %q, %v", out, err)
+	}
+	if got := fx.lv.Calls("DomainDestroy", "DomainCreate"); !slices.Equal(got, []string{"DomainCreate kmodvm-dev", "DomainDestroy kmodvm-dev", "DomainCreate kmodvm-dev"}) {
+		t.Errorf("calls = %q, want create, destroy, create", got)
+	}
+	if ok, err := g.Running(ctx); !ok || err != nil {
+		t.Errorf("Running after Restart = %v, %v; want true", ok, err)
+	}
+
+	// The guest panics: the domain stops by itself.
+	if err := fx.lv.StopByItself("kmodvm-dev"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := g.Running(ctx); ok || err != nil {
+		t.Errorf("Running after the guest stopped = %v, %v; want false", ok, err)
+	}
+
+	fx.lv.FailOn("DomainGetState", vmtest.Error(libvirt.ErrRPC, "connection lost"))
+	if _, err := g.Running(ctx); err == nil || !strings.Contains(err.Error(), "connection lost") {
+		t.Errorf("Running with libvirt failing: error %v, want the libvirt error", err)
+	}
+}
+
+func TestGuestNotRunning(t *testing.T) {
+	fx := newFixture(t)
+	fx.define(fx.instance("dev", freePort(t)))
+	_, err := fx.sb.Guest(testContext(t), "dev")
+	wantErr(t, err, `VM "dev" is shutoff`, "hint: `kmodvm up -n dev`")
+}
+
+func TestProbeKVMCache(t *testing.T) {
+	if _, err := os.ReadFile("/proc/sys/kernel/random/boot_id"); err != nil {
+		t.Skipf("no boot id, so the probe is never cached: %v", err)
+	}
+	state := t.TempDir()
+	qemu := writeFile(t, filepath.Join(t.TempDir(), "qemu-system-x86_64"), "#!/bin/sh\nexit 1\n")
+	if err := os.Chmod(qemu, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var probes []vm.AccelProbe
+	answer := struct {
+		ok     bool
+		detail string
+		err    error
+	}{true, "KVM works", nil}
+	probe := func(_ context.Context, p vm.AccelProbe) (bool, string, error) {
+		probes = append(probes, p)
+		return answer.ok, answer.detail, answer.err
+	}
+	newSB := func() *Sandbox { return New(vmtest.NewLibvirt(), Options{State: state, QEMU: qemu, ProbeKVM: probe}) }
+	ctx := testContext(t)
+	check := func(what string, sb *Sandbox, wantOK bool, wantDetail string, wantProbes int) {
+		t.Helper()
+		ok, detail, err := sb.probeKVM(ctx, "/k/bzImage")
+		if err != nil {
+			t.Fatalf("%s: probeKVM: %v", what, err)
+		}
+		if ok != wantOK || detail != wantDetail {
+			t.Errorf("%s: probeKVM = %v, %q; want %v, %q", what, ok, detail, wantOK, wantDetail)
+		}
+		if len(probes) != wantProbes {
+			t.Errorf("%s: the probe ran %d times in all, want %d", what, len(probes), wantProbes)
+		}
+	}
+
+	sb := newSB()
+	check("first call", sb, true, "KVM works", 1)
+	if probes[0] != (vm.AccelProbe{QEMU: qemu, Kernel: "/k/bzImage"}) {
+		t.Errorf("probe got %+v, want the QEMU and kernel", probes[0])
+	}
+	answer.ok, answer.detail = false, "changed answer"
+	check("second call", sb, true, "KVM works", 1)
+	check("another Sandbox on the same state", newSB(), true, "KVM works", 1)
+
+	later := time.Now().Add(time.Hour)
+	if err := os.Chtimes(qemu, later, later); err != nil {
+		t.Fatal(err)
+	}
+	check("QEMU changed", sb, false, "changed answer", 2)
+	check("after re-probing", sb, false, "changed answer", 2)
+
+	// A probe that fails is not remembered.
+	if err := os.Remove(filepath.Join(state, "kvm-probe.json")); err != nil {
+		t.Fatal(err)
+	}
+	answer.err = errors.New("cannot run qemu")
+	for range 2 {
+		if _, _, err := sb.probeKVM(ctx, "/k/bzImage"); err == nil || err.Error() != "cannot run qemu" {
+			t.Errorf("probeKVM error = %v, want the probe's", err)
+		}
+	}
+	if len(probes) != 4 {
+		t.Errorf("a failed probe was cached: %d probes in all, want 4", len(probes))
+	}
+	if exists(filepath.Join(state, "kvm-probe.json")) {
+		t.Error("a failed probe was written to kvm-probe.json")
+	}
+}
