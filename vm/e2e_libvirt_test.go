@@ -125,7 +125,8 @@ func (w testWriter) Write(p []byte) (int, error) {
 }
 
 // TestE2ELibvirtBootPanicStops boots a real kernel through libvirt (TCG) when KMODVM_E2E=1
-// and KMODVM_E2E_KERNEL names a bzImage. The disk is an empty qcow2, so the kernel prints its
+// with the bzImage KMODVM_E2E_KERNEL names, else one kmodvm built under KMODVM_HOME (make
+// test runs this package after the CLI's end-to-end test built one). The disk is an empty qcow2, so the kernel prints its
 // banner and then panics for want of a root filesystem; with panic=-1 and
 // <on_reboot>destroy</on_reboot> the domain must then stop by itself. This proves the XML
 // boots (user-mode NIC address, pty serial with log file, static DAC label) and that a guest
@@ -138,11 +139,15 @@ func TestE2ELibvirtBootPanicStops(t *testing.T) {
 	}
 	kernel := os.Getenv("KMODVM_E2E_KERNEL")
 	if kernel == "" {
-		t.Skip("set KMODVM_E2E_KERNEL to a bzImage to boot")
+		built, _ := filepath.Glob(filepath.Join(os.Getenv("KMODVM_HOME"), "cache", "kernels", "builds", "*", "bzImage"))
+		if len(built) == 0 {
+			t.Fatal("no kernel to boot: set KMODVM_E2E_KERNEL to a bzImage, or KMODVM_HOME to a kmodvm home with a built kernel (kmodvm kernel build)")
+		}
+		kernel = built[0]
 	}
 	qemuImg, err := exec.LookPath("qemu-img")
 	if err != nil {
-		t.Skip("qemu-img not installed")
+		t.Fatal("qemu-img not installed; hint: make deps")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
