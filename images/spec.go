@@ -32,11 +32,12 @@ const (
 
 // basePackages is what every root gets: the kernel toolchain (LLVM, Rust, bindgen), what
 // kbuild needs, the kernel source, and what the guest needs (sshd, kmod, mount, ip).
-// libelf1t64 is objtool's runtime library inside the guest.
+// libelf1t64 is objtool's runtime library inside the guest; rsync lets users (and the sync
+// benchmark) compare or copy trees over `kmodvm ssh`.
 var basePackages = []string{
 	"bc", "bindgen", "bison", "clang", "cpio", "flex", "gcc", "iproute2", "kmod",
 	"libc6-dev", "libelf-dev", "libelf1t64", "libssl-dev", "linux-source", "lld", "llvm",
-	"make", "mount", "openssh-server", "python3", "rust-src", "rustc", "rustfmt", "xz-utils",
+	"make", "mount", "openssh-server", "python3", "rsync", "rust-src", "rustc", "rustfmt", "xz-utils",
 }
 
 // Spec says which toolchain root to build.
