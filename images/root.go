@@ -116,7 +116,7 @@ func buildRoot(ctx context.Context, log *slog.Logger, tmp, failedLog string, spe
 	target := filepath.Join(tmp, "root")
 	args := mmdebstrapArgs(spec, target)
 	fmt.Fprintf(logFile, "kmodvm: building toolchain root %s (format %d)\n$ mmdebstrap %s\n", spec.Hash(), FormatVersion, shellJoin(args))
-	progress.report("mmdebstrap: %d packages from %s %s", len(spec.PackageList()), spec.Suite, spec.Mirror)
+	progress.report("mmdebstrap: %d packages from %s %s; full log in %s", len(spec.PackageList()), spec.Suite, spec.Mirror, filepath.Join(tmp, logName))
 	log.Info("building toolchain root", "suite", spec.Suite, "dir", target, "log", filepath.Join(tmp, logName))
 
 	out := newLogWriter(logFile, tailLines, func(line string) {

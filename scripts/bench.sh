@@ -24,7 +24,7 @@ VM=bench
 now() { date +%s.%N; }
 median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%.3f\n", (a[NR/2]+a[NR/2+1])/2}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
-field() { sed -n "s/^ *\"$1\": \"\{0,1\}\([^\",]*\)\"\{0,1\},\{0,1\}$/\1/p" "$2" | head -n1; }
+field() { sed -n -e "s/^ *\"$1\": \"\(.*\)\",\{0,1\}$/\1/p" -e "s/^ *\"$1\": \([0-9][0-9]*\),\{0,1\}$/\1/p" "$2" | head -n1; }
 tmp=$(mktemp -d)
 cleanup() {
 	[ -n "${qpid:-}" ] && kill "$qpid" 2>/dev/null || true

@@ -149,8 +149,15 @@ func (b *Builder) prepare(ctx context.Context, req Request) (*prepared, error) {
 	if p.toolchain, err = b.toolchain(ctx); err != nil {
 		return nil, err
 	}
-	p.key = shortHash(recipe, sourceID, plan.InputHash, string(plan.Merged.Bytes()), versionsString(p.toolchain))
+	p.key = cacheKey(sourceID, plan, p.toolchain)
 	return p, nil
+}
+
+// cacheKey identifies a built kernel: the build recipe, the source, everything requested of
+// the config, and the toolchain versions. The final .config is a function of these, so a
+// hit needs no Kconfig run.
+func cacheKey(sourceID string, plan *ConfigPlan, toolchain map[string]string) string {
+	return shortHash(recipe, sourceID, plan.InputHash, string(plan.Merged.Bytes()), versionsString(toolchain))
 }
 
 func versionsString(v map[string]string) string {
@@ -341,6 +348,7 @@ func (b *Builder) Build(ctx context.Context, req Request) (*Result, error) {
 	}
 	defer logf.Close()
 	b.logger().Info("building kernel", "tree", p.tree, "log", logPath, "key", p.key)
+	b.report(Progress{Phase: "make", Current: "make LLVM=1 in the toolchain root; full log in " + logPath, Elapsed: time.Since(start)})
 	if err := b.makeWithProgress(ctx, p.tree, logf, start); err != nil {
 		return nil, err
 	}

@@ -127,6 +127,34 @@ func TestInputHash(t *testing.T) {
 	}
 }
 
+// TestCacheKey: the toolchain versions and the requested config are part of a kernel's
+// identity; the order of the version map is not.
+func TestCacheKey(t *testing.T) {
+	tree := filepath.Join("testdata", "tree")
+	plan, err := PlanConfig(ConfigSpec{}, tree, "src-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := PlanConfig(ConfigSpec{Fragments: []string{"CONFIG_KASAN=y"}}, tree, "src-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := map[string]string{"rustc": "rustc 1.97.1", "bindgen": "bindgen 0.72.1", "clang": "clang 21"}
+	base := cacheKey("src-a", plan, tc)
+	if cacheKey("src-a", plan, map[string]string{"clang": "clang 21", "bindgen": "bindgen 0.72.1", "rustc": "rustc 1.97.1"}) != base {
+		t.Error("the key depends on map order")
+	}
+	for name, k := range map[string]string{
+		"rustc upgrade": cacheKey("src-a", plan, map[string]string{"rustc": "rustc 1.98.0", "bindgen": "bindgen 0.72.1", "clang": "clang 21"}),
+		"other source":  cacheKey("src-b", plan, tc),
+		"other config":  cacheKey("src-a", other, tc),
+	} {
+		if k == base {
+			t.Errorf("%s does not change the key", name)
+		}
+	}
+}
+
 func TestParseSource(t *testing.T) {
 	dir := t.TempDir()
 	tree := filepath.Join(dir, "linux")
