@@ -217,17 +217,20 @@ func reasonWord(st libvirt.DomainState, r fmt.Stringer) string {
 	return strings.ToLower(strings.TrimPrefix(r.String(), st.String()))
 }
 
+// lookupState finds domain name and its state; StateMissing when it is not defined.
+func (d *Driver) lookupState(ctx context.Context, name string) (libvirt.Domain, State, error) {
+	dom, found, err := d.lookup(ctx, name)
+	if err != nil || !found {
+		return dom, StateMissing, err
+	}
+	st, _, err := d.stateOf(ctx, dom)
+	return dom, st, err
+}
+
 // Destroy stops domain name at once (power off, no guest shutdown). It is not an error when
 // the domain is already stopped or not defined.
 func (d *Driver) Destroy(ctx context.Context, name string) error {
-	dom, found, err := d.lookup(ctx, name)
-	if err != nil {
-		return fmt.Errorf("destroy domain %q: %w", name, err)
-	}
-	if !found {
-		return nil
-	}
-	st, _, err := d.stateOf(ctx, dom)
+	dom, st, err := d.lookupState(ctx, name)
 	if err != nil {
 		return fmt.Errorf("destroy domain %q: %w", name, err)
 	}
@@ -251,14 +254,7 @@ func (d *Driver) Destroy(ctx context.Context, name string) error {
 // it is one when the domain is still running (Destroy it first): libvirt would turn it into a
 // transient domain that keeps running unseen.
 func (d *Driver) Undefine(ctx context.Context, name string) error {
-	dom, found, err := d.lookup(ctx, name)
-	if err != nil {
-		return fmt.Errorf("undefine domain %q: %w", name, err)
-	}
-	if !found {
-		return nil
-	}
-	st, _, err := d.stateOf(ctx, dom)
+	dom, st, err := d.lookupState(ctx, name)
 	if err != nil {
 		return fmt.Errorf("undefine domain %q: %w", name, err)
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"time"
@@ -8,6 +9,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kmodvm/kmodvm/provision/kconfig"
+	"github.com/kmodvm/kmodvm/provision/kernel"
+	"github.com/kmodvm/kmodvm/provision/sandbox"
 )
 
 func (a *app) imageCmd() *cobra.Command {
@@ -52,16 +55,11 @@ func (a *app) kernelCmd() *cobra.Command {
 		Short: "Show the final kernel config's difference from the base and verify it, without building",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			sb, err := a.offline()
+			kb, req, err := a.kernelBuilder(cmd.Context())
 			if err != nil {
 				return err
 			}
-			kb, err := sb.KernelBuilder(cmd.Context())
-			if err != nil {
-				return err
-			}
-			opt, _ := a.sandboxOptions()
-			chk, err := kb.CheckConfig(cmd.Context(), opt.Kernel)
+			chk, err := kb.CheckConfig(cmd.Context(), req)
 			if err != nil {
 				return err
 			}
@@ -100,16 +98,11 @@ func (a *app) kernelCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			start := time.Now()
-			sb, err := a.offline()
+			kb, req, err := a.kernelBuilder(cmd.Context())
 			if err != nil {
 				return err
 			}
-			kb, err := sb.KernelBuilder(cmd.Context())
-			if err != nil {
-				return err
-			}
-			opt, _ := a.sandboxOptions()
-			res, err := kb.Build(cmd.Context(), opt.Kernel)
+			res, err := kb.Build(cmd.Context(), req)
 			if err != nil {
 				return err
 			}
@@ -147,6 +140,17 @@ func groupCmd(use, short string) *cobra.Command {
 		Use: use, Short: short, Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
+}
+
+// kernelBuilder returns the builder of the image's toolchain root (built if needed) and
+// the kernel request kmodvm.yaml makes.
+func (a *app) kernelBuilder(ctx context.Context) (*kernel.Builder, kernel.Request, error) {
+	opt, err := a.sandboxOptions()
+	if err != nil {
+		return nil, kernel.Request{}, err
+	}
+	kb, err := sandbox.New(nil, opt).KernelBuilder(ctx)
+	return kb, opt.Kernel, err
 }
 
 func orUnset(v string) string {

@@ -476,7 +476,9 @@ func (s *Sandbox) Status(ctx context.Context, name string) (Status, error) {
 	}
 	if st == vm.StateRunning {
 		cfg, err := in.SSHConfig()
-		if err == nil {
+		if err != nil {
+			out.Problem = "cannot use the VM's SSH keys: " + err.Error()
+		} else {
 			sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			if c, err := vm.DialSSH(sctx, cfg); err == nil {
 				if b, err := c.Output(sctx, "cat /proc/uptime"); err == nil {
