@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -63,13 +64,28 @@ Exit codes: 0 ok, 1 kmodvm failed, 2 usage error, 3 did not build, 4 did not loa
 			if !cmd.Flags().Changed("timeout") {
 				tmo = a.cfg.Module.Timeout
 			}
-			return a.withLockedGuest(ctx, func(g *sandbox.Guest) error {
-				in := g.Instance()
+			return a.withSandbox(ctx, func(sb *sandbox.Sandbox) error {
+				in, err := sb.Instance(a.vmName())
+				if err != nil {
+					return err
+				}
+				unlock, err := sb.Lock(ctx, in)
+				if err != nil {
+					return err
+				}
+				defer unlock()
 				w, err := buildLocation(where, in.Accel)
 				if err != nil {
 					return withCode(exitUsage, err)
 				}
-				r := &module.Runner{Guest: g, Toolchain: &images.Root{Dir: in.RootDir, Hash: in.RootHash}, KDir: in.KDir}
+				r := &module.Runner{
+					Connect: func(ctx context.Context) (module.Guest, error) {
+						return sb.Guest(ctx, in.Name)
+					},
+					Toolchain: &images.Root{Dir: in.RootDir, Hash: in.RootHash},
+					KDir:      in.KDir,
+				}
+				defer r.Close()
 				res, err := r.Run(ctx, module.Options{
 					Source: src, Params: params, Where: w, Keep: keep, Reload: reload, Timeout: tmo,
 					BuildDir: filepath.Join(in.Dir(), "hostbuild", filepath.Base(module.RemoteDir(src.Dir))),

@@ -91,29 +91,91 @@ func TestRewriteRelativePaths(t *testing.T) {
 func TestParseStep(t *testing.T) {
 	out := strings.Join([]string{
 		"@@TAINT 0",
-		"@@CURSOR 41",
-		"@@RC 1",
-		"@@ERR insmod: ERROR: could not insert module x.ko: Invalid argument",
+		"@@BEFORE",
+		"6,40,100,-;old record",
+		"6,41,101,-;the newest record before the command",
+		" SUBSYSTEM=foo",
+		"@@RUN",
 		"@@TAINT2 12288",
+		"@@RC 1",
+		"@@ERR",
+		"insmod: ERROR: could not insert module x.ko: Invalid parameters",
 		"@@KMSG",
 		"6,40,100,-;old record",
-		"6,41,101,-;older cursor record",
+		"6,41,101,-;the newest record before the command",
 		"4,42,2000000,-;x: loading out-of-tree module taints kernel.",
 		" SUBSYSTEM=foo",
 		"6,43,2000100,-;x: init failed",
 	}, "\n")
 	so := parseStep(out)
-	if !so.complete || so.rc != 1 || so.cursor != 41 || so.taint != 0 || so.taint2 != 12288 {
+	if !so.complete || so.rc != 1 || so.taint != 0 || so.taint2 != 12288 || so.stale || so.staleFail != "" {
 		t.Fatalf("parsed %+v", so)
 	}
-	if len(so.records) != 2 || so.records[1].Text != "x: init failed" {
+	if len(so.records) != 2 || so.records[0].Seq != 42 || so.records[1].Text != "x: init failed" {
 		t.Fatalf("records since the cursor: %+v", so.records)
 	}
-	if len(so.errText) != 1 {
+	if len(so.errText) != 1 || !strings.Contains(so.errText[0], "Invalid parameters") {
 		t.Fatalf("errText %q", so.errText)
 	}
-	if parseStep("@@TAINT 0\n@@CURSOR 3\n").complete {
+	if parseStep("@@TAINT 0\n@@BEFORE\n6,3,1,-;x\n").complete {
 		t.Error("a step cut off before @@KMSG counts as complete")
+	}
+	so = parseStep("@@STALE\n@@STALEFAIL rmmod: ERROR: Module x is in use\n")
+	if !so.stale || !strings.Contains(so.staleFail, "in use") {
+		t.Errorf("stale unload failure not parsed: %+v", so)
+	}
+}
+
+// The step scripts run for real with sh against fake /proc and /dev/kmsg files (paths
+// rewritten) and a fake insmod/rmmod on PATH: markers, exit status, the stale-module
+// unload, and arguments that reach insmod as single words whatever they contain.
+func TestStepScriptsRun(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "bin")
+	os.MkdirAll(bin, 0o755)
+	write := func(p, s string, mode os.FileMode) {
+		t.Helper()
+		if err := os.WriteFile(p, []byte(s), mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(filepath.Join(dir, "tainted"), "0\n", 0o644)
+	write(filepath.Join(dir, "modules"), "rust_hello 16384 0 - Live 0x0\nother 1 0 - Live 0x0\n", 0o644)
+	write(filepath.Join(dir, "kmsg"), "6,7,100,-;booted\n", 0o644)
+	// The fake insmod prints its words and fails, like insmod on EINVAL.
+	write(filepath.Join(bin, "insmod"), "#!/bin/sh\nfor a; do echo \"[$a]\"; done\necho 'insmod: ERROR: could not insert module: Invalid parameters' >&2\nexit 1\n", 0o755)
+	write(filepath.Join(bin, "rmmod"), "#!/bin/sh\necho \"rmmod $*\" >> "+filepath.Join(dir, "rmmod.log")+"\n", 0o755)
+	fake := func(script string) string {
+		script = strings.ReplaceAll(script, "/proc/sys/kernel/tainted", filepath.Join(dir, "tainted"))
+		script = strings.ReplaceAll(script, "/proc/modules", filepath.Join(dir, "modules"))
+		return strings.ReplaceAll(script, "dd if=/dev/kmsg iflag=nonblock bs=65536", "cat "+filepath.Join(dir, "kmsg"))
+	}
+	params := []string{"greeting=hello world", "x=$(touch " + filepath.Join(dir, "pwned") + ")", "y=a;b", `z='"q"'`}
+	cmd := exec.Command("sh", "-c", fake(loadScript("rust_hello", "/root/kmodvm/src/my mod/a.ko", params)))
+	cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"))
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("load script: %v\n%s", err, out)
+	}
+	so := parseStep(string(out))
+	if !so.complete || so.rc != 1 || !so.stale {
+		t.Fatalf("parsed %+v from\n%s", so, out)
+	}
+	want := "[/root/kmodvm/src/my mod/a.ko] [greeting=hello world] [x=$(touch " + filepath.Join(dir, "pwned") + ")] [y=a;b] [z='\"q\"'] insmod: ERROR: could not insert module: Invalid parameters"
+	if got := strings.Join(so.errText, " "); got != want {
+		t.Errorf("insmod got\n%s\nwant\n%s", got, want)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "pwned")); err == nil {
+		t.Error("a parameter was interpreted by the shell")
+	}
+	if log, _ := os.ReadFile(filepath.Join(dir, "rmmod.log")); string(log) != "rmmod rust_hello\n" {
+		t.Errorf("stale module not unloaded first: %q", log)
+	}
+	cmd = exec.Command("sh", "-c", fake(unloadScript("rust_hello")))
+	cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"))
+	out, err = cmd.Output()
+	if so := parseStep(string(out)); err != nil || !so.complete || so.rc != 0 || so.stale {
+		t.Fatalf("unload script: %v %+v\n%s", err, so, out)
 	}
 }
 
@@ -126,28 +188,5 @@ func TestExplainFailure(t *testing.T) {
 	msg = explainFailure("load", "hello", []string{"insmod: ERROR: could not insert module hello.ko: Invalid module format"}, nil)
 	if !strings.Contains(msg, "another kernel") {
 		t.Errorf("vermagic not explained: %s", msg)
-	}
-}
-
-// The step scripts are valid sh, and the insmod arguments reach insmod as single words
-// whatever they contain.
-func TestScriptsQuoting(t *testing.T) {
-	params := []string{"greeting=hello world", "x=$(touch /tmp/pwned)", "y=a;b", `z='"q"'`}
-	script := loadScript("/root/kmodvm/src/my mod/a.ko", params)
-	if err := exec.Command("sh", "-n", "-c", script).Run(); err != nil {
-		t.Fatalf("load script does not parse: %v\n%s", err, script)
-	}
-	// Replace insmod by printf to see the words the shell passes it.
-	probe := "printf '[%s]\\n' " + strings.TrimPrefix(insmodArgs("/root/kmodvm/src/my mod/a.ko", params), "insmod ")
-	out, err := exec.Command("sh", "-c", probe).Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := "[/root/kmodvm/src/my mod/a.ko]\n[greeting=hello world]\n[x=$(touch /tmp/pwned)]\n[y=a;b]\n[z='\"q\"']\n"
-	if string(out) != want {
-		t.Errorf("insmod would get\n%s\nwant\n%s", out, want)
-	}
-	if err := exec.Command("sh", "-n", "-c", unloadScript("a")).Run(); err != nil {
-		t.Fatalf("unload script does not parse: %v", err)
 	}
 }

@@ -34,6 +34,7 @@ type Guest interface {
 	// Restart stops the guest hard, boots it and reconnects (SSH() then returns the new
 	// connection).
 	Restart(ctx context.Context) error
+	Close() error
 }
 
 // Toolchain runs commands in the image's toolchain root on the host.
@@ -62,9 +63,21 @@ type Options struct {
 
 // Runner runs modules in one guest.
 type Runner struct {
-	Guest     Guest
+	// Connect reaches the running guest. Run calls it once, while a host build is already
+	// compiling, so connecting costs no time on the critical path.
+	Connect   func(ctx context.Context) (Guest, error)
 	Toolchain Toolchain // for host builds
 	KDir      string    // host path of the staged build tree (bound at kernel.GuestTree)
+
+	guest Guest
+}
+
+// Close closes the connection to the guest, if Run made one.
+func (r *Runner) Close() error {
+	if r.guest == nil {
+		return nil
+	}
+	return r.guest.Close()
 }
 
 // Verdicts, and the exit codes they map to.
@@ -154,20 +167,53 @@ func (r *Runner) Run(ctx context.Context, opt Options) (*Result, error) {
 	res := &Result{Module: opt.Source.Dir, Modules: opt.Source.Modules}
 	defer func() { res.Duration = time.Since(start) }()
 
+	// A host build needs no guest: start it first, connect and sync meanwhile.
+	var hostBuild chan builtModule
+	bctx, cancelBuild := context.WithCancel(ctx)
+	defer cancelBuild()
+	if opt.Where == BuildHost {
+		opt.status("building in the toolchain root on the host")
+		hostBuild = make(chan builtModule, 1)
+		go func() { hostBuild <- r.hostBuild(bctx, opt, remote) }()
+	}
+	waitBuild := func() builtModule {
+		if hostBuild == nil {
+			return builtModule{}
+		}
+		b := <-hostBuild
+		hostBuild = nil
+		return b
+	}
+	defer func() { cancelBuild(); waitBuild() }()
+
+	g, err := r.Connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r.guest = g
 	opt.status("syncing " + opt.Source.Dir)
-	sum, err := Sync(ctx, r.Guest.SSH(), opt.Source.Dir)
+	sum, err := Sync(ctx, r.guest.SSH(), opt.Source.Dir)
 	if err != nil {
 		return nil, err
 	}
 	res.Sync = SyncResult{Changed: sum.Changed, Deleted: sum.Deleted, Summary: sum.String(), Duration: sum.Duration}
 
-	opt.status(fmt.Sprintf("building in the %s", map[string]string{BuildGuest: "guest", BuildHost: "toolchain root on the host"}[opt.Where]))
-	build, kos, err := r.build(ctx, opt, remote)
-	if err != nil {
-		return nil, err
+	var b builtModule
+	if opt.Where == BuildHost {
+		b = waitBuild()
+		if b.err == nil && b.result.OK {
+			b.err = r.uploadKos(ctx, opt.BuildDir, remote, b.kos)
+		}
+	} else {
+		opt.status("building in the guest")
+		b = r.guestBuild(ctx, opt, remote)
 	}
-	res.Build = build
-	if !build.OK {
+	if b.err != nil {
+		return nil, b.err
+	}
+	res.Build = b.result
+	kos := b.kos
+	if !res.Build.OK {
 		res.Verdict, res.Title = VerdictBuildFailed, "module did not build"
 		return res, nil
 	}
@@ -177,11 +223,8 @@ func (r *Runner) Run(ctx context.Context, opt Options) (*Result, error) {
 		failed := false
 		for _, ko := range kos {
 			name := strings.ReplaceAll(strings.TrimSuffix(ko, ".ko"), "-", "_")
-			if err := r.unloadStale(ctx, name, opt); err != nil {
-				return nil, err
-			}
 			opt.status(fmt.Sprintf("loading %s", ko))
-			st, err := r.step(ctx, opt, "load", name, it, loadScript(path.Join(remote, ko), opt.Params))
+			st, err := r.step(ctx, opt, "load", name, it, loadScript(name, path.Join(remote, ko), opt.Params))
 			if err != nil {
 				return nil, err
 			}
@@ -257,74 +300,91 @@ func makeArgs(kdir, dir string) []string {
 	return []string{"make", "-C", kdir, "M=" + dir, "LLVM=1", "modules"}
 }
 
-// build compiles the module; a compile failure is a BuildResult with OK=false.
-func (r *Runner) build(ctx context.Context, opt Options, remote string) (BuildResult, []string, error) {
+// builtModule is the outcome of a build: a compile failure is a BuildResult with OK=false;
+// err is for kmodvm's own failures.
+type builtModule struct {
+	result BuildResult
+	kos    []string
+	err    error
+}
+
+// hostBuild compiles the module in the toolchain root on the host, in a scratch copy of
+// the sources at the path the guest uses, against the same build tree the guest has.
+func (r *Runner) hostBuild(ctx context.Context, opt Options, remote string) builtModule {
 	start := time.Now()
-	br := BuildResult{Where: opt.Where}
+	args := makeArgs(kernel.GuestTree, remote)
+	b := builtModule{result: BuildResult{Where: BuildHost, Command: strings.Join(args, " ")}}
+	scratch := opt.BuildDir
+	if err := os.MkdirAll(scratch, 0o755); err != nil {
+		b.err = err
+		return b
+	}
+	if _, err := syncLocal(ctx, opt.Source.Dir, scratch); err != nil {
+		b.err = fmt.Errorf("copy %s for the host build: %w", opt.Source.Dir, err)
+		return b
+	}
 	var out bytes.Buffer
-	var code int
-	var kos []string
-	switch opt.Where {
-	case BuildHost:
-		args := makeArgs(kernel.GuestTree, remote)
-		br.Command = strings.Join(args, " ")
-		scratch := opt.BuildDir
-		if err := os.MkdirAll(scratch, 0o755); err != nil {
-			return br, nil, err
-		}
-		if _, err := syncLocal(ctx, opt.Source.Dir, scratch); err != nil {
-			return br, nil, fmt.Errorf("copy %s for the host build: %w", opt.Source.Dir, err)
-		}
-		cmd := r.Toolchain.Command(ctx, images.RunOptions{
-			Binds: []images.Bind{{Host: r.KDir, Guest: kernel.GuestTree, ReadOnly: true}, {Host: scratch, Guest: remote}},
-			Dir:   remote, Stdout: &out, Stderr: &out,
-		}, args...)
-		err := cmd.Run()
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			code = ee.ExitCode()
-		} else if err != nil {
-			return br, nil, fmt.Errorf("run the host module build: %w", err)
-		}
-		if code == 0 {
-			ents, err := os.ReadDir(scratch)
-			if err != nil {
-				return br, nil, err
-			}
-			var names []string
-			for _, e := range ents {
-				names = append(names, e.Name())
-			}
-			kos = kosIn(names)
-			if err := r.uploadKos(ctx, scratch, remote, kos); err != nil {
-				return br, nil, err
-			}
-		}
-	default:
-		args := makeArgs("/lib/modules/$(uname -r)/build", remote)
-		br.Command = strings.Join(args, " ")
-		cmd := "cd " + vm.Quote(remote) + " && make -C \"/lib/modules/$(uname -r)/build\" " + vm.QuoteArgs("M="+remote, "LLVM=1", "modules")
-		var err error
-		code, err = r.Guest.SSH().Run(ctx, cmd, nil, &out, &out)
+	cmd := r.Toolchain.Command(ctx, images.RunOptions{
+		Binds: []images.Bind{{Host: r.KDir, Guest: kernel.GuestTree, ReadOnly: true}, {Host: scratch, Guest: remote}},
+		Dir:   remote, Stdout: &out, Stderr: &out,
+	}, args...)
+	code := 0
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		b.err = fmt.Errorf("run the host module build: %w", err)
+		return b
+	}
+	if code == 0 {
+		ents, err := os.ReadDir(scratch)
 		if err != nil {
-			return br, nil, fmt.Errorf("run the module build in the guest: %w", err)
+			b.err = err
+			return b
 		}
-		if code == 0 {
-			ls, err := r.Guest.SSH().Output(ctx, "ls -1 "+vm.Quote(remote))
-			if err != nil {
-				return br, nil, err
-			}
-			kos = kosIn(strings.Split(strings.TrimSpace(string(ls)), "\n"))
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
 		}
+		b.kos = kosIn(names)
 	}
-	br.Duration = time.Since(start)
-	br.Output = RewritePaths(out.String(), remote, opt.Source.Dir)
-	br.OK = code == 0
-	if br.OK && len(kos) == 0 {
-		br.OK = false
-		br.Output += "\nkmodvm: the build succeeded but produced no .ko file"
+	b.finish(start, code, out.String(), remote, opt.Source.Dir)
+	return b
+}
+
+// guestBuild compiles the module in the guest over SSH.
+func (r *Runner) guestBuild(ctx context.Context, opt Options, remote string) builtModule {
+	start := time.Now()
+	args := makeArgs("/lib/modules/$(uname -r)/build", remote)
+	b := builtModule{result: BuildResult{Where: BuildGuest, Command: strings.Join(args, " ")}}
+	cmd := "cd " + vm.Quote(remote) + " && make -C \"/lib/modules/$(uname -r)/build\" " + vm.QuoteArgs("M="+remote, "LLVM=1", "modules")
+	var out bytes.Buffer
+	code, err := r.guest.SSH().Run(ctx, cmd, nil, &out, &out)
+	if err != nil {
+		b.err = fmt.Errorf("run the module build in the guest: %w", err)
+		return b
 	}
-	return br, kos, nil
+	if code == 0 {
+		ls, err := r.guest.SSH().Output(ctx, "ls -1 "+vm.Quote(remote))
+		if err != nil {
+			b.err = err
+			return b
+		}
+		b.kos = kosIn(strings.Split(strings.TrimSpace(string(ls)), "\n"))
+	}
+	b.finish(start, code, out.String(), remote, opt.Source.Dir)
+	return b
+}
+
+func (b *builtModule) finish(start time.Time, code int, out, remote, hostDir string) {
+	b.result.Duration = time.Since(start)
+	b.result.Output = RewritePaths(out, remote, hostDir)
+	b.result.OK = code == 0
+	if b.result.OK && len(b.kos) == 0 {
+		b.result.OK = false
+		b.result.Output += "\nkmodvm: the build succeeded but produced no .ko file"
+	}
 }
 
 // syncLocal mirrors the module sources into the host build directory with the same sync
@@ -348,7 +408,7 @@ func syncLocal(ctx context.Context, src, dst string) (treesync.Summary, error) {
 
 // uploadKos puts host-built .ko files into the guest (temp name, then rename).
 func (r *Runner) uploadKos(ctx context.Context, local, remote string, kos []string) error {
-	c, err := r.Guest.SSH().SFTP()
+	c, err := r.guest.SSH().SFTP()
 	if err != nil {
 		return fmt.Errorf("open SFTP to the guest: %w", err)
 	}
@@ -380,41 +440,25 @@ func (r *Runner) uploadKos(ctx context.Context, local, remote string, kos []stri
 	return nil
 }
 
-// unloadStale removes a module of the same name left loaded by an earlier run.
-func (r *Runner) unloadStale(ctx context.Context, name string, opt Options) error {
-	out, err := r.Guest.SSH().Output(ctx, "cat /proc/modules")
-	if err != nil {
-		return fmt.Errorf("list loaded modules in the guest: %w", err)
-	}
-	for _, l := range strings.Split(string(out), "\n") {
-		if f := strings.Fields(l); len(f) > 0 && f[0] == name {
-			opt.status(fmt.Sprintf("%s is already loaded; unloading it first", name))
-			var errb bytes.Buffer
-			code, err := r.Guest.SSH().Run(ctx, "rmmod "+vm.Quote(name), nil, io.Discard, &errb)
-			if err != nil {
-				return err
-			}
-			if code != 0 {
-				return fmt.Errorf("module %s is already loaded in the guest and cannot be unloaded: %s; hint: `kmodvm down && kmodvm up` restarts the guest", name, strings.TrimSpace(errb.String()))
-			}
-		}
-	}
-	return nil
-}
-
-// The step scripts print markers the runner parses; all arguments are quoted, never
-// interpreted by the guest's shell.
+// The step scripts print markers the runner parses. They fork as little as they can (under
+// TCG every exec in the guest costs tens of milliseconds): the taint is read with the
+// shell's own read, the kernel log with one dd before and one after. All arguments are
+// quoted, never interpreted by the guest's shell.
 const kmsgSnapshot = "dd if=/dev/kmsg iflag=nonblock bs=65536 2>/dev/null"
 
-func stepScript(cmd string) string {
+func stepScript(prelude, cmd string) string {
 	return strings.Join([]string{
-		`printf '@@TAINT %s\n' "$(cat /proc/sys/kernel/tainted)"`,
-		`printf '@@CURSOR %s\n' "$(` + kmsgSnapshot + ` | grep -av '^ ' | tail -n 1 | cut -d, -f2)"`,
+		prelude,
+		`read -r t < /proc/sys/kernel/tainted; echo "@@TAINT $t"`,
+		`echo @@BEFORE`,
+		kmsgSnapshot,
+		`echo @@RUN`,
 		`err=$(` + cmd + ` 2>&1); rc=$?`,
-		`printf '@@RC %s\n' "$rc"`,
-		`printf '%s\n' "$err" | sed 's/^/@@ERR /'`,
-		`printf '@@TAINT2 %s\n' "$(cat /proc/sys/kernel/tainted)"`,
-		`echo '@@KMSG'`,
+		`read -r t < /proc/sys/kernel/tainted; echo "@@TAINT2 $t"`,
+		`echo "@@RC $rc"`,
+		`echo @@ERR`,
+		`[ -z "$err" ] || printf '%s\n' "$err"`,
+		`echo @@KMSG`,
 		kmsgSnapshot,
 	}, "\n")
 }
@@ -423,54 +467,64 @@ func insmodArgs(ko string, params []string) string {
 	return "insmod " + vm.QuoteArgs(append([]string{ko}, params...)...)
 }
 
-func loadScript(ko string, params []string) string {
-	return stepScript(insmodArgs(ko, params))
+// loadScript unloads a module of the same name left loaded by an earlier run (saying so,
+// or why it cannot), then loads the new one.
+func loadScript(name, ko string, params []string) string {
+	q := vm.Quote(name)
+	stale := `while read -r m _; do [ "$m" = ` + q + ` ] || continue; echo @@STALE; ` +
+		`if ! e=$(rmmod ` + q + ` 2>&1); then echo "@@STALEFAIL $e"; exit 0; fi; done < /proc/modules`
+	return stepScript(stale, insmodArgs(ko, params))
 }
 
 func unloadScript(name string) string {
-	return stepScript("rmmod " + vm.Quote(name))
+	return stepScript("", "rmmod "+vm.Quote(name))
 }
 
 // stepOutput is the parsed output of a step script.
 type stepOutput struct {
 	taint, taint2 kmsg.Taint
-	cursor        uint64
 	rc            int
 	errText       []string
-	records       []kmsg.Record
+	records       []kmsg.Record // the kernel log records the command produced
 	complete      bool
+	stale         bool   // a module of that name was loaded and was unloaded first
+	staleFail     string // ... and could not be unloaded: rmmod's reason
 }
 
 func parseStep(out string) stepOutput {
-	var so stepOutput
-	so.rc = -1
-	inKmsg := false
+	so := stepOutput{rc: -1}
+	var cursor uint64
+	section := ""
 	sc := bufio.NewScanner(strings.NewReader(out))
 	sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
 	for sc.Scan() {
 		l := sc.Text()
-		if inKmsg {
-			if rec, ok := kmsg.ParseKmsgLine(l); ok && rec.Seq > so.cursor {
-				so.records = append(so.records, rec)
-			}
-			continue
-		}
 		switch {
+		case l == "@@STALE":
+			so.stale = true
+		case strings.HasPrefix(l, "@@STALEFAIL"):
+			so.staleFail = strings.TrimSpace(strings.TrimPrefix(l, "@@STALEFAIL"))
 		case strings.HasPrefix(l, "@@TAINT2 "):
 			so.taint2, _ = kmsg.ParseTaint(strings.TrimPrefix(l, "@@TAINT2 "))
 		case strings.HasPrefix(l, "@@TAINT "):
 			so.taint, _ = kmsg.ParseTaint(strings.TrimPrefix(l, "@@TAINT "))
-		case strings.HasPrefix(l, "@@CURSOR "):
-			so.cursor, _ = strconv.ParseUint(strings.TrimSpace(strings.TrimPrefix(l, "@@CURSOR ")), 10, 64)
 		case strings.HasPrefix(l, "@@RC "):
 			so.rc, _ = strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(l, "@@RC ")))
-		case strings.HasPrefix(l, "@@ERR "):
-			if t := strings.TrimSpace(strings.TrimPrefix(l, "@@ERR ")); t != "" {
+		case l == "@@BEFORE", l == "@@RUN", l == "@@ERR", l == "@@KMSG":
+			section = l
+			so.complete = l == "@@KMSG"
+		case section == "@@BEFORE":
+			if rec, ok := kmsg.ParseKmsgLine(l); ok && rec.Seq > cursor {
+				cursor = rec.Seq
+			}
+		case section == "@@ERR":
+			if t := strings.TrimSpace(l); t != "" {
 				so.errText = append(so.errText, t)
 			}
-		case l == "@@KMSG":
-			inKmsg = true
-			so.complete = true
+		case section == "@@KMSG":
+			if rec, ok := kmsg.ParseKmsgLine(l); ok && rec.Seq > cursor {
+				so.records = append(so.records, rec)
+			}
 		}
 	}
 	return so
@@ -481,7 +535,7 @@ func parseStep(out string) stepOutput {
 func (r *Runner) step(ctx context.Context, opt Options, action, name string, it int, script string) (Step, error) {
 	start := time.Now()
 	st := Step{Action: action, Module: name, Iteration: it}
-	consoleOff := fileSize(r.Guest.ConsoleLog())
+	consoleOff := fileSize(r.guest.ConsoleLog())
 	type result struct {
 		out  string
 		code int
@@ -492,7 +546,7 @@ func (r *Runner) step(ctx context.Context, opt Options, action, name string, it 
 	defer cancel()
 	go func() {
 		var out bytes.Buffer
-		code, err := r.Guest.SSH().Run(sctx, script, nil, &out, io.Discard)
+		code, err := r.guest.SSH().Run(sctx, script, nil, &out, io.Discard)
 		done <- result{out.String(), code, err}
 	}()
 	tick := time.NewTicker(time.Second)
@@ -507,6 +561,12 @@ wait:
 			return st, ctx.Err()
 		case res := <-done:
 			so := parseStep(res.out)
+			if so.staleFail != "" {
+				return st, fmt.Errorf("module %s is already loaded in the guest and cannot be unloaded: %s; hint: `kmodvm down && kmodvm up` restarts the guest", name, so.staleFail)
+			}
+			if so.stale {
+				opt.status(fmt.Sprintf("%s was already loaded; unloaded it first", name))
+			}
 			if res.err == nil && so.complete {
 				st.records = so.records
 				st.OK = so.rc == 0
@@ -524,12 +584,12 @@ wait:
 				return st, err
 			}
 			why = "the guest stopped (kernel panic or reboot)"
-			if ok, err := r.Guest.Running(ctx); err == nil && ok {
+			if ok, err := r.guest.Running(ctx); err == nil && ok {
 				why = "the SSH connection to the guest was lost"
 			}
 			break wait
 		case <-tick.C:
-			if ok, err := r.Guest.Running(ctx); err == nil && !ok {
+			if ok, err := r.guest.Running(ctx); err == nil && !ok {
 				why = "the guest stopped"
 				break wait
 			}
@@ -543,14 +603,14 @@ wait:
 		st.Crashed = true
 		st.OK = false
 		st.Error = why
-		st.records = consoleRecords(r.Guest.ConsoleLog(), consoleOff)
+		st.records = consoleRecords(r.guest.ConsoleLog(), consoleOff)
 		v := kmsg.Classify(st.records)
 		st.Findings = v.Findings
 		if len(st.Findings) == 0 {
 			st.Findings = []kmsg.Finding{{Class: "panic", Title: "guest died or hung while running " + action + " " + name + ": " + why}}
 		}
 		opt.status("the guest died or hung; restarting it")
-		if err := r.Guest.Restart(context.WithoutCancel(ctx)); err != nil {
+		if err := r.guest.Restart(context.WithoutCancel(ctx)); err != nil {
 			return st, fmt.Errorf("restart the guest after the %s of %s: %w", action, name, err)
 		}
 	}
@@ -574,7 +634,7 @@ func (r *Runner) waitStopped(ctx context.Context, d time.Duration) error {
 		case <-deadline:
 			return nil
 		case <-t.C:
-			if ok, err := r.Guest.Running(ctx); err == nil && !ok {
+			if ok, err := r.guest.Running(ctx); err == nil && !ok {
 				return nil
 			}
 		}

@@ -51,7 +51,12 @@ func (g *Guest) Restart(ctx context.Context) error {
 
 // Lock serializes commands that change the guest (run, sync): a second one waits and says so.
 func (g *Guest) Lock(ctx context.Context) (func(), error) {
-	return lock(ctx, g.in.lockPath(), g.sb.opt.Status)
+	return g.sb.Lock(ctx, g.in)
+}
+
+// Lock takes the VM's lock, without connecting to it.
+func (s *Sandbox) Lock(ctx context.Context, in *Instance) (func(), error) {
+	return lock(ctx, in.lockPath(), s.opt.Status)
 }
 
 // Close closes the SSH connection.
