@@ -189,6 +189,16 @@ func TestE2ESandbox(t *testing.T) {
 	if code, _, errOut := cli(t, ctx, append([]string{"destroy"}, n...)...); code == 0 || !strings.Contains(errOut, "no VM named") {
 		t.Errorf("destroy of a missing VM: exit %d, %q", code, errOut)
 	}
+
+	// Ctrl-C while a new VM boots leaves no domain, overlay or state behind.
+	cctx, cancel := context.WithTimeout(ctx, 3*time.Second) // artifacts are cached: it is booting by then
+	defer cancel()
+	if code, _, _ := cli(t, cctx, append([]string{"up"}, n...)...); code != 130 {
+		t.Errorf("up interrupted while booting: exit %d, want 130", code)
+	}
+	if domainExists(name) || dirExists(stateDir) {
+		t.Errorf("an interrupted first up left domain=%v state=%v", domainExists(name), dirExists(stateDir))
+	}
 }
 
 func dirExists(p string) bool {
