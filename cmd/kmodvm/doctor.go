@@ -39,9 +39,9 @@ func (a *app) doctorCmd() *cobra.Command {
 				}
 			} else {
 				for _, c := range checks {
-					fmt.Fprintf(a.stdout, "%-5s %-12s %s\n", c.Status, c.Name, c.Detail)
+					fmt.Fprintf(a.stdout, "%-5s %-19s %s\n", c.Status, c.Name, c.Detail)
 					if c.Fix != "" && c.Status != "ok" {
-						fmt.Fprintf(a.stdout, "      %-12s fix: %s\n", "", c.Fix)
+						fmt.Fprintf(a.stdout, "      %-19s fix: %s\n", "", c.Fix)
 					}
 				}
 			}
@@ -103,14 +103,18 @@ func (a *app) doctor(ctx context.Context) []check {
 
 // kvmCheck says whether KVM really runs a guest, by booting the cached kernel once.
 func (a *app) kvmCheck(ctx context.Context) check {
-	if _, err := os.Stat("/dev/kvm"); err != nil {
+	st, err := os.Stat("/dev/kvm")
+	if err != nil {
 		return check{"kvm", "warn", "/dev/kvm is missing: guests run under TCG (slow)", "enable virtualization in the firmware and load kvm_intel/kvm_amd"}
+	}
+	if st.Mode().Perm()&0o060 != 0o060 {
+		return check{"kvm", "warn", "/dev/kvm is " + st.Mode().Perm().String() + ": libvirt then re-probes QEMU on every call (30-50 s per define/start)", "chgrp kvm /dev/kvm && chmod 660 /dev/kvm (what udev does; `make deps` does it)"}
 	}
 	kernels, _ := filepath.Glob(filepath.Join(a.paths.Cache, "kernels", "builds", "*", "bzImage"))
 	if len(kernels) == 0 {
 		return check{"kvm", "warn", "/dev/kvm exists; whether it runs guests is checked once a kernel is built", "run `kmodvm kernel build`, then `kmodvm doctor` again"}
 	}
-	ok, detail, err := vm.ProbeKVM(ctx, vm.AccelProbe{QEMU: "qemu-system-x86_64", Kernel: kernels[0], Timeout: 30 * time.Second})
+	ok, detail, err := vm.ProbeKVM(ctx, vm.AccelProbe{QEMU: "qemu-system-x86_64", Kernel: kernels[0]})
 	switch {
 	case err != nil:
 		return check{"kvm", "warn", "KVM probe failed: " + err.Error(), ""}
