@@ -33,17 +33,21 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$K" -n "$VM" up >/dev/null
 inst="$KMODVM_HOME/state/vms/$VM/instance.json"
-kernel=$(field kernel "$inst")
-base=$(field base_disk "$inst")
-key=$(field client_key "$inst")
-hostpub=$(field host_pub "$inst")
-cmdline=$(field cmdline "$inst")
-accel=$(field accel "$inst")
-mem=$(field memory_mib "$inst")
+# start_vm brings the bench VM up and reads what the baselines need from its state.
+start_vm() {
+	"$K" -n "$VM" up >/dev/null
+	kernel=$(field kernel "$inst")
+	base=$(field base_disk "$inst")
+	key=$(field client_key "$inst")
+	hostpub=$(field host_pub "$inst")
+	cmdline=$(field cmdline "$inst")
+	accel=$(field accel "$inst")
+	mem=$(field memory_mib "$inst")
+}
 
 bench_up() {
+	start_vm
 	echo "== up: kmodvm up (stopped, defined VM -> SSH ready) vs bare qemu boot -> SSH ready ($accel, N=$N)"
 	local port=$((20000 + RANDOM % 20000))
 	echo "[127.0.0.1]:$port $(cat "$hostpub")" >"$tmp/known_hosts"
@@ -85,7 +89,7 @@ bench_kernel() {
 	t0=$(now); "$K" kernel build >/dev/null; t1=$(now)
 	echo "kernel build, cache hit: $(echo "$t1 - $t0" | bc)s"
 	mkdir -p "$tmp/kproj"
-	printf 'kernel:\n  fragments: ["CONFIG_DEBUG_ATOMIC_SLEEP=y"]\n' >"$tmp/kproj/kmodvm.yaml"
+	printf 'kernel:\n  fragments: ["CONFIG_DUMMY=m"]\n' >"$tmp/kproj/kmodvm.yaml"
 	t0=$(now); (cd "$tmp/kproj" && "$K" kernel build >/dev/null); t1=$(now)
 	echo "kernel rebuild after one fragment change (incremental, same tree): $(echo "$t1 - $t0" | bc)s"
 }
@@ -118,7 +122,7 @@ bench_kernel_full() {
 
 bench_loop() {
 	echo "== loop: warm kmodvm run after a one-line change vs scp/ssh script vs make+insmod (N=$N)"
-	"$K" -n "$VM" up >/dev/null
+	start_vm
 	local port; port=$(field ssh_port "$inst")
 	echo "[127.0.0.1]:$port $(cat "$hostpub")" >"$tmp/known_hosts"
 	local SSH=(ssh -q -o BatchMode=yes -o UserKnownHostsFile="$tmp/known_hosts" -i "$key" -p "$port" root@127.0.0.1)
