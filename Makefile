@@ -1,11 +1,12 @@
 # kmodvm — see README.md. Everything here runs as root on a Debian/Ubuntu host.
 export PATH := /usr/local/go/bin:$(HOME)/go/bin:$(PATH)
-# Image and kernel caches live outside the clone, in a fixed place, so every run on this
-# machine (and CI) reuses them. VM state of the demo goes there too.
-KMODVM_HOME ?= /var/cache/kmodvm
-export KMODVM_HOME
+# Image and kernel caches live outside the clone, where the CLI keeps them by default
+# (KMODVM_HOME/cache, else $XDG_CACHE_HOME/kmodvm, else ~/.cache/kmodvm), so every run on
+# this machine (and CI) reuses them. The tests look there too.
+KMODVM_CACHE_DIR := $(shell if [ -n "$$KMODVM_HOME" ]; then echo "$$KMODVM_HOME/cache"; else echo "$${XDG_CACHE_HOME:-$$HOME/.cache}/kmodvm"; fi)
+export KMODVM_CACHE_DIR
 # The image package's own end-to-end test shares the CLI's image cache.
-export KMODVM_TEST_CACHE ?= $(KMODVM_HOME)/cache/images
+export KMODVM_TEST_CACHE ?= $(KMODVM_CACHE_DIR)/images
 BIN := bin/kmodvm
 
 .PHONY: all deps build test unit e2e bench demo lint clean
@@ -39,7 +40,7 @@ demo: deps build
 	$(BIN) run examples/rust-hello
 
 lint:
-	gofmt -l . | tee /dev/stderr | (! read)
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change: $$out" >&2; exit 1; fi
 	go vet ./...
 	staticcheck ./...
 

@@ -14,7 +14,12 @@
 #         1,000 vs rsync over ssh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export KMODVM_HOME=${KMODVM_HOME:-/var/cache/kmodvm}
+# Where the CLI keeps its state and caches (see README).
+if [ -n "${KMODVM_HOME:-}" ]; then
+	STATE="$KMODVM_HOME/state" CACHE="$KMODVM_HOME/cache"
+else
+	STATE="${XDG_STATE_HOME:-$HOME/.local/state}/kmodvm" CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/kmodvm"
+fi
 N=${BENCH_N:-5}
 WHAT=${1:-all}
 K="$PWD/bin/kmodvm"
@@ -33,7 +38,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-inst="$KMODVM_HOME/state/vms/$VM/instance.json"
+inst="$STATE/vms/$VM/instance.json"
 # start_vm brings the bench VM up and reads what the baselines need from its state.
 start_vm() {
 	"$K" -n "$VM" up >/dev/null
@@ -98,11 +103,11 @@ bench_kernel_full() {
 	echo "== kernel-full: cold kmodvm kernel build vs the same work by hand in the same root"
 	local home="$tmp/home"
 	mkdir -p "$home/cache"
-	cp -al "$KMODVM_HOME/cache/images" "$home/cache/images" # the root, hardlinked: no rebuild
+	cp -al "$CACHE/images" "$home/cache/images" # the root, hardlinked: no rebuild
 	t0=$(now); KMODVM_HOME="$home" "$K" kernel build >/dev/null; t1=$(now)
 	local tk; tk=$(echo "$t1 - $t0" | bc)
 	local tree; tree=$(ls -d "$home"/cache/kernels/trees/*/ | head -n1)
-	local root; root=$(ls -d "$KMODVM_HOME"/cache/images/roots/*/root | head -n1)
+	local root; root=$(ls -d "$CACHE"/images/roots/*/root | head -n1)
 	mkdir -p "$tmp/hand"
 	cp "$tree/.kmodvm-allconfig" "$tmp/allconfig"
 	rm -rf "$home" # free the space before the second build

@@ -125,7 +125,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 }
 
 // TestE2ELibvirtBootPanicStops boots a real kernel through libvirt (TCG) when KMODVM_E2E=1
-// with the bzImage KMODVM_E2E_KERNEL names, else one kmodvm built under KMODVM_HOME (make
+// with the bzImage KMODVM_E2E_KERNEL names, else one kmodvm built in KMODVM_CACHE_DIR (make
 // test runs this package after the CLI's end-to-end test built one). The disk is an empty qcow2, so the kernel prints its
 // banner and then panics for want of a root filesystem; with panic=-1 and
 // <on_reboot>destroy</on_reboot> the domain must then stop by itself. This proves the XML
@@ -139,9 +139,9 @@ func TestE2ELibvirtBootPanicStops(t *testing.T) {
 	}
 	kernel := os.Getenv("KMODVM_E2E_KERNEL")
 	if kernel == "" {
-		built, _ := filepath.Glob(filepath.Join(os.Getenv("KMODVM_HOME"), "cache", "kernels", "builds", "*", "bzImage"))
+		built, _ := filepath.Glob(filepath.Join(os.Getenv("KMODVM_CACHE_DIR"), "kernels", "builds", "*", "bzImage"))
 		if len(built) == 0 {
-			t.Fatal("no kernel to boot: set KMODVM_E2E_KERNEL to a bzImage, or KMODVM_HOME to a kmodvm home with a built kernel (kmodvm kernel build)")
+			t.Fatal("no kernel to boot: set KMODVM_E2E_KERNEL to a bzImage, or KMODVM_CACHE_DIR to kmodvm's cache dir with a built kernel (make test sets it)")
 		}
 		kernel = built[0]
 	}

@@ -12,13 +12,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kmodvm/kmodvm/cmd/kmodvm/config"
 	"github.com/kmodvm/kmodvm/provision/module"
 )
 
 // The end-to-end tests drive the real CLI against a real libvirtd and QEMU guest, with
 // the Rust kernel kmodvm builds. They need root, libvirtd and virtlogd (`make deps`), and
 // run when KMODVM_E2E=1 (`make test`, and CI). Image and kernel come from the cache under
-// KMODVM_HOME (default /var/cache/kmodvm), built on first use.
+// the CLI's default place (KMODVM_HOME, else the XDG cache dir), built on first use.
 
 func e2eEnv(t *testing.T) {
 	t.Helper()
@@ -28,9 +29,17 @@ func e2eEnv(t *testing.T) {
 	if os.Getuid() != 0 {
 		t.Fatal("KMODVM_E2E=1 needs root (mmdebstrap, bwrap and qemu:///system)")
 	}
-	if os.Getenv("KMODVM_HOME") == "" {
-		t.Setenv("KMODVM_HOME", "/var/cache/kmodvm")
+}
+
+// e2ePaths are the CLI's own state and cache dirs, as it resolves them.
+func e2ePaths(t *testing.T) config.Paths {
+	t.Helper()
+	home, _ := os.UserHomeDir()
+	p, err := config.ResolvePaths(os.Getenv, home)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return p
 }
 
 // cli runs kmodvm in-process and returns its exit code, stdout and stderr.
@@ -73,7 +82,8 @@ func TestE2ESandbox(t *testing.T) {
 	ctx := context.Background()
 	name := fmt.Sprintf("e2e-%d", os.Getpid())
 	n := []string{"-n", name}
-	stateDir := filepath.Join(os.Getenv("KMODVM_HOME"), "state", "vms", name)
+	paths := e2ePaths(t)
+	stateDir := filepath.Join(paths.State, "vms", name)
 	root := repoRoot(t)
 	t.Cleanup(func() {
 		if domainExists(name) || dirExists(stateDir) {
@@ -83,12 +93,37 @@ func TestE2ESandbox(t *testing.T) {
 
 	mustCLI(t, ctx, "image", "build")
 
+	// The kernel config, checked before any build: the difference from the base and the
+	// verification; a typo in a fragment is named, with the nearest symbol.
+	out := mustCLI(t, ctx, "kernel", "config", "--json")
+	var kc struct {
+		OK      bool `json:"ok"`
+		Changes []struct {
+			Symbol, New string
+		} `json:"changes"`
+	}
+	if err := json.Unmarshal([]byte(out), &kc); err != nil || !kc.OK {
+		t.Fatalf("kernel config --json: ok=%v, %v", kc.OK, err)
+	}
+	rust := false
+	for _, c := range kc.Changes {
+		rust = rust || (c.Symbol == "RUST" && c.New == "y")
+	}
+	if !rust {
+		t.Errorf("kernel config: CONFIG_RUST=y is not among the changes from the base")
+	}
+	typo := filepath.Join(t.TempDir(), "kmodvm.yaml")
+	os.WriteFile(typo, []byte("kernel:\n  fragments: [\"CONFIG_RUST_OVERFLOW_CHECKZ=y\"]\n"), 0o644)
+	if code, _, errOut := cli(t, ctx, "--config", typo, "kernel", "build"); code != 2 || !strings.Contains(errOut, "RUST_OVERFLOW_CHECKS") {
+		t.Errorf("kernel build with a misspelled fragment: exit %d, want 2 and a suggestion:\n%s", code, errOut)
+	}
+
 	// Issue: sandbox lifecycle.
 	mustCLI(t, ctx, append([]string{"up"}, n...)...)
 	if _, err := os.Stat(filepath.Join(stateDir, "overlay.qcow2")); err != nil {
 		t.Fatalf("no overlay after up: %v", err)
 	}
-	out := mustCLI(t, ctx, append(n, "exec", "--", "uname", "-a")...)
+	out = mustCLI(t, ctx, append(n, "exec", "--", "uname", "-a")...)
 	if !strings.Contains(out, "-kmodvm-") {
 		t.Fatalf("uname -a does not show the kmodvm kernel: %q", out)
 	}
@@ -120,7 +155,7 @@ func TestE2ESandbox(t *testing.T) {
 		t.Fatalf("guest kernel config has no CONFIG_RUST=y")
 	}
 	minimal := t.TempDir()
-	samples, _ := filepath.Glob(filepath.Join(os.Getenv("KMODVM_HOME"), "cache", "kernels", "trees", "*", "samples", "rust", "rust_minimal.rs"))
+	samples, _ := filepath.Glob(filepath.Join(paths.Cache, "kernels", "trees", "*", "samples", "rust", "rust_minimal.rs"))
 	if len(samples) == 0 {
 		t.Fatal("no samples/rust/rust_minimal.rs in the kernel tree cache")
 	}

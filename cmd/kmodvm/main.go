@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/kmodvm/kmodvm/provision/kernel"
+
 	"github.com/spf13/cobra"
 )
 
@@ -74,6 +76,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	} else if isUsageError(err) {
 		code = exitUsage
 		err = usageError(cmd, err)
+	} else if isConfigError(err) {
+		code = exitUsage
 	}
 	if ctx.Err() != nil && code == exitFailure {
 		fmt.Fprintln(stderr, "kmodvm: interrupted; nothing was left half-done (see `kmodvm status`)")
@@ -110,4 +114,10 @@ func usageError(cmd *cobra.Command, err error) error {
 		path = cmd.CommandPath()
 	}
 	return fmt.Errorf("%s; hint: run `%s --help`", msg, path)
+}
+
+// isConfigError recognises a kernel config the user asked for that cannot work.
+func isConfigError(err error) bool {
+	var ce *kernel.ConfigError
+	return errors.As(err, &ce)
 }

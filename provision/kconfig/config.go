@@ -327,7 +327,9 @@ func (c *Config) Hash() string {
 // Change is one difference between two configs. An empty Old or New means
 // the symbol is absent.
 type Change struct {
-	Symbol, Old, New string
+	Symbol string `json:"symbol"`
+	Old    string `json:"old"`
+	New    string `json:"new"`
 }
 
 // String renders the change as "+CONFIG_X=y", "-CONFIG_X=y" or

@@ -9,17 +9,17 @@ import (
 
 // Problem is one requested option that did not come out as asked.
 type Problem struct {
-	Symbol string // without CONFIG_
-	Want   string
-	Got    string // "" when the final config does not have the symbol
+	Symbol string `json:"symbol"` // without CONFIG_
+	Want   string `json:"want"`
+	Got    string `json:"got"` // "" when the final config does not have the symbol
 	// Origin is where the request came from ("user.config:3"), if known.
-	Origin string
+	Origin string `json:"origin,omitempty"`
 	// Reason says why, for humans: "unknown symbol (did you mean RUST_DEBUG?)",
 	// "only defined for arch/arm64", "depends on: RUST_IS_AVAILABLE [=n] && ...".
-	Reason string
+	Reason string `json:"reason"`
 	// Fixes are assignments that would satisfy an unmet dependency; any one of
 	// them is enough for that dependency.
-	Fixes []string
+	Fixes []string `json:"fixes,omitempty"`
 }
 
 // Report is the outcome of Verify or Check.

@@ -143,7 +143,7 @@ func (b *Builder) prepare(ctx context.Context, req Request) (*prepared, error) {
 	}
 	plan, err := PlanConfig(req.Config, p.tree, sourceID)
 	if err != nil {
-		return nil, err
+		return nil, configError(err)
 	}
 	p.plan = plan
 	if p.toolchain, err = b.toolchain(ctx); err != nil {

@@ -213,6 +213,20 @@ func kconfigStep(base string) string {
 	return "make olddefconfig"
 }
 
+// ConfigError is a kernel config the user asked for that cannot work: an unknown or
+// misspelled option, a conflict, an option Kconfig dropped. The CLI exits 2 for it.
+type ConfigError struct{ Err error }
+
+func (e *ConfigError) Error() string { return e.Err.Error() }
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+func configError(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &ConfigError{Err: err}
+}
+
 // Precheck catches what needs no Kconfig run (10-30 s): unknown symbols (with the nearest
 // existing ones), symbols of another architecture, m on a bool.
 func Precheck(plan *ConfigPlan, tree string) error {
@@ -222,7 +236,7 @@ func Precheck(plan *ConfigPlan, tree string) error {
 	}
 	rep := kconfig.Check(plan.Requested, kc)
 	rep.Step = kconfigStep(plan.Base)
-	return rep.Err()
+	return configError(rep.Err())
 }
 
 // VerifyError is the hard error for a config that failed verification.
@@ -234,10 +248,10 @@ func (b *Builder) verifyError(ctx context.Context, tree string, rep kconfig.Repo
 	for _, p := range rep.Problems {
 		if p.Symbol == "RUST" || p.Symbol == "CONFIG_RUST" {
 			out, _ := b.rustAvailable(ctx, tree)
-			return fmt.Errorf("%w\n`make LLVM=1 rustavailable` says:\n%s", err, indent(out))
+			return configError(fmt.Errorf("%w\n`make LLVM=1 rustavailable` says:\n%s", err, indent(out)))
 		}
 	}
-	return err
+	return configError(err)
 }
 
 func readConfig(path string) (*kconfig.Config, error) {
