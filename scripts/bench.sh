@@ -106,21 +106,21 @@ bench_kernel_full() {
 	cp -al "$CACHE/images" "$home/cache/images" # the root, hardlinked: no rebuild
 	t0=$(now); KMODVM_HOME="$home" "$K" kernel build >/dev/null; t1=$(now)
 	local tk; tk=$(echo "$t1 - $t0" | bc)
+	echo "kmodvm kernel build (unpack, gate, config, verify, make, install, stage): ${tk}s"
 	local tree; tree=$(ls -d "$home"/cache/kernels/trees/*/ | head -n1)
 	local root; root=$(ls -d "$CACHE"/images/roots/*/root | head -n1)
 	mkdir -p "$tmp/hand"
 	cp "$tree/.kmodvm-allconfig" "$tmp/allconfig"
 	rm -rf "$home" # free the space before the second build
 	t0=$(now)
-	bwrap --bind "$root" / --bind "$tmp/hand" /usr/src/kmodvm/linux --ro-bind "$tmp/allconfig" /tmp/allconfig \
+	bwrap --bind "$root" / --bind "$tmp/hand" /usr/src/kmodvm/linux --ro-bind "$tmp/allconfig" /kmodvm-allconfig \
 		--proc /proc --dev /dev --tmpfs /tmp --unshare-pid --die-with-parent --clearenv \
 		--setenv HOME /root --setenv PATH /usr/sbin:/usr/bin:/sbin:/bin --chdir /usr/src/kmodvm/linux \
 		sh -c 'tar -xf /usr/src/linux-source-*.tar.xz --strip-components=1 &&
-			KCONFIG_ALLCONFIG=/tmp/allconfig make -s LLVM=1 ARCH=x86_64 allnoconfig &&
+			KCONFIG_ALLCONFIG=/kmodvm-allconfig make -s LLVM=1 ARCH=x86_64 allnoconfig &&
 			make -s LLVM=1 ARCH=x86_64 -j$(nproc) all' >/dev/null
 	t1=$(now)
 	local th; th=$(echo "$t1 - $t0" | bc)
-	echo "kmodvm kernel build (unpack, gate, config, verify, make, install, stage): ${tk}s"
 	echo "by hand (unpack, config, make): ${th}s"
 	echo "ratio kmodvm/hand: $(ratio "$tk" "$th")  (goal <= 1.02)"
 }
