@@ -22,13 +22,13 @@ build:
 # (they build the image and the Rust kernel on first use; cached afterwards).
 test: deps
 	go test ./...
-	KMODVM_E2E=1 go test -p 1 -count=1 -timeout 80m -v -run 'E2E' ./...
+	KMODVM_E2E=1 go test -p 1 -count=1 -timeout 80m -v -run 'E2E' ./cmd/kmodvm ./images ./vm
 
 unit:
 	go test ./...
 
 e2e: deps
-	KMODVM_E2E=1 go test -p 1 -count=1 -timeout 80m -v -run 'E2E' ./...
+	KMODVM_E2E=1 go test -p 1 -count=1 -timeout 80m -v -run 'E2E' ./cmd/kmodvm ./images ./vm
 
 bench: deps build
 	bash scripts/bench.sh
