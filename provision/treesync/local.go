@@ -122,8 +122,10 @@ func checkLink(root, rel, target string) error {
 }
 
 // hashLocal returns the hex SHA-256 of a local file.
-func hashLocal(p string) (string, error) {
-	f, err := os.Open(p)
+func hashLocal(p string) (string, error) { return hashOf(os.Open(p)) }
+
+// hashOf returns the hex SHA-256 of what f reads, and closes it.
+func hashOf(f io.ReadCloser, err error) (string, error) {
 	if err != nil {
 		return "", err
 	}

@@ -2,8 +2,6 @@ package treesync
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -198,18 +196,7 @@ func writeAtomic(c *sftp.Client, dst string, fill func(*sftp.File) error, finish
 }
 
 // hashRemote returns the hex SHA-256 of a remote file.
-func hashRemote(c *sftp.Client, p string) (string, error) {
-	f, err := c.Open(p)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
-}
+func hashRemote(c *sftp.Client, p string) (string, error) { return hashOf(c.Open(p)) }
 
 // ctxReader fails reads once ctx is done, so a cancelled sync stops in the
 // middle of a large file.

@@ -206,23 +206,20 @@ func (f *Libvirt) Domain(name string) (Domain, bool) {
 
 // Domains returns the names of all domains, sorted.
 func (f *Libvirt) Domains() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var out []string
-	for n := range f.doms {
-		out = append(out, n)
-	}
-	slices.Sort(out)
-	return out
+	return f.names(func(*dom) bool { return true })
 }
 
 // Running returns the names of the running (or paused) domains, sorted.
 func (f *Libvirt) Running() []string {
+	return f.names(func(d *dom) bool { return d.state != libvirt.DomainShutoff })
+}
+
+func (f *Libvirt) names(keep func(*dom) bool) []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var out []string
 	for n, d := range f.doms {
-		if d.state != libvirt.DomainShutoff {
+		if keep(d) {
 			out = append(out, n)
 		}
 	}
