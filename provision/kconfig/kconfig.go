@@ -392,19 +392,8 @@ func indent(s string) int {
 
 // stripComment drops a # comment outside quotes.
 func stripComment(s string) string {
-	var q byte
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case q != 0 && c == '\\':
-			i++
-		case q != 0 && c == q:
-			q = 0
-		case q == 0 && (c == '"' || c == '\''):
-			q = c
-		case q == 0 && c == '#':
-			return s[:i]
-		}
+	if i := indexUnquoted(s, func(i int) bool { return s[i] == '#' }); i >= 0 {
+		return s[:i]
 	}
 	return s
 }
@@ -412,6 +401,19 @@ func stripComment(s string) string {
 // cutIf splits `"prompt" if COND` or `SYM if COND` at the " if " that is
 // outside quotes.
 func cutIf(s string) (before, cond string, ok bool) {
+	i := indexUnquoted(s, func(i int) bool {
+		return (s[i] == ' ' || s[i] == '\t') && strings.HasPrefix(s[i+1:], "if") &&
+			len(s) > i+3 && (s[i+3] == ' ' || s[i+3] == '\t')
+	})
+	if i < 0 {
+		return s, "", false
+	}
+	return strings.TrimSpace(s[:i]), strings.TrimSpace(s[i+3:]), true
+}
+
+// indexUnquoted returns the first index outside '...' or "..." (backslash escapes
+// honoured) at which at(i) holds, or -1.
+func indexUnquoted(s string, at func(i int) bool) int {
 	var q byte
 	for i := 0; i < len(s); i++ {
 		c := s[i]
@@ -422,12 +424,11 @@ func cutIf(s string) (before, cond string, ok bool) {
 			q = 0
 		case q == 0 && (c == '"' || c == '\''):
 			q = c
-		case q == 0 && (c == ' ' || c == '\t') && strings.HasPrefix(s[i+1:], "if") &&
-			len(s) > i+3 && (s[i+3] == ' ' || s[i+3] == '\t'):
-			return strings.TrimSpace(s[:i]), strings.TrimSpace(s[i+3:]), true
+		case q == 0 && at(i):
+			return i
 		}
 	}
-	return s, "", false
+	return -1
 }
 
 func unquote(s string) string {

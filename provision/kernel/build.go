@@ -281,7 +281,11 @@ func (b *Builder) CheckConfig(ctx context.Context, req Request) (*ConfigCheck, e
 	if err := b.gate(ctx, p.tree); err != nil {
 		return nil, err
 	}
-	if err := Precheck(p.plan, p.tree); err != nil {
+	kc, err := loadKconfig(p.tree)
+	if err != nil {
+		return nil, err
+	}
+	if err := Precheck(p.plan, kc); err != nil {
 		return nil, err
 	}
 	b.report(Progress{Phase: "config", Current: "make allnoconfig/olddefconfig"})
@@ -293,10 +297,7 @@ func (b *Builder) CheckConfig(ctx context.Context, req Request) (*ConfigCheck, e
 	if err != nil {
 		return nil, err
 	}
-	rep, err := b.Verify(ctx, p.plan, final, p.tree)
-	if err != nil {
-		return nil, err
-	}
+	rep := verify(p.plan, final, kc)
 	return &ConfigCheck{Plan: p.plan, Final: final, Changes: kconfig.Diff(base, final), Report: rep, Tree: p.tree}, nil
 }
 
@@ -322,7 +323,11 @@ func (b *Builder) Build(ctx context.Context, req Request) (*Result, error) {
 	if err := b.gate(ctx, p.tree); err != nil {
 		return nil, err
 	}
-	if err := Precheck(p.plan, p.tree); err != nil {
+	kc, err := loadKconfig(p.tree)
+	if err != nil {
+		return nil, err
+	}
+	if err := Precheck(p.plan, kc); err != nil {
 		return nil, err
 	}
 	b.report(Progress{Phase: "config", Current: "generating .config", Elapsed: time.Since(start)})
@@ -330,11 +335,7 @@ func (b *Builder) Build(ctx context.Context, req Request) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	rep, err := b.Verify(ctx, p.plan, final, p.tree)
-	if err != nil {
-		return nil, err
-	}
-	if err := b.verifyError(ctx, p.tree, rep); err != nil {
+	if err := b.verifyError(ctx, p.tree, verify(p.plan, final, kc)); err != nil {
 		return nil, err
 	}
 

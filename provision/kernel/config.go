@@ -194,16 +194,21 @@ func (b *Builder) BaseConfig(ctx context.Context, plan *ConfigPlan, tree string)
 	return readConfig(filepath.Join(tree, out))
 }
 
-// Verify checks the final config against the plan. A dropped CONFIG_RUST also carries what
-// `make rustavailable` says.
-func (b *Builder) Verify(ctx context.Context, plan *ConfigPlan, final *kconfig.Config, tree string) (kconfig.Report, error) {
+// loadKconfig indexes the tree's Kconfig files once per build, for both the precheck and
+// the verification.
+func loadKconfig(tree string) (*kconfig.Kconfig, error) {
 	kc, err := kconfig.LoadKconfig(tree)
 	if err != nil {
-		return kconfig.Report{}, fmt.Errorf("read Kconfig files of %s: %w", tree, err)
+		return nil, fmt.Errorf("read Kconfig files of %s: %w", tree, err)
 	}
+	return kc, nil
+}
+
+// verify checks the final config against the plan.
+func verify(plan *ConfigPlan, final *kconfig.Config, kc *kconfig.Kconfig) kconfig.Report {
 	rep := kconfig.Verify(plan.Requested, final, kc)
 	rep.Step = kconfigStep(plan.Base)
-	return rep, nil
+	return rep
 }
 
 func kconfigStep(base string) string {
@@ -229,11 +234,7 @@ func configError(err error) error {
 
 // Precheck catches what needs no Kconfig run (10-30 s): unknown symbols (with the nearest
 // existing ones), symbols of another architecture, m on a bool.
-func Precheck(plan *ConfigPlan, tree string) error {
-	kc, err := kconfig.LoadKconfig(tree)
-	if err != nil {
-		return fmt.Errorf("read Kconfig files of %s: %w", tree, err)
-	}
+func Precheck(plan *ConfigPlan, kc *kconfig.Kconfig) error {
 	rep := kconfig.Check(plan.Requested, kc)
 	rep.Step = kconfigStep(plan.Base)
 	return configError(rep.Err())
