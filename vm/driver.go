@@ -136,6 +136,12 @@ func (d *Driver) Start(ctx context.Context, name string) error {
 		return fmt.Errorf("start domain %q: it is not defined", name)
 	}
 	if err := d.lv.DomainCreate(dom); err != nil {
+		// A start retried after libvirtd restarted may find the first one done.
+		if isLibvirtCode(err, libvirt.ErrOperationInvalid) {
+			if st, _, serr := d.stateOf(ctx, dom); serr == nil && st == StateRunning {
+				return nil
+			}
+		}
 		err = fmt.Errorf("start domain %q: %w", name, err)
 		if strings.Contains(err.Error(), "virtlogd-sock") {
 			err = fmt.Errorf("%w.\nhint: virtlogd is not running: start it with 'virtlogd -d'", err)

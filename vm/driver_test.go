@@ -527,7 +527,7 @@ func TestConnectErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			l, err := Connect(context.Background(), tt.uri)
+			l, err := Connect(context.Background(), tt.uri, nil)
 			if err == nil {
 				l.Disconnect()
 				t.Fatal("Connect: no error")

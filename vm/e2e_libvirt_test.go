@@ -29,7 +29,7 @@ func TestE2ELibvirtDefineUndefine(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
-	l, err := Connect(ctx, URISystem)
+	l, err := Connect(ctx, URISystem, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +157,7 @@ func TestE2ELibvirtBootPanicStops(t *testing.T) {
 	if out, err := exec.CommandContext(ctx, qemuImg, "create", "-q", "-f", "qcow2", disk, "64M").CombinedOutput(); err != nil {
 		t.Fatalf("qemu-img create: %v\n%s", err, out)
 	}
-	l, err := Connect(ctx, URISystem)
+	l, err := Connect(ctx, URISystem, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

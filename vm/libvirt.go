@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -46,7 +47,19 @@ const connectTimeout = 10 * time.Second
 // qemu:///session are dialed on their local unix sockets (a "?socket=PATH" query overrides
 // the path); other URIs (qemu+ssh://, qemu+tcp://, qemu+tls://) go through go-libvirt's own
 // dialers. When the local daemon is not running, the error says how to start it.
-func Connect(ctx context.Context, uri string) (*libvirt.Libvirt, error) {
+//
+// The connection redials when libvirtd restarts under it (see Conn); ctx bounds the redials
+// too, so it should live as long as the connection is used.
+func Connect(ctx context.Context, uri string, log *slog.Logger) (*Conn, error) {
+	first, err := dial(ctx, uri)
+	if err != nil {
+		return nil, err
+	}
+	return newConn(ctx, uri, log, first, func(ctx context.Context) (session, error) { return dial(ctx, uri) }), nil
+}
+
+// dial opens one connection to the libvirt daemon behind uri.
+func dial(ctx context.Context, uri string) (*libvirt.Libvirt, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("connect to libvirt %s: %w", uri, err)
 	}

@@ -161,7 +161,7 @@ func (a *app) sandbox(ctx context.Context) (*sandbox.Sandbox, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	lv, err := vm.Connect(ctx, a.cfg.VM.URI)
+	lv, err := vm.Connect(ctx, a.cfg.VM.URI, a.log)
 	if err != nil {
 		return nil, nil, err
 	}

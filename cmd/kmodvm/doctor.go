@@ -59,7 +59,7 @@ func (a *app) doctor(ctx context.Context) []check {
 	var out []check
 	// libvirt
 	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	lv, err := vm.Connect(lctx, a.cfg.VM.URI)
+	lv, err := vm.Connect(lctx, a.cfg.VM.URI, a.log)
 	cancel()
 	if err != nil {
 		out = append(out, check{"libvirt", "fail", firstLine(err.Error()), "start the daemons: `libvirtd -d && virtlogd -d` (or `systemctl start libvirtd virtlogd`)"})
