@@ -31,6 +31,10 @@ type Guest interface {
 	SSH() *vm.SSHClient
 	ConsoleLog() string
 	Running(ctx context.Context) (bool, error)
+	// StoppedFromOutside says how the guest was stopped when someone other than the guest
+	// stopped it (`virsh destroy`, libvirtd), and "" when it was not stopped that way (a
+	// panic or reboot inside it).
+	StoppedFromOutside(ctx context.Context) (string, error)
 	// Restart stops the guest hard, boots it and reconnects (SSH() then returns the new
 	// connection).
 	Restart(ctx context.Context) error
@@ -194,7 +198,7 @@ func (r *Runner) Run(ctx context.Context, opt Options) (*Result, error) {
 	opt.status("syncing " + opt.Source.Dir)
 	sum, err := Sync(ctx, r.guest.SSH(), opt.Source.Dir)
 	if err != nil {
-		return nil, err
+		return nil, r.explainLost(ctx, "sync", err)
 	}
 	res.Sync = SyncResult{Changed: sum.Changed, Deleted: sum.Deleted, Summary: sum.String(), Duration: sum.Duration}
 
@@ -209,7 +213,7 @@ func (r *Runner) Run(ctx context.Context, opt Options) (*Result, error) {
 		b = r.guestBuild(ctx, opt, remote)
 	}
 	if b.err != nil {
-		return nil, b.err
+		return nil, r.explainLost(ctx, "build", b.err)
 	}
 	res.Build = b.result
 	kos := b.kos
@@ -360,7 +364,10 @@ func (r *Runner) guestBuild(ctx context.Context, opt Options, remote string) bui
 	b := builtModule{result: BuildResult{Where: BuildGuest, Command: strings.Join(args, " ")}}
 	cmd := "cd " + vm.Quote(remote) + " && make -C \"/lib/modules/$(uname -r)/build\" " + vm.QuoteArgs("M="+remote, "LLVM=1", "modules")
 	var out bytes.Buffer
-	code, err := r.guest.SSH().Run(ctx, cmd, nil, &out, &out)
+	code, err := r.guest.SSH().Run(ctx, guestJob(cmd), nil, &out, &out)
+	if ctx.Err() != nil {
+		r.abandon(ctx, opt, "build")
+	}
 	if err != nil {
 		b.err = fmt.Errorf("run the module build in the guest: %w", err)
 		return b
@@ -546,7 +553,7 @@ func (r *Runner) step(ctx context.Context, opt Options, action, name string, it 
 	defer cancel()
 	go func() {
 		var out bytes.Buffer
-		code, err := r.guest.SSH().Run(sctx, script, nil, &out, io.Discard)
+		code, err := r.guest.SSH().Run(sctx, guestJob(script), nil, &out, io.Discard)
 		done <- result{out.String(), code, err}
 	}()
 	tick := time.NewTicker(time.Second)
@@ -558,6 +565,7 @@ wait:
 	for {
 		select {
 		case <-ctx.Done():
+			r.abandon(ctx, opt, action+" of "+name)
 			return st, ctx.Err()
 		case res := <-done:
 			so := parseStep(res.out)
@@ -607,6 +615,9 @@ wait:
 		v := kmsg.Classify(st.records)
 		st.Findings = v.Findings
 		if len(st.Findings) == 0 {
+			if how, err := r.guest.StoppedFromOutside(ctx); err == nil && how != "" {
+				return st, stoppedFromOutside(action+" of "+name, how)
+			}
 			st.Findings = []kmsg.Finding{{Class: "panic", Title: "guest died or hung while running " + action + " " + name + ": " + why}}
 		}
 		opt.status("the guest died or hung; restarting it")
@@ -619,6 +630,58 @@ wait:
 	}
 	st.Duration = time.Since(start)
 	return st, nil
+}
+
+// jobFile holds the process group of the long command the runner has running in the guest
+// (a build, a load or unload step). sshd starts every command in a session of its own, so the
+// command's shell leads a process group holding everything it started.
+const jobFile = "/run/kmodvm.job"
+
+// guestJob wraps a long guest command so that abandon can stop it.
+func guestJob(cmd string) string {
+	return "echo $$ > " + jobFile + "; " + cmd + "\nrc=$?; rm -f " + jobFile + "; exit $rc"
+}
+
+// abandonScript stops the job: closing the SSH session does not (no terminal, no SIGHUP), and
+// a make left running, or a module left half-loaded, would spoil the next run. make removes
+// the targets it was writing; an init sleeping interruptibly fails with -EINTR; one that
+// does not listen stays loading, and the next run says so.
+const abandonScript = `read -r p < ` + jobFile + ` 2>/dev/null && kill -TERM -- "-$p" 2>/dev/null; rm -f ` + jobFile
+
+// abandon runs abandonScript after kmodvm was interrupted during what, within a few seconds
+// of its own (the user is waiting to get the prompt back).
+func (r *Runner) abandon(ctx context.Context, opt Options, what string) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if _, err := r.guest.SSH().Run(cctx, abandonScript, nil, io.Discard, io.Discard); err != nil {
+		opt.status(fmt.Sprintf("interrupted during the %s, and could not stop it in the guest: %v", what, err))
+		return
+	}
+	opt.status(fmt.Sprintf("interrupted: stopped the %s in the guest", what))
+}
+
+// stoppedFromOutside is the error for a guest someone else stopped while kmodvm worked in it:
+// nothing is judged and the guest is not restarted behind that someone's back.
+func stoppedFromOutside(during, how string) error {
+	return fmt.Errorf("the guest was stopped from outside kmodvm during the %s (%s); nothing was judged and the guest was left stopped; hint: `kmodvm up` starts it again, then rerun", during, how)
+}
+
+// explainLost turns an SSH or SFTP failure during what into a clear error when the reason
+// is that the guest is gone.
+func (r *Runner) explainLost(ctx context.Context, what string, err error) error {
+	if ctx.Err() != nil || r.guest == nil {
+		return err
+	}
+	if err := r.waitStopped(ctx, 5*time.Second); err != nil { // let a dying guest settle
+		return err
+	}
+	if how, serr := r.guest.StoppedFromOutside(ctx); serr == nil && how != "" {
+		return stoppedFromOutside(what, how) // err only says the connection broke
+	}
+	if ok, serr := r.guest.Running(ctx); serr == nil && !ok {
+		return fmt.Errorf("the guest stopped during the %s: %w; hint: its console log %s tells why; `kmodvm up` starts it again", what, err, r.guest.ConsoleLog())
+	}
+	return err
 }
 
 // waitStopped gives a dying guest a moment to reach shutoff, so a lost connection during a

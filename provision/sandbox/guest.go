@@ -38,6 +38,35 @@ func (g *Guest) Running(ctx context.Context) (bool, error) {
 	return st == vm.StateRunning, err
 }
 
+// StoppedFromOutside says why the domain was stopped when someone other than the guest
+// stopped it, and "" otherwise: destroyed through libvirt (virsh destroy), killed by
+// libvirtd itself (it stops guests it cannot take over after a restart), QEMU failing, or
+// the domain undefined. A panic or reboot inside the guest shows as shutoff "shutdown"
+// (on_reboot=destroy) and is not from outside.
+func (g *Guest) StoppedFromOutside(ctx context.Context) (string, error) {
+	st, reason, err := g.sb.drv.StateReason(ctx, domainName(g.in.Name))
+	if err != nil {
+		return "", err
+	}
+	switch {
+	case st == vm.StateMissing:
+		return "its libvirt domain was undefined", nil
+	case st != vm.StateShutoff:
+		return "", nil
+	}
+	switch reason {
+	case "destroyed":
+		return "libvirt reports it destroyed, as `virsh destroy` does", nil
+	case "daemon":
+		return "libvirtd stopped it, as it does with guests it cannot take over after a restart", nil
+	case "failed":
+		return "libvirt reports that QEMU failed", nil
+	case "saved", "migrated":
+		return "libvirt reports it " + reason, nil
+	}
+	return "", nil
+}
+
 // Restart stops the VM hard, boots it again and reconnects.
 func (g *Guest) Restart(ctx context.Context) error {
 	g.c.Close()

@@ -333,12 +333,27 @@ func (s *Sandbox) Connect(ctx context.Context, name string) (*Instance, *vm.SSHC
 	if err != nil {
 		return nil, nil, err
 	}
-	c, err := vm.DialSSH(ctx, cfg)
+	// A running guest answers at once, unless it is still booting (another kmodvm started
+	// it a moment ago) or its host is very busy (TCG on shared cores): a few retries then.
+	wctx, cancel := context.WithTimeout(ctx, connectWait)
+	defer cancel()
+	c, err := vm.WaitSSH(wctx, cfg, func() error {
+		if st, err := s.drv.State(ctx, domainName(name)); err == nil && st != vm.StateRunning {
+			return fmt.Errorf("VM %q stopped (%s); hint: `kmodvm up -n %s`", name, st, name)
+		}
+		return nil
+	})
 	if err != nil {
-		return nil, nil, err
+		if ctx.Err() != nil {
+			return nil, nil, ctx.Err()
+		}
+		return nil, nil, fmt.Errorf("VM %q is running but its SSH does not answer: %w; hint: `kmodvm status -n %s`, and the console log %s", name, err, name, in.ConsoleLog())
 	}
 	return in, c, nil
 }
+
+// connectWait bounds how long Connect retries SSH to a running guest.
+const connectWait = 60 * time.Second
 
 // Instance returns the VM's remembered state or a clear error.
 func (s *Sandbox) Instance(name string) (*Instance, error) {
