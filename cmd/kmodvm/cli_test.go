@@ -386,3 +386,28 @@ func TestIsUsageError(t *testing.T) {
 		}
 	}
 }
+
+func TestDiskFullHint(t *testing.T) {
+	tests := []struct {
+		err  error
+		full bool
+	}{
+		{fmt.Errorf("create overlay: %w", &os.PathError{Op: "write", Path: "/x", Err: syscall.ENOSPC}), true},
+		{fmt.Errorf("write: %w", syscall.EDQUOT), true},
+		{errors.New("image build failed (mmdebstrap exited 1); last lines:\nE: write error: No space left on device"), true},
+		{errors.New("connect to libvirt: permission denied"), false},
+		{fmt.Errorf("x: %w", syscall.EACCES), false},
+	}
+	for _, tt := range tests {
+		if got := isDiskFull(tt.err); got != tt.full {
+			t.Errorf("isDiskFull(%q) = %v, want %v", tt.err, got, tt.full)
+		}
+	}
+	env := map[string]string{"KMODVM_HOME": "/srv/kmodvm"}
+	hint := diskFullHint(func(k string) string { return env[k] })
+	for _, want := range []string{"hint:", "/srv/kmodvm/cache", "/srv/kmodvm/state", "KMODVM_HOME"} {
+		if !strings.Contains(hint, want) {
+			t.Errorf("hint %q lacks %q", hint, want)
+		}
+	}
+}

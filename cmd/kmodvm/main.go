@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/kmodvm/kmodvm/cmd/kmodvm/config"
 	"github.com/kmodvm/kmodvm/provision/kernel"
 
 	"github.com/spf13/cobra"
@@ -83,8 +84,29 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintln(stderr, "kmodvm: interrupted; nothing was left half-done (see `kmodvm status`)")
 		return 130
 	}
-	fmt.Fprintf(stderr, "kmodvm: %s\n", strings.TrimRight(err.Error(), "\n"))
+	msg := strings.TrimRight(err.Error(), "\n")
+	if isDiskFull(err) {
+		msg += "\n" + diskFullHint(os.Getenv)
+	}
+	fmt.Fprintf(stderr, "kmodvm: %s\n", msg)
 	return code
+}
+
+// isDiskFull recognises a full filesystem, also when it comes as text from a tool's output
+// (mmdebstrap, make, qemu-img).
+func isDiskFull(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) ||
+		strings.Contains(strings.ToLower(err.Error()), "no space left on device")
+}
+
+// diskFullHint says where kmodvm writes, so the user knows what to free or move.
+func diskFullHint(getenv func(string) string) string {
+	home, _ := os.UserHomeDir()
+	p, err := config.ResolvePaths(getenv, home)
+	if err != nil {
+		return "hint: a filesystem kmodvm writes to is full; free some space, or set KMODVM_HOME to a directory on a bigger filesystem"
+	}
+	return fmt.Sprintf("hint: a filesystem kmodvm writes to is full (cache %s, state %s; see `df -h %s %s`): free some space, or set KMODVM_HOME to a directory on a bigger filesystem. Nothing partial was kept: the next run starts that step again.", p.Cache, p.State, p.Cache, p.State)
 }
 
 // isUsageError recognises cobra's own argument and flag errors. Those are never wrapping

@@ -201,6 +201,7 @@ func (a *app) syncCmd() *cobra.Command {
 				return withCode(exitUsage, err)
 			}
 			return a.withLockedGuest(ctx, func(g *sandbox.Guest) error {
+				a.prog.Status("syncing " + src.Dir + " to " + module.RemoteDir(src.Dir))
 				sum, err := module.Sync(ctx, g.SSH(), src.Dir)
 				if err != nil {
 					return err
