@@ -48,6 +48,7 @@ func (g *Guest) StoppedFromOutside(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	g.sb.opt.Log.Debug("why the guest stopped", "vm", g.in.Name, "state", st, "reason", reason)
 	switch {
 	case st == vm.StateMissing:
 		return "its libvirt domain was undefined", nil
