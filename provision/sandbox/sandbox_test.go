@@ -974,6 +974,43 @@ func TestGuestRestartAndRunning(t *testing.T) {
 	}
 }
 
+// TestGuestHostKeySwapped: when the guest's key no longer matches the pinned one, Guest
+// refuses it before any command, with a hint naming this VM; with the pinned key restored
+// it works again.
+func TestGuestHostKeySwapped(t *testing.T) {
+	fx := newFixture(t)
+	ctx := testContext(t)
+	fx.instance("dev", freePort(t))
+	fx.up("dev")
+	execs := len(fx.srv.Execs())
+
+	pinned := readFile(t, fx.cache.hostPub)
+	other := filepath.Join(t.TempDir(), "other")
+	if err := vm.GenerateKeyPair(other, other+".pub", "other"); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, fx.cache.hostPub, string(readFile(t, other+".pub")))
+	_, err := fx.sb.Guest(ctx, "dev")
+	var mismatch *vm.HostKeyMismatchError
+	if !errors.As(err, &mismatch) {
+		t.Fatalf("Guest with a swapped host key: %v, want a host key mismatch", err)
+	}
+	wantErr(t, err, "does not match the pinned key", fx.cache.hostPub, "hint: kmodvm destroy -n dev && kmodvm up -n dev")
+	if n := len(fx.srv.Execs()); n != execs {
+		t.Errorf("%d commands ran on the guest with the wrong key", n-execs)
+	}
+
+	writeFile(t, fx.cache.hostPub, string(pinned))
+	g, err := fx.sb.Guest(ctx, "dev")
+	if err != nil {
+		t.Fatalf("Guest with the pinned key restored: %v", err)
+	}
+	defer g.Close()
+	if out, err := g.SSH().Output(ctx, "echo back"); err != nil || string(out) != "back\n" {
+		t.Errorf("command after the key was restored: %q, %v", out, err)
+	}
+}
+
 func TestGuestNotRunning(t *testing.T) {
 	fx := newFixture(t)
 	fx.define(fx.instance("dev", freePort(t)))
