@@ -541,6 +541,24 @@ func TestConnectErrors(t *testing.T) {
 	}
 }
 
+// TestConnectReachesTheURI: Connect dials the socket the URI names and opens the URI's
+// driver there, on a fake libvirtd the test controls (and no other daemon).
+func TestConnectReachesTheURI(t *testing.T) {
+	for _, driver := range []string{URISystem, URISession} {
+		t.Run(driver, func(t *testing.T) {
+			d := vmtest.NewDaemon(t)
+			l, err := Connect(context.Background(), driver+"?socket="+d.Socket)
+			if err != nil {
+				t.Fatalf("Connect: %v", err)
+			}
+			_ = l.Disconnect() // the fake hangs up on connect-close
+			if got := d.Opened(); !slices.Equal(got, []string{driver}) {
+				t.Errorf("the daemon on the URI's socket saw %q opened, want %q", got, driver)
+			}
+		})
+	}
+}
+
 func TestSessionSocketPath(t *testing.T) {
 	t.Setenv("XDG_RUNTIME_DIR", "/run/user/1000")
 	u, _ := url.Parse(URISession)
