@@ -163,6 +163,10 @@ func (r *Runner) Run(ctx context.Context, opt Options) (*Result, error) {
 	if opt.Timeout <= 0 {
 		opt.Timeout = 5 * time.Minute
 	}
+	words, err := ParamWords(opt.Params)
+	if err != nil {
+		return nil, err
+	}
 	remote := RemoteDir(opt.Source.Dir)
 	res := &Result{Module: opt.Source.Dir, Modules: opt.Source.Modules}
 	defer func() { res.Duration = time.Since(start) }()
@@ -224,7 +228,7 @@ func (r *Runner) Run(ctx context.Context, opt Options) (*Result, error) {
 		for _, ko := range kos {
 			name := strings.ReplaceAll(strings.TrimSuffix(ko, ".ko"), "-", "_")
 			opt.status(fmt.Sprintf("loading %s", ko))
-			st, err := r.step(ctx, opt, "load", name, it, loadScript(name, path.Join(remote, ko), opt.Params))
+			st, err := r.step(ctx, opt, "load", name, it, loadScript(name, path.Join(remote, ko), words))
 			if err != nil {
 				return nil, err
 			}
@@ -463,17 +467,19 @@ func stepScript(prelude, cmd string) string {
 	}, "\n")
 }
 
-func insmodArgs(ko string, params []string) string {
-	return "insmod " + vm.QuoteArgs(append([]string{ko}, params...)...)
+// insmodArgs is the insmod command line: words are the parameters as ParamWords made them,
+// each quoted for the shell.
+func insmodArgs(ko string, words []string) string {
+	return "insmod " + vm.QuoteArgs(append([]string{ko}, words...)...)
 }
 
 // loadScript unloads a module of the same name left loaded by an earlier run (saying so,
-// or why it cannot), then loads the new one.
-func loadScript(name, ko string, params []string) string {
+// or why it cannot), then loads the new one with the parameter words.
+func loadScript(name, ko string, words []string) string {
 	q := vm.Quote(name)
 	stale := `while read -r m _; do [ "$m" = ` + q + ` ] || continue; echo @@STALE; ` +
 		`if ! e=$(rmmod ` + q + ` 2>&1); then echo "@@STALEFAIL $e"; exit 0; fi; done < /proc/modules`
-	return stepScript(stale, insmodArgs(ko, params))
+	return stepScript(stale, insmodArgs(ko, words))
 }
 
 func unloadScript(name string) string {
