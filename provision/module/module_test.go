@@ -1,11 +1,14 @@
 package module
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/kmodvm/kmodvm/provision/treesync"
 )
 
 func TestDetect(t *testing.T) {
@@ -49,6 +52,15 @@ func TestDetect(t *testing.T) {
 	}
 	if _, err := Detect(filepath.Join(t.TempDir(), "nope")); err == nil || !strings.Contains(err.Error(), "hint:") {
 		t.Errorf("missing dir: %v", err)
+	}
+	// What the sync would refuse is refused by Detect, before anything connects.
+	out := mk(map[string]string{"Kbuild": "obj-m := a.o\n"})
+	if err := os.Symlink("/etc/shadow", filepath.Join(out, "shadow")); err != nil {
+		t.Fatal(err)
+	}
+	var te *treesync.TreeError
+	if _, err := Detect(out); !errors.As(err, &te) || !strings.Contains(err.Error(), "shadow -> /etc/shadow points outside") {
+		t.Errorf("symlink out of the tree: err = %v, want a *treesync.TreeError naming it", err)
 	}
 }
 
