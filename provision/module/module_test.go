@@ -202,3 +202,31 @@ func TestExplainFailure(t *testing.T) {
 		t.Errorf("vermagic not explained: %s", msg)
 	}
 }
+
+// TestBuiltKosNotFollowed: a host build (the module's own Makefile) may leave a symlink named
+// like a module pointing at a host file; it is neither listed as built nor read.
+func TestBuiltKosNotFollowed(t *testing.T) {
+	dir := t.TempDir()
+	secret := filepath.Join(t.TempDir(), "id_ed25519")
+	for p, s := range map[string]string{"real.ko": "ELF", "real.o": "obj", secret: "PRIVATE"} {
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(dir, p)
+		}
+		if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(secret, filepath.Join(dir, "evil.ko")); err != nil {
+		t.Fatal(err)
+	}
+	kos, err := builtKos(dir)
+	if err != nil || strings.Join(kos, ",") != "real.ko" {
+		t.Errorf("builtKos = %q, %v; want only real.ko", kos, err)
+	}
+	if data, err := readKo(filepath.Join(dir, "evil.ko")); err == nil {
+		t.Errorf("readKo followed the symlink and read %q", data)
+	}
+	if data, err := readKo(filepath.Join(dir, "real.ko")); err != nil || string(data) != "ELF" {
+		t.Errorf("readKo(real.ko) = %q, %v", data, err)
+	}
+}

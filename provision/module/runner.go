@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/pkg/sftp"
@@ -342,16 +343,10 @@ func (r *Runner) hostBuild(ctx context.Context, opt Options, remote string) buil
 		return b
 	}
 	if code == 0 {
-		ents, err := os.ReadDir(scratch)
-		if err != nil {
+		if b.kos, err = builtKos(scratch); err != nil {
 			b.err = err
 			return b
 		}
-		var names []string
-		for _, e := range ents {
-			names = append(names, e.Name())
-		}
-		b.kos = kosIn(names)
 	}
 	b.finish(start, code, out.String(), remote, opt.Source.Dir)
 	return b
@@ -410,6 +405,36 @@ func syncLocal(ctx context.Context, src, dst string) (treesync.Summary, error) {
 	return treesync.Sync(ctx, c, src, dst, treesync.Options{})
 }
 
+// builtKos lists the .ko files a host build left in dir: regular files only. The build ran
+// the module's own Makefile, which could leave a symlink named x.ko pointing anywhere on the
+// host; kmodvm, reading it outside the build's sandbox, must not follow it.
+func builtKos(dir string) ([]string, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("list the host build's output: %w", err)
+	}
+	var names []string
+	for _, e := range ents {
+		if e.Type().IsRegular() {
+			names = append(names, e.Name())
+		}
+	}
+	return kosIn(names), nil
+}
+
+// readKo reads a host-built .ko without following a symlink put in its place.
+func readKo(p string) ([]byte, error) {
+	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, fmt.Errorf("read the built module %s: %w", p, err)
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("read the built module %s: not a regular file", p)
+	}
+	return io.ReadAll(f)
+}
+
 // uploadKos puts host-built .ko files into the guest (temp name, then rename).
 func (r *Runner) uploadKos(ctx context.Context, local, remote string, kos []string) error {
 	c, err := r.guest.SSH().SFTP()
@@ -421,7 +446,7 @@ func (r *Runner) uploadKos(ctx context.Context, local, remote string, kos []stri
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		data, err := os.ReadFile(filepath.Join(local, ko))
+		data, err := readKo(filepath.Join(local, ko))
 		if err != nil {
 			return err
 		}
