@@ -320,8 +320,9 @@ func (r *Runner) hostBuild(ctx context.Context, opt Options, remote string) buil
 	args := makeArgs(kernel.GuestTree, remote)
 	b := builtModule{result: BuildResult{Where: BuildHost, Command: strings.Join(args, " ")}}
 	scratch := opt.BuildDir
-	if err := os.MkdirAll(scratch, 0o755); err != nil {
-		b.err = err
+	// In the VM's state dir, and private like it.
+	if err := os.MkdirAll(scratch, 0o700); err != nil {
+		b.err = fmt.Errorf("create the host build directory: %w", err)
 		return b
 	}
 	if _, err := syncLocal(ctx, opt.Source.Dir, scratch); err != nil {

@@ -1011,6 +1011,25 @@ func TestGuestHostKeySwapped(t *testing.T) {
 	}
 }
 
+// TestStateFilesOwnerOnly: what Up writes into a VM's state dir is readable by its owner only.
+func TestStateFilesOwnerOnly(t *testing.T) {
+	fx := newFixture(t)
+	in := fx.instance("dev", freePort(t))
+	if err := os.Chmod(filepath.Join(in.Dir(), "instance.json"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fx.up("dev") // saves instance.json again and takes the lock
+	for _, name := range []string{"instance.json", "lock"} {
+		fi, err := os.Stat(filepath.Join(in.Dir(), name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %v, want 0600", name, fi.Mode().Perm())
+		}
+	}
+}
+
 func TestGuestNotRunning(t *testing.T) {
 	fx := newFixture(t)
 	fx.define(fx.instance("dev", freePort(t)))
