@@ -333,12 +333,33 @@ func (s *Sandbox) Connect(ctx context.Context, name string) (*Instance, *vm.SSHC
 	if err != nil {
 		return nil, nil, err
 	}
-	c, err := vm.DialSSH(ctx, cfg)
-	if err != nil {
-		return nil, nil, err
+	// The guest is up, but on a loaded host (a TCG guest next to a host build, which `run`
+	// starts while it connects) its sshd can take longer than one banner probe to answer:
+	// keep probing for a while. A wrong host key or a refused login still ends it at once.
+	wctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	dn := domainName(name)
+	c, err := vm.WaitSSH(wctx, cfg, func() error {
+		st, err := s.drv.State(ctx, dn)
+		if err == nil && st != vm.StateRunning {
+			err = fmt.Errorf("VM %q stopped (%s); hint: `kmodvm up -n %s`", name, st, name)
+		}
+		return err
+	})
+	switch {
+	case err == nil:
+		return in, c, nil
+	case ctx.Err() != nil:
+		return nil, nil, ctx.Err()
+	case wctx.Err() != nil:
+		return nil, nil, fmt.Errorf("VM %q is running but its SSH did not answer within %s (%v); hint: `kmodvm logs -n %s` shows its console, `kmodvm down -n %s && kmodvm up -n %s` restarts it",
+			name, connectTimeout, err, name, name, name)
 	}
-	return in, c, nil
+	return nil, nil, err
 }
+
+// connectTimeout bounds how long Connect waits for a running guest's sshd.
+const connectTimeout = 30 * time.Second
 
 // Instance returns the VM's remembered state or a clear error.
 func (s *Sandbox) Instance(name string) (*Instance, error) {

@@ -1030,6 +1030,39 @@ func TestStateFilesOwnerOnly(t *testing.T) {
 	}
 }
 
+// TestGuestSlowBanner: a running guest whose sshd is too slow for one banner probe (a loaded
+// host) is still reached: Guest keeps probing instead of failing on the first try.
+func TestGuestSlowBanner(t *testing.T) {
+	fx := newFixture(t)
+	ctx := testContext(t)
+	fx.instance("dev", freePort(t))
+	fx.up("dev")
+	release := fx.srv.HoldBanner()
+	before := fx.srv.Accepted()
+	type result struct {
+		g   *Guest
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		g, err := fx.sb.Guest(ctx, "dev")
+		done <- result{g, err}
+	}()
+	// A second connection means the first probe gave up on the banner.
+	if err := fx.srv.WaitAccepted(ctx, before+2); err != nil {
+		t.Fatalf("no second probe: %v", err)
+	}
+	release()
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("Guest with a slow banner: %v", r.err)
+	}
+	defer r.g.Close()
+	if out, err := r.g.SSH().Output(ctx, "echo late"); err != nil || string(out) != "late\n" {
+		t.Errorf("command after a slow banner: %q, %v", out, err)
+	}
+}
+
 func TestGuestNotRunning(t *testing.T) {
 	fx := newFixture(t)
 	fx.define(fx.instance("dev", freePort(t)))
