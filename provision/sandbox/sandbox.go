@@ -358,8 +358,9 @@ func (s *Sandbox) Connect(ctx context.Context, name string) (*Instance, *vm.SSHC
 	return nil, nil, err
 }
 
-// connectTimeout bounds how long Connect waits for a running guest's sshd.
-const connectTimeout = 30 * time.Second
+// connectTimeout bounds how long Connect waits for a running guest's sshd. With TCG guests
+// next to kernel builds on 2 cores, its answer was seen to take more than 30 s.
+const connectTimeout = 60 * time.Second
 
 // Instance returns the VM's remembered state or a clear error.
 func (s *Sandbox) Instance(name string) (*Instance, error) {
