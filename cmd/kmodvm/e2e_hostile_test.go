@@ -21,6 +21,7 @@ import (
 //   - SSH listens on 127.0.0.1 only; private keys, the base disk and state are owner-only;
 //   - a module directory and parameters full of shell syntax are never run by a shell, on
 //     the host or in the guest, and the parameter reaches the module exactly;
+//   - a module's Kbuild, run by a host build, cannot change the shared toolchain root;
 //   - exec passes argv through unchanged;
 //   - a symlink leading out of the module tree is refused before anything is copied, and a
 //     symlink planted in the guest's copy is never written through;
@@ -153,6 +154,25 @@ func TestE2EHostile(t *testing.T) {
 		}
 	})
 
+	t.Run("a Kbuild cannot change the toolchain root", func(t *testing.T) {
+		// Kbuild is make: $(shell ...) runs at parse time, in the host build's sandbox.
+		dir := filepath.Join(t.TempDir(), "rootwriter")
+		copyExample(t, "c-hello", dir)
+		mark := canary + "-kbuild"
+		kbuild := "obj-m := c_hello.o\n$(shell touch /usr/lib/" + mark + " $(HOME)/" + mark + ")\n"
+		if err := os.WriteFile(filepath.Join(dir, "Kbuild"), []byte(kbuild), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if code, _, _ := kmodvm(append(append([]string{"run", "--build", "host"}, n...), dir)...); code != 0 {
+			t.Errorf("run: exit %d, want 0 (the failed touch does not stop the build)", code)
+		}
+		for _, p := range []string{"usr/lib", "root"} {
+			if _, err := os.Lstat(filepath.Join(in.RootDir, p, mark)); err == nil {
+				t.Errorf("the module's Kbuild wrote %s into the shared toolchain root", filepath.Join(p, mark))
+			}
+		}
+	})
+
 	t.Run("symlinks planted in the guest", func(t *testing.T) {
 		// Kbuild in the guest's copy becomes a link to a guest file, and the copy itself a
 		// link to another directory.
@@ -277,12 +297,13 @@ type instanceFiles struct {
 	ClientKey string `json:"client_key"`
 	HostPub   string `json:"host_pub"`
 	Base      string `json:"base_disk"`
+	RootDir   string `json:"toolchain_root"`
 }
 
 func readInstance(t *testing.T, stateDir string) instanceFiles {
 	t.Helper()
 	var in instanceFiles
-	if err := json.Unmarshal(mustRead(t, filepath.Join(stateDir, "instance.json")), &in); err != nil || in.ClientKey == "" || in.Base == "" {
+	if err := json.Unmarshal(mustRead(t, filepath.Join(stateDir, "instance.json")), &in); err != nil || in.ClientKey == "" || in.Base == "" || in.RootDir == "" {
 		t.Fatalf("instance.json: %+v, %v", in, err)
 	}
 	return in

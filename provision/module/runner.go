@@ -333,6 +333,11 @@ func (r *Runner) hostBuild(ctx context.Context, opt Options, remote string) buil
 	cmd := r.Toolchain.Command(ctx, images.RunOptions{
 		Binds: []images.Bind{{Host: r.KDir, Guest: kernel.GuestTree, ReadOnly: true}, {Host: scratch, Guest: remote}},
 		Dir:   remote, Stdout: &out, Stderr: &out,
+		// The module's Makefile runs here: it must not change the toolchain root, which every
+		// kernel build and guest disk is made from. Only the module's own dir is writable,
+		// plus fresh tmpfs at /root (HOME, and under it the module dir's mount point) and at
+		// /usr/src (under it the build tree's).
+		ReadOnlyRoot: true, Tmpfs: []string{"/root", path.Dir(path.Dir(kernel.GuestTree))},
 	}, args...)
 	code := 0
 	err := cmd.Run()
