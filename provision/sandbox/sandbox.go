@@ -350,7 +350,7 @@ func (s *Sandbox) Connect(ctx context.Context, name string) (*Instance, *vm.SSHC
 	case err == nil:
 		return in, c, nil
 	case ctx.Err() != nil:
-		return nil, nil, ctx.Err()
+		return nil, nil, err // says how far it got
 	case wctx.Err() != nil:
 		return nil, nil, fmt.Errorf("VM %q is running but its SSH did not answer within %s (%v); hint: `kmodvm logs -n %s` shows its console, `kmodvm down -n %s && kmodvm up -n %s` restarts it",
 			name, connectTimeout, err, name, name, name)
