@@ -134,7 +134,32 @@ func OpenDisk(cacheDir string, spec DiskSpec) (*Disk, error) {
 	if !isDir(dir) {
 		return nil, fmt.Errorf("%w: no guest disk %s in %s; hint: kmodvm up builds it", ErrNotBuilt, shortHash(key), filepath.Dir(dir))
 	}
-	return diskAt(dir, key), nil
+	d := diskAt(dir, key)
+	if err := protectBase(d.Base); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// protectBase makes a base disk readable by its owner only: it holds the guest's private
+// SSH host key, and whoever reads that can pose as the guest to kmodvm. QEMU runs as the
+// same user (see vm.DomainSpec.QEMUUser), so it still reads it. Entries built before this
+// rule are fixed when they are used.
+func protectBase(base string) error {
+	fi, err := os.Stat(base)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // the VM's start says which cached file is gone
+	}
+	if err != nil {
+		return fmt.Errorf("guest disk %s: %w", base, err)
+	}
+	if fi.Mode().Perm()&0o077 == 0 {
+		return nil
+	}
+	if err := os.Chmod(base, 0o600); err != nil {
+		return fmt.Errorf("make the guest disk %s readable by its owner only: %w", base, err)
+	}
+	return nil
 }
 
 // BuildDisk returns the cached disk for spec or builds it: cacheDir/disks/<hash>/ holds
@@ -161,7 +186,11 @@ func BuildDisk(ctx context.Context, log *slog.Logger, cacheDir string, spec Disk
 	} else {
 		log.Info("guest disk built", "dir", dir)
 	}
-	return diskAt(dir, key), nil
+	d := diskAt(dir, key)
+	if err := protectBase(d.Base); err != nil {
+		return nil, err
+	}
+	return d, nil
 }
 
 // diskBuild is one disk build in progress: its log and its steps.
@@ -236,6 +265,9 @@ func buildDisk(ctx context.Context, log *slog.Logger, tmp, failedLog string, spe
 	}
 	b.step("converting to qcow2")
 	if err := b.run("qemu-img", "convert", "-O", "qcow2", raw, filepath.Join(tmp, baseName)); err != nil {
+		return err
+	}
+	if err := protectBase(filepath.Join(tmp, baseName)); err != nil {
 		return err
 	}
 	b.step("removing the stage")

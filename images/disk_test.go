@@ -81,6 +81,44 @@ func TestOpenNotBuilt(t *testing.T) {
 	}
 }
 
+// TestBaseDiskOwnerOnly: a cached base disk holds the guest's private host key, so using it
+// leaves it readable by its owner only, also when an older build left it world-readable.
+func TestBaseDiskOwnerOnly(t *testing.T) {
+	spec := DiskSpec{Root: &Root{Hash: "h"}}
+	open := map[string]func(cache string) (*Disk, error){
+		"OpenDisk": func(cache string) (*Disk, error) { return OpenDisk(cache, spec) },
+		"BuildDisk, cached": func(cache string) (*Disk, error) {
+			return BuildDisk(context.Background(), discardLogger(), cache, spec, nil)
+		},
+	}
+	for name, openDisk := range open {
+		t.Run(name, func(t *testing.T) {
+			cache := t.TempDir()
+			base := filepath.Join(cache, "disks", spec.Hash(), baseName)
+			if err := os.MkdirAll(filepath.Dir(base), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(base, []byte("qcow2 with /etc/ssh/ssh_host_ed25519_key"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(base, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			d, err := openDisk(cache)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fi, err := os.Stat(d.Base)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fi.Mode().Perm() != 0o600 {
+				t.Errorf("base disk mode after %s = %v, want 0600", name, fi.Mode().Perm())
+			}
+		})
+	}
+}
+
 func TestCreateOverlay(t *testing.T) {
 	if _, err := exec.LookPath("qemu-img"); err != nil {
 		t.Skip("qemu-img not installed")

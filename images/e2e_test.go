@@ -194,8 +194,10 @@ func TestE2E(t *testing.T) {
 	if l := takeLines(); len(l) > 0 || disk2.Base != disk.Base {
 		t.Errorf("second BuildDisk was not a cache hit: %q", l)
 	}
-	if fi, err := os.Stat(disk.ClientKey); err != nil || fi.Mode().Perm() != 0o600 {
-		t.Errorf("client key: %v, %v", fi, err)
+	for _, p := range []string{disk.ClientKey, disk.Base} { // the base holds the guest's host key
+		if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v, %v; want mode 0600", p, fi, err)
+		}
 	}
 	for _, p := range []string{"usr/src", "etc/ssh/ssh_host_rsa_key", "etc/hostname"} {
 		if _, err := os.Stat(filepath.Join(root.Dir, p)); err != nil {

@@ -27,6 +27,11 @@ type RunOptions struct {
 	Dir            string   // working directory inside the root; "" is /
 	Env            []string // extra KEY=VALUE on top of HOME, PATH and LANG
 	Stdout, Stderr io.Writer
+	// ReadOnlyRoot mounts the root read-only, so the command cannot change what other
+	// builds and disks are made from. Tmpfs lists directories of the root covered first by
+	// an empty tmpfs: writable, and where the mount points of Binds can be made.
+	ReadOnlyRoot bool
+	Tmpfs        []string
 }
 
 // Command returns a command running argv inside the root with bwrap: the root bound
@@ -34,7 +39,7 @@ type RunOptions struct {
 // environment. Cancelling ctx kills bwrap; the PID namespace and --die-with-parent then take
 // every process of the command with it. Invalid options make Start return an error.
 func (r *Root) Command(ctx context.Context, opt RunOptions, argv ...string) *exec.Cmd {
-	args, err := bwrapArgs(r.Dir, false, nil, opt, argv)
+	args, err := bwrapArgs(r.Dir, opt.ReadOnlyRoot, nil, opt, argv)
 	cmd := exec.CommandContext(ctx, "bwrap", args...)
 	cmd.Stdout, cmd.Stderr = opt.Stdout, opt.Stderr
 	cmd.WaitDelay = 5 * time.Second
@@ -78,6 +83,12 @@ func bwrapArgs(rootDir string, readOnly bool, extra []string, opt RunOptions, ar
 		args = append(args, "--setenv", k, v)
 	}
 	args = append(args, extra...)
+	for _, d := range opt.Tmpfs {
+		if !path.IsAbs(d) {
+			return nil, fmt.Errorf("tmpfs %s: the path must be absolute", d)
+		}
+		args = append(args, "--tmpfs", d)
+	}
 	for _, b := range opt.Binds {
 		if !path.IsAbs(b.Host) || !path.IsAbs(b.Guest) {
 			return nil, fmt.Errorf("bind %s -> %s: both paths must be absolute", b.Host, b.Guest)

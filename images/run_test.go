@@ -48,6 +48,25 @@ func TestBwrapArgsReadOnlyAndDefaults(t *testing.T) {
 	}
 }
 
+// TestCommandReadOnlyRoot: a read-only root is bound with --ro-bind, and its tmpfs come
+// before the binds whose mount points they hold.
+func TestCommandReadOnlyRoot(t *testing.T) {
+	r := &Root{Dir: "/r"}
+	cmd := r.Command(context.Background(), RunOptions{
+		ReadOnlyRoot: true, Tmpfs: []string{"/root", "/usr/src"},
+		Binds: []Bind{{Host: "/k", Guest: "/usr/src/linux", ReadOnly: true}, {Host: "/m", Guest: "/root/m"}},
+	}, "make")
+	s := strings.Join(cmd.Args, " ")
+	for _, want := range []string{"--ro-bind /r / ", "--tmpfs /root --tmpfs /usr/src --ro-bind /k /usr/src/linux --bind /m /root/m "} {
+		if !strings.Contains(s, want) {
+			t.Errorf("args %q lack %q", s, want)
+		}
+	}
+	if cmd.Err != nil {
+		t.Errorf("Command: %v", cmd.Err)
+	}
+}
+
 func TestBwrapArgsErrors(t *testing.T) {
 	tests := []struct {
 		name string
@@ -60,6 +79,7 @@ func TestBwrapArgsErrors(t *testing.T) {
 		{"bad env", "/r", RunOptions{Env: []string{"NOEQUALS"}}, []string{"true"}},
 		{"relative bind", "/r", RunOptions{Binds: []Bind{{Host: "src", Guest: "/src"}}}, []string{"true"}},
 		{"relative dir", "/r", RunOptions{Dir: "work"}, []string{"true"}},
+		{"relative tmpfs", "/r", RunOptions{Tmpfs: []string{"root"}}, []string{"true"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -147,6 +147,13 @@ func TestDomainXMLSemantics(t *testing.T) {
 					t.Errorf("qemu args %q lack %q", joined, want)
 				}
 			}
+			// The SSH forward is the guest's only way in, and it listens on 127.0.0.1 only.
+			if n := strings.Count(joined, "hostfwd="); n != 1 {
+				t.Errorf("qemu args %q hold %d port forwards, want exactly the SSH one", joined, n)
+			}
+			if n := strings.Count(joined, "-netdev"); n != 1 || strings.Contains(joined, "guestfwd") {
+				t.Errorf("qemu args %q: want one -netdev and no guestfwd", joined)
+			}
 			if len(d.Devices.Serials) != 1 || d.Devices.Serials[0].Source == nil || d.Devices.Serials[0].Source.Pty == nil {
 				t.Errorf("want one pty serial, got %+v", d.Devices.Serials)
 			} else if l := d.Devices.Serials[0].Log; l == nil || l.File != s.ConsoleLog || l.Append != "on" {

@@ -41,9 +41,10 @@ type SSHConfig struct {
 	HostKey ssh.PublicKey // the guest's pinned host key
 
 	// KeyFile and HostKeyFile only name the files in error messages
-	// (LoadSSHConfig sets them).
+	// (LoadSSHConfig sets them); VM names the VM in their hints.
 	KeyFile     string
 	HostKeyFile string
+	VM          string
 
 	// Optional timing; zero means the Default* value.
 	BannerTimeout    time.Duration // how long one probe waits for the "SSH-" banner
@@ -145,6 +146,7 @@ type HostKeyMismatchError struct {
 	Pinned string // SHA256 fingerprint of the pinned key
 	Got    string // SHA256 fingerprint of the key the guest offered
 	File   string // where the pinned key came from, if known
+	VM     string // the VM's name, if known
 }
 
 func (e *HostKeyMismatchError) Error() string {
@@ -153,13 +155,22 @@ func (e *HostKeyMismatchError) Error() string {
 		from = " from " + e.File
 	}
 	return fmt.Sprintf("host key of guest at %s does not match the pinned key (pinned %s%s, guest offered %s); "+
-		"the image or VM was replaced, or another program answers on that port. hint: kmodvm destroy && kmodvm up",
-		e.Addr, e.Pinned, from, e.Got)
+		"the image or VM was replaced, or another program answers on that port, so nothing was sent to it. hint: %s",
+		e.Addr, e.Pinned, from, e.Got, recreateHint(e.VM))
+}
+
+// recreateHint is the command that makes a VM anew, with keys that match.
+func recreateHint(vm string) string {
+	if vm == "" {
+		return "kmodvm destroy && kmodvm up"
+	}
+	return fmt.Sprintf("kmodvm destroy -n %s && kmodvm up -n %s", vm, vm)
 }
 
 // AuthError means the guest's sshd refused the client key.
 type AuthError struct {
 	Addr, User, KeyFile string
+	VM                  string // the VM's name, if known
 	Err                 error
 }
 
@@ -169,8 +180,8 @@ func (e *AuthError) Error() string {
 		key = e.KeyFile
 	}
 	return fmt.Sprintf("log in as %s to guest at %s: %v; the guest's sshd refused %s. "+
-		"hint: the image's authorized_keys must hold the public key of %s (rebuild the image, then kmodvm destroy && kmodvm up)",
-		e.User, e.Addr, e.Err, key, key)
+		"hint: the image's authorized_keys must hold the public key of %s (rebuild the image, then %s)",
+		e.User, e.Addr, e.Err, key, key, recreateHint(e.VM))
 }
 
 func (e *AuthError) Unwrap() error { return e.Err }
@@ -342,6 +353,7 @@ func handshake(ctx context.Context, cfg SSHConfig, conn net.Conn) (c *SSHClient,
 					Pinned: ssh.FingerprintSHA256(cfg.HostKey),
 					Got:    ssh.FingerprintSHA256(key),
 					File:   cfg.HostKeyFile,
+					VM:     cfg.VM,
 				}
 			}
 			verified.Store(true)
@@ -365,7 +377,7 @@ func handshake(ctx context.Context, cfg SSHConfig, conn net.Conn) (c *SSHClient,
 		case errors.As(err, &mismatch):
 			return nil, false, mismatch
 		case verified.Load() && !errors.Is(err, io.EOF) && !errors.Is(err, syscall.ECONNRESET):
-			return nil, true, &AuthError{Addr: cfg.Addr, User: cfg.User, KeyFile: cfg.KeyFile, Err: err}
+			return nil, true, &AuthError{Addr: cfg.Addr, User: cfg.User, KeyFile: cfg.KeyFile, VM: cfg.VM, Err: err}
 		}
 		return nil, verified.Load(), fmt.Errorf("ssh handshake with guest at %s: %w", cfg.Addr, err)
 	}

@@ -90,45 +90,57 @@ func TestOutput(t *testing.T) {
 	}
 }
 
+// TestWrongHostKeyRefused: a guest offering any key but the pinned one gets no login and no
+// command, the refusal is not retried, and the error explains it with a hint that names the
+// VM when it is known.
 func TestWrongHostKeyRefused(t *testing.T) {
 	f := newSSHFixture(t)
 	impostor := sshtest.NewKey(t)
-	f.cfg.HostKey = impostor.PublicKey()
-	f.cfg.HostKeyFile = "/var/lib/kmodvm/host_ed25519.pub"
-
-	for _, tt := range []struct {
+	dials := []struct {
 		name string
 		dial func(context.Context, SSHConfig) (*SSHClient, error)
 	}{
 		{"DialSSH", DialSSH},
 		{"WaitSSH", func(ctx context.Context, cfg SSHConfig) (*SSHClient, error) { return WaitSSH(ctx, cfg, nil) }},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			before := f.srv.Accepted()
-			c, err := tt.dial(testContext(t), f.cfg)
-			if err == nil {
-				c.Close()
-				t.Fatal("connected despite a host key mismatch")
-			}
-			var mismatch *HostKeyMismatchError
-			if !errors.As(err, &mismatch) {
-				t.Fatalf("error is %T (%v), want *HostKeyMismatchError", err, err)
-			}
-			for _, want := range []string{
-				"host key of guest at " + f.srv.Addr() + " does not match the pinned key",
-				ssh.FingerprintSHA256(impostor.PublicKey()),
-				ssh.FingerprintSHA256(f.hostKey.PublicKey()),
-				f.cfg.HostKeyFile,
-				"hint: kmodvm destroy && kmodvm up",
-			} {
-				if !strings.Contains(err.Error(), want) {
-					t.Errorf("error %q does not contain %q", err, want)
+	}
+	for _, vmName := range []string{"", "dev"} {
+		for _, tt := range dials {
+			t.Run(tt.name+"/vm="+vmName, func(t *testing.T) {
+				cfg := f.cfg
+				cfg.HostKey = impostor.PublicKey()
+				cfg.HostKeyFile = "/var/lib/kmodvm/host_ed25519.pub"
+				cfg.VM = vmName
+				hint := "hint: kmodvm destroy && kmodvm up"
+				if vmName != "" {
+					hint = "hint: kmodvm destroy -n dev && kmodvm up -n dev"
 				}
-			}
-			if n := f.srv.Accepted() - before; n != 1 {
-				t.Errorf("%d connections made, want 1 (a mismatch must not be retried)", n)
-			}
-		})
+				before := f.srv.Accepted()
+				c, err := tt.dial(testContext(t), cfg)
+				if err == nil {
+					c.Close()
+					t.Fatal("connected despite a host key mismatch")
+				}
+				var mismatch *HostKeyMismatchError
+				if !errors.As(err, &mismatch) {
+					t.Fatalf("error is %T (%v), want *HostKeyMismatchError", err, err)
+				}
+				for _, want := range []string{
+					"host key of guest at " + f.srv.Addr() + " does not match the pinned key",
+					ssh.FingerprintSHA256(impostor.PublicKey()),
+					ssh.FingerprintSHA256(f.hostKey.PublicKey()),
+					cfg.HostKeyFile,
+					"nothing was sent to it",
+					hint,
+				} {
+					if !strings.Contains(err.Error(), want) {
+						t.Errorf("error %q does not contain %q", err, want)
+					}
+				}
+				if n := f.srv.Accepted() - before; n != 1 {
+					t.Errorf("%d connections made, want 1 (a mismatch must not be retried)", n)
+				}
+			})
+		}
 	}
 	if n := f.srv.Logins(); n != 0 {
 		t.Errorf("server saw %d logins, want 0", n)
@@ -142,6 +154,7 @@ func TestWrongClientKeyNotRetried(t *testing.T) {
 	f := newSSHFixture(t)
 	f.cfg.Signer = sshtest.NewKey(t)
 	f.cfg.KeyFile = "/root/.kmodvm/id_ed25519"
+	f.cfg.VM = "dev"
 	c, err := WaitSSH(testContext(t), f.cfg, nil)
 	if err == nil {
 		c.Close()
@@ -153,6 +166,9 @@ func TestWrongClientKeyNotRetried(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "hint:") || !strings.Contains(err.Error(), f.cfg.KeyFile) {
 		t.Errorf("error %q lacks a hint naming the key file", err)
+	}
+	if !strings.Contains(err.Error(), "kmodvm destroy -n dev && kmodvm up -n dev") {
+		t.Errorf("error %q lacks a hint naming the VM", err)
 	}
 	if n := f.srv.Accepted(); n != 1 {
 		t.Errorf("%d connections made, want 1", n)

@@ -70,6 +70,20 @@ func repoRoot(t *testing.T) string {
 	return filepath.Dir(filepath.Dir(wd))
 }
 
+// e2eVM names a VM for one test (PREFIX-PID) and destroys it when the test ends, whatever
+// state it was left in; it returns the name and the VM's state dir.
+func e2eVM(t *testing.T, prefix string) (name, stateDir string) {
+	t.Helper()
+	name = fmt.Sprintf("%s-%d", prefix, os.Getpid())
+	stateDir = filepath.Join(e2ePaths(t).State, "vms", name)
+	t.Cleanup(func() {
+		if domainExists(name) || dirExists(stateDir) {
+			cli(t, context.Background(), "destroy", "-n", name)
+		}
+	})
+	return name, stateDir
+}
+
 func domainExists(name string) bool {
 	return exec.Command("virsh", "-c", "qemu:///system", "dominfo", "kmodvm-"+name).Run() == nil
 }
@@ -80,16 +94,10 @@ func domainExists(name string) bool {
 func TestE2ESandbox(t *testing.T) {
 	e2eEnv(t)
 	ctx := context.Background()
-	name := fmt.Sprintf("e2e-%d", os.Getpid())
+	name, stateDir := e2eVM(t, "e2e")
 	n := []string{"-n", name}
 	paths := e2ePaths(t)
-	stateDir := filepath.Join(paths.State, "vms", name)
 	root := repoRoot(t)
-	t.Cleanup(func() {
-		if domainExists(name) || dirExists(stateDir) {
-			cli(t, context.Background(), append([]string{"destroy"}, n...)...)
-		}
-	})
 
 	mustCLI(t, ctx, "image", "build")
 

@@ -53,6 +53,9 @@ type logLine struct {
 	Source string  `json:"source"` // kmsg or console
 }
 
+// logsConnectTimeout bounds the wait for the guest's SSH before logs reads the console log.
+const logsConnectTimeout = 10 * time.Second
+
 func (a *app) logsCmd() *cobra.Command {
 	var (
 		follow bool
@@ -82,7 +85,11 @@ log instead, and says so.`,
 					return err
 				}
 				emit := a.logEmitter(f)
-				g, err := sb.Guest(ctx, a.vmName())
+				// A hung guest keeps its SSH port open without answering: when the console log
+				// can tell the story, do not wait as long as other commands do.
+				gctx, cancel := context.WithTimeout(ctx, logsConnectTimeout)
+				g, err := sb.Guest(gctx, a.vmName())
+				cancel()
 				if err != nil {
 					fmt.Fprintf(a.stderr, "==> SSH to %s is not available (%v); reading the console log %s instead\n", in.Name, firstLine(err.Error()), in.ConsoleLog())
 					return followConsole(ctx, in.ConsoleLog(), follow, emit)

@@ -149,7 +149,8 @@ func checkBuildWhere(where string) error {
 	return fmt.Errorf("--build %q is not one of auto, guest, host; hint: `kmodvm run --build host DIR` builds in the toolchain root on this machine, `--build guest` in the VM", where)
 }
 
-// checkParams applies kmodvm.yaml's rules for module.params to -p values.
+// checkParams applies kmodvm.yaml's rules for module.params to -p values, then checks that
+// the kernel can be given each value exactly.
 func checkParams(params []string) error {
 	c := config.Default()
 	for _, p := range params {
@@ -157,6 +158,9 @@ func checkParams(params []string) error {
 		if err := c.Validate(); err != nil {
 			msg := strings.TrimPrefix(err.Error(), "module.params[0]: ")
 			return fmt.Errorf("module parameter %q: %s; hint: pass -p name=value, e.g. -p debug=1", p, msg)
+		}
+		if _, err := module.ParamWord(p); err != nil {
+			return err
 		}
 	}
 	return nil

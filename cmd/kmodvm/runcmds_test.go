@@ -21,9 +21,11 @@ func TestCheckParams(t *testing.T) {
 		{params: nil},
 		{params: []string{"greetings=2"}},
 		{params: []string{"a=1", "b="}},
-		{params: []string{"msg=hello world"}},        // spaces in the value: insmod gets it quoted
-		{params: []string{"list=1,2,3", "x=a=b"}},    // only the first = separates
-		{params: []string{"dyndbg=+p", "p.q=\"x\""}}, // quotes in the value are the module's business
+		{params: []string{"msg=hello world"}},                        // spaces in the value: quoted for the kernel
+		{params: []string{"list=1,2,3", "x=a=b"}},                    // only the first = separates
+		{params: []string{"dyndbg=+p", "p.q=\"x\""}},                 // a value in double quotes: the kernel's own syntax
+		{params: []string{`msg=say "hi"`}, bad: ptr(`msg=say "hi"`)}, // no escape for a quote in the kernel
+		{params: []string{`msg="a`}, bad: ptr(`msg="a`)},
 		{params: []string{"debug"}, bad: ptr("debug")},
 		{params: []string{"=1"}, bad: ptr("=1")},
 		{params: []string{""}, bad: ptr("")},

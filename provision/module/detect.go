@@ -7,6 +7,7 @@ package module
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -15,6 +16,8 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+
+	"github.com/kmodvm/kmodvm/provision/treesync"
 )
 
 // Source describes a module directory.
@@ -67,6 +70,11 @@ func Detect(dir string) (Source, error) {
 	}
 	if len(src.Modules) == 0 {
 		return Source{}, fmt.Errorf("the Kbuild/Makefile in %s names no module (no `obj-m := name.o` line); hint: add one", abs)
+	}
+	// What the sync would refuse (a symlink leading out of the tree, a bad .kmodvmignore)
+	// is refused here, before anything connects or copies.
+	if err := treesync.Check(context.Background(), abs, treesync.Options{}); err != nil {
+		return Source{}, err
 	}
 	_ = filepath.WalkDir(abs, func(p string, d os.DirEntry, err error) error {
 		if err != nil {

@@ -1,11 +1,14 @@
 package module
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/kmodvm/kmodvm/provision/treesync"
 )
 
 func TestDetect(t *testing.T) {
@@ -49,6 +52,15 @@ func TestDetect(t *testing.T) {
 	}
 	if _, err := Detect(filepath.Join(t.TempDir(), "nope")); err == nil || !strings.Contains(err.Error(), "hint:") {
 		t.Errorf("missing dir: %v", err)
+	}
+	// What the sync would refuse is refused by Detect, before anything connects.
+	out := mk(map[string]string{"Kbuild": "obj-m := a.o\n"})
+	if err := os.Symlink("/etc/shadow", filepath.Join(out, "shadow")); err != nil {
+		t.Fatal(err)
+	}
+	var te *treesync.TreeError
+	if _, err := Detect(out); !errors.As(err, &te) || !strings.Contains(err.Error(), "shadow -> /etc/shadow points outside") {
+		t.Errorf("symlink out of the tree: err = %v, want a *treesync.TreeError naming it", err)
 	}
 }
 
@@ -188,5 +200,33 @@ func TestExplainFailure(t *testing.T) {
 	msg = explainFailure("load", "hello", []string{"insmod: ERROR: could not insert module hello.ko: Invalid module format"}, nil)
 	if !strings.Contains(msg, "another kernel") {
 		t.Errorf("vermagic not explained: %s", msg)
+	}
+}
+
+// TestBuiltKosNotFollowed: a host build (the module's own Makefile) may leave a symlink named
+// like a module pointing at a host file; it is neither listed as built nor read.
+func TestBuiltKosNotFollowed(t *testing.T) {
+	dir := t.TempDir()
+	secret := filepath.Join(t.TempDir(), "id_ed25519")
+	for p, s := range map[string]string{"real.ko": "ELF", "real.o": "obj", secret: "PRIVATE"} {
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(dir, p)
+		}
+		if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(secret, filepath.Join(dir, "evil.ko")); err != nil {
+		t.Fatal(err)
+	}
+	kos, err := builtKos(dir)
+	if err != nil || strings.Join(kos, ",") != "real.ko" {
+		t.Errorf("builtKos = %q, %v; want only real.ko", kos, err)
+	}
+	if data, err := readKo(filepath.Join(dir, "evil.ko")); err == nil {
+		t.Errorf("readKo followed the symlink and read %q", data)
+	}
+	if data, err := readKo(filepath.Join(dir, "real.ko")); err != nil || string(data) != "ELF" {
+		t.Errorf("readKo(real.ko) = %q, %v", data, err)
 	}
 }

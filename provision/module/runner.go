@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/pkg/sftp"
@@ -167,6 +168,10 @@ func (r *Runner) Run(ctx context.Context, opt Options) (*Result, error) {
 	if opt.Timeout <= 0 {
 		opt.Timeout = 5 * time.Minute
 	}
+	words, err := ParamWords(opt.Params)
+	if err != nil {
+		return nil, err
+	}
 	remote := RemoteDir(opt.Source.Dir)
 	res := &Result{Module: opt.Source.Dir, Modules: opt.Source.Modules}
 	defer func() { res.Duration = time.Since(start) }()
@@ -228,7 +233,7 @@ func (r *Runner) Run(ctx context.Context, opt Options) (*Result, error) {
 		for _, ko := range kos {
 			name := strings.ReplaceAll(strings.TrimSuffix(ko, ".ko"), "-", "_")
 			opt.status(fmt.Sprintf("loading %s", ko))
-			st, err := r.step(ctx, opt, "load", name, it, loadScript(name, path.Join(remote, ko), opt.Params))
+			st, err := r.step(ctx, opt, "load", name, it, loadScript(name, path.Join(remote, ko), words))
 			if err != nil {
 				return nil, err
 			}
@@ -319,8 +324,9 @@ func (r *Runner) hostBuild(ctx context.Context, opt Options, remote string) buil
 	args := makeArgs(kernel.GuestTree, remote)
 	b := builtModule{result: BuildResult{Where: BuildHost, Command: strings.Join(args, " ")}}
 	scratch := opt.BuildDir
-	if err := os.MkdirAll(scratch, 0o755); err != nil {
-		b.err = err
+	// In the VM's state dir, and private like it.
+	if err := os.MkdirAll(scratch, 0o700); err != nil {
+		b.err = fmt.Errorf("create the host build directory: %w", err)
 		return b
 	}
 	if _, err := syncLocal(ctx, opt.Source.Dir, scratch); err != nil {
@@ -331,6 +337,11 @@ func (r *Runner) hostBuild(ctx context.Context, opt Options, remote string) buil
 	cmd := r.Toolchain.Command(ctx, images.RunOptions{
 		Binds: []images.Bind{{Host: r.KDir, Guest: kernel.GuestTree, ReadOnly: true}, {Host: scratch, Guest: remote}},
 		Dir:   remote, Stdout: &out, Stderr: &out,
+		// The module's Makefile runs here: it must not change the toolchain root, which every
+		// kernel build and guest disk is made from. Only the module's own dir is writable,
+		// plus fresh tmpfs at /root (HOME, and under it the module dir's mount point) and at
+		// /usr/src (under it the build tree's).
+		ReadOnlyRoot: true, Tmpfs: []string{"/root", path.Dir(path.Dir(kernel.GuestTree))},
 	}, args...)
 	code := 0
 	err := cmd.Run()
@@ -342,16 +353,10 @@ func (r *Runner) hostBuild(ctx context.Context, opt Options, remote string) buil
 		return b
 	}
 	if code == 0 {
-		ents, err := os.ReadDir(scratch)
-		if err != nil {
+		if b.kos, err = builtKos(scratch); err != nil {
 			b.err = err
 			return b
 		}
-		var names []string
-		for _, e := range ents {
-			names = append(names, e.Name())
-		}
-		b.kos = kosIn(names)
 	}
 	b.finish(start, code, out.String(), remote, opt.Source.Dir)
 	return b
@@ -413,6 +418,36 @@ func syncLocal(ctx context.Context, src, dst string) (treesync.Summary, error) {
 	return treesync.Sync(ctx, c, src, dst, treesync.Options{})
 }
 
+// builtKos lists the .ko files a host build left in dir: regular files only. The build ran
+// the module's own Makefile, which could leave a symlink named x.ko pointing anywhere on the
+// host; kmodvm, reading it outside the build's sandbox, must not follow it.
+func builtKos(dir string) ([]string, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("list the host build's output: %w", err)
+	}
+	var names []string
+	for _, e := range ents {
+		if e.Type().IsRegular() {
+			names = append(names, e.Name())
+		}
+	}
+	return kosIn(names), nil
+}
+
+// readKo reads a host-built .ko without following a symlink put in its place.
+func readKo(p string) ([]byte, error) {
+	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, fmt.Errorf("read the built module %s: %w", p, err)
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("read the built module %s: not a regular file", p)
+	}
+	return io.ReadAll(f)
+}
+
 // uploadKos puts host-built .ko files into the guest (temp name, then rename).
 func (r *Runner) uploadKos(ctx context.Context, local, remote string, kos []string) error {
 	c, err := r.guest.SSH().SFTP()
@@ -424,7 +459,7 @@ func (r *Runner) uploadKos(ctx context.Context, local, remote string, kos []stri
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		data, err := os.ReadFile(filepath.Join(local, ko))
+		data, err := readKo(filepath.Join(local, ko))
 		if err != nil {
 			return err
 		}
@@ -470,17 +505,19 @@ func stepScript(prelude, cmd string) string {
 	}, "\n")
 }
 
-func insmodArgs(ko string, params []string) string {
-	return "insmod " + vm.QuoteArgs(append([]string{ko}, params...)...)
+// insmodArgs is the insmod command line: words are the parameters as ParamWords made them,
+// each quoted for the shell.
+func insmodArgs(ko string, words []string) string {
+	return "insmod " + vm.QuoteArgs(append([]string{ko}, words...)...)
 }
 
 // loadScript unloads a module of the same name left loaded by an earlier run (saying so,
-// or why it cannot), then loads the new one.
-func loadScript(name, ko string, params []string) string {
+// or why it cannot), then loads the new one with the parameter words.
+func loadScript(name, ko string, words []string) string {
 	q := vm.Quote(name)
 	stale := `while read -r m _; do [ "$m" = ` + q + ` ] || continue; echo @@STALE; ` +
 		`if ! e=$(rmmod ` + q + ` 2>&1); then echo "@@STALEFAIL $e"; exit 0; fi; done < /proc/modules`
-	return stepScript(stale, insmodArgs(ko, params))
+	return stepScript(stale, insmodArgs(ko, words))
 }
 
 func unloadScript(name string) string {

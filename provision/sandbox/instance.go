@@ -64,7 +64,9 @@ func (in *Instance) DomainSpec() vm.DomainSpec {
 
 // SSHConfig is how to reach the guest.
 func (in *Instance) SSHConfig() (vm.SSHConfig, error) {
-	return vm.LoadSSHConfig(fmt.Sprintf("127.0.0.1:%d", in.SSHPort), "root", in.ClientKey, in.HostPub)
+	cfg, err := vm.LoadSSHConfig(fmt.Sprintf("127.0.0.1:%d", in.SSHPort), "root", in.ClientKey, in.HostPub)
+	cfg.VM = in.Name
+	return cfg, err
 }
 
 var nameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,39}$`)

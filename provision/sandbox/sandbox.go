@@ -333,27 +333,34 @@ func (s *Sandbox) Connect(ctx context.Context, name string) (*Instance, *vm.SSHC
 	if err != nil {
 		return nil, nil, err
 	}
-	// A running guest answers at once, unless it is still booting (another kmodvm started
-	// it a moment ago) or its host is very busy (TCG on shared cores): a few retries then.
-	wctx, cancel := context.WithTimeout(ctx, connectWait)
+	// The guest is up, but on a loaded host (a TCG guest next to a host build, which `run`
+	// starts while it connects) its sshd can take longer than one banner probe to answer:
+	// keep probing for a while. A wrong host key or a refused login still ends it at once.
+	wctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
+	dn := domainName(name)
 	c, err := vm.WaitSSH(wctx, cfg, func() error {
-		if st, err := s.drv.State(ctx, domainName(name)); err == nil && st != vm.StateRunning {
-			return fmt.Errorf("VM %q stopped (%s); hint: `kmodvm up -n %s`", name, st, name)
+		st, err := s.drv.State(ctx, dn)
+		if err == nil && st != vm.StateRunning {
+			err = fmt.Errorf("VM %q stopped (%s); hint: `kmodvm up -n %s`", name, st, name)
 		}
-		return nil
+		return err
 	})
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, nil, ctx.Err()
-		}
-		return nil, nil, fmt.Errorf("VM %q is running but its SSH does not answer: %w; hint: `kmodvm status -n %s`, and the console log %s", name, err, name, in.ConsoleLog())
+	switch {
+	case err == nil:
+		return in, c, nil
+	case ctx.Err() != nil:
+		return nil, nil, err // says how far it got
+	case wctx.Err() != nil:
+		return nil, nil, fmt.Errorf("VM %q is running but its SSH did not answer within %s (%v); hint: `kmodvm logs -n %s` shows its console, `kmodvm down -n %s && kmodvm up -n %s` restarts it",
+			name, connectTimeout, err, name, name, name)
 	}
-	return in, c, nil
+	return nil, nil, err
 }
 
-// connectWait bounds how long Connect retries SSH to a running guest.
-const connectWait = 60 * time.Second
+// connectTimeout bounds how long Connect waits for a running guest's sshd. With TCG guests
+// next to kernel builds on 2 cores, its answer was seen to take more than 30 s.
+const connectTimeout = 60 * time.Second
 
 // Instance returns the VM's remembered state or a clear error.
 func (s *Sandbox) Instance(name string) (*Instance, error) {

@@ -974,6 +974,95 @@ func TestGuestRestartAndRunning(t *testing.T) {
 	}
 }
 
+// TestGuestHostKeySwapped: when the guest's key no longer matches the pinned one, Guest
+// refuses it before any command, with a hint naming this VM; with the pinned key restored
+// it works again.
+func TestGuestHostKeySwapped(t *testing.T) {
+	fx := newFixture(t)
+	ctx := testContext(t)
+	fx.instance("dev", freePort(t))
+	fx.up("dev")
+	execs := len(fx.srv.Execs())
+
+	pinned := readFile(t, fx.cache.hostPub)
+	other := filepath.Join(t.TempDir(), "other")
+	if err := vm.GenerateKeyPair(other, other+".pub", "other"); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, fx.cache.hostPub, string(readFile(t, other+".pub")))
+	_, err := fx.sb.Guest(ctx, "dev")
+	var mismatch *vm.HostKeyMismatchError
+	if !errors.As(err, &mismatch) {
+		t.Fatalf("Guest with a swapped host key: %v, want a host key mismatch", err)
+	}
+	wantErr(t, err, "does not match the pinned key", fx.cache.hostPub, "hint: kmodvm destroy -n dev && kmodvm up -n dev")
+	if n := len(fx.srv.Execs()); n != execs {
+		t.Errorf("%d commands ran on the guest with the wrong key", n-execs)
+	}
+
+	writeFile(t, fx.cache.hostPub, string(pinned))
+	g, err := fx.sb.Guest(ctx, "dev")
+	if err != nil {
+		t.Fatalf("Guest with the pinned key restored: %v", err)
+	}
+	defer g.Close()
+	if out, err := g.SSH().Output(ctx, "echo back"); err != nil || string(out) != "back\n" {
+		t.Errorf("command after the key was restored: %q, %v", out, err)
+	}
+}
+
+// TestStateFilesOwnerOnly: what Up writes into a VM's state dir is readable by its owner only.
+func TestStateFilesOwnerOnly(t *testing.T) {
+	fx := newFixture(t)
+	in := fx.instance("dev", freePort(t))
+	if err := os.Chmod(filepath.Join(in.Dir(), "instance.json"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fx.up("dev") // saves instance.json again and takes the lock
+	for _, name := range []string{"instance.json", "lock"} {
+		fi, err := os.Stat(filepath.Join(in.Dir(), name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %v, want 0600", name, fi.Mode().Perm())
+		}
+	}
+}
+
+// TestGuestSlowBanner: a running guest whose sshd is too slow for one banner probe (a loaded
+// host) is still reached: Guest keeps probing instead of failing on the first try.
+func TestGuestSlowBanner(t *testing.T) {
+	fx := newFixture(t)
+	ctx := testContext(t)
+	fx.instance("dev", freePort(t))
+	fx.up("dev")
+	release := fx.srv.HoldBanner()
+	before := fx.srv.Accepted()
+	type result struct {
+		g   *Guest
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		g, err := fx.sb.Guest(ctx, "dev")
+		done <- result{g, err}
+	}()
+	// A second connection means the first probe gave up on the banner.
+	if err := fx.srv.WaitAccepted(ctx, before+2); err != nil {
+		t.Fatalf("no second probe: %v", err)
+	}
+	release()
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("Guest with a slow banner: %v", r.err)
+	}
+	defer r.g.Close()
+	if out, err := r.g.SSH().Output(ctx, "echo late"); err != nil || string(out) != "late\n" {
+		t.Errorf("command after a slow banner: %q, %v", out, err)
+	}
+}
+
 func TestGuestNotRunning(t *testing.T) {
 	fx := newFixture(t)
 	fx.define(fx.instance("dev", freePort(t)))

@@ -3,6 +3,7 @@ package treesync
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"path"
 	"strings"
@@ -11,6 +12,13 @@ import (
 // IgnoreFile is the name of the per-module ignore file, read from the root
 // of the local tree.
 const IgnoreFile = ".kmodvmignore"
+
+// TreeError is a problem with the local module tree that its owner has to
+// fix (a symlink leading out of it, a bad ignore pattern). It is found
+// before anything is copied.
+type TreeError struct{ Msg string }
+
+func (e *TreeError) Error() string { return e.Msg }
 
 // BuildOutputs are the file patterns ignored in every tree: what kbuild and
 // cargo produce. They match files only, so a directory that happens to be
@@ -68,7 +76,7 @@ func (m *Matcher) add(src string, patterns []string) error {
 	for i, line := range patterns {
 		r, ok, err := parseRule(line)
 		if err != nil {
-			return fmt.Errorf("sync: %s line %d: bad ignore pattern %q: %v; hint: fix or remove the line (patterns use *, ? and [...] as in .gitignore)", src, i+1, line, err)
+			return &TreeError{Msg: fmt.Sprintf("sync: %s line %d: bad ignore pattern %q: %v; hint: fix or remove the line (patterns use *, ? and [...] as in .gitignore)", src, i+1, line, err)}
 		}
 		if ok {
 			m.rules = append(m.rules, r)
@@ -121,6 +129,11 @@ func parseRule(line string) (r rule, ok bool, err error) {
 	}
 	if line == "" {
 		return rule{}, false, nil
+	}
+	for _, el := range strings.Split(line, "/") {
+		if el == ".." {
+			return rule{}, false, errors.New(`".." cannot be used: patterns match paths inside the module directory, never outside it`)
+		}
 	}
 	if _, err := path.Match(line, "x"); err != nil {
 		return rule{}, false, err

@@ -1,6 +1,8 @@
 package treesync
 
 import (
+	"errors"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -80,13 +82,29 @@ func TestMatcher(t *testing.T) {
 }
 
 func TestMatcherBadPattern(t *testing.T) {
-	_, err := NewMatcher(".kmodvmignore", []string{"ok.txt", "[unclosed"})
-	if err == nil {
-		t.Fatal("want error for a malformed pattern")
+	tests := []struct{ pattern, why string }{
+		{"[unclosed", "syntax error"},
+		// A pattern cannot reach out of the tree: ".." is refused, not left to match nothing.
+		{"../secret", `".." cannot be used`},
+		{"!../../etc/shadow", `".." cannot be used`},
+		{"sub/../..", `".." cannot be used`},
+		{"/..", `".." cannot be used`},
+		{"**/../x/", `".." cannot be used`},
 	}
-	for _, want := range []string{".kmodvmignore line 2", `"[unclosed"`, "hint:"} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("error %q does not mention %q", err, want)
+	for _, tt := range tests {
+		_, err := NewMatcher(".kmodvmignore", []string{"ok.txt", "..ok", "a..b/", tt.pattern})
+		if err == nil {
+			t.Errorf("pattern %q accepted, want an error", tt.pattern)
+			continue
+		}
+		var te *TreeError
+		if !errors.As(err, &te) {
+			t.Errorf("pattern %q: error %T, want *TreeError", tt.pattern, err)
+		}
+		for _, want := range []string{".kmodvmignore line 4", strconv.Quote(tt.pattern), tt.why, "hint:"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("error %q does not mention %q", err, want)
+			}
 		}
 	}
 }

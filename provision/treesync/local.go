@@ -103,7 +103,7 @@ func walkLocal(ctx context.Context, root string, m *Matcher, log *slog.Logger) (
 // the text of the link and, when the target exists, on where it really
 // resolves.
 func checkLink(root, rel, target string) error {
-	refuse := fmt.Errorf("sync: symlink %s -> %s points outside the module directory; hint: copy the file into the module directory or add it to %s", rel, target, IgnoreFile)
+	refuse := &TreeError{Msg: fmt.Sprintf("sync: symlink %s -> %s points outside the module directory; hint: copy the file into the module directory or add it to %s", rel, target, IgnoreFile)}
 	if target == "" || filepath.IsAbs(target) || strings.ContainsRune(target, 0) {
 		return refuse
 	}

@@ -25,12 +25,16 @@ const maxManifestSize = 256 << 20
 // symlinks. Ignored entries are returned flagged and not descended into;
 // the manifest is left out. exists is false when target does not exist.
 func listRemote(ctx context.Context, c *sftp.Client, target string, m *Matcher) (entries []Entry, exists bool, err error) {
-	fi, err := c.Stat(target)
+	fi, err := c.Lstat(target)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, false, nil
 	}
 	if err != nil {
 		return nil, false, fmt.Errorf("sync: stat remote target %s: %w", target, err)
+	}
+	if fi.Mode().Type() == fs.ModeSymlink {
+		// Writing through it would put the tree wherever it points.
+		return nil, false, fmt.Errorf("sync: remote target %s is a symlink, and the sync never writes through one; hint: remove it in the guest (kmodvm exec -- rm %s)", target, target)
 	}
 	if !fi.IsDir() {
 		return nil, false, fmt.Errorf("sync: remote target %s exists and is not a directory; hint: remove it in the guest (kmodvm exec -- rm %s) or choose another target", target, target)

@@ -13,13 +13,15 @@
 //     interrupted sync are removed by the next one.
 //   - Every remote path is built by RemotePath and stays strictly inside the
 //     target; remote symlinks are never followed (a remote symlink where
-//     the local tree has a directory is replaced, not written through).
+//     the local tree has a directory is replaced, not written through, and
+//     a target that is itself a symlink is refused).
 //   - File modes (permission bits) and mtimes (whole seconds: SFTP v3) are
 //     kept; directory modes are kept, directory mtimes are not.
 //   - A local symlink whose target stays inside the tree is recreated as a
 //     symlink with the same target text; one that leaves the tree (or is
-//     absolute) is refused before anything is written. Devices, sockets and
-//     fifos are skipped with a warning.
+//     absolute) is refused before anything is written, as is a ".." in an
+//     ignore pattern (a *TreeError; Check finds both without a remote).
+//     Devices, sockets and fifos are skipped with a warning.
 //
 // How it decides what changed: the manifest (ManifestName in the target),
 // written atomically after every successful sync, records each file's
@@ -96,22 +98,7 @@ func Sync(ctx context.Context, c *sftp.Client, localDir, remoteDir string, opt O
 	if err := checkTarget(remoteDir); err != nil {
 		return Summary{}, err
 	}
-	root, err := filepath.Abs(localDir)
-	if err == nil {
-		root, err = filepath.EvalSymlinks(root)
-	}
-	if err != nil {
-		return Summary{}, fmt.Errorf("sync: module directory %s: %w", localDir, err)
-	}
-	if fi, err := os.Stat(root); err != nil || !fi.IsDir() {
-		return Summary{}, fmt.Errorf("sync: module directory %s is not a directory; hint: pass the directory holding the module's Makefile or Kbuild", localDir)
-	}
-
-	m, err := loadMatcher(root, opt.Ignore)
-	if err != nil {
-		return Summary{}, err
-	}
-	local, err := walkLocal(ctx, root, m, log)
+	root, m, local, err := readLocal(ctx, localDir, opt.Ignore, log)
 	if err != nil {
 		return Summary{}, err
 	}
@@ -158,6 +145,39 @@ func Sync(ctx context.Context, c *sftp.Client, localDir, remoteDir string, opt O
 	}
 	log.Debug("sync: done", "summary", sum.String(), "bytes", sum.Bytes)
 	return sum, nil
+}
+
+// Check reads the local tree as Sync does and returns what Sync would refuse it for (a
+// *TreeError for a symlink leading out of it or a bad ignore pattern), touching nothing
+// remote: callers use it to reject a module directory before connecting anywhere.
+func Check(ctx context.Context, localDir string, opt Options) error {
+	log := opt.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	_, _, _, err := readLocal(ctx, localDir, opt.Ignore, log)
+	return err
+}
+
+// readLocal resolves the local tree's root (symlinks included) and lists what to sync.
+func readLocal(ctx context.Context, localDir string, ignore []string, log *slog.Logger) (root string, m *Matcher, entries []Entry, err error) {
+	root, err = filepath.Abs(localDir)
+	if err == nil {
+		root, err = filepath.EvalSymlinks(root)
+	}
+	if err != nil {
+		return "", nil, nil, fmt.Errorf("sync: module directory %s: %w", localDir, err)
+	}
+	if fi, err := os.Stat(root); err != nil || !fi.IsDir() {
+		return "", nil, nil, fmt.Errorf("sync: module directory %s is not a directory; hint: pass the directory holding the module's Makefile or Kbuild", localDir)
+	}
+	if m, err = loadMatcher(root, ignore); err != nil {
+		return "", nil, nil, err
+	}
+	if entries, err = walkLocal(ctx, root, m, log); err != nil {
+		return "", nil, nil, err
+	}
+	return root, m, entries, nil
 }
 
 type syncer struct {

@@ -570,6 +570,11 @@ func TestSyncRefusesEscapingSymlinks(t *testing.T) {
 			wantErr: "sync: symlink src/foo -> /etc/passwd points outside the module directory; hint: copy the file into the module directory or add it to .kmodvmignore"},
 		{name: "relative up", link: "src/foo", target: "../../x", wantErr: "symlink src/foo -> ../../x points outside"},
 		{name: "parent of the root", link: "a", target: "..", wantErr: "symlink a -> .. points outside"},
+		{name: "two levels up", link: "a", target: "../..", wantErr: "symlink a -> ../.. points outside"},
+		{name: "shadow", link: "shadow", target: "/etc/shadow", wantErr: "symlink shadow -> /etc/shadow points outside"},
+		{name: "absolute directory", link: "src/etc", target: "/etc", wantErr: "symlink src/etc -> /etc points outside"},
+		{name: "down then out", link: "src/foo", target: "ok.c/../../../x", wantErr: "symlink src/foo -> ok.c/../../../x points outside"},
+		{name: "dangling outside", link: "gone", target: "../no-such-dir/x", wantErr: "symlink gone -> ../no-such-dir/x points outside"},
 		// Lexically inside, but through an ignored symlink that leads out.
 		{name: "through an ignored symlink", link: "b", target: "ext/secret", ignore: []string{"/ext"}, wantErr: "symlink b -> ext/secret points outside"},
 	}
@@ -583,6 +588,10 @@ func TestSyncRefusesEscapingSymlinks(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("Sync error = %v, want one containing %q", err, tt.wantErr)
 			}
+			var te *TreeError
+			if !errors.As(err, &te) {
+				t.Errorf("Sync error is %T, want *TreeError", err)
+			}
 			if _, err := os.Lstat(remote); !errors.Is(err, fs.ErrNotExist) {
 				t.Errorf("remote target was created although the sync was refused (%v)", err)
 			}
@@ -593,6 +602,50 @@ func TestSyncRefusesEscapingSymlinks(t *testing.T) {
 				t.Fatalf("sync with the link ignored: %v", err)
 			}
 			assertMirrors(t, local, remote, tt.link, "ext")
+		})
+	}
+}
+
+// TestSyncRefusesDotDotIgnore: a ".." in .kmodvmignore is an error before anything is
+// copied, not a pattern that silently matches nothing.
+func TestSyncRefusesDotDotIgnore(t *testing.T) {
+	local, remote := newTrees(t)
+	writeTree(t, local, tree{"a.c": "x", ".kmodvmignore": "*.log\n!../../etc/shadow\n"})
+	_, err := Sync(context.Background(), newClient(t, nil), local, remote, Options{})
+	var te *TreeError
+	if !errors.As(err, &te) || !strings.Contains(err.Error(), ".kmodvmignore line 2") || !strings.Contains(err.Error(), `".." cannot be used`) {
+		t.Fatalf("Sync error = %v, want a *TreeError naming line 2 and the \"..\"", err)
+	}
+	if _, err := os.Lstat(remote); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("remote target was created although the sync was refused (%v)", err)
+	}
+}
+
+// TestSyncRemoteTargetSymlinkRefused: a symlink planted at the target itself (a directory
+// elsewhere, or nowhere) is not written through.
+func TestSyncRemoteTargetSymlinkRefused(t *testing.T) {
+	for _, dangling := range []bool{false, true} {
+		t.Run(fmt.Sprintf("dangling=%v", dangling), func(t *testing.T) {
+			local, remote := newTrees(t)
+			writeTree(t, local, tree{"a.c": "x", "sub/b.c": "y"})
+			outside := t.TempDir()
+			to := outside
+			if dangling {
+				to = filepath.Join(outside, "not-yet")
+			}
+			if err := os.MkdirAll(filepath.Dir(remote), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(to, remote); err != nil {
+				t.Fatal(err)
+			}
+			_, err := Sync(context.Background(), newClient(t, nil), local, remote, Options{})
+			if err == nil || !strings.Contains(err.Error(), "is a symlink") || !strings.Contains(err.Error(), "hint:") {
+				t.Fatalf("Sync error = %v, want a refusal of the symlinked target with a hint", err)
+			}
+			if got := snapshot(t, outside); len(got) != 0 {
+				t.Errorf("the sync wrote through the target symlink: %v", got)
+			}
 		})
 	}
 }
@@ -637,6 +690,9 @@ func TestSyncSpecialNames(t *testing.T) {
 		"-dash.c",
 		"ünïcödé.rs",
 		"dir with space/and;semi/$(x)",
+		"...",
+		"..dotdot-prefix.c",
+		"dotdot..inside.h",
 	}
 	tr := tree{}
 	for i, n := range names {
