@@ -25,6 +25,15 @@ import (
 // a net.Pipe. wrap, if set, wraps the client's end of the pipe.
 func newClient(t testing.TB, wrap func(net.Conn) net.Conn) *sftp.Client {
 	t.Helper()
+	c, stop := newServedClient(t, wrap)
+	t.Cleanup(stop)
+	return c
+}
+
+// newServedClient is newClient whose stop closes the connection and waits until the server
+// has finished every request it had received (after a cut, it may still be working).
+func newServedClient(t testing.TB, wrap func(net.Conn) net.Conn) (*sftp.Client, func()) {
+	t.Helper()
 	cc, sc := net.Pipe()
 	srv, err := sftp.NewServer(sc)
 	if err != nil {
@@ -43,12 +52,14 @@ func newClient(t testing.TB, wrap func(net.Conn) net.Conn) *sftp.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		c.Close()
-		sc.Close()
-		<-done
-	})
-	return c
+	var once sync.Once
+	return c, func() {
+		once.Do(func() {
+			c.Close()
+			sc.Close()
+			<-done
+		})
+	}
 }
 
 // tree describes files to create: path -> content. A path ending in "/"
@@ -859,11 +870,13 @@ func TestSyncInterrupted(t *testing.T) {
 			if mode == "context cancelled" {
 				cut.cancel = cancel
 			}
-			c := newClient(t, func(conn net.Conn) net.Conn { cut.Conn = conn; return cut })
+			c, stop := newServedClient(t, func(conn net.Conn) net.Conn { cut.Conn = conn; return cut })
+			t.Cleanup(stop)
 			_, err := Sync(cctx, c, local, remote, Options{})
 			if err == nil {
 				t.Fatal("interrupted sync reported success")
 			}
+			stop() // the server may still be handling what it received before the cut
 			if mode == "context cancelled" && !errors.Is(err, context.Canceled) {
 				t.Errorf("error = %v, want context.Canceled", err)
 			}
