@@ -266,7 +266,14 @@ func Plan(local, remote []Entry, manifest Manifest) (Actions, error) {
 	for p, l := range lm {
 		if l.Ignored {
 			delete(lm, p)
-			continue
+		}
+	}
+	for p, l := range lm {
+		// Nothing inside an ignored directory is synced: writing it could
+		// go through whatever the remote holds at the ignored path, a
+		// symlink included.
+		if dir := path.Dir(p); dir != "." && lm[dir] == nil {
+			return Actions{}, fmt.Errorf("plan sync: local entry %q is inside the ignored directory %q", p, dir)
 		}
 		if reserved(p) {
 			return Actions{}, fmt.Errorf("plan sync: local entry %q uses a name reserved for the sync", p)
