@@ -367,7 +367,7 @@ func FuzzExpr(f *testing.F) {
 		}
 		v.fixes(e)
 		v.annotate(s)
-		if !balanced(s) || exprDepth(e) > maxExprDepth-2 {
+		if !balanced(s) || nesting(s) > maxExprDepth-2 {
 			return
 		}
 		if got := v.eval(parseExpr("(" + s + ")")); got != r {
@@ -377,6 +377,17 @@ func FuzzExpr(f *testing.F) {
 			t.Fatalf("eval(!(%s)) = %d, but eval(%s) = %d", s, got, s, r)
 		}
 	})
+}
+
+// nesting is how deep the parser may have to go into s: every "(" and "!".
+func nesting(s string) int {
+	n := 0
+	for _, t := range tokenize(s) {
+		if t.kind == tLParen || t.kind == tNot {
+			n++
+		}
+	}
+	return n
 }
 
 // balanced reports whether the parentheses of s, as the tokenizer sees them,
