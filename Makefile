@@ -9,7 +9,7 @@ export KMODVM_CACHE_DIR
 export KMODVM_TEST_CACHE ?= $(KMODVM_CACHE_DIR)/images
 BIN := bin/kmodvm
 
-.PHONY: all deps build test unit e2e bench demo lint clean
+.PHONY: all deps build test unit fuzz e2e bench demo lint clean
 all: build
 
 deps:
@@ -22,10 +22,15 @@ build:
 # (they build the image and the Rust kernel on first use; cached afterwards).
 test: deps
 	go test ./...
+	bash scripts/fuzz.sh
 	KMODVM_E2E=1 go test -p 1 -count=1 -timeout 80m -v -run 'E2E' ./cmd/kmodvm ./images ./vm
 
 unit:
 	go test ./...
+
+# Every fuzz target for FUZZTIME (default 15s) each; see scripts/fuzz.sh.
+fuzz:
+	bash scripts/fuzz.sh
 
 e2e: deps
 	KMODVM_E2E=1 go test -p 1 -count=1 -timeout 80m -v -run 'E2E' ./cmd/kmodvm ./images ./vm

@@ -2,7 +2,7 @@
 # make bench: kmodvm's speed against baselines measured in the same run, alternating, so a
 # busy machine slows both sides alike. Prints medians and ratios; never asserts.
 #
-#   BENCH_N=5 bash scripts/bench.sh [up|kernel|kernel-full|loop|all]
+#   BENCH_N=5 bash scripts/bench.sh [up|kernel|kernel-full|loop|classify|all]
 #
 # up:     `kmodvm up` from a stopped, defined VM to SSH-ready vs a bare qemu-system-x86_64
 #         boot of the same kernel, disk, init and cmdline to SSH-ready; image build cached.
@@ -13,6 +13,8 @@
 # loop:   warm `kmodvm run` of the Rust example after a one-line change vs a hand-written
 #         scp/ssh script vs the irreducible make + insmod; sync of 1 changed file among
 #         1,000 vs rsync over ssh.
+# classify: the kernel-log classifier's ns/line on a 10k-line log (the baseline) and a
+#         160k-line one, alternating; a ratio near 1 means time linear in the log's length.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Where the CLI keeps its state and caches (see README).
@@ -32,9 +34,12 @@ median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else prin
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
 field() { sed -n -e "s/^ *\"$1\": \"\(.*\)\",\{0,1\}$/\1/p" -e "s/^ *\"$1\": \([0-9][0-9]*\),\{0,1\}$/\1/p" "$2" | head -n1; }
 tmp=$(mktemp -d)
+started=
 cleanup() {
 	[ -n "${qpid:-}" ] && kill "$qpid" 2>/dev/null || true
-	"$K" -n "$VM" destroy >/dev/null 2>&1 || true
+	# Only a VM this run brought up: a mode without one must not remove a "bench" VM
+	# that someone else's run is using.
+	[ -n "$started" ] && { "$K" -n "$VM" destroy >/dev/null 2>&1 || true; }
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -42,6 +47,7 @@ trap cleanup EXIT
 inst="$STATE/vms/$VM/instance.json"
 # start_vm brings the bench VM up and reads what the baselines need from its state.
 start_vm() {
+	started=1
 	"$K" -n "$VM" up >/dev/null
 	kernel=$(field kernel "$inst")
 	base=$(field base_disk "$inst")
@@ -205,11 +211,28 @@ bench_loop() {
 	echo "kmodvm sync: median ${a}s; rsync over ssh: median ${b}s; ratio $(ratio "$a" "$b") (goal <= 1.0)"
 }
 
+bench_classify() {
+	echo "== classify: ns/line on 10k and 160k lines of kernel log (10k is the baseline), alternating (N=$N)"
+	go test -c -o "$tmp/kmsg.test" ./provision/kmsg
+	: >"$tmp/c10000"; : >"$tmp/c160000"
+	for i in $(seq 1 "$N"); do
+		for n in 10000 160000; do
+			(cd provision/kmsg && "$tmp/kmsg.test" -test.run '^$' -test.bench "^BenchmarkClassify\$/^lines=$n\$" -test.benchtime 1s) |
+				awk '{for (i = 2; i <= NF; i++) if ($i == "ns/line") print $(i-1)}' >>"$tmp/c$n"
+		done
+	done
+	local a b; a=$(median <"$tmp/c10000"); b=$(median <"$tmp/c160000")
+	echo "10k lines:  median ${a} ns/line  ($(tr '\n' ' ' <"$tmp/c10000"))"
+	echo "160k lines: median ${b} ns/line  ($(tr '\n' ' ' <"$tmp/c160000"))"
+	echo "ratio 160k/10k: $(ratio "$b" "$a")  (goal <= 1.10: linear)"
+}
+
 case "$WHAT" in
 up) bench_up ;;
 kernel) bench_kernel ;;
 kernel-full) bench_kernel_full ;;
 loop) bench_loop ;;
-all) bench_up; bench_kernel; bench_loop ;;
-*) echo "usage: $0 [up|kernel|kernel-full|loop|all]" >&2; exit 2 ;;
+classify) bench_classify ;;
+all) bench_up; bench_kernel; bench_loop; bench_classify ;;
+*) echo "usage: $0 [up|kernel|kernel-full|loop|classify|all]" >&2; exit 2 ;;
 esac

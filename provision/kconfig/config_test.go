@@ -149,7 +149,7 @@ func TestRoundTrip(t *testing.T) {
 }
 
 // checkRoundTrip fails if a config parsed from data does not survive
-// Bytes and Parse unchanged.
+// Bytes and Parse unchanged, or if serializing it is not stable.
 func checkRoundTrip(t *testing.T, data []byte) {
 	t.Helper()
 	c, err := Parse(bytes.NewReader(data))
@@ -157,12 +157,26 @@ func checkRoundTrip(t *testing.T, data []byte) {
 		return
 	}
 	b := c.Bytes()
+	if again, clone := c.Bytes(), c.Clone().Bytes(); !bytes.Equal(b, again) || !bytes.Equal(b, clone) {
+		t.Fatalf("Bytes is not stable:\n%q\n%q\n%q (clone)", b, again, clone)
+	}
+	if n := bytes.Count(b, []byte("\n")); n != c.Len() {
+		t.Fatalf("Bytes has %d lines for %d symbols:\n%s", n, c.Len(), b)
+	}
 	c2, err := Parse(bytes.NewReader(b))
 	if err != nil {
 		t.Fatalf("Parse(Bytes()) failed: %v\n%s", err, b)
 	}
 	if b2 := c2.Bytes(); !bytes.Equal(b, b2) {
 		t.Fatalf("Bytes differ after a round trip:\n%q\n%q", b, b2)
+	}
+	// Bytes assigns each symbol once, so even the strict fragment parser
+	// takes it.
+	if _, err := ParseFragment("round-trip", b); err != nil {
+		t.Fatalf("ParseFragment(Bytes()) failed: %v\n%s", err, b)
+	}
+	if !slices.Equal(c.Symbols(), c2.Symbols()) {
+		t.Fatalf("symbol order changed:\n%q\n%q", c.Symbols(), c2.Symbols())
 	}
 	if c.Hash() != c2.Hash() {
 		t.Fatal("Hash differs after a round trip")

@@ -97,17 +97,27 @@ func tokenize(s string) []token {
 
 // expr is a parsed expression node.
 type expr struct {
-	op   string // "sym", "!", "&&", "||", or a comparison
-	sym  string
-	l, r *expr
+	op   string  // "sym", "!", "&&", "||", or a comparison
+	sym  string  // "sym": the symbol or constant
+	l, r *expr   // "!": l; comparisons: l and r, both "sym"
+	args []*expr // "&&", "||": every operand of the chain, two or more
 }
 
+// maxExprDepth bounds the nesting of parentheses and "!" the parser follows.
+// Real Kconfig files nest a handful of levels; a hostile tree could nest a
+// million, and recursion that deep overflows the stack.
+const maxExprDepth = 100
+
 type exprParser struct {
-	toks []token
-	pos  int
+	toks  []token
+	pos   int
+	depth int // open parentheses and "!" around the current token
 }
 
 // parseExpr parses s; malformed input yields a best-effort tree, never a panic.
+// Whatever s holds, the tree is at most maxExprDepth levels of parentheses and
+// "!" deep, and a chain of || or && is one node, so walking the tree recursively
+// is safe.
 func parseExpr(s string) *expr {
 	p := &exprParser{toks: tokenize(s)}
 	return p.or()
@@ -120,56 +130,64 @@ func (p *exprParser) peek() (token, bool) {
 	return p.toks[p.pos], true
 }
 
-func (p *exprParser) or() *expr {
-	e := p.and()
-	for t, ok := p.peek(); ok && t.kind == tOr; t, ok = p.peek() {
-		p.pos++
-		e = &expr{op: "||", l: e, r: p.and()}
-	}
-	return e
-}
+func (p *exprParser) or() *expr  { return p.chain(tOr, "||", p.and) }
+func (p *exprParser) and() *expr { return p.chain(tAnd, "&&", p.unary) }
 
-func (p *exprParser) and() *expr {
-	e := p.unary()
-	for t, ok := p.peek(); ok && t.kind == tAnd; t, ok = p.peek() {
-		p.pos++
-		e = &expr{op: "&&", l: e, r: p.unary()}
+// chain parses "operand {op operand}" into one node holding every operand.
+func (p *exprParser) chain(kind tokKind, op string, operand func() *expr) *expr {
+	e := operand()
+	if t, ok := p.peek(); !ok || t.kind != kind {
+		return e
 	}
-	return e
+	n := &expr{op: op, args: []*expr{e}}
+	for t, ok := p.peek(); ok && t.kind == kind; t, ok = p.peek() {
+		p.pos++
+		n.args = append(n.args, operand())
+	}
+	return n
 }
 
 func (p *exprParser) unary() *expr {
-	t, ok := p.peek()
-	if !ok {
-		return &expr{op: "sym", sym: "y"}
-	}
-	switch t.kind {
-	case tNot:
-		p.pos++
-		return &expr{op: "!", l: p.unary()}
-	case tLParen:
-		p.pos++
-		e := p.or()
-		if t, ok := p.peek(); ok && t.kind == tRParen {
-			p.pos++
+	for {
+		t, ok := p.peek()
+		if !ok {
+			return &expr{op: "sym", sym: "y"}
 		}
-		return e
-	case tSym:
-		p.pos++
-		e := &expr{op: "sym", sym: t.text}
-		if c, ok := p.peek(); ok && c.kind == tCmp {
-			p.pos++
-			r := &expr{op: "sym", sym: "n"}
-			if t, ok := p.peek(); ok && t.kind == tSym {
-				p.pos++
-				r.sym = t.text
+		switch t.kind {
+		case tNot, tLParen:
+			if p.depth >= maxExprDepth {
+				p.pos = len(p.toks) // too deep to be real: ignore the rest
+				return &expr{op: "sym", sym: "y"}
 			}
-			e = &expr{op: c.text, l: e, r: r}
+			p.pos++
+			p.depth++
+			var e *expr
+			if t.kind == tNot {
+				e = &expr{op: "!", l: p.unary()}
+			} else {
+				e = p.or()
+				if t, ok := p.peek(); ok && t.kind == tRParen {
+					p.pos++
+				}
+			}
+			p.depth--
+			return e
+		case tSym:
+			p.pos++
+			e := &expr{op: "sym", sym: t.text}
+			if c, ok := p.peek(); ok && c.kind == tCmp {
+				p.pos++
+				r := &expr{op: "sym", sym: "n"}
+				if t, ok := p.peek(); ok && t.kind == tSym {
+					p.pos++
+					r.sym = t.text
+				}
+				e = &expr{op: c.text, l: e, r: r}
+			}
+			return e
 		}
-		return e
+		p.pos++ // skip a stray token
 	}
-	p.pos++ // skip a stray token
-	return p.unary()
 }
 
 // isConst reports whether a symbol token is a constant rather than a symbol.
@@ -236,9 +254,17 @@ func (v env) eval(e *expr) int {
 	case "!":
 		return 2 - v.eval(e.l)
 	case "&&":
-		return min(v.eval(e.l), v.eval(e.r))
+		r := 2
+		for _, a := range e.args {
+			r = min(r, v.eval(a))
+		}
+		return r
 	case "||":
-		return max(v.eval(e.l), v.eval(e.r))
+		r := 0
+		for _, a := range e.args {
+			r = max(r, v.eval(a))
+		}
+		return r
 	}
 	a, b := v.str(e.l.sym), v.str(e.r.sym)
 	cmp := strings.Compare(a, b)

@@ -3,6 +3,7 @@ package kconfig
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -191,8 +192,10 @@ func concat(a, b []string) []string {
 // dedup drops repeated clauses, keeping the first of each.
 func dedup(clauses []string) []string {
 	out := clauses[:0:0]
+	seen := make(map[string]bool, len(clauses))
 	for _, c := range clauses {
-		if !slices.Contains(out, c) {
+		if !seen[c] {
+			seen[c] = true
 			out = append(out, c)
 		}
 	}
@@ -221,6 +224,12 @@ type block struct {
 	pos  string // where a choice starts
 }
 
+// maxBlockDepth bounds how deep if, menu and choice blocks may nest in one
+// Kconfig file. The kernel's own files nest about ten deep; every entry
+// inherits the conditions of its blocks, so a file nesting thousands deep
+// would cost time and memory quadratic in its length.
+const maxBlockDepth = 100
+
 // parseKconfigFile reads one Kconfig file. It understands just enough of the
 // language to find entries, their types, prompts, dependencies and selects.
 func parseKconfigFile(path, rel string) (*kfile, error) {
@@ -229,7 +238,11 @@ func parseKconfigFile(path, rel string) (*kfile, error) {
 		return nil, err
 	}
 	defer fh.Close()
+	return parseKconfig(fh, rel)
+}
 
+// parseKconfig reads the Kconfig file rel (its path in the tree) from r.
+func parseKconfig(r io.Reader, rel string) (*kfile, error) {
 	arch := ""
 	if rest, ok := strings.CutPrefix(rel, "arch/"); ok {
 		if a, _, ok := strings.Cut(rest, "/"); ok {
@@ -261,7 +274,7 @@ func parseKconfigFile(path, rel string) (*kfile, error) {
 		return ""
 	}
 
-	sc := bufio.NewScanner(fh)
+	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64*1024), 4*1024*1024)
 	n := 0
 	for sc.Scan() {
@@ -283,9 +296,16 @@ func parseKconfigFile(path, rel string) (*kfile, error) {
 			inHelp = false
 		}
 		start := n
-		for strings.HasSuffix(line, "\\") && sc.Scan() {
-			n++
-			line = strings.TrimSuffix(line, "\\") + " " + strings.TrimSpace(sc.Text())
+		if strings.HasSuffix(line, "\\") {
+			// Appending to one buffer, not +=: a hostile file continued over
+			// many lines would otherwise cost time quadratic in its length.
+			buf := []byte(line)
+			for strings.HasSuffix(line, "\\") && sc.Scan() {
+				n++
+				line = strings.TrimSpace(sc.Text())
+				buf = append(append(buf[:len(buf)-1], ' '), line...)
+			}
+			line = string(buf)
 		}
 		line = strings.TrimSpace(stripComment(line))
 		if line == "" {
@@ -302,12 +322,19 @@ func parseKconfigFile(path, rel string) (*kfile, error) {
 				File: rel, Line: start, Arch: arch, DependsOn: ctx(), Choice: choice(),
 			}})
 			cur, curBlock = &f.defs[len(f.defs)-1].def, nil
-		case "menu", "choice":
-			stack = append(stack, block{kind: kw, pos: fmt.Sprintf("%s:%d", rel, start)})
+		case "menu", "choice", "if":
+			if len(stack) >= maxBlockDepth {
+				return nil, fmt.Errorf("%s:%d: if, menu and choice blocks nest more than %d deep here; is this a kernel source tree?", rel, start, maxBlockDepth)
+			}
+			b := block{kind: kw, pos: fmt.Sprintf("%s:%d", rel, start)}
+			if kw == "if" {
+				b.deps = []string{rest}
+			}
+			stack = append(stack, b)
 			cur, curBlock = nil, &stack[len(stack)-1]
-		case "if":
-			stack = append(stack, block{kind: "if", deps: []string{rest}})
-			cur, curBlock = nil, nil
+			if kw == "if" {
+				curBlock = nil // an "if" takes no "depends on" of its own
+			}
 		case "endif", "endmenu", "endchoice":
 			want := map[string]string{"endif": "if", "endmenu": "menu", "endchoice": "choice"}[kw]
 			for i := len(stack) - 1; i >= 0; i-- {

@@ -2,6 +2,7 @@ package kconfig
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -258,7 +259,94 @@ func TestRealTree(t *testing.T) {
 	t.Logf("parsed %d in-tree fragments and %d defconfigs", len(fragments), len(defconfigs))
 }
 
-// FuzzExpr checks that evaluating and annotating any expression never panics.
+// exprDepth is how many levels deep e is.
+func exprDepth(e *expr) int {
+	d := 0
+	for _, c := range append([]*expr{e.l, e.r}, e.args...) {
+		if c != nil {
+			d = max(d, exprDepth(c))
+		}
+	}
+	return d + 1
+}
+
+// TestExprHostile feeds the expression parser what no kernel writes but a
+// hostile tree could: nesting and chains a hundred thousand deep. The tree
+// must stay shallow (a deep one overflows the stack when walked: 20 million
+// "(" did) and chains must be one node (evaluating and fixing a chain of
+// nested pairs took time quadratic in its length).
+func TestExprHostile(t *testing.T) {
+	const n = 100_000
+	final, err := Parse(strings.NewReader("CONFIG_A=y\nCONFIG_M=m\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := env{final: final}
+	tests := []struct {
+		name string
+		s    string
+		want int // eval
+		args int // operands of the top node, 0 when it is no chain
+	}{
+		{"open parentheses", strings.Repeat("(", n) + "A", 2, 0},
+		{"closed parentheses", strings.Repeat("(", n) + "B" + strings.Repeat(")", n), 2, 0}, // cut off deep inside: best effort
+		{"negations", strings.Repeat("!", n) + "A", 2, 0},
+		{"or chain", strings.Repeat("B || ", n) + "A", 2, n + 1},
+		{"and chain, failing first", "B" + strings.Repeat(" && A", n), 0, n + 1},
+		{"mixed chain", strings.Repeat("A && M || ", n) + "B", 1, n + 1},
+		{"stray tokens", strings.Repeat(") ", n) + "A", 2, 0},
+		{"unclosed macro", "$(" + strings.Repeat("(", n), 2, 0},
+		{"unclosed string", `"` + strings.Repeat(`\"`, n), 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := parseExpr(tt.s)
+			if d := exprDepth(e); d > maxExprDepth+2 {
+				t.Errorf("tree is %d levels deep, want at most %d", d, maxExprDepth+2)
+			}
+			if len(e.args) != tt.args {
+				t.Errorf("top node has %d operands, want %d", len(e.args), tt.args)
+			}
+			if got := v.eval(e); got != tt.want {
+				t.Errorf("eval = %d, want %d", got, tt.want)
+			}
+			v.fixes(e)
+			v.annotate(tt.s)
+		})
+	}
+}
+
+// TestExprChains checks chains of || and && against the pairwise definition.
+func TestExprChains(t *testing.T) {
+	final, err := Parse(strings.NewReader("CONFIG_Y=y\nCONFIG_M=m\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := env{final: final}
+	vals := map[string]int{"Y": 2, "M": 1, "N": 0}
+	for _, a := range []string{"Y", "M", "N"} {
+		for _, b := range []string{"Y", "M", "N"} {
+			for _, c := range []string{"Y", "M", "N"} {
+				x, y, z := vals[a], vals[b], vals[c]
+				for s, want := range map[string]int{
+					a + " || " + b + " || " + c:         max(x, y, z),
+					a + " && " + b + " && " + c:         min(x, y, z),
+					a + " && " + b + " || " + c:         max(min(x, y), z),
+					a + " || " + b + " && " + c:         max(x, min(y, z)),
+					"!(" + a + " || " + b + ") && " + c: min(2-max(x, y), z),
+				} {
+					if got := v.eval(parseExpr(s)); got != want {
+						t.Errorf("eval(%q) = %d, want %d", s, got, want)
+					}
+				}
+			}
+		}
+	}
+}
+
+// FuzzExpr checks that evaluating and annotating any expression never panics,
+// that the tree stays shallow, and that parentheses and "!" mean what they
+// say.
 func FuzzExpr(f *testing.F) {
 	f.Add("!DEBUG_INFO_BTF || (PAHOLE_HAS_LANG_EXCLUDE && !LTO)")
 	f.Add(`RUSTC_VERSION >= 109600 && CMDLINE != "x\"y" && $(cc-option,-O2)`)
@@ -269,9 +357,121 @@ func FuzzExpr(f *testing.F) {
 	}
 	v := env{final: final}
 	f.Fuzz(func(t *testing.T, s string) {
-		if r := v.eval(parseExpr(s)); r < 0 || r > 2 {
+		e := parseExpr(s)
+		if d := exprDepth(e); d > maxExprDepth+2 {
+			t.Fatalf("parseExpr(%q) is %d levels deep", s, d)
+		}
+		r := v.eval(e)
+		if r < 0 || r > 2 {
 			t.Fatalf("eval(%q) = %d, not a tristate", s, r)
 		}
+		v.fixes(e)
 		v.annotate(s)
+		if !balanced(s) || nesting(s) > maxExprDepth-2 {
+			return
+		}
+		if got := v.eval(parseExpr("(" + s + ")")); got != r {
+			t.Fatalf("eval((%s)) = %d, but eval(%s) = %d", s, got, s, r)
+		}
+		if got := v.eval(parseExpr("!(" + s + ")")); got != 2-r {
+			t.Fatalf("eval(!(%s)) = %d, but eval(%s) = %d", s, got, s, r)
+		}
+	})
+}
+
+// nesting is how deep the parser may have to go into s: every "(" and "!".
+func nesting(s string) int {
+	n := 0
+	for _, t := range tokenize(s) {
+		if t.kind == tLParen || t.kind == tNot {
+			n++
+		}
+	}
+	return n
+}
+
+// balanced reports whether the parentheses of s, as the tokenizer sees them,
+// pair up.
+func balanced(s string) bool {
+	open := 0
+	for _, t := range tokenize(s) {
+		switch t.kind {
+		case tLParen:
+			open++
+		case tRParen:
+			open--
+			if open < 0 {
+				return false
+			}
+		}
+	}
+	return open == 0
+}
+
+// TestKconfigHostile checks the Kconfig reader on files no kernel has.
+func TestKconfigHostile(t *testing.T) {
+	t.Run("continued over many lines", func(t *testing.T) {
+		const n = 200_000 // quadratic joining took minutes here
+		src := "config A\n\tbool\n\tdepends on " + strings.Repeat("B || \\\n", n) + "C\n"
+		f, err := parseKconfig(strings.NewReader(src), "Kconfig")
+		if err != nil {
+			t.Fatal(err)
+		}
+		deps := f.defs[0].def.DependsOn
+		if len(deps) != 1 || !strings.HasSuffix(deps[0], "B || C") || strings.Count(deps[0], "||") != n {
+			t.Errorf("depends on: %d clauses, want one with %d ||", len(deps), n)
+		}
+	})
+	t.Run("nested as deep as allowed", func(t *testing.T) {
+		src := strings.Repeat("if A\n", maxBlockDepth) + "config X\n\tbool\n" + strings.Repeat("endif\n", maxBlockDepth)
+		f, err := parseKconfig(strings.NewReader(src), "Kconfig")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := len(f.defs[0].def.DependsOn); got != maxBlockDepth {
+			t.Errorf("X depends on %d clauses, want %d", got, maxBlockDepth)
+		}
+	})
+	t.Run("nested deeper", func(t *testing.T) {
+		src := "menu \"m\"\n" + strings.Repeat("if A\n", maxBlockDepth) + "config X\n\tbool\n"
+		_, err := parseKconfig(strings.NewReader(src), "Kconfig")
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("Kconfig:%d: ", maxBlockDepth+1)) {
+			t.Errorf("error = %v, want one naming line %d", err, maxBlockDepth+1)
+		}
+	})
+}
+
+// FuzzParseKconfig checks that reading any Kconfig file never panics and
+// that what it finds points into the file.
+func FuzzParseKconfig(f *testing.F) {
+	paths, err := filepath.Glob("testdata/tree/*/Kconfig*")
+	if err != nil {
+		f.Fatal(err)
+	}
+	more, _ := filepath.Glob("testdata/tree/*/*/Kconfig*")
+	for _, p := range append(paths, more...) {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		kf, err := parseKconfig(bytes.NewReader(data), "arch/x86/Kconfig")
+		if err != nil {
+			return
+		}
+		lines := bytes.Count(data, []byte("\n")) + 1
+		for _, d := range kf.defs {
+			if d.def.File != "arch/x86/Kconfig" || d.def.Arch != "x86" || d.def.Line < 1 || d.def.Line > lines {
+				t.Fatalf("%s defined at %s:%d (arch %q); the file has %d lines", d.name, d.def.File, d.def.Line, d.def.Arch, lines)
+			}
+			if len(d.def.DependsOn) > maxBlockDepth+lines {
+				t.Fatalf("%s has %d dependency clauses", d.name, len(d.def.DependsOn))
+			}
+			for _, c := range d.def.DependsOn {
+				parseExpr(c)
+			}
+		}
 	})
 }

@@ -344,14 +344,24 @@ func (v env) fixes(e *expr) []string {
 			return []string{formatAssign(e.l.sym, "n")}
 		}
 	case "||":
-		return append(v.fixes(e.l), v.fixes(e.r)...)
+		var out []string
+		for _, a := range e.args {
+			out = append(out, v.fixes(a)...)
+		}
+		return out
 	case "&&":
-		l, r := v.eval(e.l) > 0, v.eval(e.r) > 0
-		switch {
-		case l && !r:
-			return v.fixes(e.r)
-		case r && !l:
-			return v.fixes(e.l)
+		// Only when a single operand fails does fixing it make the whole true.
+		var failing *expr
+		for _, a := range e.args {
+			if v.eval(a) == 0 {
+				if failing != nil {
+					return nil
+				}
+				failing = a
+			}
+		}
+		if failing != nil {
+			return v.fixes(failing)
 		}
 	}
 	return nil

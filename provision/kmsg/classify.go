@@ -204,9 +204,20 @@ type line struct {
 }
 
 // Classify finds the problem reports in kernel log records. It runs in time
-// linear in the number of records: every record is matched once and every
-// report is scanned once, and scanning resumes after the report.
+// linear in the size of the log: every line is matched against the report
+// patterns at most twice (once while looking for the end of the report
+// before it, once as a possible start), and scanning resumes after each
+// report.
 func Classify(records []Record) Verdict {
+	v, _ := classify(records)
+	return v
+}
+
+// classify is Classify, also returning the work done: the bytes of log text
+// (plus one per line) examined for report starts and ends. Tests hold it to
+// at most twice the size of the log.
+func classify(records []Record) (Verdict, int) {
+	examined := 0
 	lines := make([]line, 0, len(records))
 	for i, r := range records {
 		if !strings.Contains(r.Text, "\n") {
@@ -221,12 +232,13 @@ func Classify(records []Record) Verdict {
 	v := Verdict{OK: true}
 	seen := make(map[string]bool)
 	for i := 0; i < len(lines); {
+		examined += len(lines[i].text) + 1
 		p, m := match(lines[i].text)
 		if p == nil {
 			i++
 			continue
 		}
-		end := reportEnd(lines, i, p)
+		end := reportEnd(lines, i, p, &examined)
 		f := Finding{Class: p.class, Line: lines[i].rec, Report: make([]string, 0, end-i)}
 		for _, l := range lines[i:end] {
 			f.Report = append(f.Report, l.text)
@@ -243,7 +255,7 @@ func Classify(records []Record) Verdict {
 		}
 		i = end
 	}
-	return v
+	return v, examined
 }
 
 var digitsRE = regexp.MustCompile(`[0-9]+`)
@@ -274,8 +286,8 @@ func match(text string) (*pattern, []string) {
 }
 
 // reportEnd returns the index after the last line of the report starting
-// at lines[start].
-func reportEnd(lines []line, start int, p *pattern) int {
+// at lines[start], adding the lines it looks at to *examined.
+func reportEnd(lines []line, start int, p *pattern, examined *int) int {
 	if p.extent == oneLine {
 		return start + 1
 	}
@@ -286,6 +298,7 @@ func reportEnd(lines []line, start int, p *pattern) int {
 	limit = min(len(lines), start+limit)
 	for j := start + 1; j < limit; j++ {
 		t := lines[j].text
+		*examined += len(t) + 1
 		switch p.extent {
 		case untilEndTrace:
 			if strings.HasPrefix(t, "---[ end trace") {

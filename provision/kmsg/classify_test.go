@@ -181,6 +181,51 @@ func checkVerdict(t testing.TB, recs []Record, v Verdict) {
 		if i > 0 && f.Line < v.Findings[i-1].Line {
 			t.Fatalf("finding %d: Line %d before the previous finding's %d", i, f.Line, v.Findings[i-1].Line)
 		}
+		if len(f.Report) > maxReportLines {
+			t.Fatalf("finding %d: report of %d lines, more than %d", i, len(f.Report), maxReportLines)
+		}
+	}
+	// Each report is a run of consecutive log lines starting in its record,
+	// and the reports do not overlap.
+	var flat []line
+	for i, r := range recs {
+		for l := range strings.SplitSeq(r.Text, "\n") {
+			flat = append(flat, line{i, l})
+		}
+	}
+	next := 0
+	for i, f := range v.Findings {
+		at := -1
+		for k := next; k < len(flat) && flat[k].rec <= f.Line && at < 0; k++ {
+			if flat[k].rec == f.Line && isRun(flat[k:], f.Report) {
+				at = k
+			}
+		}
+		if at < 0 {
+			t.Fatalf("finding %d: report %q is not a run of log lines from record %d on, after the previous report", i, f.Report, f.Line)
+		}
+		next = at + len(f.Report)
+	}
+}
+
+// isRun reports whether lines starts with the texts of report.
+func isRun(lines []line, report []string) bool {
+	if len(lines) < len(report) {
+		return false
+	}
+	for j, text := range report {
+		if lines[j].text != text {
+			return false
+		}
+	}
+	return true
+}
+
+// checkRecord checks what holds for every parsed record.
+func checkRecord(t testing.TB, r Record) {
+	t.Helper()
+	if r.Level < -1 || r.Level > 7 || r.Facility < 0 || r.Facility > 0xffff>>3 || r.TS < 0 {
+		t.Fatalf("record out of range: %+v", r)
 	}
 }
 
@@ -338,6 +383,10 @@ func TestVerdictAdd(t *testing.T) {
 	}
 }
 
+// FuzzClassify checks, on any log, that parsing and classifying never
+// panic, that records and findings are well formed (checkVerdict), and that
+// the classifier looks at each byte of the log at most twice: linear time,
+// whatever the log holds.
 func FuzzClassify(f *testing.F) {
 	for _, path := range fixturePaths(f) {
 		fx, err := readFixture(path)
@@ -350,18 +399,25 @@ func FuzzClassify(f *testing.F) {
 	f.Add("WARNING: [ at x+0x1/0x2, CPU#0: a/1\n---[ end trace")
 	f.Fuzz(func(t *testing.T, log string) {
 		recs := ParseLog(log)
-		v := Classify(recs)
-		checkVerdict(t, recs, v)
-		for l := range strings.Lines(log) {
-			if r, ok := ParseKmsgLine(l); ok {
-				_ = r.Format(true)
-			}
-			if r, ok := ParseConsoleLine(l); ok {
-				_ = r.Format(true)
-			}
+		for _, r := range recs {
+			checkRecord(t, r)
 		}
-		_ = demangleRust(strings.TrimSpace(log))
+		v, examined := classify(recs)
+		checkVerdict(t, recs, v)
+		if limit := 2 * logSize(recs); examined > limit {
+			t.Fatalf("examined %d bytes of a log of %d (limit %d)", examined, logSize(recs), limit)
+		}
 	})
+}
+
+// logSize is the size Classify's work is measured against: the bytes of
+// text plus one per line.
+func logSize(recs []Record) int {
+	n := 0
+	for _, r := range recs {
+		n += len(r.Text) + 1
+	}
+	return n
 }
 
 func FuzzDemangleRust(f *testing.F) {
@@ -401,10 +457,84 @@ func longLog(n int) []Record {
 	return recs[:n]
 }
 
-func BenchmarkClassifyLongLog(b *testing.B) {
-	recs := longLog(100_000)
-	b.ResetTimer()
-	for b.Loop() {
-		Classify(recs)
+// hostileLogs builds logs of about n lines, each of a shape that makes a
+// careless classifier scan too much.
+var hostileLogs = []struct {
+	name string
+	log  func(n int) []Record
+}{
+	{"chatter with reports", longLog},
+	{"unterminated WARNINGs", repeat("WARNING: at hello_init+0x15/0x30 [hello], CPU#0: insmod/95")},
+	{"unterminated traces", repeat("------------[ cut here ]------------", "WARNING: x", "RIP: 0010:hello_init+0x12/0x30 [hello]")},
+	{"followers only", repeat("BUG: kernel NULL pointer dereference, address: 0000000000000000", "Oops: 0002 [#1] PREEMPT SMP NOPTI")},
+	{"panics", repeat("Kernel panic - not syncing: Fatal exception")},
+	{"Rust panics", repeat("rust_kernel: panicked at a.rs:1:2:")},
+	{"soft lockups", repeat("watchdog: BUG: soft lockup - CPU#0 stuck for 22s! [insmod:103]")},
+	{"rule-ended without rule", repeat("BUG: KASAN: slab-out-of-bounds in hello_init+0x6e/0xa0 [hello]", "Read of size 4")},
+	{"long lines", func(n int) []Record {
+		return repeat("WARNING: "+strings.Repeat("at x+0x1/0x2 [m] ", 4000), strings.Repeat("y", 70_000))(n / 100)
+	}},
+	{"multi-line records", func(n int) []Record {
+		return repeat(strings.Repeat("BUG: unable to handle page fault\n", 50))(n / 50)
+	}},
+}
+
+// repeat returns a builder of logs of n records cycling through texts.
+func repeat(texts ...string) func(n int) []Record {
+	return func(n int) []Record {
+		recs := make([]Record, n)
+		for i := range recs {
+			recs[i] = Record{Level: 4, Text: texts[i%len(texts)]}
+		}
+		return recs
+	}
+}
+
+// TestClassifyLinear holds the classifier to linear time without timing
+// it: on hostile logs of N and 16N lines, the work it does (bytes examined)
+// grows as the log does, and never exceeds twice the log's size.
+func TestClassifyLinear(t *testing.T) {
+	const n = 2_000
+	for _, tt := range hostileLogs {
+		t.Run(tt.name, func(t *testing.T) {
+			small, big := tt.log(n), tt.log(16*n)
+			_, ws := classify(small)
+			_, wb := classify(big)
+			ss, sb := logSize(small), logSize(big)
+			if ws > 2*ss || wb > 2*sb {
+				t.Errorf("examined %d of %d and %d of %d bytes: more than twice the log", ws, ss, wb, sb)
+			}
+			// Allow for the ends of the log; work that is not linear grows
+			// by a factor near 16 here.
+			if float64(wb)/float64(sb) > 1.1*float64(ws)/float64(ss) {
+				t.Errorf("work per byte grew from %.3f (N=%d) to %.3f (16N)", float64(ws)/float64(ss), len(small), float64(wb)/float64(sb))
+			}
+		})
+	}
+}
+
+// BenchmarkClassify measures ns per line on a typical long log at several
+// sizes; scripts/bench.sh classify compares 10k and 160k lines.
+func BenchmarkClassify(b *testing.B) {
+	for _, n := range []int{10_000, 40_000, 160_000} {
+		recs := longLog(n)
+		b.Run(fmt.Sprintf("lines=%d", n), func(b *testing.B) {
+			for b.Loop() {
+				Classify(recs)
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/line")
+		})
+	}
+}
+
+// BenchmarkClassifyHostile measures the hostile logs at 16,000 lines.
+func BenchmarkClassifyHostile(b *testing.B) {
+	for _, tt := range hostileLogs {
+		recs := tt.log(16_000)
+		b.Run(tt.name, func(b *testing.B) {
+			for b.Loop() {
+				Classify(recs)
+			}
+		})
 	}
 }

@@ -1,8 +1,6 @@
 package treesync
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"path"
@@ -85,15 +83,10 @@ func (m *Matcher) add(src string, patterns []string) error {
 	return nil
 }
 
-// parseIgnoreFile splits the contents of a .kmodvmignore into lines.
+// parseIgnoreFile splits the contents of a .kmodvmignore into lines, however
+// long (a line-length limit would silently drop every rule after a long line).
 func parseIgnoreFile(data []byte) []string {
-	var lines []string
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		lines = append(lines, sc.Text())
-	}
-	return lines
+	return strings.Split(string(data), "\n")
 }
 
 // parseRule parses one line. ok is false for blank lines and comments.

@@ -1,9 +1,11 @@
 package treesync
 
 import (
+	"fmt"
 	"io/fs"
 	"path"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -217,6 +219,52 @@ func TestPlan(t *testing.T) {
 	}
 }
 
+// TestPlanDeepTree plans a tree 2,000 directories deep (what fits in
+// PATH_MAX), with build outputs at every level, where the top directory
+// became a file locally. Walking up from every path made this cubic in the
+// depth: 8 s per plan.
+func TestPlanDeepTree(t *testing.T) {
+	const depth = 2000
+	var local, remote []Entry
+	p := ""
+	for range depth {
+		p = path.Join(p, "d")
+		remote = append(remote, dir(p), ignored(file(p+"/x.o", 1, t0)))
+		if p != "d" {
+			local = append(local, dir("e"+p[1:]))
+		}
+	}
+	local = append(local, file("d", 1, t0), dir("e"), file("e"+p[1:]+"/f", 1, t0))
+	a, err := Plan(local, remote, Manifest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Removal{{Path: "d", Kind: Dir, Recursive: true}}
+	if !reflect.DeepEqual(a.Remove, want) || len(a.Mkdir) != depth || len(a.Upload) != 2 {
+		t.Errorf("remove %+v, %d mkdirs, %d uploads; want %+v, %d, 2", a.Remove, len(a.Mkdir), len(a.Upload), want, depth)
+	}
+
+	// The same tree again: nothing removed, every build output kept.
+	a, err = Plan(filterDirs(remote), remote, Manifest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a.Remove) != 0 || len(a.Mkdir) != 0 {
+		t.Errorf("unchanged deep tree: %d removals, %d mkdirs", len(a.Remove), len(a.Mkdir))
+	}
+}
+
+// filterDirs returns the directories of entries.
+func filterDirs(entries []Entry) []Entry {
+	var out []Entry
+	for _, e := range entries {
+		if e.Kind == Dir {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
 func TestPlanManifest(t *testing.T) {
 	a := file("a.c", 10, t0)
 	b := withHash(file("b.c", 5, t1), "hb")
@@ -251,6 +299,7 @@ func TestPlanRejects(t *testing.T) {
 		{"reserved manifest", []Entry{file(ManifestName, 1, t0)}, nil, "reserved"},
 		{"reserved temp", []Entry{file(".x.kmodvm-tmp-00000000", 1, t0)}, nil, "reserved"},
 		{"special file", []Entry{{Path: "fifo", Kind: Other}}, nil, "special file"},
+		{"inside an ignored directory", []Entry{ignored(dir("a")), file("a/b", 1, t0)}, nil, "inside the ignored directory"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -301,69 +350,327 @@ func TestRemotePath(t *testing.T) {
 	}
 }
 
-// FuzzPlanPaths feeds Plan arbitrary paths on both sides and checks that
-// every path of the resulting plan, joined to the target, stays inside it.
-func FuzzPlanPaths(f *testing.F) {
-	f.Add("a.c", "sub", "../x", "/etc/passwd", uint8(0))
-	f.Add("a/../../b", "..", "a\x00b", ".x.kmodvm-tmp-01234567", uint8(3))
-	f.Add("x", "x/y", "x/y/z", "x", uint8(7))
-	f.Add("./a", "a/./b", "a//b", "a/", uint8(5))
-	const target = "/root/kmodvm/mod"
-	f.Fuzz(func(t *testing.T, p1, p2, p3, p4 string, kinds uint8) {
-		paths := []string{p1, p2, p3, p4}
-		var local, remote []Entry
-		for i, p := range paths {
-			// Give every path its parent directories, so Plan gets past
-			// validation as often as possible.
-			side := &local
-			if kinds&(1<<i) != 0 {
-				side = &remote
-			}
-			var parents []string
-			for d := path.Dir(p); d != "." && d != "/" && d != "" && len(parents) < 8; d = path.Dir(d) {
-				parents = append([]string{d}, parents...)
-			}
-			for _, d := range parents {
-				*side = append(*side, dir(d))
-			}
-			kind := Kind(1 + (int(kinds>>4)+i)%3)
-			*side = append(*side, Entry{Path: p, Kind: kind, Size: int64(i), Mode: 0o644, Link: "x"})
+// fuzzTarget is the remote directory the planner fuzz syncs into.
+const fuzzTarget = "/root/kmodvm/mod"
+
+// fuzzLinks are symlink targets, hostile ones among them.
+var fuzzLinks = []string{"a.c", "../x", "/etc", "s/../..", ".", "sub/../../y", "", "x\x00y"}
+
+// fuzzTrees builds a local tree, a remote tree and a manifest from the
+// fuzzer's input: spec holds up to 16 paths separated by "|"; two bytes of
+// ctrl per path say where the entry is and what it is:
+//
+//	ctrl[2i]:   bits 0-1 side (local, remote, both, both as another kind),
+//	            bits 2-3 kind (file, dir, symlink, special), bit 4 ignored
+//	            remotely, bit 5 no parent directories, bit 6 in the manifest,
+//	            bit 7 ignored locally
+//	ctrl[2i+1]: bits 0-1 local content, bits 2-3 remote content, bits 4-6
+//	            symlink target, bit 7 another mode remotely
+//
+// Contents 0 and 1 have the same size, so only hashing tells them apart.
+// The returned contents map a side and path ("l:a.c", "r:a.c") to content.
+func fuzzTrees(spec string, ctrl []byte) (local, remote []Entry, m Manifest, contents map[string]int) {
+	m = Manifest{Version: manifestVersion, Files: map[string]ManifestEntry{}}
+	contents = map[string]int{}
+	seen := map[string]bool{}
+	add := func(side *[]Entry, tag string, e Entry, content int) {
+		if !seen[tag+e.Path] {
+			seen[tag+e.Path] = true
+			*side = append(*side, e)
+			contents[tag+e.Path] = content
 		}
-		a, err := Plan(local, remote, Manifest{})
-		if err != nil {
-			return
+	}
+	at := func(i int) byte {
+		if i < len(ctrl) {
+			return ctrl[i]
 		}
-		var out []string
-		for _, r := range a.Remove {
-			out = append(out, r.Path)
+		return 0
+	}
+	paths := strings.Split(spec, "|")
+	for i, p := range paths[:min(len(paths), 16)] {
+		b0, b1 := at(2*i), at(2*i+1)
+		kind := Kind(1 + (b0>>2)&3)
+		lc, rc := int(b1&3), int(b1>>2&3)
+		entry := func(k Kind, c int) Entry {
+			e := Entry{Path: p, Kind: k, Mode: 0o644}
+			switch k {
+			case File:
+				e.Size, e.Mtime = int64(1+c/2), t0+int64(c%2)*1e9
+			case Dir:
+				e.Mode = 0o755
+			case Symlink:
+				e.Link = fuzzLinks[int(b1>>4&7)%len(fuzzLinks)]
+			}
+			return e
 		}
-		for _, es := range [][]Entry{a.Mkdir, a.Upload, a.Link} {
-			for _, e := range es {
-				out = append(out, e.Path)
+		l := entry(kind, lc)
+		l.Ignored = b0&0x80 != 0
+		r := entry(kind, rc)
+		if b0&3 == 3 {
+			r = entry(Kind(1+(uint8(kind)%4)), rc)
+		}
+		if b1&0x80 != 0 {
+			r.Mode = 0o600
+		}
+		r.Mtime = sec(r.Mtime) * 1e9 // what SFTP shows
+		r.Ignored = b0&0x10 != 0
+		type side struct {
+			entries *[]Entry
+			tag     string
+			e       Entry
+			content int
+		}
+		var sides []side
+		if b0&3 != 1 {
+			sides = append(sides, side{&local, "l:", l, lc})
+		}
+		if b0&3 != 0 {
+			sides = append(sides, side{&remote, "r:", r, rc})
+			if b0&0x40 != 0 && r.Kind == File && !seen["r:"+p] {
+				m.Files[p] = ManifestEntry{Size: r.Size, Mtime: r.Mtime, Mode: uint32(r.Mode), SHA256: fmt.Sprint(rc)}
 			}
 		}
-		for _, s := range a.SetAttrs {
-			out = append(out, s.Path)
-		}
-		out = append(out, a.Verify...)
-		for p := range a.Manifest.Files {
-			out = append(out, p)
-		}
-		for _, p := range out {
-			full, err := RemotePath(target, p)
-			if err != nil {
-				t.Fatalf("Plan returned path %q that RemotePath rejects: %v", p, err)
+		for _, s := range sides {
+			if b0&0x20 == 0 {
+				var parents []string
+				for d := path.Dir(p); d != "." && d != "/" && d != "" && len(parents) < 8; d = path.Dir(d) {
+					parents = append([]string{d}, parents...)
+				}
+				for _, d := range parents {
+					add(s.entries, s.tag, dir(d), 0)
+				}
 			}
-			// Independent check of the result.
-			clean := path.Clean(full)
-			if clean != full || !strings.HasPrefix(clean, target+"/") || strings.Contains(full, "\x00") {
-				t.Fatalf("path %q -> %q escapes %q", p, full, target)
+			add(s.entries, s.tag, s.e, s.content)
+		}
+	}
+	return local, remote, m, contents
+}
+
+// planFinal runs Plan until it wants no more hashes, as the sync does,
+// hashing from contents.
+func planFinal(local, remote []Entry, m Manifest, contents map[string]int) (Actions, error) {
+	for range 3 {
+		a, err := Plan(local, remote, m)
+		if err != nil || len(a.Verify) == 0 {
+			return a, err
+		}
+		for _, p := range a.Verify {
+			for i := range local {
+				if local[i].Path == p && local[i].SHA256 == "" {
+					local[i].SHA256 = fmt.Sprint(contents["l:"+p])
+					p = ""
+				}
 			}
-			for _, el := range strings.Split(strings.TrimPrefix(full, target+"/"), "/") {
-				if el == ".." || el == "." || el == "" {
-					t.Fatalf("path %q -> %q has element %q", p, full, el)
+			for i := range remote {
+				if remote[i].Path == p {
+					remote[i].SHA256 = fmt.Sprint(contents["r:"+p])
 				}
 			}
 		}
+	}
+	return Actions{}, fmt.Errorf("plan still wants hashes after two rounds")
+}
+
+// FuzzPlanPaths feeds Plan arbitrary trees: paths of any bytes ("..",
+// absolute, NUL, newline, our temporary names), on either side or both, as
+// files, directories, symlinks and special files, ignored or not, with or
+// without their parent directories, with contents that differ or not. It
+// checks that Plan refuses any path that is not clean and relative; that
+// every path a plan names, and every temporary name the sync derives from
+// it, stays strictly inside the target; and, running the plan on a model of
+// the remote tree, that no operation goes through a symlink or into a
+// missing directory, that a directory is empty when removed without
+// recursion, and that afterwards the remote holds exactly the local tree,
+// with the local contents, plus the ignored entries the local tree does not
+// claim.
+func FuzzPlanPaths(f *testing.F) {
+	f.Add("a.c|sub|sub/b.c|../x|/etc/passwd", []byte{0, 0, 6, 0, 2, 5, 0, 0, 1, 0})
+	f.Add("a/../../b|..|a\x00b|.x.kmodvm-tmp-01234567|x\ny", []byte{0, 0, 1, 0, 0, 0, 1, 0, 0, 0})
+	f.Add("x|x/y|x/y/z|l|target", []byte{3, 0, 2, 0x40, 0x41, 0x0d, 0x2a, 0x30, 0x15, 0})
+	f.Add("./a|a/./b|a//b|a/|/", []byte{0x20, 0, 0x20, 0, 0x20, 0, 0x20, 0, 0x20, 0})
+	f.Fuzz(func(t *testing.T, spec string, ctrl []byte) {
+		local, remote, manifest, contents := fuzzTrees(spec, ctrl)
+		a, err := planFinal(local, remote, manifest, contents)
+		if err != nil {
+			return
+		}
+		for _, e := range append(slices.Clone(local), remote...) {
+			if err := CheckRel(e.Path); err != nil {
+				t.Fatalf("Plan accepted the path %q: %v", e.Path, err)
+			}
+		}
+		checkPlanPaths(t, a)
+		checkPlanRuns(t, local, remote, a, contents)
 	})
+}
+
+// checkPlanPaths checks that every path in a, and the temporary name the
+// sync would write it through, is strictly inside the target.
+func checkPlanPaths(t *testing.T, a Actions) {
+	t.Helper()
+	var out []string
+	for _, r := range a.Remove {
+		out = append(out, r.Path)
+	}
+	for _, es := range [][]Entry{a.Mkdir, a.Upload, a.Link} {
+		for _, e := range es {
+			out = append(out, e.Path)
+		}
+	}
+	for _, s := range a.SetAttrs {
+		out = append(out, s.Path)
+	}
+	out = append(append(append(out, a.Verify...), a.Changed...), a.Deleted...)
+	for p := range a.Manifest.Files {
+		out = append(out, p)
+	}
+	for _, p := range out {
+		full, err := RemotePath(fuzzTarget, p)
+		if err != nil {
+			t.Fatalf("Plan returned path %q that RemotePath rejects: %v", p, err)
+		}
+		tmp := tempPath(full)
+		for _, q := range []string{full, tmp} {
+			rest, ok := strings.CutPrefix(q, fuzzTarget+"/")
+			if !ok || path.Clean(q) != q || strings.Contains(q, "\x00") {
+				t.Fatalf("path %q -> %q escapes %q", p, q, fuzzTarget)
+			}
+			for _, el := range strings.Split(rest, "/") {
+				if el == ".." || el == "." || el == "" {
+					t.Fatalf("path %q -> %q has element %q", p, q, el)
+				}
+			}
+		}
+		if path.Dir(tmp) != path.Dir(full) || !isTempName(path.Base(tmp)) || len(path.Base(tmp)) > 255 {
+			t.Fatalf("temporary %q for %q is not a temporary name (of at most 255 bytes) next to it", tmp, full)
+		}
+	}
+}
+
+// checkPlanRuns runs a on a model of the remote tree; see FuzzPlanPaths.
+func checkPlanRuns(t *testing.T, local, remote []Entry, a Actions, contents map[string]int) {
+	t.Helper()
+	model := map[string]Kind{}
+	content := map[string]int{}
+	ignored := map[string]bool{}
+	for _, r := range remote {
+		model[r.Path] = r.Kind
+		content[r.Path] = contents["r:"+r.Path]
+		ignored[r.Path] = r.Ignored
+	}
+	// inDirs: every parent of p is a directory, not a symlink or a file, so
+	// the operation lands where it says.
+	inDirs := func(op, p string) {
+		for d := path.Dir(p); d != "."; d = path.Dir(d) {
+			if model[d] != Dir {
+				t.Fatalf("%s %q: parent %q is a %v, not a directory", op, p, d, model[d])
+			}
+		}
+	}
+	below := func(p string) []string {
+		var out []string
+		for q := range model {
+			if strings.HasPrefix(q, p+"/") {
+				out = append(out, q)
+			}
+		}
+		return out
+	}
+	for _, r := range a.Remove {
+		inDirs("remove", r.Path)
+		if k, ok := model[r.Path]; !ok || k != r.Kind {
+			t.Fatalf("remove %q (%v): the remote has %v", r.Path, r.Kind, k)
+		}
+		if kids := below(r.Path); len(kids) > 0 && !r.Recursive {
+			t.Fatalf("remove %q without recursion, but it holds %q", r.Path, kids)
+		}
+		for _, q := range append(below(r.Path), r.Path) {
+			delete(model, q)
+		}
+	}
+	for _, d := range a.Mkdir {
+		inDirs("mkdir", d.Path)
+		if k, ok := model[d.Path]; ok {
+			t.Fatalf("mkdir %q: the remote has a %v there", d.Path, k)
+		}
+		model[d.Path] = Dir
+	}
+	uploaded := map[string]bool{}
+	for _, e := range a.Upload {
+		inDirs("upload", e.Path)
+		if model[e.Path] == Dir {
+			t.Fatalf("upload %q over a directory", e.Path)
+		}
+		model[e.Path], content[e.Path], uploaded[e.Path] = File, contents["l:"+e.Path], true
+	}
+	for _, e := range a.Link {
+		inDirs("symlink", e.Path)
+		if model[e.Path] == Dir {
+			t.Fatalf("symlink %q over a directory", e.Path)
+		}
+		model[e.Path] = Symlink
+	}
+	for _, s := range a.SetAttrs {
+		inDirs("setattr", s.Path)
+		if k, ok := model[s.Path]; !ok || k == Symlink {
+			t.Fatalf("setattr %q: the remote has %v there (chmod follows symlinks)", s.Path, k)
+		}
+	}
+
+	// The remote now mirrors the local tree...
+	claimed := map[string]bool{}
+	files := 0
+	for _, l := range local {
+		if l.Ignored {
+			continue
+		}
+		claimed[l.Path] = true
+		if model[l.Path] != l.Kind {
+			t.Fatalf("%q is a %v locally, a %v remotely after the sync", l.Path, l.Kind, model[l.Path])
+		}
+		if l.Kind == File {
+			files++
+			if content[l.Path] != contents["l:"+l.Path] {
+				t.Fatalf("%q: remote content %d, local %d, and it was not sent", l.Path, content[l.Path], contents["l:"+l.Path])
+			}
+			if _, ok := a.Manifest.Files[l.Path]; !ok {
+				t.Fatalf("%q is missing from the manifest", l.Path)
+			}
+		}
+	}
+	if len(a.Manifest.Files) != files {
+		t.Fatalf("manifest lists %d files, the local tree has %d", len(a.Manifest.Files), files)
+	}
+	// ...plus ignored entries and the directories holding them.
+	for p, k := range model {
+		if claimed[p] || ignored[p] || p == ManifestName {
+			continue
+		}
+		keeps := false
+		for _, q := range below(p) {
+			keeps = keeps || ignored[q]
+		}
+		if k != Dir || !keeps {
+			t.Fatalf("%q (%v) is left remotely but is neither local nor ignored", p, k)
+		}
+	}
+	// An ignored entry goes only when the local tree claims its path or
+	// one above it, or when it is in one of our temporaries.
+	for _, r := range remote {
+		if !r.Ignored || slices.ContainsFunc(strings.Split(r.Path, "/"), isTempName) {
+			continue
+		}
+		if _, ok := model[r.Path]; ok {
+			continue
+		}
+		lost := true
+		for d := r.Path; d != "."; d = path.Dir(d) {
+			if claimed[d] {
+				lost = false
+			}
+		}
+		if lost {
+			t.Fatalf("ignored remote entry %q was removed", r.Path)
+		}
+	}
 }

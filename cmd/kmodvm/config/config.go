@@ -170,9 +170,9 @@ func parse(data []byte, display, abs string) (Config, error) {
 		for _, e := range flatten(err) {
 			var fe *FieldError
 			if errors.As(e, &fe) {
-				errs = append(errs, &Error{File: display, Line: w.line(fe.Field), Msg: fe.Error()})
+				errs = append(errs, &Error{File: display, Line: w.line(fe.Field), Msg: withHint(fe.Error(), fe.Field)})
 			} else {
-				errs = append(errs, &Error{File: display, Msg: e.Error()})
+				errs = append(errs, &Error{File: display, Msg: withHint(e.Error(), "")})
 			}
 		}
 		return Config{}, joinErrors(errs)
@@ -286,7 +286,7 @@ func decodeError(display string, err error) error {
 			s = goTypeName.ReplaceAllString(s, "")
 		}
 		errs = append(errs, &Error{File: display, Line: line,
-			Msg: s + "; hint: see the keys documented in README.md#configuration"})
+			Msg: s + docsHint})
 	}
 	return joinErrors(errs)
 }
@@ -299,10 +299,18 @@ func flatten(err error) []error {
 	return []error{err}
 }
 
+// maxErrors is how many problems one load reports: a file of 100,000 bad lines must not
+// print 100,000 messages.
+const maxErrors = 20
+
 func joinErrors(errs []*Error) error {
 	sort.SliceStable(errs, func(i, j int) bool { return errs[i].Line < errs[j].Line })
 	if len(errs) == 1 {
 		return errs[0]
+	}
+	if len(errs) > maxErrors {
+		more := &Error{File: errs[0].File, Msg: fmt.Sprintf("%d more problems not shown; hint: fix the ones above and load it again", len(errs)-maxErrors)}
+		errs = append(errs[:maxErrors:maxErrors], more)
 	}
 	out := make([]error, len(errs))
 	for i, e := range errs {
@@ -321,8 +329,9 @@ type walker struct {
 	lines map[string]int // "vm.memory", "kernel.fragments[1]" -> line
 }
 
-func (w *walker) fail(line int, format string, args ...any) {
-	w.errs = append(w.errs, &Error{File: w.file, Line: line, Msg: fmt.Sprintf(format, args...)})
+// fail records a problem at line with the setting field ("vm.memory"), "" if none.
+func (w *walker) fail(line int, field, format string, args ...any) {
+	w.errs = append(w.errs, &Error{File: w.file, Line: line, Msg: withHint(fmt.Sprintf(format, args...), field)})
 }
 
 // line returns the line of field, or of the nearest enclosing key that is in the file.
@@ -356,7 +365,7 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 		w.mapping(n, t, path)
 	case t.Kind() == reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
-			w.fail(n.Line, "%s: expected a list such as [a, b] or lines starting with \"- \", got %s", path, describe(n))
+			w.fail(n.Line, path, "%s: expected a list such as [a, b] or lines starting with \"- \", got %s", path, describe(n))
 			return
 		}
 		for i, item := range n.Content {
@@ -364,16 +373,16 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 			w.lines[ipath] = item.Line
 			item = deref(item)
 			if item.Kind != yaml.ScalarNode {
-				w.fail(item.Line, "%s: expected a string, got %s", ipath, describe(item))
+				w.fail(item.Line, ipath, "%s: expected a string, got %s", ipath, describe(item))
 			}
 		}
 	case t == durationType:
 		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!str" {
-			w.fail(n.Line, "%s: expected a duration such as 10m or 90s, got %s", path, describe(n))
+			w.fail(n.Line, path, "%s: expected a duration such as 10m or 90s, got %s", path, describe(n))
 			return
 		}
 		if _, err := time.ParseDuration(n.Value); err != nil {
-			w.fail(n.Line, "%s: expected a duration such as 10m or 90s, got %s", path, describe(n))
+			w.fail(n.Line, path, "%s: expected a duration such as 10m or 90s, got %s", path, describe(n))
 		}
 	case t.Kind() == reflect.Int:
 		var v int
@@ -382,16 +391,16 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 			if n.Kind == yaml.ScalarNode && n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) != 0 {
 				got = "the quoted text " + got + "; hint: remove the quotes"
 			}
-			w.fail(n.Line, "%s: expected a whole number such as %s, got %s", path, exampleOf(path), got)
+			w.fail(n.Line, path, "%s: expected a whole number such as %s, got %s", path, exampleOf(path), got)
 		}
 	case t.Kind() == reflect.String:
 		if n.Kind != yaml.ScalarNode {
-			w.fail(n.Line, "%s: expected a string, got %s", path, describe(n))
+			w.fail(n.Line, path, "%s: expected a string, got %s", path, describe(n))
 			return
 		}
 		var s string
 		if err := n.Decode(&s); err != nil {
-			w.fail(n.Line, "%s: expected a string, got %s", path, describe(n))
+			w.fail(n.Line, path, "%s: expected a string, got %s", path, describe(n))
 		}
 	default:
 		panic(fmt.Sprintf("config: no check for field type %v", t)) // a programming error in this package
@@ -405,9 +414,9 @@ func (w *walker) mapping(n *yaml.Node, t reflect.Type, path string) {
 	}
 	if n.Kind != yaml.MappingNode {
 		if path == "" {
-			w.fail(n.Line, "expected keys such as \"name:\" and \"vm:\" at top level, got %s; hint: see the keys documented in README.md#configuration", describe(n))
+			w.fail(n.Line, "", "expected keys such as \"name:\" and \"vm:\" at top level, got %s", describe(n))
 		} else {
-			w.fail(n.Line, "%s: expected a section of \"key: value\" lines, got %s", path, describe(n))
+			w.fail(n.Line, path, "%s: expected a section of \"key: value\" lines, got %s", path, describe(n))
 		}
 		return
 	}
@@ -416,17 +425,17 @@ func (w *walker) mapping(n *yaml.Node, t reflect.Type, path string) {
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := deref(n.Content[i]), n.Content[i+1]
 		if k.Kind != yaml.ScalarNode {
-			w.fail(k.Line, "expected a plain word as a key %s, got %s; hint: see the keys documented in README.md#configuration", where, describe(k))
+			w.fail(k.Line, "", "expected a plain word as a key %s, got %s", where, describe(k))
 			continue
 		}
 		if first, dup := seen[k.Value]; dup {
-			w.fail(k.Line, "key %q %s is already set at line %d; hint: remove one of them", k.Value, where, first)
+			w.fail(k.Line, "", "key %q %s is already set at line %d; hint: remove one of them", k.Value, where, first)
 			continue
 		}
 		seen[k.Value] = k.Line
 		f, ok := fields[k.Value]
 		if !ok {
-			w.fail(k.Line, "unknown key %s %s%s; hint: see the keys documented in README.md#configuration", quote(k.Value), where, suggest(k.Value, path, fields))
+			w.fail(k.Line, "", "unknown key %s %s%s", quote(k.Value), where, suggest(k.Value, path, fields))
 			continue
 		}
 		sub := k.Value
@@ -463,18 +472,50 @@ func keysOf(t reflect.Type) []string {
 
 // exampleOf returns the default value of the integer at path, as an example in messages.
 func exampleOf(path string) string {
-	v := reflect.ValueOf(Default())
-	for _, k := range strings.Split(path, ".") {
-		f, ok := fieldsOf(v.Type())[k]
-		if !ok {
-			return "1"
-		}
-		v = v.FieldByIndex(f.Index)
-	}
-	if v.Kind() == reflect.Int && v.Int() != 0 {
+	if v, ok := defaultOf(path); ok && v.Kind() == reflect.Int {
 		return strconv.FormatInt(v.Int(), 10)
 	}
 	return "0"
+}
+
+// defaultOf returns the value of the setting at path ("vm.memory") in Default(); false if
+// there is no such setting or its default is empty.
+func defaultOf(path string) (reflect.Value, bool) {
+	v := reflect.ValueOf(Default())
+	for _, k := range strings.Split(path, ".") {
+		if v.Kind() != reflect.Struct {
+			return reflect.Value{}, false
+		}
+		f, ok := fieldsOf(v.Type())[k]
+		if !ok {
+			return reflect.Value{}, false
+		}
+		v = v.FieldByIndex(f.Index)
+	}
+	return v, !v.IsZero()
+}
+
+// docsHint ends a message that has no more precise hint.
+const docsHint = "; hint: see the keys documented in README.md#configuration"
+
+// withHint returns msg ending in a hint: msg itself if it has one; else, for a setting
+// with a default, how to get that default back; else where the settings are documented.
+func withHint(msg, field string) string {
+	if strings.Contains(msg, "hint: ") {
+		return msg
+	}
+	v, ok := defaultOf(field)
+	switch {
+	case !ok:
+		return msg + docsHint
+	case v.Type() == durationType:
+		return fmt.Sprintf("%s; hint: remove %s to use the default, %s", msg, field, time.Duration(v.Int()))
+	case v.Kind() == reflect.Int:
+		return fmt.Sprintf("%s; hint: remove %s to use the default, %d", msg, field, v.Int())
+	case v.Kind() == reflect.String:
+		return fmt.Sprintf("%s; hint: remove %s to use the default, %s", msg, field, quote(v.String()))
+	}
+	return msg + docsHint
 }
 
 // deref follows an alias (*name) to the node it names.

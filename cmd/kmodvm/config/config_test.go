@@ -160,64 +160,64 @@ func TestParseErrors(t *testing.T) {
 		// Wrong shapes and types.
 		{"top level is a list", "- vm\n", `kmodvm.yaml:1: expected keys such as "name:" and "vm:" at top level, got a list` + docHint},
 		{"top level is a scalar", "hello\n", `kmodvm.yaml:1: expected keys such as "name:" and "vm:" at top level, got "hello"` + docHint},
-		{"section is a scalar", "vm: big\n", `kmodvm.yaml:1: vm: expected a section of "key: value" lines, got "big"`},
-		{"section is a list", "kernel:\n  - source: package\n", `kmodvm.yaml:2: kernel: expected a section of "key: value" lines, got a list`},
-		{"number with unit", "vm:\n  memory: 2G\n", `kmodvm.yaml:2: vm.memory: expected a whole number such as 2048, got "2G"`},
-		{"fraction", "vm:\n  cpus: 1.5\n", `kmodvm.yaml:2: vm.cpus: expected a whole number such as 1, got "1.5"`},
+		{"section is a scalar", "vm: big\n", `kmodvm.yaml:1: vm: expected a section of "key: value" lines, got "big"; hint: see the keys documented in README.md#configuration`},
+		{"section is a list", "kernel:\n  - source: package\n", `kmodvm.yaml:2: kernel: expected a section of "key: value" lines, got a list; hint: see the keys documented in README.md#configuration`},
+		{"number with unit", "vm:\n  memory: 2G\n", `kmodvm.yaml:2: vm.memory: expected a whole number such as 2048, got "2G"; hint: remove vm.memory to use the default, 2048`},
+		{"fraction", "vm:\n  cpus: 1.5\n", `kmodvm.yaml:2: vm.cpus: expected a whole number such as 1, got "1.5"; hint: remove vm.cpus to use the default, 1`},
 		{"quoted number", "vm:\n  port: \"2222\"\n", `kmodvm.yaml:2: vm.port: expected a whole number such as 0, got the quoted text "2222"; hint: remove the quotes`},
-		{"number is a list", "kernel:\n  jobs: [2]\n", `kmodvm.yaml:2: kernel.jobs: expected a whole number such as 0, got a list`},
-		{"string is a section", "name:\n  first: a\n", `kmodvm.yaml:2: name: expected a string, got a section of "key: value" lines`},
-		{"duration without unit", "module:\n  timeout: 600\n", `kmodvm.yaml:2: module.timeout: expected a duration such as 10m or 90s, got "600"`},
-		{"bad duration", "module:\n  timeout: ten minutes\n", `kmodvm.yaml:2: module.timeout: expected a duration such as 10m or 90s, got "ten minutes"`},
-		{"list is a scalar", "image:\n  packages: vim\n", `kmodvm.yaml:2: image.packages: expected a list such as [a, b] or lines starting with "- ", got "vim"`},
-		{"list item is a section", "kernel:\n  fragments:\n    - CONFIG_KASAN=y\n    - {file: x}\n", `kmodvm.yaml:4: kernel.fragments[1]: expected a string, got a section of "key: value" lines`},
+		{"number is a list", "kernel:\n  jobs: [2]\n", `kmodvm.yaml:2: kernel.jobs: expected a whole number such as 0, got a list; hint: see the keys documented in README.md#configuration`},
+		{"string is a section", "name:\n  first: a\n", `kmodvm.yaml:2: name: expected a string, got a section of "key: value" lines; hint: remove name to use the default, "kmodvm"`},
+		{"duration without unit", "module:\n  timeout: 600\n", `kmodvm.yaml:2: module.timeout: expected a duration such as 10m or 90s, got "600"; hint: remove module.timeout to use the default, 2m0s`},
+		{"bad duration", "module:\n  timeout: ten minutes\n", `kmodvm.yaml:2: module.timeout: expected a duration such as 10m or 90s, got "ten minutes"; hint: remove module.timeout to use the default, 2m0s`},
+		{"list is a scalar", "image:\n  packages: vim\n", `kmodvm.yaml:2: image.packages: expected a list such as [a, b] or lines starting with "- ", got "vim"; hint: see the keys documented in README.md#configuration`},
+		{"list item is a section", "kernel:\n  fragments:\n    - CONFIG_KASAN=y\n    - {file: x}\n", `kmodvm.yaml:4: kernel.fragments[1]: expected a string, got a section of "key: value" lines; hint: see the keys documented in README.md#configuration`},
 		{"several type errors", "vm:\n  memory: lots\n  cpus: many\n",
-			"kmodvm.yaml:2: vm.memory: expected a whole number such as 2048, got \"lots\"\n" +
-				"kmodvm.yaml:3: vm.cpus: expected a whole number such as 1, got \"many\""},
+			"kmodvm.yaml:2: vm.memory: expected a whole number such as 2048, got \"lots\"; hint: remove vm.memory to use the default, 2048\n" +
+				"kmodvm.yaml:3: vm.cpus: expected a whole number such as 1, got \"many\"; hint: remove vm.cpus to use the default, 1"},
 
 		// Values out of range and not in the enumerations.
-		{"bad accel", "vm:\n  memory: 2048\n\n  cpus: 2\n  accel: fast\n", `kmodvm.yaml:5: vm.accel: "fast" is not one of auto, kvm, tcg`},
-		{"bad suite", "image:\n  suite: bookworm\n", `kmodvm.yaml:2: image.suite: "bookworm" is not one of sid, trixie`},
-		{"bad init", "image:\n  init: openrc\n", `kmodvm.yaml:2: image.init: "openrc" is not one of tiny, systemd`},
-		{"bad base", "kernel:\n  base: tinyconfig\n", `kmodvm.yaml:2: kernel.base: "tinyconfig" is not one of small, defconfig`},
-		{"bad build", "module:\n  build: remote\n", `kmodvm.yaml:2: module.build: "remote" is not one of auto, guest, host`},
-		{"memory too small", "vm:\n  memory: 128\n", `kmodvm.yaml:2: vm.memory: 128 is not in 256..65536 MiB`},
-		{"too many cpus", "vm:\n  cpus: 65\n", `kmodvm.yaml:2: vm.cpus: 65 is not in 1..64`},
-		{"privileged port", "vm:\n  port: 22\n", `kmodvm.yaml:2: vm.port: 22 is not 0 (pick a free port) or a port in 1024..65535`},
-		{"negative jobs", "kernel:\n  jobs: -1\n", `kmodvm.yaml:2: kernel.jobs: -1 is not 0 (one job per CPU) or a job count in 1..1024`},
-		{"non-QEMU URI", "vm:\n  uri: xen:///system\n", `kmodvm.yaml:2: vm.uri: "xen:///system" is not a libvirt QEMU URI; use qemu:///system, qemu:///session or a remote one such as qemu+ssh://user@host/system`},
-		{"bad mirror", "image:\n  mirror: deb.debian.org\n", `kmodvm.yaml:2: image.mirror: "deb.debian.org" is not an http(s) URL of a Debian mirror, such as "http://deb.debian.org/debian"`},
-		{"bad package", "image:\n  packages:\n    - vim\n    - Vim\n", `kmodvm.yaml:4: image.packages[1]: "Vim" is not a Debian package name: use lower-case letters, digits and + . -, at least 2 characters, starting with a letter or digit`},
-		{"negative timeout", "module:\n  timeout: -5m\n", `kmodvm.yaml:2: module.timeout: "-5m0s" is not a positive duration; use one such as 10m or 90s`},
+		{"bad accel", "vm:\n  memory: 2048\n\n  cpus: 2\n  accel: fast\n", `kmodvm.yaml:5: vm.accel: "fast" is not one of auto, kvm, tcg; hint: remove vm.accel to use the default, "auto"`},
+		{"bad suite", "image:\n  suite: bookworm\n", `kmodvm.yaml:2: image.suite: "bookworm" is not one of sid, trixie; hint: remove image.suite to use the default, "sid"`},
+		{"bad init", "image:\n  init: openrc\n", `kmodvm.yaml:2: image.init: "openrc" is not one of tiny, systemd; hint: remove image.init to use the default, "tiny"`},
+		{"bad base", "kernel:\n  base: tinyconfig\n", `kmodvm.yaml:2: kernel.base: "tinyconfig" is not one of small, defconfig; hint: remove kernel.base to use the default, "small"`},
+		{"bad build", "module:\n  build: remote\n", `kmodvm.yaml:2: module.build: "remote" is not one of auto, guest, host; hint: remove module.build to use the default, "auto"`},
+		{"memory too small", "vm:\n  memory: 128\n", `kmodvm.yaml:2: vm.memory: 128 is not in 256..65536 MiB; hint: remove vm.memory to use the default, 2048`},
+		{"too many cpus", "vm:\n  cpus: 65\n", `kmodvm.yaml:2: vm.cpus: 65 is not in 1..64; hint: remove vm.cpus to use the default, 1`},
+		{"privileged port", "vm:\n  port: 22\n", `kmodvm.yaml:2: vm.port: 22 is not 0 (pick a free port) or a port in 1024..65535; hint: see the keys documented in README.md#configuration`},
+		{"negative jobs", "kernel:\n  jobs: -1\n", `kmodvm.yaml:2: kernel.jobs: -1 is not 0 (one job per CPU) or a job count in 1..1024; hint: see the keys documented in README.md#configuration`},
+		{"non-QEMU URI", "vm:\n  uri: xen:///system\n", `kmodvm.yaml:2: vm.uri: "xen:///system" is not a libvirt QEMU URI; hint: use qemu:///system, qemu:///session or a remote one such as qemu+ssh://user@host/system`},
+		{"bad mirror", "image:\n  mirror: deb.debian.org\n", `kmodvm.yaml:2: image.mirror: "deb.debian.org" is not an http(s) URL of a Debian mirror, such as "http://deb.debian.org/debian"; hint: remove image.mirror to use the default, "http://deb.debian.org/debian"`},
+		{"bad package", "image:\n  packages:\n    - vim\n    - Vim\n", `kmodvm.yaml:4: image.packages[1]: "Vim" is not a Debian package name; hint: use lower-case letters, digits and + . -, at least 2 characters, starting with a letter or digit`},
+		{"negative timeout", "module:\n  timeout: -5m\n", `kmodvm.yaml:2: module.timeout: "-5m0s" is not a positive duration; hint: use one such as 10m or 90s`},
 
 		// Names.
-		{"upper-case name", "name: MyVM\n", `kmodvm.yaml:1: name: "MyVM" is not a valid VM name: use 1 to 40 lower-case letters, digits and dashes, starting with a letter or digit, such as "kmodvm" or "rust-dev"`},
-		{"name starts with dash", "name: -vm\n", `kmodvm.yaml:1: name: "-vm" is not a valid VM name: use 1 to 40 lower-case letters, digits and dashes, starting with a letter or digit, such as "kmodvm" or "rust-dev"`},
-		{"empty name", "name: \"\"\n", `kmodvm.yaml:1: name: "" is not a valid VM name: use 1 to 40 lower-case letters, digits and dashes, starting with a letter or digit, such as "kmodvm" or "rust-dev"`},
-		{"long name", "name: " + strings.Repeat("a", 41) + "\n", `kmodvm.yaml:1: name: "` + strings.Repeat("a", 41) + `" is not a valid VM name: use 1 to 40 lower-case letters, digits and dashes, starting with a letter or digit, such as "kmodvm" or "rust-dev"`},
+		{"upper-case name", "name: MyVM\n", `kmodvm.yaml:1: name: "MyVM" is not a valid VM name; hint: use 1 to 40 lower-case letters, digits and dashes, starting with a letter or digit, such as "kmodvm" or "rust-dev"`},
+		{"name starts with dash", "name: -vm\n", `kmodvm.yaml:1: name: "-vm" is not a valid VM name; hint: use 1 to 40 lower-case letters, digits and dashes, starting with a letter or digit, such as "kmodvm" or "rust-dev"`},
+		{"empty name", "name: \"\"\n", `kmodvm.yaml:1: name: "" is not a valid VM name; hint: use 1 to 40 lower-case letters, digits and dashes, starting with a letter or digit, such as "kmodvm" or "rust-dev"`},
+		{"long name", "name: " + strings.Repeat("a", 41) + "\n", `kmodvm.yaml:1: name: "` + strings.Repeat("a", 41) + `" is not a valid VM name; hint: use 1 to 40 lower-case letters, digits and dashes, starting with a letter or digit, such as "kmodvm" or "rust-dev"`},
 
 		// Kernel source and digest.
 		{"tarball without sha256", "kernel:\n  base: small\n  source: linux-7.2.tar.xz\n",
 			`kmodvm.yaml:3: kernel.source: "/proj/linux-7.2.tar.xz" is a tarball, so kernel.sha256 must hold its SHA-256 digest (64 hex digits); hint: run sha256sum on the tarball and put the digest in kernel.sha256`},
 		{"URL without sha256", "kernel:\n  source: https://example.org/linux.tar.gz\n",
 			`kmodvm.yaml:2: kernel.source: "https://example.org/linux.tar.gz" is a tarball, so kernel.sha256 must hold its SHA-256 digest (64 hex digits); hint: run sha256sum on the tarball and put the digest in kernel.sha256`},
-		{"short sha256", "kernel:\n  source: linux.tgz\n  sha256: abc123\n", `kmodvm.yaml:3: kernel.sha256: "abc123" is not a SHA-256 digest: it must be 64 hex digits, as sha256sum prints`},
+		{"short sha256", "kernel:\n  source: linux.tgz\n  sha256: abc123\n", `kmodvm.yaml:3: kernel.sha256: "abc123" is not a SHA-256 digest: it must be 64 hex digits; hint: run sha256sum on the tarball and put the digest in kernel.sha256`},
 		{"sha256 without tarball", "kernel:\n  sha256: " + strings.Repeat("0", 64) + "\n",
 			`kmodvm.yaml:2: kernel.sha256: is set but kernel.source "package" is not a tarball; hint: remove kernel.sha256, or point kernel.source at a tarball (.tar.xz, .tar.gz, ...) or an http(s) URL`},
-		{"home-relative source", "kernel:\n  source: ~/linux\n", `kmodvm.yaml:2: kernel.source: "~/linux" starts with "~", which kmodvm does not expand; write the full path or one relative to kmodvm.yaml`},
+		{"home-relative source", "kernel:\n  source: ~/linux\n", `kmodvm.yaml:2: kernel.source: "~/linux" starts with "~", which kmodvm does not expand; hint: write the full path or one relative to kmodvm.yaml`},
 
 		// Fragments and parameters.
-		{"config line without value", "kernel:\n  fragments: [CONFIG_KASAN]\n", `kmodvm.yaml:2: kernel.fragments[0]: "CONFIG_KASAN" is not a kernel config line; write it as CONFIG_NAME=y (or =m, =n, a number, a "quoted string") or as "# CONFIG_NAME is not set"`},
-		{"unset line without space", "kernel:\n  fragments:\n    - \"#CONFIG_KASAN is not set\"\n", `kmodvm.yaml:3: kernel.fragments[0]: "#CONFIG_KASAN is not set" is not a kernel config line; write it as CONFIG_NAME=y (or =m, =n, a number, a "quoted string") or as "# CONFIG_NAME is not set"`},
-		{"param without value", "module:\n  params:\n    - debug=1\n    - verbose\n", `kmodvm.yaml:4: module.params[1]: "verbose" is not a module parameter: write it as name=value, such as "debug=1"`},
-		{"bad param name", "module:\n  params: [\"1x=2\"]\n", `kmodvm.yaml:2: module.params[0]: "1x" is not a module parameter name: use letters, digits, _ and ., starting with a letter or _`},
-		{"param value with newline", "module:\n  params: [\"msg=a\\nb\"]\n", `kmodvm.yaml:2: module.params[0]: the value of "msg" contains a newline or NUL byte, which insmod cannot pass`},
-		{"empty module dir", "module:\n  dir: \"\"\n", `kmodvm.yaml:2: module.dir: is empty; give a path`},
+		{"config line without value", "kernel:\n  fragments: [CONFIG_KASAN]\n", `kmodvm.yaml:2: kernel.fragments[0]: "CONFIG_KASAN" is not a kernel config line; hint: write it as CONFIG_NAME=y (or =m, =n, a number, a "quoted string") or as "# CONFIG_NAME is not set"`},
+		{"unset line without space", "kernel:\n  fragments:\n    - \"#CONFIG_KASAN is not set\"\n", `kmodvm.yaml:3: kernel.fragments[0]: "#CONFIG_KASAN is not set" is not a kernel config line; hint: write it as CONFIG_NAME=y (or =m, =n, a number, a "quoted string") or as "# CONFIG_NAME is not set"`},
+		{"param without value", "module:\n  params:\n    - debug=1\n    - verbose\n", `kmodvm.yaml:4: module.params[1]: "verbose" is not a module parameter: write it as name=value, such as "debug=1"; hint: see the keys documented in README.md#configuration`},
+		{"bad param name", "module:\n  params: [\"1x=2\"]\n", `kmodvm.yaml:2: module.params[0]: "1x" is not a module parameter name: use letters, digits, _ and ., starting with a letter or _; hint: see the keys documented in README.md#configuration`},
+		{"param value with newline", "module:\n  params: [\"msg=a\\nb\"]\n", `kmodvm.yaml:2: module.params[0]: the value of "msg" contains a newline or NUL byte, which insmod cannot pass; hint: see the keys documented in README.md#configuration`},
+		{"empty module dir", "module:\n  dir: \"\"\n", `kmodvm.yaml:2: module.dir: is empty; hint: give a path`},
 
 		// Several problems are all reported, in line order.
 		{"several invalid values", "vm:\n  cpus: 0\nname: BAD\n",
-			"kmodvm.yaml:2: vm.cpus: 0 is not in 1..64\n" +
-				`kmodvm.yaml:3: name: "BAD" is not a valid VM name: use 1 to 40 lower-case letters, digits and dashes, starting with a letter or digit, such as "kmodvm" or "rust-dev"`},
+			"kmodvm.yaml:2: vm.cpus: 0 is not in 1..64; hint: remove vm.cpus to use the default, 1\n" +
+				`kmodvm.yaml:3: name: "BAD" is not a valid VM name; hint: use 1 to 40 lower-case letters, digits and dashes, starting with a letter or digit, such as "kmodvm" or "rust-dev"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -242,17 +242,64 @@ var goTypeNames = regexp.MustCompile(`\[\]string|time\.Duration|config\.|struct|
 // (one paragraph), starting with the file name, with no Go type names.
 func checkUserError(t testing.TB, err error) {
 	t.Helper()
-	var e *Error
-	if !errors.As(err, &e) {
-		t.Errorf("error %q is not a *config.Error", err)
+	errs := flatten(err)
+	if len(errs) > maxErrors+1 {
+		t.Errorf("%d errors, more than %d and a summary", len(errs), maxErrors)
 	}
-	for _, line := range strings.Split(err.Error(), "\n") {
-		if !strings.HasPrefix(line, FileName+":") {
-			t.Errorf("error line %q does not start with %q", line, FileName+":")
+	for _, err := range errs {
+		var e *Error
+		if !errors.As(err, &e) {
+			t.Errorf("error %q is not a *config.Error", err)
+			continue
+		}
+		line := e.Error()
+		if strings.Contains(line, "\n") || !strings.HasPrefix(line, FileName+":") || !strings.Contains(line, "; hint: ") {
+			t.Errorf("error %q is not one paragraph starting with %q and giving a hint", line, FileName+":")
 		}
 		if m := goTypeNames.FindString(quoted.ReplaceAllString(line, `"..."`)); m != "" {
-			t.Errorf("error line %q names a Go type (%q)", line, m)
+			t.Errorf("error %q names a Go type (%q)", line, m)
 		}
+	}
+}
+
+// TestParseHostile loads files made to hurt a YAML loader: each must give a few errors,
+// each one paragraph with a hint, in reasonable time and memory.
+func TestParseHostile(t *testing.T) {
+	laughs := "image:\n  packages: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
+	for i := range 8 {
+		laughs += fmt.Sprintf("  p%d: &a%d [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n", i, i)
+	}
+	var unknown strings.Builder
+	for i := range 50_000 {
+		fmt.Fprintf(&unknown, "k%d: 1\n", i)
+	}
+	tests := []struct {
+		name   string
+		yaml   string
+		errors int // how many the load reports
+	}{
+		{"billion laughs", laughs, 8},
+		{"100,000 aliases as list items", "name: &n x\nimage:\n  packages: [" + strings.Repeat("*n, ", 100_000) + "*n]\n", maxErrors + 1},
+		{"list of lists", "image:\n  packages: &a [[x]]\nkernel:\n  fragments: [*a, *a]\n", 3},
+		{"nested flow", "name: " + strings.Repeat("[", 100_000), 1},
+		{"nested blocks", strings.Repeat("- ", 10_000) + "x", 1},
+		{"a 1 MB key", strings.Repeat("k", 1<<20) + ": 1\n", 1},
+		{"50,000 unknown keys", unknown.String(), maxErrors + 1},
+		{"100,000 bad packages", "image:\n  packages: [" + strings.Repeat("V, ", 100_000) + "V]\n", maxErrors + 1},
+		{"alias of a section", "vm: &v {memory: 1024}\nimage: *v\n", 1},
+		{"NUL and controls", "name: \"a\\0b\\x1b[2J\"\n", 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := parseString(tt.yaml)
+			if err == nil {
+				t.Fatal("loaded")
+			}
+			checkUserError(t, err)
+			if n := len(flatten(err)); n != tt.errors {
+				t.Errorf("%d errors, want %d: %v", n, tt.errors, err)
+			}
+		})
 	}
 }
 

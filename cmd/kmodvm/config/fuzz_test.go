@@ -8,8 +8,9 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// FuzzLoad checks that parsing never panics, that every error is a user-facing *Error, and
-// that every accepted config is valid and survives a round trip through YAML.
+// FuzzLoad checks that parsing never panics, that every error is a user-facing *Error of one
+// paragraph with a hint (and no more than maxErrors of them), and that every accepted config
+// is valid and survives a round trip through YAML.
 func FuzzLoad(f *testing.F) {
 	for _, s := range []string{
 		"",

@@ -12,7 +12,7 @@ import (
 // "kernel.fragments[1]"). Validate returns these, joined; Load adds the file and line.
 type FieldError struct {
 	Field string
-	Msg   string // one paragraph, may end with "; hint: ..."
+	Msg   string // one paragraph, may end with "; hint: ..." (Load adds one when it does not)
 }
 
 func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
@@ -84,7 +84,7 @@ var (
 func (c Config) Validate() error {
 	var v validator
 	if !nameRe.MatchString(c.Name) {
-		v.add("name", "%s is not a valid VM name: use 1 to 40 lower-case letters, digits and dashes, starting with a letter or digit, such as \"kmodvm\" or \"rust-dev\"", quote(c.Name))
+		v.add("name", "%s is not a valid VM name; hint: use 1 to 40 lower-case letters, digits and dashes, starting with a letter or digit, such as \"kmodvm\" or \"rust-dev\"", quote(c.Name))
 	}
 
 	v.between("vm.memory", c.VM.Memory, 256, 65536, " MiB")
@@ -103,7 +103,7 @@ func (c Config) Validate() error {
 	}
 	for i, p := range c.Image.Packages {
 		if !packageRe.MatchString(p) {
-			v.add(fmt.Sprintf("image.packages[%d]", i), "%s is not a Debian package name: use lower-case letters, digits and + . -, at least 2 characters, starting with a letter or digit", quote(p))
+			v.add(fmt.Sprintf("image.packages[%d]", i), "%s is not a Debian package name; hint: use lower-case letters, digits and + . -, at least 2 characters, starting with a letter or digit", quote(p))
 		}
 	}
 	v.oneOf("image.init", c.Image.Init, InitTiny, InitSystemd)
@@ -118,7 +118,7 @@ func (c Config) Validate() error {
 	}
 	v.oneOf("module.build", c.Module.Build, BuildAuto, BuildGuest, BuildHost)
 	if c.Module.Timeout <= 0 {
-		v.add("module.timeout", "%s is not a positive duration; use one such as 10m or 90s", quote(c.Module.Timeout.String()))
+		v.add("module.timeout", "%s is not a positive duration; hint: use one such as 10m or 90s", quote(c.Module.Timeout.String()))
 	}
 	return v.err()
 }
@@ -126,7 +126,7 @@ func (c Config) Validate() error {
 func (v *validator) kernel(k Kernel) {
 	kind := k.SourceKind()
 	if k.Source == "" {
-		v.add("kernel.source", "is empty; use \"package\", a kernel tree path, or a tarball path or http(s) URL")
+		v.add("kernel.source", "is empty; hint: use \"package\", a kernel tree path, or a tarball path or http(s) URL")
 	} else if kind == SourceTree || kind == SourceTarball {
 		v.path("kernel.source", k.Source)
 	} else if kind == SourceURL {
@@ -139,7 +139,7 @@ func (v *validator) kernel(k Kernel) {
 	case tarball && k.SHA256 == "":
 		v.add("kernel.source", "%s is a tarball, so kernel.sha256 must hold its SHA-256 digest (64 hex digits); hint: run sha256sum on the tarball and put the digest in kernel.sha256", quote(k.Source))
 	case tarball && !sha256Re.MatchString(k.SHA256):
-		v.add("kernel.sha256", "%s is not a SHA-256 digest: it must be 64 hex digits, as sha256sum prints", quote(k.SHA256))
+		v.add("kernel.sha256", "%s is not a SHA-256 digest: it must be 64 hex digits; hint: run sha256sum on the tarball and put the digest in kernel.sha256", quote(k.SHA256))
 	case !tarball && k.SHA256 != "":
 		v.add("kernel.sha256", "is set but kernel.source %s is not a tarball; hint: remove kernel.sha256, or point kernel.source at a tarball (.tar.xz, .tar.gz, ...) or an http(s) URL", quote(k.Source))
 	}
@@ -149,7 +149,7 @@ func (v *validator) kernel(k Kernel) {
 		switch ClassifyFragment(f) {
 		case FragmentLine:
 			if !configSetRe.MatchString(f) && !configNotRe.MatchString(f) {
-				v.add(field, "%s is not a kernel config line; write it as CONFIG_NAME=y (or =m, =n, a number, a \"quoted string\") or as \"# CONFIG_NAME is not set\"", quote(f))
+				v.add(field, "%s is not a kernel config line; hint: write it as CONFIG_NAME=y (or =m, =n, a number, a \"quoted string\") or as \"# CONFIG_NAME is not set\"", quote(f))
 			}
 		case FragmentFile:
 			v.path(field, f)
@@ -163,7 +163,7 @@ func (v *validator) kernel(k Kernel) {
 // checkURI accepts qemu:///system and qemu:///session, locally or through a remote transport
 // (qemu+ssh://host/system); it returns what is wrong, or "".
 func checkURI(s string) string {
-	bad := fmt.Sprintf("%s is not a libvirt QEMU URI; use %s, %s or a remote one such as qemu+ssh://user@host/system", quote(s), URISystem, URISession)
+	bad := fmt.Sprintf("%s is not a libvirt QEMU URI; hint: use %s, %s or a remote one such as qemu+ssh://user@host/system", quote(s), URISystem, URISession)
 	u, err := url.Parse(s)
 	if err != nil {
 		return bad
@@ -216,11 +216,11 @@ func (v *validator) oneOf(field, s string, allowed ...string) {
 func (v *validator) path(field, p string) {
 	switch {
 	case p == "":
-		v.add(field, "is empty; give a path")
+		v.add(field, "is empty; hint: give a path")
 	case strings.ContainsAny(p, "\x00\n\r"):
 		v.add(field, "%s contains a newline or NUL byte", quote(p))
 	case strings.HasPrefix(p, "~"):
-		v.add(field, "%s starts with \"~\", which kmodvm does not expand; write the full path or one relative to kmodvm.yaml", quote(p))
+		v.add(field, "%s starts with \"~\", which kmodvm does not expand; hint: write the full path or one relative to kmodvm.yaml", quote(p))
 	}
 }
 
