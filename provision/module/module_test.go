@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -228,5 +229,36 @@ func TestBuiltKosNotFollowed(t *testing.T) {
 	}
 	if data, err := readKo(filepath.Join(dir, "real.ko")); err != nil || string(data) != "ELF" {
 		t.Errorf("readKo(real.ko) = %q, %v", data, err)
+	}
+}
+
+func TestConsoleRecordsAfterAnOverlongLine(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "console.log")
+	log := "[    1.000000] before\r\n" +
+		strings.Repeat("x", 3<<20) + "\r\n" + // a module printing garbage, no record
+		"[    2.000000] Kernel panic - not syncing: deliberate panic\r\n" +
+		"[    2.100000] last line without a newline"
+	if err := os.WriteFile(p, []byte(log), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range consoleRecords(p, 0) {
+		got = append(got, r.Text)
+	}
+	want := []string{"before", "Kernel panic - not syncing: deliberate panic", "last line without a newline"}
+	if !slices.Equal(got, want) {
+		t.Errorf("records = %q, want %q", got, want)
+	}
+}
+
+func TestEachLineCutsLongLines(t *testing.T) {
+	var lines []string
+	in := "ab\n" + strings.Repeat("y", 200) + "\ncd"
+	if err := eachLine(strings.NewReader(in), 10, func(l string) { lines = append(lines, l) }); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"ab", strings.Repeat("y", 10), "cd"}
+	if !slices.Equal(lines, want) {
+		t.Errorf("lines = %q, want %q", lines, want)
 	}
 }

@@ -792,12 +792,41 @@ func consoleRecords(p string, off int64) []kmsg.Record {
 		return nil
 	}
 	var recs []kmsg.Record
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		if rec, ok := kmsg.ParseConsoleLine(strings.TrimRight(sc.Text(), "\r")); ok {
+	_ = eachLine(f, maxConsoleLine, func(line string) {
+		if rec, ok := kmsg.ParseConsoleLine(line); ok {
 			recs = append(recs, rec)
 		}
-	}
+	})
 	return recs
+}
+
+// maxConsoleLine is where eachLine cuts a console line: far above any kernel record (about
+// 1 KiB), so only garbage is cut.
+const maxConsoleLine = 64 * 1024
+
+// eachLine calls fn for every line of r without its line ending, a line longer than max
+// cut to its first max bytes: one overlong line (a module printing garbage) must not hide
+// the panic trace after it, nor take unbounded memory.
+func eachLine(r io.Reader, max int, fn func(string)) error {
+	br := bufio.NewReaderSize(r, 64*1024)
+	var line []byte
+	for {
+		chunk, err := br.ReadSlice('\n')
+		if room := max - len(line); room > 0 {
+			line = append(line, chunk[:min(len(chunk), room)]...)
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		if len(line) > 0 {
+			fn(strings.TrimRight(string(line), "\r\n"))
+		}
+		line = line[:0]
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
 }

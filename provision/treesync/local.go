@@ -99,26 +99,70 @@ func walkLocal(ctx context.Context, root string, m *Matcher, log *slog.Logger) (
 	return entries, nil
 }
 
-// checkLink refuses a symlink whose target leaves the tree, judged both on
-// the text of the link and, when the target exists, on where it really
-// resolves.
+// checkLink refuses a symlink whose target leaves the tree, judged on where it
+// resolves with the tree's own symlinks followed: the guest's copy has the same
+// links, so a link that stays inside only as text (s -> . and then
+// l -> s/s/../../etc/x) is refused too, even when its target exists nowhere on
+// the host.
 func checkLink(root, rel, target string) error {
 	refuse := &TreeError{Msg: fmt.Sprintf("sync: symlink %s -> %s points outside the module directory; hint: copy the file into the module directory or add it to %s", rel, target, IgnoreFile)}
 	if target == "" || filepath.IsAbs(target) || strings.ContainsRune(target, 0) {
 		return refuse
 	}
-	joined := path.Join(path.Dir(rel), filepath.ToSlash(target))
-	if joined == ".." || strings.HasPrefix(joined, "../") {
+	if !staysInTree(root, path.Dir(rel), filepath.ToSlash(target)) {
 		return refuse
 	}
 	real, err := filepath.EvalSymlinks(filepath.Join(root, filepath.FromSlash(rel)))
 	if err != nil {
-		return nil // dangling (or a loop): the text check above is all there is
+		return nil // dangling (or a loop): staysInTree has judged it
 	}
 	if real != root && !strings.HasPrefix(real, root+string(filepath.Separator)) {
 		return refuse
 	}
 	return nil
+}
+
+// maxLinkHops bounds how many symlinks staysInTree follows, like the kernel's
+// limit of 40 (a loop is then judged as leaving the tree).
+const maxLinkHops = 40
+
+// staysInTree resolves target, a relative link text found in directory dir
+// (both slash-separated, relative to root), one component at a time: ".." goes
+// up, a component that is a symlink in the tree is replaced by its text, a
+// component that does not exist is taken as it is. It reports whether the
+// walk never leaves root.
+func staysInTree(root, dir, target string) bool {
+	var cur []string // resolved components below root
+	if dir != "." {
+		cur = strings.Split(dir, "/")
+	}
+	todo := strings.Split(target, "/")
+	hops := 0
+	for len(todo) > 0 {
+		el := todo[0]
+		todo = todo[1:]
+		switch el {
+		case "", ".":
+			continue
+		case "..":
+			if len(cur) == 0 {
+				return false
+			}
+			cur = cur[:len(cur)-1]
+			continue
+		}
+		cur = append(cur, el)
+		link, err := os.Readlink(filepath.Join(root, filepath.FromSlash(strings.Join(cur, "/"))))
+		if err != nil {
+			continue // not a symlink, or not there: a plain component
+		}
+		if hops++; hops > maxLinkHops || link == "" || path.IsAbs(filepath.ToSlash(link)) {
+			return false
+		}
+		cur = cur[:len(cur)-1]
+		todo = append(strings.Split(filepath.ToSlash(link), "/"), todo...)
+	}
+	return true
 }
 
 // hashLocal returns the hex SHA-256 of a local file.

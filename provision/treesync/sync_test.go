@@ -575,6 +575,7 @@ func TestSyncRefusesEscapingSymlinks(t *testing.T) {
 	tests := []struct {
 		name, link, target string
 		ignore             []string
+		extra              tree // more entries in the local tree
 		wantErr            string
 	}{
 		{name: "absolute", link: "src/foo", target: "/etc/passwd",
@@ -588,11 +589,16 @@ func TestSyncRefusesEscapingSymlinks(t *testing.T) {
 		{name: "dangling outside", link: "gone", target: "../no-such-dir/x", wantErr: "symlink gone -> ../no-such-dir/x points outside"},
 		// Lexically inside, but through an ignored symlink that leads out.
 		{name: "through an ignored symlink", link: "b", target: "ext/secret", ignore: []string{"/ext"}, wantErr: "symlink b -> ext/secret points outside"},
+		// Lexically inside and dangling on the host, but out through the tree's own link
+		// s -> . (the guest's copy has it too): s/s/s/../../.. is three levels up.
+		{name: "out through a link to .", link: "l", target: "s/s/s/../../../usr/src/x", extra: tree{"s": "-> ."},
+			wantErr: "symlink l -> s/s/s/../../../usr/src/x points outside"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			local, remote := newTrees(t)
 			writeTree(t, local, tree{"a.c": "x", "src/ok.c": "y", tt.link: "-> " + tt.target, "ext": "-> " + outside})
+			writeTree(t, local, tt.extra)
 			ignore := append([]string{"/ext"}, tt.ignore...)
 			c := newClient(t, nil)
 			_, err := Sync(context.Background(), c, local, remote, Options{Ignore: ignore})
