@@ -18,8 +18,9 @@ deps:
 build:
 	go build -o $(BIN) ./cmd/kmodvm
 
-# The whole suite: unit tests, then the tests against a real libvirtd and QEMU guest
-# (they build the image and the Rust kernel on first use; cached afterwards).
+# The whole suite: unit tests, every fuzz target for a bounded time, then the tests against
+# a real libvirtd and QEMU guest, faults and load included (they build the image and the
+# Rust kernel on first use; cached afterwards). See docs/reliability.md.
 test: deps
 	go test ./...
 	bash scripts/fuzz.sh
