@@ -1,6 +1,7 @@
 package module
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -123,6 +124,38 @@ func TestParseStep(t *testing.T) {
 	so = parseStep("@@STALE\n@@STALEFAIL rmmod: ERROR: Module x is in use\n")
 	if !so.stale || !strings.Contains(so.staleFail, "in use") {
 		t.Errorf("stale unload failure not parsed: %+v", so)
+	}
+}
+
+// TestParseStepLost: records after the cursor that the guest overwrote before the second
+// read (its log buffer wrapped) are counted, never guessed from records before the cursor.
+func TestParseStepLost(t *testing.T) {
+	step := func(before string, after ...string) string {
+		return "@@BEFORE\n" + before + "@@RUN\n@@RC 0\n@@ERR\n@@KMSG\n" + strings.Join(after, "\n") + "\n"
+	}
+	tests := []struct {
+		name     string
+		out      string
+		wantSeqs string
+		wantLost int
+	}{
+		{"nothing lost", step("6,40,1,-;a\n6,41,1,-;b\n", "6,40,1,-;a", "6,41,1,-;b", "6,42,2,-;c", "6,43,2,-;d"), "[42 43]", 0},
+		{"the buffer wrapped past the cursor", step("6,40,1,-;a\n6,41,1,-;b\n", "6,45,2,-;f", "6,46,2,-;g"), "[45 46]", 3},
+		{"a gap among the new records", step("6,41,1,-;b\n", "6,42,2,-;c", "6,44,2,-;e", "6,47,2,-;h"), "[42 44 47]", 3},
+		{"no cursor, nothing to compare with", step("", "6,45,2,-;f", "6,46,2,-;g"), "[45 46]", 0},
+		{"nothing new", step("6,41,1,-;b\n", "6,40,1,-;a", "6,41,1,-;b"), "[]", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			so := parseStep(tt.out)
+			var seqs []uint64
+			for _, r := range so.records {
+				seqs = append(seqs, r.Seq)
+			}
+			if got := fmt.Sprint(seqs); got != tt.wantSeqs || so.lost != tt.wantLost {
+				t.Errorf("records %s, lost %d; want %s, lost %d", got, so.lost, tt.wantSeqs, tt.wantLost)
+			}
+		})
 	}
 }
 

@@ -132,8 +132,11 @@ type Step struct {
 	Log       []string       `json:"log"`             // the kernel log lines it produced
 	Findings  []kmsg.Finding `json:"findings,omitempty"`
 	Crashed   bool           `json:"guest_crashed,omitempty"`
-	Duration  time.Duration  `json:"duration_ns"`
-	records   []kmsg.Record
+	// Lost counts the records the guest overwrote (its log buffer was full) before the
+	// runner read them: the verdict did not see them.
+	Lost     int           `json:"lost_records,omitempty"`
+	Duration time.Duration `json:"duration_ns"`
+	records  []kmsg.Record
 }
 
 // ExitCode maps a verdict to the documented exit code.
@@ -493,6 +496,7 @@ type stepOutput struct {
 	rc            int
 	errText       []string
 	records       []kmsg.Record // the kernel log records the command produced
+	lost          int           // records after the cursor overwritten before they were read
 	complete      bool
 	stale         bool   // a module of that name was loaded and was unloaded first
 	staleFail     string // ... and could not be unloaded: rmmod's reason
@@ -501,6 +505,7 @@ type stepOutput struct {
 func parseStep(out string) stepOutput {
 	so := stepOutput{rc: -1}
 	var cursor uint64
+	haveCursor := false
 	section := ""
 	sc := bufio.NewScanner(strings.NewReader(out))
 	sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
@@ -521,8 +526,8 @@ func parseStep(out string) stepOutput {
 			section = l
 			so.complete = l == "@@KMSG"
 		case section == "@@BEFORE":
-			if rec, ok := kmsg.ParseKmsgLine(l); ok && rec.Seq > cursor {
-				cursor = rec.Seq
+			if rec, ok := kmsg.ParseKmsgLine(l); ok && rec.Seq >= cursor {
+				cursor, haveCursor = rec.Seq, true
 			}
 		case section == "@@ERR":
 			if t := strings.TrimSpace(l); t != "" {
@@ -530,6 +535,15 @@ func parseStep(out string) stepOutput {
 			}
 		case section == "@@KMSG":
 			if rec, ok := kmsg.ParseKmsgLine(l); ok && rec.Seq > cursor {
+				// The records after the cursor come in order; a gap is what the guest
+				// overwrote before this read.
+				next := cursor + 1
+				if n := len(so.records); n > 0 {
+					next = so.records[n-1].Seq + 1
+				}
+				if haveCursor && rec.Seq > next {
+					so.lost += int(rec.Seq - next)
+				}
 				so.records = append(so.records, rec)
 			}
 		}
@@ -576,7 +590,7 @@ wait:
 				opt.status(fmt.Sprintf("%s was already loaded; unloaded it first", name))
 			}
 			if res.err == nil && so.complete {
-				st.records = so.records
+				st.records, st.Lost = so.records, so.lost
 				st.OK = so.rc == 0
 				if !st.OK {
 					st.Error = explainFailure(action, name, so.errText, so.records)
