@@ -36,6 +36,7 @@ func TestE2ELoad(t *testing.T) {
 	mustCLI(t, ctx, append([]string{"up"}, n...)...)
 
 	t.Run("Reload100", func(t *testing.T) { testReload100(t, ctx, n) })
+	t.Run("RunFlood", func(t *testing.T) { testRunFlood(t, ctx, n) })
 	t.Run("LogsFollow", func(t *testing.T) { testLogsFollow(t, ctx, n) })
 }
 
@@ -100,23 +101,27 @@ func readGuestMem(t *testing.T, ctx context.Context, n []string) guestMem {
 	return m
 }
 
+// runQuiet is `kmodvm run --json ARGS`, called directly rather than through cli: the
+// JSON of hundreds of steps or thousands of log lines is too long to log.
+func runQuiet(t *testing.T, ctx context.Context, args ...string) (int, runJSON) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(ctx, append([]string{"run", "--json"}, args...), strings.NewReader(""), &out, &errb)
+	var res runJSON
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil || res.Result == nil {
+		t.Fatalf("kmodvm run --json %s: exit %d, %v\nstdout:\n%.2000s\nstderr:\n%s", strings.Join(args, " "), code, err, out.String(), errb.String())
+	}
+	return code, res
+}
+
 func testReload100(t *testing.T, ctx context.Context, n []string) {
 	dir := filepath.Join(repoRoot(t), "examples/rust-hello")
 	mustCLI(t, ctx, append(append([]string{"run"}, n...), dir)...) // warm-up: sync, build, first load
 	before := readGuestMem(t, ctx, n)
 
-	// Called directly rather than through cli: the JSON of 200 steps is too long to log.
-	var out, errb bytes.Buffer
 	start := time.Now()
-	code := run(ctx, append(append([]string{"run"}, n...), "--json", "--reload", "100", dir), strings.NewReader(""), &out, &errb)
+	code, res := runQuiet(t, ctx, append(n, "--reload", "100", dir)...)
 	took := time.Since(start)
-	var res struct {
-		module.Result
-		ExitCode int `json:"exit_code"`
-	}
-	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
-		t.Fatalf("run --reload 100 --json: exit %d, %v\nstderr:\n%s", code, err, errb.String())
-	}
 	t.Logf("run --reload 100: exit %d, verdict %q, %d steps, %.1f s (build %.1f s)", code, res.Verdict, len(res.Steps), took.Seconds(), res.Build.Duration.Seconds())
 	if code != 0 || res.ExitCode != 0 || res.Verdict != module.VerdictOK {
 		t.Errorf("run --reload 100: exit %d, verdict %q (%s), want 0 and ok", code, res.Verdict, res.Title)
@@ -272,7 +277,10 @@ func parseLost(stderr string) []lostRange {
 	return ls
 }
 
-var spamLine = regexp.MustCompile(`^spam: line (\d+)/(\d+)$`)
+var (
+	spamLine    = regexp.MustCompile(`^spam: line (\d+)/(\d+)$`) // a record's text
+	spamLogLine = regexp.MustCompile(`spam: line (\d+)/`)        // a line of run's report
+)
 
 // checkSpam accounts for every line of one spam run: recs are the records logs -f printed
 // after the run's marker record (seq marker) up to "spam: done N". Each gap in their
@@ -323,6 +331,42 @@ func checkSpam(recs []logLine, marker uint64, lost []lostRange, n int) (got int,
 		}
 	}
 	return got, problems
+}
+
+// testRunFlood: a module whose kthread logs 30,000 lines, ~9 times the guest's log buffer,
+// mostly after insmod has returned. Every line is judged by the load or the unload step
+// (what comes between them goes to the unload) or counted as overwritten: none goes
+// unmentioned.
+func testRunFlood(t *testing.T, ctx context.Context, n []string) {
+	const lines = 30_000
+	dir := filepath.Join(repoRoot(t), "testdata/modules/spam-c")
+	code, res := runQuiet(t, ctx, append(n, "-p", fmt.Sprintf("lines=%d", lines), "-p", "debug=1", dir)...)
+	if code != 0 || res.Verdict != module.VerdictOK || len(res.Steps) != 2 {
+		t.Fatalf("run: exit %d, verdict %q (%s), %d steps; want 0, ok, a load and an unload", code, res.Verdict, res.Title, len(res.Steps))
+	}
+	seen := map[int]bool{}
+	shown, lost, done := 0, 0, false
+	for _, s := range res.Steps {
+		lost += s.Lost
+		for _, l := range s.Log {
+			if m := spamLogLine.FindStringSubmatch(l); m != nil {
+				i, _ := strconv.Atoi(m[1])
+				if seen[i] {
+					t.Errorf("line %d shown twice", i)
+				}
+				seen[i] = true
+				shown++
+			}
+			done = done || strings.HasSuffix(l, fmt.Sprintf("spam: done %d", lines))
+		}
+		t.Logf("%s #%d: %d log lines, %d records lost", s.Action, s.Iteration, len(s.Log), s.Lost)
+	}
+	if !done {
+		t.Errorf("no step shows \"spam: done %d\"", lines)
+	}
+	if shown+lost < lines {
+		t.Errorf("%d lines shown and %d records reported lost: %d of %d lines unaccounted for", shown, lost, lines-shown-lost, lines)
+	}
 }
 
 func testLogsFollow(t *testing.T, ctx context.Context, n []string) {
