@@ -2,7 +2,7 @@
 # make bench: kmodvm's speed against baselines measured in the same run, alternating, so a
 # busy machine slows both sides alike. Prints medians and ratios; never asserts.
 #
-#   BENCH_N=5 bash scripts/bench.sh [up|kernel|kernel-full|loop|all]
+#   BENCH_N=5 bash scripts/bench.sh [up|kernel|kernel-full|loop|load|all]
 #
 # up:     `kmodvm up` from a stopped, defined VM to SSH-ready vs a bare qemu-system-x86_64
 #         boot of the same kernel, disk, init and cmdline to SSH-ready; image build cached.
@@ -13,6 +13,11 @@
 # loop:   warm `kmodvm run` of the Rust example after a one-line change vs a hand-written
 #         scp/ssh script vs the irreducible make + insmod; sync of 1 changed file among
 #         1,000 vs rsync over ssh.
+# load:   `kmodvm logs -f` vs `ssh ... cat /dev/kmsg` following 100,000 paced kernel log
+#         lines from testdata/modules/spam-c (time to the last line, peak RSS), then a
+#         30,000-line burst that overwrites records before any reader gets them (lines
+#         delivered; whether the reader is still following afterwards).
+# BENCH_VM names the bench VM (default: bench).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Where the CLI keeps its state and caches (see README).
@@ -24,7 +29,7 @@ fi
 N=${BENCH_N:-5}
 WHAT=${1:-all}
 K="$PWD/bin/kmodvm"
-VM=bench
+VM=${BENCH_VM:-bench}
 [ -x "$K" ] || go build -o "$K" ./cmd/kmodvm
 
 now() { date +%s.%N; }
@@ -205,11 +210,62 @@ bench_loop() {
 	echo "kmodvm sync: median ${a}s; rsync over ssh: median ${b}s; ratio $(ratio "$a" "$b") (goal <= 1.0)"
 }
 
+bench_load() {
+	echo "== load: kmodvm logs -f vs ssh cat /dev/kmsg, 100,000 paced kernel log lines (N=$N), then a burst"
+	start_vm
+	local port; port=$(field ssh_port "$inst")
+	echo "[127.0.0.1]:$port $(cat "$hostpub")" >"$tmp/known_hosts"
+	local SSH=(ssh -q -o BatchMode=yes -o UserKnownHostsFile="$tmp/known_hosts" -i "$key" -p "$port" root@127.0.0.1)
+	"$K" -n "$VM" run -p lines=0 testdata/modules/spam-c >/dev/null
+	local ko; ko=$("$K" -n "$VM" sync testdata/modules/spam-c | sed -n 's/.* -> \(.*\): .*/\1/p')/spam.ko
+	# follow READER LINES PARAMS: start the reader (kmodvm or ssh), load spam.ko, wait for its
+	# last line or for the reader to end; sets took, got (numbered lines received), rss, alive.
+	follow() {
+		local reader=$1 lines=$2 params=$3 out="$tmp/follow.out" pid
+		if [ "$reader" = kmodvm ]; then
+			"$K" -n "$VM" logs -f >"$out" 2>"$tmp/follow.err" &
+		else
+			"${SSH[@]}" 'cat /dev/kmsg' >"$out" 2>"$tmp/follow.err" &
+		fi
+		pid=$!
+		until [ -s "$out" ]; do sleep 0.1; done
+		t0=$(now)
+		"${SSH[@]}" "rmmod spam 2>/dev/null; insmod $ko lines=$lines $params"
+		alive=yes
+		until tail -n 20 "$out" | grep -q "spam: done $lines\$"; do
+			kill -0 "$pid" 2>/dev/null || { alive=no; break; }
+			[ "$(echo "$(now) - $t0 > 300" | bc)" = 1 ] && { alive="yes, but no last line within 300 s"; break; }
+			sleep 0.1
+		done
+		t1=$(now)
+		took=$(echo "$t1 - $t0" | bc)
+		got=$(grep -c "spam: line [0-9]*/$lines\$" "$out" || true)
+		rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo -)
+		kill "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	}
+	: >"$tmp/lk"; : >"$tmp/lc"
+	local i lines=100000 # one more each time: every run needs a last line of its own
+	for i in $(seq 1 "$N"); do
+		lines=$((lines + 1)); follow kmodvm "$lines" "debug=1 batch=100 pause_us=10000"
+		echo "$took" >>"$tmp/lk"; echo "kmodvm logs -f: ${took}s, $got of $lines lines, peak RSS ${rss} kB"
+		lines=$((lines + 1)); follow ssh "$lines" "debug=1 batch=100 pause_us=10000"
+		echo "$took" >>"$tmp/lc"; echo "ssh cat /dev/kmsg: ${took}s, $got of $lines lines, peak RSS (ssh client) ${rss} kB"
+	done
+	local a b; a=$(median <"$tmp/lk"); b=$(median <"$tmp/lc")
+	echo "100,000 paced lines to the last one: kmodvm logs -f median ${a}s ($(awk -v t="$a" 'BEGIN {printf "%.0f", 100000/t}') lines/s); ssh cat median ${b}s; ratio $(ratio "$a" "$b")"
+	follow kmodvm 30000 "debug=1 pause_us=0"
+	echo "30,000-line burst: kmodvm logs -f got $got lines, still following: $alive; $(grep -c '^==> lost' "$tmp/follow.err" || true) lost-record notice(s)"
+	follow ssh 30001 "debug=1 pause_us=0" # 30,001: the burst above left its last line in the log
+	echo "30,000-line burst: ssh cat got $got lines, still following: $alive"
+}
+
 case "$WHAT" in
 up) bench_up ;;
 kernel) bench_kernel ;;
 kernel-full) bench_kernel_full ;;
 loop) bench_loop ;;
-all) bench_up; bench_kernel; bench_loop ;;
-*) echo "usage: $0 [up|kernel|kernel-full|loop|all]" >&2; exit 2 ;;
+load) bench_load ;;
+all) bench_up; bench_kernel; bench_loop; bench_load ;;
+*) echo "usage: $0 [up|kernel|kernel-full|loop|load|all]" >&2; exit 2 ;;
 esac
