@@ -188,6 +188,12 @@ func startFollower(t *testing.T, bin string, n []string) *follower {
 	if err := f.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { // a test that failed half-way leaves no follower behind
+		f.cmd.Process.Kill()
+		for range f.recs {
+		}
+		<-f.exited
+	})
 	go func() {
 		defer close(f.exited)
 		sc := bufio.NewScanner(stdout)
