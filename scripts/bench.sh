@@ -2,7 +2,7 @@
 # make bench: kmodvm's speed against baselines measured in the same run, alternating, so a
 # busy machine slows both sides alike. Prints medians and ratios; never asserts.
 #
-#   BENCH_N=5 bash scripts/bench.sh [up|kernel|kernel-full|loop|classify|all]
+#   BENCH_N=5 bash scripts/bench.sh [up|kernel|kernel-full|loop|classify|load|all]
 #
 # up:     `kmodvm up` from a stopped, defined VM to SSH-ready vs a bare qemu-system-x86_64
 #         boot of the same kernel, disk, init and cmdline to SSH-ready; image build cached.
@@ -15,6 +15,11 @@
 #         1,000 vs rsync over ssh.
 # classify: the kernel-log classifier's ns/line on a 10k-line log (the baseline) and a
 #         160k-line one, alternating; a ratio near 1 means time linear in the log's length.
+# load:   `kmodvm logs -f` vs `ssh ... cat /dev/kmsg` following 100,000 paced kernel log
+#         lines from testdata/modules/spam-c (time to the last line, peak RSS), then a
+#         30,000-line burst that overwrites records before any reader gets them (lines
+#         delivered; whether the reader is still following afterwards).
+# BENCH_VM names the bench VM (default: bench).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Where the CLI keeps its state and caches (see README).
@@ -26,7 +31,7 @@ fi
 N=${BENCH_N:-5}
 WHAT=${1:-all}
 K="$PWD/bin/kmodvm"
-VM=bench
+VM=${BENCH_VM:-bench}
 [ -x "$K" ] || go build -o "$K" ./cmd/kmodvm
 
 now() { date +%s.%N; }
@@ -45,7 +50,8 @@ cleanup() {
 trap cleanup EXIT
 
 inst="$STATE/vms/$VM/instance.json"
-# start_vm brings the bench VM up and reads what the baselines need from its state.
+# start_vm brings the bench VM up and reads what the baselines need from its state; SSH is
+# plain ssh to it, with its pinned host key.
 start_vm() {
 	started=1
 	"$K" -n "$VM" up >/dev/null
@@ -56,6 +62,9 @@ start_vm() {
 	cmdline=$(field cmdline "$inst")
 	accel=$(field accel "$inst")
 	mem=$(field memory_mib "$inst")
+	port=$(field ssh_port "$inst")
+	echo "[127.0.0.1]:$port $(cat "$hostpub")" >"$tmp/known_hosts"
+	SSH=(ssh -q -o BatchMode=yes -o UserKnownHostsFile="$tmp/known_hosts" -i "$key" -p "$port" root@127.0.0.1)
 }
 
 bench_up() {
@@ -143,9 +152,6 @@ bench_kernel_full() {
 bench_loop() {
 	echo "== loop: warm kmodvm run after a one-line change vs scp/ssh script vs make+insmod (N=$N)"
 	start_vm
-	local port; port=$(field ssh_port "$inst")
-	echo "[127.0.0.1]:$port $(cat "$hostpub")" >"$tmp/known_hosts"
-	local SSH=(ssh -q -o BatchMode=yes -o UserKnownHostsFile="$tmp/known_hosts" -i "$key" -p "$port" root@127.0.0.1)
 	cp -r examples/rust-hello "$tmp/mod"
 	local where=host; [ "$accel" = kvm ] && where=guest
 	"$K" -n "$VM" run --build "$where" "$tmp/mod" >/dev/null
@@ -227,12 +233,65 @@ bench_classify() {
 	echo "ratio 160k/10k: $(ratio "$b" "$a")  (goal <= 1.10: linear)"
 }
 
+bench_load() {
+	echo "== load: kmodvm logs -f vs ssh cat /dev/kmsg, 100,000 paced kernel log lines (N=$N), then a burst"
+	start_vm
+	"$K" -n "$VM" run -p lines=0 testdata/modules/spam-c >/dev/null
+	local ko; ko=$("$K" -n "$VM" sync testdata/modules/spam-c | sed -n 's/.* -> \(.*\): .*/\1/p')/spam.ko
+	# follow READER LINES PARAMS: start the reader (kmodvm or ssh), load spam.ko, wait for its
+	# last line or for the reader to end; sets took, got (numbered lines received), rss, alive.
+	follow() {
+		local reader=$1 lines=$2 params=$3 out="$tmp/follow.out" pid
+		if [ "$reader" = kmodvm ]; then
+			"$K" -n "$VM" logs -f >"$out" 2>"$tmp/follow.err" &
+		else
+			"${SSH[@]}" 'cat /dev/kmsg' >"$out" 2>"$tmp/follow.err" &
+		fi
+		pid=$!
+		until [ -s "$out" ]; do sleep 0.1; done
+		t0=$(now)
+		"${SSH[@]}" "rmmod spam 2>/dev/null; insmod $ko lines=$lines $params"
+		alive=yes
+		until tail -n 20 "$out" | grep -q "spam: done $lines\$"; do
+			kill -0 "$pid" 2>/dev/null || { alive=no; break; }
+			[ "$(echo "$(now) - $t0 > 300" | bc)" = 1 ] && { alive="no last line within 300 s"; break; }
+			sleep 0.1
+		done
+		t1=$(now)
+		took=$(echo "$t1 - $t0" | bc)
+		got=$(grep -c "spam: line [0-9]*/$lines\$" "$out" || true)
+		rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo -)
+		kill "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	}
+	# counted FILE: a run that reached the last line counts towards the median, one whose
+	# reader ended before it (cat /dev/kmsg does at the first overwritten record) does not.
+	counted() {
+		if [ "$alive" = yes ]; then echo "$took" >>"$tmp/$1"; else echo " (reader ended: $alive; not counted)"; fi
+	}
+	: >"$tmp/lk"; : >"$tmp/lc"
+	local i lines=100000 # one more each time: every run needs a last line of its own
+	for i in $(seq 1 "$N"); do
+		lines=$((lines + 1)); follow kmodvm "$lines" "debug=1 batch=100 pause_us=10000"
+		echo "kmodvm logs -f: ${took}s, $got of $lines lines, peak RSS ${rss} kB$(counted lk)"
+		lines=$((lines + 1)); follow ssh "$lines" "debug=1 batch=100 pause_us=10000"
+		echo "ssh cat /dev/kmsg: ${took}s, $got of $lines lines, peak RSS (ssh client) ${rss} kB$(counted lc)"
+	done
+	local a b; a=$(median <"$tmp/lk"); b=$(median <"$tmp/lc")
+	echo "100,000 paced lines to the last one: kmodvm logs -f median ${a}s ($(awk -v t="$a" 'BEGIN {printf "%.0f", 100000/t}') lines/s); ssh cat median ${b}s; ratio $(ratio "$a" "$b")"
+	follow kmodvm 30000 "debug=1 pause_us=0"
+	echo "30,000-line burst: kmodvm logs -f got $got lines, reported $(sed -n 's/^==> lost \([0-9]*\) .*/\1/p' "$tmp/follow.err" | awk '{n += $1} END {print n + 0}') records lost, still following: $alive"
+	follow ssh 30001 "debug=1 pause_us=0" # 30,001: the burst above left its last line in the log
+	echo "30,000-line burst: ssh cat got $got lines, still following: $alive"
+}
+
 case "$WHAT" in
 up) bench_up ;;
 kernel) bench_kernel ;;
 kernel-full) bench_kernel_full ;;
 loop) bench_loop ;;
 classify) bench_classify ;;
-all) bench_up; bench_kernel; bench_loop; bench_classify ;;
-*) echo "usage: $0 [up|kernel|kernel-full|loop|classify|all]" >&2; exit 2 ;;
+load) bench_load ;;
+all) bench_up; bench_kernel; bench_loop; bench_classify; bench_load ;;
+*) echo "usage: $0 [up|kernel|kernel-full|loop|classify|load|all]" >&2; exit 2 ;;
 esac

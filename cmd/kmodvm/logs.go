@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -67,7 +68,8 @@ func (a *app) logsCmd() *cobra.Command {
 		Short: "Print (or follow with -f) the guest's kernel log",
 		Long: `Print the guest's kernel log from /dev/kmsg over SSH, with readable timestamps and
 levels. When SSH is down (the guest crashed or is booting) it reads the serial console
-log instead, and says so.`,
+log instead, and says so. When the kernel logs faster than -f can carry the records, the
+guest overwrites some before they are read: -f says how many on stderr and carries on.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -97,29 +99,36 @@ log instead, and says so.`,
 				defer g.Close()
 				cmdline := "dd if=/dev/kmsg iflag=nonblock bs=65536 2>/dev/null"
 				if follow {
-					cmdline = "exec cat /dev/kmsg"
+					cmdline = kmsgFollowCmd
 				}
 				pr, pw := io.Pipe()
+				var code int
 				done := make(chan error, 1)
+				sctx, stop := context.WithCancel(ctx)
+				defer stop()
 				go func() {
-					_, err := g.SSH().Run(ctx, cmdline, nil, pw, io.Discard)
+					var err error
+					code, err = g.SSH().Run(sctx, cmdline, nil, pw, io.Discard)
 					pw.CloseWithError(err)
 					done <- err
 				}()
-				sc := bufio.NewScanner(pr)
-				sc.Buffer(make([]byte, 64*1024), 1024*1024)
-				for sc.Scan() {
-					if r, ok := kmsg.ParseKmsgLine(sc.Text()); ok {
-						emit(r, "kmsg")
-					}
-				}
+				rerr := readKmsg(pr, emit, func(from, n uint64) {
+					fmt.Fprintf(a.stderr, "==> lost %d kernel log records (seq %d-%d): the guest overwrote them before kmodvm could read them\n", n, from, from+n-1)
+				})
+				stop() // the session has ended, or the reader gave up on a record too long to hold
 				err = <-done
 				if ctx.Err() != nil {
 					return nil // Ctrl-C ends a follow
 				}
+				if errors.Is(rerr, bufio.ErrTooLong) {
+					return fmt.Errorf("read the guest's kernel log: %w", rerr)
+				}
 				if err != nil && follow {
 					fmt.Fprintf(a.stderr, "==> lost SSH to the guest (%v); following the console log %s\n", firstLine(err.Error()), in.ConsoleLog())
 					return followConsole(ctx, in.ConsoleLog(), true, emit)
+				}
+				if err == nil && follow {
+					return fmt.Errorf("the kernel log reader in the guest ended by itself (status %d); hint: `kmodvm logs -f` starts it again", code)
 				}
 				return err
 			})
@@ -131,6 +140,37 @@ log instead, and says so.`,
 	fl.StringVar(&mod, "module", "", "only records that mention this module")
 	fl.BoolVar(&a.jsonOut, "json", false, "one JSON object per record")
 	return c
+}
+
+// kmsgFollowCmd follows /dev/kmsg in the guest. A reader that falls more than the kernel's
+// log buffer behind gets one EPIPE, and the kernel moves that open file on to the oldest
+// record left; `cat /dev/kmsg` would end there. So cat runs again on the same open file
+// (fd 3) whenever it ends with status 1 (its read error); a cat killed by SIGPIPE (the
+// session is gone) ends the loop, and the trap stops cat when kmodvm ends the session.
+// The records lost in between show as a gap in their sequence numbers (readKmsg).
+const kmsgFollowCmd = `exec 3</dev/kmsg; trap 'kill $c 2>/dev/null; exit 143' TERM HUP; ` +
+	`while :; do cat <&3 & c=$!; wait $c; rc=$?; [ $rc -eq 1 ] || exit $rc; done`
+
+// readKmsg emits the records of /dev/kmsg lines read from r until it ends, and calls lost
+// for each gap in their sequence numbers: the n records from seq `from` on were overwritten
+// before they were read. It holds one line at a time, however long the stream.
+func readKmsg(r io.Reader, emit func(kmsg.Record, string), lost func(from, n uint64)) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	var next uint64 // the sequence number expected next, once a record was seen
+	seen := false
+	for sc.Scan() {
+		rec, ok := kmsg.ParseKmsgLine(sc.Text())
+		if !ok {
+			continue
+		}
+		if seen && rec.Seq > next {
+			lost(next, rec.Seq-next)
+		}
+		seen, next = true, rec.Seq+1
+		emit(rec, "kmsg")
+	}
+	return sc.Err()
 }
 
 func (a *app) logEmitter(f logFilter) func(kmsg.Record, string) {

@@ -183,6 +183,9 @@ func printRun(a *app, res *module.Result) {
 		for _, l := range s.Log {
 			fmt.Fprintf(out, "  %s\n", l)
 		}
+		if s.Lost > 0 {
+			fmt.Fprintf(out, "  !! %d kernel log records were overwritten in the guest (its log buffer was full) before kmodvm read them; the verdict did not see them\n", s.Lost)
+		}
 		for _, f := range s.Findings {
 			fmt.Fprintf(out, "  !! %s: %s\n", f.Class, f.Title)
 		}

@@ -200,6 +200,25 @@ verdict: ok — ok
 				"  !! warning: WARNING in warn_init (/home/dev/warn/warn.c:9)\n" +
 				"verdict: kernel-problem — WARNING in warn_init (/home/dev/warn/warn.c:9)\n",
 		},
+		{
+			name: "log buffer overwritten during the load",
+			res: module.Result{
+				Sync:  module.SyncResult{Summary: "0 changed, 0 deleted, 0.0 s"},
+				Build: module.BuildResult{Where: "host", OK: true, Duration: time.Second},
+				Steps: []module.Step{
+					{Action: "load", Module: "spam", Iteration: 1, OK: true, Duration: 200 * time.Millisecond, Lost: 1234,
+						Log: []string{"[    4.000000] <info> spam: line 1235/1236", "[    4.000000] <info> spam: line 1236/1236"}},
+				},
+				Verdict: module.VerdictOK, Title: "ok",
+			},
+			want: "sync:    0 changed, 0 deleted, 0.0 s\n" +
+				"build:   host, ok (1.0 s)\n" +
+				"load spam (#1): ok (0.20 s)\n" +
+				"  [    4.000000] <info> spam: line 1235/1236\n" +
+				"  [    4.000000] <info> spam: line 1236/1236\n" +
+				"  !! 1234 kernel log records were overwritten in the guest (its log buffer was full) before kmodvm read them; the verdict did not see them\n" +
+				"verdict: ok — ok\n",
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -2,6 +2,7 @@ package module
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -120,7 +121,7 @@ func TestParseStep(t *testing.T) {
 		" SUBSYSTEM=foo",
 		"6,43,2000100,-;x: init failed",
 	}, "\n")
-	so := parseStep(out)
+	so := parseStep(out, logCursor{})
 	if !so.complete || so.rc != 1 || so.taint != 0 || so.taint2 != 12288 || so.stale || so.staleFail != "" {
 		t.Fatalf("parsed %+v", so)
 	}
@@ -130,12 +131,52 @@ func TestParseStep(t *testing.T) {
 	if len(so.errText) != 1 || !strings.Contains(so.errText[0], "Invalid parameters") {
 		t.Fatalf("errText %q", so.errText)
 	}
-	if parseStep("@@TAINT 0\n@@BEFORE\n6,3,1,-;x\n").complete {
+	if parseStep("@@TAINT 0\n@@BEFORE\n6,3,1,-;x\n", logCursor{}).complete {
 		t.Error("a step cut off before @@KMSG counts as complete")
 	}
-	so = parseStep("@@STALE\n@@STALEFAIL rmmod: ERROR: Module x is in use\n")
+	so = parseStep("@@STALE\n@@STALEFAIL rmmod: ERROR: Module x is in use\n", logCursor{})
 	if !so.stale || !strings.Contains(so.staleFail, "in use") {
 		t.Errorf("stale unload failure not parsed: %+v", so)
+	}
+}
+
+// TestParseStepCursor: a step's records are those after the last one the previous step
+// read (or, for the first step, after the newest before the command), so what a module
+// logs between two steps is judged too; records the guest overwrote before the read are
+// counted, never guessed from records before the cursor.
+func TestParseStepCursor(t *testing.T) {
+	step := func(before string, after ...string) string {
+		return "@@BEFORE\n" + before + "@@RUN\n@@RC 0\n@@ERR\n@@KMSG\n" + strings.Join(after, "\n") + "\n"
+	}
+	none := logCursor{}
+	tests := []struct {
+		name     string
+		out      string
+		prev     logCursor
+		wantSeqs string
+		wantLost int
+		wantLast logCursor
+	}{
+		{"nothing lost", step("6,40,1,-;a\n6,41,1,-;b\n", "6,40,1,-;a", "6,41,1,-;b", "6,42,2,-;c", "6,43,2,-;d"), none, "[42 43]", 0, logCursor{43, true}},
+		{"the buffer wrapped past the cursor", step("6,40,1,-;a\n6,41,1,-;b\n", "6,45,2,-;f", "6,46,2,-;g"), none, "[45 46]", 3, logCursor{46, true}},
+		{"a gap among the new records", step("6,41,1,-;b\n", "6,42,2,-;c", "6,44,2,-;e", "6,47,2,-;h"), none, "[42 44 47]", 3, logCursor{47, true}},
+		{"no cursor, nothing to compare with", step("", "6,45,2,-;f", "6,46,2,-;g"), none, "[45 46]", 0, logCursor{46, true}},
+		{"nothing new", step("6,41,1,-;b\n", "6,40,1,-;a", "6,41,1,-;b"), none, "[]", 0, logCursor{41, true}},
+		{"logged between the steps", step("6,41,1,-;b\n", "6,39,1,-;z", "6,40,1,-;a", "6,41,1,-;b", "6,42,2,-;c"), logCursor{39, true}, "[40 41 42]", 0, logCursor{42, true}},
+		{"logged between the steps, partly overwritten", step("6,41,1,-;b\n", "6,38,1,-;y", "6,39,1,-;z", "6,40,1,-;a", "6,41,1,-;b"), logCursor{30, true}, "[38 39 40 41]", 7, logCursor{41, true}},
+		{"previous step before a guest restart", step("6,41,1,-;b\n", "6,41,1,-;b", "6,42,2,-;c"), logCursor{500, true}, "[42]", 0, logCursor{42, true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			so := parseStep(tt.out, tt.prev)
+			var seqs []uint64
+			for _, r := range so.records {
+				seqs = append(seqs, r.Seq)
+			}
+			if got := fmt.Sprint(seqs); got != tt.wantSeqs || so.lost != tt.wantLost || so.last != tt.wantLast {
+				t.Errorf("records %s, lost %d, last %+v; want %s, lost %d, last %+v", got, so.lost, so.last, tt.wantSeqs, tt.wantLost, tt.wantLast)
+			}
+		})
 	}
 }
 
@@ -170,7 +211,7 @@ func TestStepScriptsRun(t *testing.T) {
 	if err != nil {
 		t.Fatalf("load script: %v\n%s", err, out)
 	}
-	so := parseStep(string(out))
+	so := parseStep(string(out), logCursor{})
 	if !so.complete || so.rc != 1 || !so.stale {
 		t.Fatalf("parsed %+v from\n%s", so, out)
 	}
@@ -187,13 +228,13 @@ func TestStepScriptsRun(t *testing.T) {
 	cmd = exec.Command("sh", "-c", fake(unloadScript("rust_hello")))
 	cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"))
 	out, err = cmd.Output()
-	if so := parseStep(string(out)); err != nil || !so.complete || so.rc != 0 || so.stale {
+	if so := parseStep(string(out), logCursor{}); err != nil || !so.complete || so.rc != 0 || so.stale {
 		t.Fatalf("unload script: %v %+v\n%s", err, so, out)
 	}
 }
 
 func TestExplainFailure(t *testing.T) {
-	so := parseStep("@@KMSG\n3,5,1,-;hello: Unknown symbol not_a_symbol (err -2)\n")
+	so := parseStep("@@KMSG\n3,5,1,-;hello: Unknown symbol not_a_symbol (err -2)\n", logCursor{})
 	msg := explainFailure("load", "hello", []string{"insmod: ERROR: could not insert module hello.ko: Unknown symbol in module"}, so.records)
 	if !strings.Contains(msg, "not_a_symbol") {
 		t.Errorf("unknown symbol not named: %s", msg)

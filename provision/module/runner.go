@@ -75,6 +75,15 @@ type Runner struct {
 	KDir      string    // host path of the staged build tree (bound at kernel.GuestTree)
 
 	guest Guest
+	seen  logCursor // the last kernel log record a step read
+}
+
+// logCursor is the last kernel log record a step has read. The next step judges every
+// record after it, also those logged between the two steps: a module's kthread, timer or
+// workqueue runs on after insmod returns.
+type logCursor struct {
+	seq uint64
+	ok  bool
 }
 
 // Close closes the connection to the guest, if Run made one.
@@ -133,8 +142,11 @@ type Step struct {
 	Log       []string       `json:"log"`             // the kernel log lines it produced
 	Findings  []kmsg.Finding `json:"findings,omitempty"`
 	Crashed   bool           `json:"guest_crashed,omitempty"`
-	Duration  time.Duration  `json:"duration_ns"`
-	records   []kmsg.Record
+	// Lost counts the records the guest overwrote (its log buffer was full) before the
+	// runner read them: the verdict did not see them.
+	Lost     int           `json:"lost_records,omitempty"`
+	Duration time.Duration `json:"duration_ns"`
+	records  []kmsg.Record
 }
 
 // ExitCode maps a verdict to the documented exit code.
@@ -529,15 +541,20 @@ type stepOutput struct {
 	taint, taint2 kmsg.Taint
 	rc            int
 	errText       []string
-	records       []kmsg.Record // the kernel log records the command produced
+	records       []kmsg.Record // the kernel log records since the cursor
+	lost          int           // records after the cursor overwritten before they were read
+	last          logCursor     // the last record read
 	complete      bool
 	stale         bool   // a module of that name was loaded and was unloaded first
 	staleFail     string // ... and could not be unloaded: rmmod's reason
 }
 
-func parseStep(out string) stepOutput {
+// parseStep reads a step script's output. The step's records are those after prev, the
+// last record the previous step read, or without one, after the last record before the
+// command ran.
+func parseStep(out string, prev logCursor) stepOutput {
 	so := stepOutput{rc: -1}
-	var cursor uint64
+	var cursor logCursor // the newest record before the command
 	section := ""
 	sc := bufio.NewScanner(strings.NewReader(out))
 	sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
@@ -557,17 +574,27 @@ func parseStep(out string) stepOutput {
 		case l == "@@BEFORE", l == "@@RUN", l == "@@ERR", l == "@@KMSG":
 			section = l
 			so.complete = l == "@@KMSG"
+			if l == "@@KMSG" && prev.ok && (!cursor.ok || prev.seq <= cursor.seq) {
+				cursor = prev // (a prev after the cursor is from before a guest restart)
+			}
+			so.last = cursor
 		case section == "@@BEFORE":
-			if rec, ok := kmsg.ParseKmsgLine(l); ok && rec.Seq > cursor {
-				cursor = rec.Seq
+			if rec, ok := kmsg.ParseKmsgLine(l); ok && rec.Seq >= cursor.seq {
+				cursor = logCursor{rec.Seq, true}
 			}
 		case section == "@@ERR":
 			if t := strings.TrimSpace(l); t != "" {
 				so.errText = append(so.errText, t)
 			}
 		case section == "@@KMSG":
-			if rec, ok := kmsg.ParseKmsgLine(l); ok && rec.Seq > cursor {
+			if rec, ok := kmsg.ParseKmsgLine(l); ok && rec.Seq > cursor.seq {
+				// The records after the cursor come in order; a gap is what the guest
+				// overwrote before this read.
+				if cursor.ok && rec.Seq > so.last.seq+1 {
+					so.lost += int(rec.Seq - so.last.seq - 1)
+				}
 				so.records = append(so.records, rec)
+				so.last = logCursor{rec.Seq, true}
 			}
 		}
 	}
@@ -605,7 +632,7 @@ wait:
 			r.abandon(ctx, opt, action+" of "+name)
 			return st, ctx.Err()
 		case res := <-done:
-			so := parseStep(res.out)
+			so := parseStep(res.out, r.seen)
 			if so.staleFail != "" {
 				return st, fmt.Errorf("module %s is already loaded in the guest and cannot be unloaded: %s; hint: `kmodvm down && kmodvm up` restarts the guest", name, so.staleFail)
 			}
@@ -613,7 +640,8 @@ wait:
 				opt.status(fmt.Sprintf("%s was already loaded; unloaded it first", name))
 			}
 			if res.err == nil && so.complete {
-				st.records = so.records
+				st.records, st.Lost = so.records, so.lost
+				r.seen = so.last
 				st.OK = so.rc == 0
 				if !st.OK {
 					st.Error = explainFailure(action, name, so.errText, so.records)
@@ -645,6 +673,7 @@ wait:
 	}
 	if why != "" {
 		cancel()
+		r.seen = logCursor{} // the restarted guest's log starts over
 		st.Crashed = true
 		st.OK = false
 		st.Error = why
