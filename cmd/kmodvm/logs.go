@@ -193,6 +193,10 @@ func (a *app) logEmitter(f logFilter) func(kmsg.Record, string) {
 	}
 }
 
+// maxPartialLine bounds the unfinished last line followConsole keeps between reads (kernel
+// records are about 1 KiB).
+const maxPartialLine = 64 * 1024
+
 // followConsole prints the console log's kernel lines; with follow it keeps reading as the
 // file grows (and starts over if it is truncated).
 func followConsole(ctx context.Context, path string, follow bool, emit func(kmsg.Record, string)) error {
@@ -217,7 +221,9 @@ func followConsole(ctx context.Context, path string, follow bool, emit func(kmsg
 			partial = ""
 			continue
 		}
-		partial += line
+		if len(partial) < maxPartialLine { // a line that never ends must not grow without bound
+			partial += line
+		}
 		if !follow {
 			if partial != "" {
 				emitLine(partial) // the last line of a crashed guest's log may lack its newline
