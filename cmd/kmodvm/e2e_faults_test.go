@@ -25,10 +25,9 @@ import (
 // command works.
 func TestE2EFaults(t *testing.T) {
 	e2eEnv(t)
-	name := fmt.Sprintf("flt-%d", os.Getpid())
+	name, _ := e2eVM(t, "flt")
 	n := []string{"-n", name}
 	root := repoRoot(t)
-	t.Cleanup(func() { runKmodvm(t, 5*time.Minute, nil, "destroy", "-n", name) })
 	if code, _, _ := runKmodvm(t, 20*time.Minute, nil, "up", "-n", name); code != 0 {
 		t.Fatalf("up: exit %d", code)
 	}
@@ -161,12 +160,7 @@ func TestE2EFaults(t *testing.T) {
 	})
 
 	t.Run("signals during up", func(t *testing.T) {
-		other := name + "-u"
-		t.Cleanup(func() {
-			if domainExists(other) || dirExists(filepath.Join(e2ePaths(t).State, "vms", other)) {
-				runKmodvm(t, 5*time.Minute, nil, "destroy", "-n", other)
-			}
-		})
+		other, otherState := e2eVM(t, "flt-up")
 		// A first up, interrupted while defining and starting, then while waiting for SSH:
 		// nothing of the new VM may stay.
 		for _, c := range []struct {
@@ -176,8 +170,8 @@ func TestE2EFaults(t *testing.T) {
 			if _, code := interruptAt(t, nil, "booting", 5*time.Minute, c.after, c.sig, "up", "-n", other); code != 130 {
 				t.Errorf("first up, %s %s after booting began: exit %d, want 130", c.sig, c.after, code)
 			}
-			if domainExists(other) || dirExists(filepath.Join(e2ePaths(t).State, "vms", other)) {
-				t.Errorf("first up, %s %s after booting began, left domain=%v state=%v", c.sig, c.after, domainExists(other), dirExists(filepath.Join(e2ePaths(t).State, "vms", other)))
+			if domainExists(other) || dirExists(otherState) {
+				t.Errorf("first up, %s %s after booting began, left domain=%v state=%v", c.sig, c.after, domainExists(other), dirExists(otherState))
 			}
 		}
 		// An up of an existing, stopped VM, interrupted while it boots: the VM stays, its
@@ -348,8 +342,7 @@ func TestE2EFaults(t *testing.T) {
 			t.Errorf("second of two concurrent runs: exit %d", code)
 		}
 		// Two VMs side by side, each running a module at the same time.
-		other := name + "-b"
-		t.Cleanup(func() { runKmodvm(t, 5*time.Minute, nil, "destroy", "-n", other) })
+		other, _ := e2eVM(t, "flt-b")
 		if code, _, _ := runKmodvm(t, 10*time.Minute, nil, "up", "-n", other); code != 0 {
 			t.Fatalf("up of a second VM: exit %d", code)
 		}

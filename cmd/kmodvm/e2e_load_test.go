@@ -26,13 +26,8 @@ import (
 func TestE2ELoad(t *testing.T) {
 	e2eEnv(t)
 	ctx := context.Background()
-	name := fmt.Sprintf("load-%d", os.Getpid())
+	name, _ := e2eVM(t, "load")
 	n := []string{"-n", name}
-	t.Cleanup(func() {
-		if domainExists(name) {
-			cli(t, context.Background(), append([]string{"destroy"}, n...)...)
-		}
-	})
 	mustCLI(t, ctx, append([]string{"up"}, n...)...)
 
 	t.Run("Reload100", func(t *testing.T) { testReload100(t, ctx, n) })
