@@ -75,6 +75,10 @@ func buildEntry(ctx context.Context, log *slog.Logger, parent, hash string, buil
 		}
 		return "", false, err
 	}
+	if err := ctx.Err(); err != nil { // interrupted after the last step: keep nothing all the same
+		_ = removeTree(tmp)
+		return "", false, err
+	}
 	if err := os.Chmod(tmp, 0o755); err != nil { // MkdirTemp makes 0700; libvirt's qemu user must traverse it
 		_ = removeTree(tmp)
 		return "", false, fmt.Errorf("finish cache entry: %w", err)

@@ -75,20 +75,27 @@ func TestBuildEntryFailure(t *testing.T) {
 }
 
 func TestBuildEntryCancelled(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	parent := t.TempDir()
-	_, _, err := buildEntry(ctx, discardLogger(), parent, "h2", func(tmp, failedLog string) error {
-		_ = os.WriteFile(filepath.Join(tmp, logName), []byte("partial"), 0o644)
-		cancel()
-		return ctx.Err()
-	})
-	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("err = %v", err)
-	}
-	entries, _ := os.ReadDir(parent)
-	for _, e := range entries {
-		if e.Name() != "h2.lock" {
-			t.Errorf("cancelled build left %s", e.Name())
+	// Interrupted during the build, or after its last step (a step that does not look at
+	// the context): either way no entry.
+	for _, lastStepSeesIt := range []bool{true, false} {
+		ctx, cancel := context.WithCancel(context.Background())
+		parent := t.TempDir()
+		_, _, err := buildEntry(ctx, discardLogger(), parent, "h2", func(tmp, failedLog string) error {
+			_ = os.WriteFile(filepath.Join(tmp, logName), []byte("partial"), 0o644)
+			cancel()
+			if lastStepSeesIt {
+				return ctx.Err()
+			}
+			return nil
+		})
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("err = %v", err)
+		}
+		entries, _ := os.ReadDir(parent)
+		for _, e := range entries {
+			if e.Name() != "h2.lock" {
+				t.Errorf("cancelled build left %s", e.Name())
+			}
 		}
 	}
 }

@@ -391,7 +391,7 @@ func (b *Builder) Build(ctx context.Context, req Request) (*Result, error) {
 		return nil, err
 	}
 	b.report(Progress{Phase: "stage", Current: "staging the module build tree", Elapsed: time.Since(start)})
-	if err := StageKDir(p.tree, filepath.Join(tmp, "kdir")); err != nil {
+	if err := StageKDir(ctx, p.tree, filepath.Join(tmp, "kdir")); err != nil {
 		return nil, fmt.Errorf("stage kernel build tree: %w", err)
 	}
 	res := &Result{
@@ -404,6 +404,9 @@ func (b *Builder) Build(ctx context.Context, req Request) (*Result, error) {
 	}
 	logf.Close()
 	if err := copyFile(logPath, filepath.Join(tmp, "build.log")); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil { // interrupted: keep nothing, even what is complete
 		return nil, err
 	}
 	final2 := filepath.Join(builds, p.key)

@@ -1,7 +1,9 @@
 package kernel
 
 import (
+	"context"
 	"crypto/sha256"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -273,8 +275,26 @@ func TestStageKDirSelection(t *testing.T) {
 	}
 }
 
+func TestStageKDirStopsWhenCancelled(t *testing.T) {
+	tree, dst := t.TempDir(), filepath.Join(t.TempDir(), "kdir")
+	for _, f := range []string{"Module.symvers", "Makefile", "include/config/auto.conf"} {
+		os.MkdirAll(filepath.Dir(filepath.Join(tree, f)), 0o755)
+		if err := os.WriteFile(filepath.Join(tree, f), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := StageKDir(ctx, tree, dst); !errors.Is(err, context.Canceled) {
+		t.Fatalf("StageKDir with a cancelled context: %v, want context.Canceled", err)
+	}
+	if err := StageKDir(context.Background(), tree, dst); err != nil {
+		t.Fatalf("StageKDir: %v", err)
+	}
+}
+
 func TestStageKDirRefusesUnbuiltTree(t *testing.T) {
-	if err := StageKDir(t.TempDir(), t.TempDir()); err == nil || !strings.Contains(err.Error(), "Module.symvers") {
+	if err := StageKDir(context.Background(), t.TempDir(), t.TempDir()); err == nil || !strings.Contains(err.Error(), "Module.symvers") {
 		t.Fatalf("StageKDir on an unbuilt tree: %v", err)
 	}
 }

@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,13 +15,16 @@ import (
 // headers and config), .config, Module.symvers, objtool, and from rust/ the .rmeta files
 // and proc-macro libraries. Sources, objects and the vmlinux are left out. The result is a
 // tree in in-tree layout that `make -C DST M=...` builds against, producing the same .ko as
-// the full tree.
-func StageKDir(tree, dst string) error {
+// the full tree. It stops when ctx ends.
+func StageKDir(ctx context.Context, tree, dst string) error {
 	if _, err := os.Stat(filepath.Join(tree, "Module.symvers")); err != nil {
 		return fmt.Errorf("%s has no Module.symvers: the kernel build did not finish", tree)
 	}
 	err := filepath.Walk(tree, func(p string, fi os.FileInfo, err error) error {
 		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
 			return err
 		}
 		rel, _ := filepath.Rel(tree, p)
