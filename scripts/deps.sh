@@ -4,7 +4,8 @@
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 pkgs=(libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils mmdebstrap
-      bubblewrap e2fsprogs debian-archive-keyring ca-certificates openssh-client)
+      bubblewrap e2fsprogs debian-archive-keyring ca-certificates openssh-client
+      iproute2 procps) # ss -K, pgrep/pkill/ps: the fault tests cut SSH and look for stragglers
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -41,11 +41,8 @@ func TestE2EInterruptKernelAndDisk(t *testing.T) {
 
 	entries := func(dir string) map[string]bool {
 		m := map[string]bool{}
-		ents, _ := os.ReadDir(dir)
-		for _, e := range ents {
-			if e.IsDir() {
-				m[e.Name()] = true
-			}
+		for _, d := range subdirs(dir) {
+			m[d] = true
 		}
 		return m
 	}
@@ -144,23 +141,13 @@ func TestE2EInterruptRootAndFullCache(t *testing.T) {
 			t.Errorf("%s: processes still work in the cache:\n%s", phase, out)
 		}
 	}
-	rootDirs := func() []string {
-		var dirs []string
-		ents, _ := os.ReadDir(roots)
-		for _, e := range ents {
-			if e.IsDir() {
-				dirs = append(dirs, e.Name())
-			}
-		}
-		return dirs
-	}
 
 	// Interrupted while mmdebstrap downloads and unpacks.
 	if _, code := interruptAt(t, env, "==> mmdebstrap:", 5*time.Minute, 10*time.Second, syscall.SIGINT, "image", "build"); code != 130 {
 		t.Errorf("image build interrupted in mmdebstrap: exit %d, want 130", code)
 	}
 	noPartialRoot("interrupted in mmdebstrap")
-	if d := rootDirs(); len(d) != 0 {
+	if d := subdirs(roots); len(d) != 0 {
 		t.Errorf("interrupted in mmdebstrap: root entries %v", d)
 	}
 
@@ -176,7 +163,7 @@ func TestE2EInterruptRootAndFullCache(t *testing.T) {
 		t.Errorf("a stack trace was printed")
 	}
 	noPartialRoot("out of space")
-	if d := rootDirs(); len(d) != 0 {
+	if d := subdirs(roots); len(d) != 0 {
 		t.Errorf("out of space: root entries %v", d)
 	}
 
@@ -188,7 +175,7 @@ func TestE2EInterruptRootAndFullCache(t *testing.T) {
 		t.Errorf("image build interrupted while unpacking the kernel: exit %d, want 130", code)
 	}
 	noPartialRoot("interrupted while unpacking the kernel")
-	d := rootDirs()
+	d := subdirs(roots)
 	if len(d) != 1 {
 		t.Fatalf("root entries after a finished root build: %v, want one", d)
 	}
@@ -246,4 +233,17 @@ func TestE2EFullStateDir(t *testing.T) {
 	if code, _, _ := runKmodvm(t, time.Minute, env, "-n", name, "exec", "--", "true"); code != 0 {
 		t.Errorf("exec after up: exit %d", code)
 	}
+}
+
+// subdirs lists the names of the directories in dir (cache entries; lock and log files
+// beside them are not).
+func subdirs(dir string) []string {
+	var names []string
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if e.IsDir() {
+			names = append(names, e.Name())
+		}
+	}
+	return names
 }

@@ -51,23 +51,19 @@ func TestE2EFaults(t *testing.T) {
 		}
 		return out
 	}
-	state := func(t *testing.T) string {
-		t.Helper()
-		out := mustRun(t, "status", "--json")
-		var st struct{ State string }
-		if err := json.Unmarshal([]byte(out), &st); err != nil {
-			t.Fatal(err)
-		}
-		return st.State
-	}
-	port := func(t *testing.T) string {
+	// status is the VM's state and SSH port, as `kmodvm status --json` tells them.
+	status := func(t *testing.T) (state, port string) {
 		t.Helper()
 		var st struct {
-			Port int `json:"ssh_port"`
+			State string `json:"state"`
+			Port  int    `json:"ssh_port"`
 		}
-		json.Unmarshal([]byte(mustRun(t, "status", "--json")), &st)
-		return fmt.Sprint(st.Port)
+		if err := json.Unmarshal([]byte(mustRun(t, "status", "--json")), &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.State, fmt.Sprint(st.Port)
 	}
+	state := func(t *testing.T) string { st, _ := status(t); return st }
 	// Module trees of this test: a copy of c-hello, one with a large file (a sync that
 	// takes seconds), and slow-c.
 	work := t.TempDir()
@@ -274,7 +270,7 @@ func TestE2EFaults(t *testing.T) {
 			} else {
 				guest(t, "rm -rf "+module.RemoteDir(chello))
 			}
-			sshPort := port(t)
+			_, sshPort := status(t)
 			p, code := faultAt(t, nil, c.marker, 5*time.Minute, c.after, func(*proc) { cutSSH(t, sshPort) }, append(append([]string{}, n...), c.args...)...)
 			if code != 1 || !strings.Contains(p.stderr.String(), "connection") {
 				t.Errorf("%s with the SSH connection cut: exit %d, want 1 and an error about the connection", c.phase, code)

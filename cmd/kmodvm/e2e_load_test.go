@@ -373,12 +373,7 @@ func testRunFlood(t *testing.T, ctx context.Context, n []string) {
 
 func testLogsFollow(t *testing.T, ctx context.Context, n []string) {
 	root := repoRoot(t)
-	bin := filepath.Join(t.TempDir(), "kmodvm")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/kmodvm")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := kmodvmBinary(t)
 	dir := filepath.Join(root, "testdata/modules/spam-c")
 	mustCLI(t, ctx, append(append([]string{"run"}, n...), "-p", "lines=0", dir)...) // sync and build spam.ko
 	ko := module.RemoteDir(dir) + "/spam.ko"
