@@ -457,6 +457,17 @@ func (c *SSHClient) keepAlive(interval time.Duration) {
 // guest or QEMU going away, or by unanswered keepalives.
 func (c *SSHClient) Done() <-chan struct{} { return c.done }
 
+// Lost reports whether the connection has ended, waiting up to d for it to be noticed: a
+// write can fail on a dropped connection just before the reader sees it go.
+func (c *SSHClient) Lost(d time.Duration) bool {
+	select {
+	case <-c.done:
+		return true
+	case <-time.After(d):
+		return false
+	}
+}
+
 // Err says why the connection ended; nil while it is up.
 func (c *SSHClient) Err() error {
 	select {

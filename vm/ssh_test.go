@@ -396,6 +396,9 @@ func TestDoneWhenConnectionDropped(t *testing.T) {
 	if c.Err() != nil {
 		t.Errorf("Err() = %v on a live connection", c.Err())
 	}
+	if c.Lost(10 * time.Millisecond) {
+		t.Error("Lost() on a live connection")
+	}
 	// A command running when the guest goes away fails with an error,
 	// not an exit status.
 	stdout := newWatchBuffer()
@@ -406,6 +409,9 @@ func TestDoneWhenConnectionDropped(t *testing.T) {
 	}()
 	stdout.waitFor(testContext(t), t, "started")
 	f.srv.DropConnections()
+	if !c.Lost(time.Minute) {
+		t.Error("Lost() = false after the connection dropped")
+	}
 	waitDone(t, c)
 	if c.Err() == nil {
 		t.Error("Err() = nil after the connection dropped")

@@ -311,6 +311,9 @@ func Sync(ctx context.Context, ssh *vm.SSHClient, local string) (treesync.Summar
 		return treesync.Summary{}, fmt.Errorf("create %s in the guest: %w", remote, err)
 	}
 	sum, err := treesync.Sync(ctx, c, local, remote, treesync.Options{})
+	if err != nil && ctx.Err() == nil && ssh.Lost(time.Second) {
+		return sum, fmt.Errorf("sync %s to the guest: the SSH connection to the guest was lost: %w; hint: rerun it, the sync picks up where it stopped (nothing is left half-written)", local, err)
+	}
 	if err != nil {
 		return sum, fmt.Errorf("sync %s to the guest: %w", local, err)
 	}
@@ -681,8 +684,8 @@ wait:
 		v := kmsg.Classify(st.records)
 		st.Findings = v.Findings
 		if len(st.Findings) == 0 {
-			if how, err := r.guest.StoppedFromOutside(ctx); err == nil && how != "" {
-				return st, stoppedFromOutside(action+" of "+name, how)
+			if err := r.stoppedFromOutside(ctx, action+" of "+name); err != nil {
+				return st, err
 			}
 			st.Findings = []kmsg.Finding{{Class: "panic", Title: "guest died or hung while running " + action + " " + name + ": " + why}}
 		}
@@ -703,9 +706,10 @@ wait:
 // command's shell leads a process group holding everything it started.
 const jobFile = "/run/kmodvm.job"
 
-// guestJob wraps a long guest command so that abandon can stop it.
+// guestJob wraps a long guest command so that abandon can stop it. The file goes when the
+// shell exits, however it does (a step script may exit early).
 func guestJob(cmd string) string {
-	return "echo $$ > " + jobFile + "; " + cmd + "\nrc=$?; rm -f " + jobFile + "; exit $rc"
+	return "echo $$ > " + jobFile + "; trap 'rm -f " + jobFile + "' EXIT; " + cmd
 }
 
 // abandonScript stops the job: closing the SSH session does not (no terminal, no SIGHUP), and
@@ -726,10 +730,15 @@ func (r *Runner) abandon(ctx context.Context, opt Options, what string) {
 	opt.status(fmt.Sprintf("interrupted: stopped the %s in the guest", what))
 }
 
-// stoppedFromOutside is the error for a guest someone else stopped while kmodvm worked in it:
-// nothing is judged and the guest is not restarted behind that someone's back.
-func stoppedFromOutside(during, how string) error {
-	return fmt.Errorf("the guest was stopped from outside kmodvm during the %s (%s); nothing was judged and the guest was left stopped; hint: `kmodvm up` starts it again, then rerun", during, how)
+// stoppedFromOutside returns the error for a guest someone else stopped during what (nil
+// when it was not stopped that way): nothing is judged, and the guest is not restarted
+// behind that someone's back.
+func (r *Runner) stoppedFromOutside(ctx context.Context, what string) error {
+	how, err := r.guest.StoppedFromOutside(ctx)
+	if err != nil || how == "" {
+		return nil
+	}
+	return fmt.Errorf("the guest was stopped from outside kmodvm during the %s (%s); nothing was judged and the guest was left stopped; hint: `kmodvm up` starts it again, then rerun", what, how)
 }
 
 // explainLost turns an SSH or SFTP failure during what into a clear error when the reason
@@ -741,8 +750,8 @@ func (r *Runner) explainLost(ctx context.Context, what string, err error) error 
 	if err := r.waitStopped(ctx, 5*time.Second); err != nil { // let a dying guest settle
 		return err
 	}
-	if how, serr := r.guest.StoppedFromOutside(ctx); serr == nil && how != "" {
-		return stoppedFromOutside(what, how) // err only says the connection broke
+	if err := r.stoppedFromOutside(ctx, what); err != nil {
+		return err // the connection's error only says it broke
 	}
 	if ok, serr := r.guest.Running(ctx); serr == nil && !ok {
 		return fmt.Errorf("the guest stopped during the %s: %w; hint: its console log %s tells why; `kmodvm up` starts it again", what, err, r.guest.ConsoleLog())
