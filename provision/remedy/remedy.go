@@ -1,0 +1,58 @@
+// Package remedy names what a user can do about a failure in the words of the domain (start
+// the VM, recreate it, show its console), so that no package below the CLI spells a command
+// or a flag: the CLI renders each action as the command that does it.
+package remedy
+
+import "errors"
+
+// Action is one thing the user can do.
+type Action int
+
+// The actions, each rendered by the CLI as one command.
+const (
+	StartVM     Action = iota + 1 // boot the VM (creating it when it does not exist)
+	RestartVM                     // stop it hard and boot it again
+	RecreateVM                    // remove it and create it anew
+	RemoveVM                      // remove it and its state
+	ListVMs                       // show the VMs
+	ShowConsole                   // print its kernel/console log
+	FollowLog                     // follow its kernel log again
+	PickName                      // choose another VM name
+)
+
+// Error is a failure with what the user can do about it. Error() is the failure alone; the
+// CLI appends the rendered hint.
+type Error struct {
+	Err  error
+	VM   string   // the VM the actions apply to ("" when none)
+	Note string   // prose before the actions, in domain words ("wait for it, or")
+	Do   []Action // what to do, in order
+}
+
+func (e *Error) Error() string { return e.Err.Error() }
+func (e *Error) Unwrap() error { return e.Err }
+
+// With attaches actions on vm to err (nil stays nil).
+func With(err error, vm string, do ...Action) error {
+	if err == nil {
+		return nil
+	}
+	return &Error{Err: err, VM: vm, Do: do}
+}
+
+// WithNote is With with prose before the actions.
+func WithNote(err error, vm, note string, do ...Action) error {
+	if err == nil {
+		return nil
+	}
+	return &Error{Err: err, VM: vm, Note: note, Do: do}
+}
+
+// Find returns the outermost remedy in err's chain, or nil.
+func Find(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return nil
+}
