@@ -209,7 +209,7 @@ func (r *Runner) Run(ctx context.Context, opt Options) (*Result, error) {
 
 	g, err := r.Connect(ctx)
 	if err != nil {
-		return nil, err
+		return nil, interrupted(ctx, "connect to the guest", err)
 	}
 	r.guest = g
 	opt.status("syncing " + opt.Source.Dir)
@@ -232,6 +232,9 @@ func (r *Runner) Run(ctx context.Context, opt Options) (*Result, error) {
 	if b.err != nil {
 		return nil, r.explainLost(ctx, "build", b.err)
 	}
+	if ctx.Err() != nil { // a build interrupted is no build failure
+		return nil, interrupted(ctx, "build", nil)
+	}
 	res.Build = b.result
 	kos := b.kos
 	if !res.Build.OK {
@@ -246,8 +249,8 @@ func (r *Runner) Run(ctx context.Context, opt Options) (*Result, error) {
 			name := strings.ReplaceAll(strings.TrimSuffix(ko, ".ko"), "-", "_")
 			opt.status(fmt.Sprintf("loading %s", ko))
 			st, err := r.step(ctx, opt, "load", name, it, loadScript(name, path.Join(remote, ko), words))
-			if err != nil {
-				return nil, err
+			if err != nil || ctx.Err() != nil {
+				return nil, interrupted(ctx, "load of "+name, err)
 			}
 			res.Steps = append(res.Steps, st)
 			if st.Crashed {
@@ -265,8 +268,8 @@ func (r *Runner) Run(ctx context.Context, opt Options) (*Result, error) {
 			for i := len(loaded) - 1; i >= 0; i-- {
 				opt.status("unloading " + loaded[i])
 				st, err := r.step(ctx, opt, "unload", loaded[i], it, unloadScript(loaded[i]))
-				if err != nil {
-					return nil, err
+				if err != nil || ctx.Err() != nil {
+					return nil, interrupted(ctx, "unload of "+loaded[i], err)
 				}
 				res.Steps = append(res.Steps, st)
 				if st.Crashed {
@@ -281,8 +284,26 @@ func (r *Runner) Run(ctx context.Context, opt Options) (*Result, error) {
 			break
 		}
 	}
+	if ctx.Err() != nil {
+		return nil, interrupted(ctx, "run", nil)
+	}
 	res.Verdict, res.Title = judge(res.Steps)
 	return res, nil
+}
+
+// interrupted returns err as it is, except when ctx was cancelled during what: then an
+// error that wraps ctx.Err() (a command killed by the cancellation failed only because of
+// it, and is no verdict on the module).
+func interrupted(ctx context.Context, what string, err error) error {
+	cerr := ctx.Err()
+	switch {
+	case cerr == nil:
+		return err
+	case err != nil && errors.Is(err, cerr):
+		return err
+	default:
+		return fmt.Errorf("%s: interrupted: %w", what, cerr)
+	}
 }
 
 func judge(steps []Step) (string, string) {
@@ -345,7 +366,7 @@ func (r *Runner) hostBuild(ctx context.Context, opt Options, remote string) buil
 		return b
 	}
 	if _, err := syncLocal(ctx, opt.Source.Dir, scratch); err != nil {
-		b.err = fmt.Errorf("copy %s for the host build: %w", opt.Source.Dir, err)
+		b.err = interrupted(ctx, "host build", fmt.Errorf("copy %s for the host build: %w", opt.Source.Dir, err))
 		return b
 	}
 	var out bytes.Buffer
@@ -360,6 +381,10 @@ func (r *Runner) hostBuild(ctx context.Context, opt Options, remote string) buil
 	}, args...)
 	code := 0
 	err := cmd.Run()
+	if ctx.Err() != nil { // make killed by the cancellation: no exit code to judge
+		b.err = interrupted(ctx, "host build", nil)
+		return b
+	}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		code = ee.ExitCode()
@@ -387,6 +412,8 @@ func (r *Runner) guestBuild(ctx context.Context, opt Options, remote string) bui
 	code, err := r.guest.SSH().Run(ctx, guestJob(cmd), nil, &out, &out)
 	if ctx.Err() != nil {
 		r.abandon(ctx, opt, "build")
+		b.err = interrupted(ctx, "guest build", nil)
+		return b
 	}
 	if err != nil {
 		b.err = fmt.Errorf("run the module build in the guest: %w", err)
@@ -472,7 +499,7 @@ func (r *Runner) uploadKos(ctx context.Context, local, remote string, kos []stri
 	defer c.Close()
 	for _, ko := range kos {
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return interrupted(ctx, "upload of the built module", nil)
 		}
 		data, err := readKo(filepath.Join(local, ko))
 		if err != nil {
@@ -633,8 +660,12 @@ wait:
 		select {
 		case <-ctx.Done():
 			r.abandon(ctx, opt, action+" of "+name)
-			return st, ctx.Err()
+			return st, interrupted(ctx, action+" of "+name, nil)
 		case res := <-done:
+			if ctx.Err() != nil { // the command ended because of the cancellation
+				r.abandon(ctx, opt, action+" of "+name)
+				return st, interrupted(ctx, action+" of "+name, nil)
+			}
 			so := parseStep(res.out, r.seen)
 			if so.staleFail != "" {
 				return st, fmt.Errorf("module %s is already loaded in the guest and cannot be unloaded: %s; hint: `kmodvm down && kmodvm up` restarts the guest", name, so.staleFail)
@@ -657,7 +688,7 @@ wait:
 				break wait
 			}
 			if err := r.waitStopped(ctx, 5*time.Second); err != nil {
-				return st, err
+				return st, interrupted(ctx, action+" of "+name, err)
 			}
 			why = "the guest stopped (kernel panic or reboot)"
 			if ok, err := r.guest.Running(ctx); err == nil && ok {
@@ -744,7 +775,10 @@ func (r *Runner) stoppedFromOutside(ctx context.Context, what string) error {
 // explainLost turns an SSH or SFTP failure during what into a clear error when the reason
 // is that the guest is gone.
 func (r *Runner) explainLost(ctx context.Context, what string, err error) error {
-	if ctx.Err() != nil || r.guest == nil {
+	if ctx.Err() != nil {
+		return interrupted(ctx, what, err)
+	}
+	if r.guest == nil {
 		return err
 	}
 	if err := r.waitStopped(ctx, 5*time.Second); err != nil { // let a dying guest settle
