@@ -53,6 +53,10 @@ const (
 	BuildHost  = "host"
 )
 
+// DefaultTimeout is how long a load or unload may run before the guest counts as hung, when
+// Options.Timeout is zero.
+const DefaultTimeout = 2 * time.Minute
+
 // Options for one `kmodvm run`.
 type Options struct {
 	Source   Source
@@ -178,7 +182,7 @@ func (r *Runner) Run(ctx context.Context, opt Options) (*Result, error) {
 		opt.Reload = 1
 	}
 	if opt.Timeout <= 0 {
-		opt.Timeout = 5 * time.Minute
+		opt.Timeout = DefaultTimeout
 	}
 	words, err := ParamWords(opt.Params)
 	if err != nil {

@@ -1,6 +1,6 @@
 package config
 
-import "time"
+import "github.com/kmodvm/kmodvm/provision/module"
 
 // FileName is the name of the project config file LoadDefault looks for.
 const FileName = "kmodvm.yaml"
@@ -55,7 +55,7 @@ func Default() Config {
 		Module: Module{
 			Dir:     ".",
 			Build:   BuildAuto,
-			Timeout: 2 * time.Minute,
+			Timeout: module.DefaultTimeout,
 		},
 	}
 }
