@@ -23,7 +23,6 @@ import (
 // Source describes a module directory.
 type Source struct {
 	Dir     string   // absolute host path
-	Rust    bool     // any .rs source: build with LLVM=1 (the kernel was built with it anyway)
 	Modules []string // module names from obj-m, in order ("rust_hello")
 }
 
@@ -76,19 +75,6 @@ func Detect(dir string) (Source, error) {
 	if err := treesync.Check(context.Background(), abs, treesync.Options{}); err != nil {
 		return Source{}, err
 	}
-	_ = filepath.WalkDir(abs, func(p string, d os.DirEntry, err error) error {
-		if err != nil {
-			return nil
-		}
-		if d.IsDir() && (d.Name() == ".git" || d.Name() == "target") {
-			return filepath.SkipDir
-		}
-		if strings.HasSuffix(d.Name(), ".rs") {
-			src.Rust = true
-			return filepath.SkipAll
-		}
-		return nil
-	})
 	return src, nil
 }
 

@@ -26,14 +26,13 @@ func TestDetect(t *testing.T) {
 		name    string
 		files   map[string]string
 		modules []string
-		rust    bool
 		err     string
 	}{
-		{"rust kbuild", map[string]string{"Kbuild": "obj-m := rust_hello.o\n", "rust_hello.rs": ""}, []string{"rust_hello"}, true, ""},
-		{"c makefile", map[string]string{"Makefile": "obj-m += c-hello.o\nall:\n\tmake\n", "c-hello.c": ""}, []string{"c_hello"}, false, ""},
-		{"two modules, continuation", map[string]string{"Kbuild": "obj-m := a.o \\\n  b.o\nobj-$(CONFIG_FOO) += c.o\n"}, []string{"a", "b", "c"}, false, ""},
-		{"no kbuild", map[string]string{"x.c": ""}, nil, false, "no Kbuild or Makefile"},
-		{"no obj-m", map[string]string{"Makefile": "all:\n\ttrue\n"}, nil, false, "names no module"},
+		{"rust kbuild", map[string]string{"Kbuild": "obj-m := rust_hello.o\n", "rust_hello.rs": ""}, []string{"rust_hello"}, ""},
+		{"c makefile", map[string]string{"Makefile": "obj-m += c-hello.o\nall:\n\tmake\n", "c-hello.c": ""}, []string{"c_hello"}, ""},
+		{"two modules, continuation", map[string]string{"Kbuild": "obj-m := a.o \\\n  b.o\nobj-$(CONFIG_FOO) += c.o\n"}, []string{"a", "b", "c"}, ""},
+		{"no kbuild", map[string]string{"x.c": ""}, nil, "no Kbuild or Makefile"},
+		{"no obj-m", map[string]string{"Makefile": "all:\n\ttrue\n"}, nil, "names no module"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -47,7 +46,7 @@ func TestDetect(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if strings.Join(src.Modules, ",") != strings.Join(c.modules, ",") || src.Rust != c.rust {
+			if strings.Join(src.Modules, ",") != strings.Join(c.modules, ",") {
 				t.Errorf("got %+v", src)
 			}
 		})

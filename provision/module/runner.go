@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -67,7 +66,6 @@ type Options struct {
 	Timeout  time.Duration
 	BuildDir string // host scratch dir for host builds
 	Status   func(string)
-	Log      *slog.Logger
 }
 
 // Runner runs modules in one guest.
