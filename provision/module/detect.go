@@ -36,7 +36,7 @@ func Detect(dir string) (Source, error) {
 	}
 	st, err := os.Stat(abs)
 	if err != nil || !st.IsDir() {
-		return Source{}, fmt.Errorf("module directory %s does not exist or is not a directory; hint: pass the directory that holds your module's Kbuild or Makefile, e.g. `kmodvm run examples/rust-hello`", dir)
+		return Source{}, fmt.Errorf("module directory %s does not exist or is not a directory; hint: pass the directory that holds your module's Kbuild or Makefile, e.g. examples/rust-hello", dir)
 	}
 	src := Source{Dir: abs}
 	var kbuild []byte

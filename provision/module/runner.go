@@ -22,6 +22,7 @@ import (
 	"github.com/kmodvm/kmodvm/images"
 	"github.com/kmodvm/kmodvm/provision/kernel"
 	"github.com/kmodvm/kmodvm/provision/kmsg"
+	"github.com/kmodvm/kmodvm/provision/remedy"
 	"github.com/kmodvm/kmodvm/provision/treesync"
 	"github.com/kmodvm/kmodvm/vm"
 )
@@ -670,7 +671,7 @@ wait:
 			}
 			so := parseStep(res.out, r.seen)
 			if so.staleFail != "" {
-				return st, fmt.Errorf("module %s is already loaded in the guest and cannot be unloaded: %s; hint: `kmodvm down && kmodvm up` restarts the guest", name, so.staleFail)
+				return st, remedy.WithNote(fmt.Errorf("module %s is already loaded in the guest and cannot be unloaded: %s", name, so.staleFail), "", "a fresh boot unloads it:", remedy.RestartVM)
 			}
 			if so.stale {
 				opt.status(fmt.Sprintf("%s was already loaded; unloaded it first", name))
@@ -771,7 +772,7 @@ func (r *Runner) stoppedFromOutside(ctx context.Context, what string) error {
 	if err != nil || how == "" {
 		return nil
 	}
-	return fmt.Errorf("the guest was stopped from outside kmodvm during the %s (%s); nothing was judged and the guest was left stopped; hint: `kmodvm up` starts it again, then rerun", what, how)
+	return remedy.WithNote(fmt.Errorf("the guest was stopped from outside kmodvm during the %s (%s); nothing was judged and the guest was left stopped", what, how), "", "rerun after", remedy.StartVM)
 }
 
 // explainLost turns an SSH or SFTP failure during what into a clear error when the reason
@@ -790,7 +791,7 @@ func (r *Runner) explainLost(ctx context.Context, what string, err error) error 
 		return err // the connection's error only says it broke
 	}
 	if ok, serr := r.guest.Running(ctx); serr == nil && !ok {
-		return fmt.Errorf("the guest stopped during the %s: %w; hint: its console log %s tells why; `kmodvm up` starts it again", what, err, r.guest.ConsoleLog())
+		return remedy.WithNote(fmt.Errorf("the guest stopped during the %s: %w; its console log %s tells why", what, err, r.guest.ConsoleLog()), "", "start it again:", remedy.StartVM)
 	}
 	return err
 }
