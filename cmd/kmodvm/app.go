@@ -36,7 +36,7 @@ type app struct {
 	prog  *progress
 }
 
-func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
+func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) (*cobra.Command, *app) {
 	a := &app{stdin: stdin, stdout: stdout, stderr: stderr}
 	root := &cobra.Command{
 		Use:   "kmodvm",
@@ -75,7 +75,7 @@ Exit codes: 0 ok, 1 kmodvm failed, 2 usage or config error, 3 module did not bui
 		a.sshCmd(), a.execCmd(), a.doctorCmd(), a.imageCmd(), a.kernelCmd(),
 		a.runCmd(), a.syncCmd(), a.logsCmd(),
 	)
-	return root
+	return root, a
 }
 
 // needsSetup is false for cobra's help and completion commands and for command groups

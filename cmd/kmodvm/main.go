@@ -15,6 +15,7 @@ import (
 
 	"github.com/kmodvm/kmodvm/cmd/kmodvm/config"
 	"github.com/kmodvm/kmodvm/provision/kernel"
+	"github.com/kmodvm/kmodvm/provision/remedy"
 
 	"github.com/spf13/cobra"
 )
@@ -61,7 +62,7 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	root := newRootCmd(stdin, stdout, stderr)
+	root, a := newRootCmd(stdin, stdout, stderr)
 	root.SetArgs(args)
 	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
@@ -85,6 +86,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return 130
 	}
 	msg := strings.TrimRight(err.Error(), "\n")
+	if re := remedy.Find(err); re != nil {
+		msg += "; " + renderHint(re, a.vmName())
+	}
 	if isDiskFull(err) {
 		msg += "\n" + diskFullHint(os.Getenv)
 	}
