@@ -368,6 +368,10 @@ type session struct {
 	pty  *pty
 	proc *exec.Cmd
 	done chan struct{} // closed when proc has exited and its output is sent
+	// afterReply runs once the request that set it has been answered: a command that
+	// exits at once must not close the channel before the client has its reply to
+	// "exec" (the client would see EOF instead of the exit status).
+	afterReply func()
 }
 
 func (s *Server) serveSession(ch ssh.Channel, reqs <-chan *ssh.Request) {
@@ -391,6 +395,10 @@ func (s *Server) serveSession(ch ssh.Channel, reqs <-chan *ssh.Request) {
 		ok := se.handle(req)
 		if req.WantReply {
 			req.Reply(ok, nil)
+		}
+		if f := se.afterReply; f != nil {
+			se.afterReply = nil
+			f()
 		}
 	}
 }
@@ -451,15 +459,9 @@ func (se *session) handle(req *ssh.Request) bool {
 		if err != nil {
 			return false
 		}
-		go func() {
-			err := srv.Serve()
-			status := 0
-			if err != nil && !errors.Is(err, io.EOF) {
-				status = 1
-			}
-			se.ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{uint32(status)}))
-			se.ch.Close()
-		}()
+		se.afterReply = func() {
+			go se.serveSFTP(srv)
+		}
 		return true
 	case "signal":
 		var p struct{ Signal string }
@@ -474,6 +476,17 @@ func (se *session) handle(req *ssh.Request) bool {
 		return true
 	}
 	return false
+}
+
+// serveSFTP serves the sftp subsystem on the session's channel until the client ends it.
+func (se *session) serveSFTP(srv *sftp.Server) {
+	err := srv.Serve()
+	status := 0
+	if err != nil && !errors.Is(err, io.EOF) {
+		status = 1
+	}
+	se.ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{uint32(status)}))
+	se.ch.Close()
 }
 
 func (se *session) resize(width, height int) {
@@ -531,34 +544,37 @@ func (se *session) start(command string, cmd *exec.Cmd) bool {
 		se.signal(syscall.SIGKILL)
 	default:
 	}
-	go func() {
-		defer close(se.done)
-		err := cmd.Wait()
-		copies.Wait()
-		ex := Exit{Command: command, Status: cmd.ProcessState.ExitCode()}
-		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			ex.Signal = signalNames[ws.Signal()]
-		}
-		if err != nil && ex.Status == -1 && ex.Signal == "" {
-			se.s.t.Logf("sshtest: wait %q: %v", command, err)
-		}
-		if ex.Signal != "" {
-			se.ch.SendRequest("exit-signal", false, ssh.Marshal(struct {
-				Signal     string
-				CoreDumped bool
-				Error      string
-				Lang       string
-			}{Signal: ex.Signal}))
-		} else {
-			se.ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{uint32(ex.Status)}))
-		}
-		se.ch.Close()
-		se.s.update(func() {
-			delete(se.s.running, se)
-			se.s.exits = append(se.s.exits, ex)
-		})
-	}()
+	se.afterReply = func() { go se.reap(command, cmd, &copies) }
 	return true
+}
+
+// reap waits for the session's process, reports how it ended and closes the channel.
+func (se *session) reap(command string, cmd *exec.Cmd, copies *sync.WaitGroup) {
+	defer close(se.done)
+	err := cmd.Wait()
+	copies.Wait()
+	ex := Exit{Command: command, Status: cmd.ProcessState.ExitCode()}
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		ex.Signal = signalNames[ws.Signal()]
+	}
+	if err != nil && ex.Status == -1 && ex.Signal == "" {
+		se.s.t.Logf("sshtest: wait %q: %v", command, err)
+	}
+	if ex.Signal != "" {
+		se.ch.SendRequest("exit-signal", false, ssh.Marshal(struct {
+			Signal     string
+			CoreDumped bool
+			Error      string
+			Lang       string
+		}{Signal: ex.Signal}))
+	} else {
+		se.ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{uint32(ex.Status)}))
+	}
+	se.ch.Close()
+	se.s.update(func() {
+		delete(se.s.running, se)
+		se.s.exits = append(se.s.exits, ex)
+	})
 }
 
 // signal sends sig to the process group (or session) of the process.
