@@ -79,17 +79,17 @@ func TestE2EInterruptKernelAndDisk(t *testing.T) {
 
 	steps := []struct {
 		phase, marker string
-		after         time.Duration
+		at            landing
 		sig           syscall.Signal
 		cmd           []string
 	}{
-		{"config", "==> kernel: generating .config", 0, syscall.SIGINT, []string{"kernel", "build"}},
-		{"make", "==> kernel: make LLVM=1", 15 * time.Second, syscall.SIGTERM, []string{"kernel", "build"}},
-		{"modules_install", "==> kernel: modules_install", 0, syscall.SIGINT, []string{"image", "build"}},
-		{"disk", "==> staging the root", 2 * time.Second, syscall.SIGTERM, []string{"image", "build"}},
+		{"config", "==> kernel: generating .config", atOnce, syscall.SIGINT, []string{"kernel", "build"}},
+		{"make", "==> kernel: make LLVM=1", whenTrue("a compiler runs", hostNamed("clang", "rustc")), syscall.SIGTERM, []string{"kernel", "build"}},
+		{"modules_install", "==> kernel: modules_install", atOnce, syscall.SIGINT, []string{"image", "build"}},
+		{"disk", "==> staging the root", whenTrue("the disk is being staged or packed", hostNamed("cp", "mkfs.ext4", "qemu-img")), syscall.SIGTERM, []string{"image", "build"}},
 	}
 	for _, s := range steps {
-		if _, code := interruptAt(t, nil, s.marker, 30*time.Minute, s.after, s.sig, append([]string{"--config", cfg}, s.cmd...)...); code != 130 {
+		if _, code := interruptAt(t, nil, s.marker, 30*time.Minute, s.at, s.sig, append([]string{"--config", cfg}, s.cmd...)...); code != 130 {
 			t.Errorf("%s interrupted at %s: exit %d, want 130", strings.Join(s.cmd, " "), s.phase, code)
 		}
 		nothingLeft(s.phase, s.phase == "disk")
@@ -143,7 +143,7 @@ func TestE2EInterruptRootAndFullCache(t *testing.T) {
 	}
 
 	// Interrupted while mmdebstrap downloads and unpacks.
-	if _, code := interruptAt(t, env, "==> mmdebstrap:", 5*time.Minute, 10*time.Second, syscall.SIGINT, "image", "build"); code != 130 {
+	if _, code := interruptAt(t, env, "==> mmdebstrap:", 5*time.Minute, whenTrue("apt fetches or unpacks", hostNamed("http", "dpkg", "apt-get")), syscall.SIGINT, "image", "build"); code != 130 {
 		t.Errorf("image build interrupted in mmdebstrap: exit %d, want 130", code)
 	}
 	noPartialRoot("interrupted in mmdebstrap")
@@ -171,7 +171,7 @@ func TestE2EInterruptRootAndFullCache(t *testing.T) {
 	if out, err := exec.Command("mount", "-o", "remount,size=8g", home).CombinedOutput(); err != nil {
 		t.Fatalf("grow tmpfs: %v\n%s", err, out)
 	}
-	if _, code := interruptAt(t, env, "==> kernel: unpacking kernel source", 20*time.Minute, 3*time.Second, syscall.SIGTERM, "image", "build"); code != 130 {
+	if _, code := interruptAt(t, env, "==> kernel: unpacking kernel source", 20*time.Minute, whenTrue("tar unpacks the source", hostNamed("tar")), syscall.SIGTERM, "image", "build"); code != 130 {
 		t.Errorf("image build interrupted while unpacking the kernel: exit %d, want 130", code)
 	}
 	noPartialRoot("interrupted while unpacking the kernel")

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -121,33 +122,63 @@ func TestE2EFaults(t *testing.T) {
 		t.Helper()
 		return strings.Contains(guest(t, "cut -d' ' -f1 /proc/modules"), mod+"\n")
 	}
+	// The phases the faults land in, and the evidence that each is under way: stall-c's
+	// build stalls in stallSleep (in the toolchain root or in the guest), slow-c's init
+	// sleeps (the guest lists it as Loading), a sync of big has sent a few of its 32 MiB.
+	stall := filepath.Join(root, "testdata/modules/stall-c")
+	const stallSleep = "sleep 173"
+	guestRunning := func(t *testing.T, cmdline string) func() bool {
+		return func() bool {
+			out := guest(t, `for f in /proc/[0-9]*/cmdline; do tr '\0' ' ' < "$f" 2>/dev/null; echo; done`)
+			return slices.Contains(strings.Split(out, "\n"), cmdline+" ")
+		}
+	}
+	hostStalled := whenTrue("stall-c's build is stalled in the toolchain root", hostRunning(stallSleep))
+	guestStalled := func(t *testing.T) landing {
+		return whenTrue("stall-c's build is stalled in the guest", guestRunning(t, stallSleep))
+	}
+	slowLoading := func(t *testing.T) landing {
+		return whenTrue("slow-c is loading in the guest", func() bool {
+			return strings.Contains(guest(t, "grep '^slow .* Loading ' /proc/modules || true"), "Loading")
+		})
+	}
+	syncing := func(t *testing.T) landing {
+		_, port := status(t)
+		return whenTrue("the sync has sent 4 MiB", sshSent(port, 4<<20))
+	}
 
 	t.Run("signals during run", func(t *testing.T) {
 		cases := []struct {
 			phase, marker string
-			after         time.Duration
+			at            landing
 			sig           syscall.Signal
 			args          []string
+			says          string // what kmodvm tells about the guest's side, if it has one
+			// left reports whether what the interrupted phase started is still there.
+			left func() bool
 		}{
-			{"host build", "building in the toolchain root", time.Second, syscall.SIGINT, []string{"run", "--build", "host", chello}},
-			{"guest build", "building in the guest", 2 * time.Second, syscall.SIGTERM, []string{"run", "--build", "guest", chello}},
-			{"sync", "syncing", 500 * time.Millisecond, syscall.SIGTERM, []string{"sync", big}},
-			{"load", "loading slow.ko", time.Second, syscall.SIGINT, []string{"run", "-p", "delay_ms=60000", slow}},
+			{"host build", "building in the toolchain root", hostStalled, syscall.SIGINT, []string{"run", "--build", "host", stall}, "", hostRunning(stallSleep)},
+			{"guest build", "building in the guest", guestStalled(t), syscall.SIGTERM, []string{"run", "--build", "guest", stall}, "stopped the build in the guest", guestRunning(t, stallSleep)},
+			{"sync", "syncing", syncing(t), syscall.SIGTERM, []string{"sync", big}, "", nil},
+			{"load", "loading slow.ko", slowLoading(t), syscall.SIGINT, []string{"run", "-p", "delay_ms=60000", slow}, "stopped the load of slow in the guest", func() bool { return loaded(t, "slow") }},
 		}
 		for _, c := range cases {
-			if _, code := interruptAt(t, nil, c.marker, 5*time.Minute, c.after, c.sig, append(append([]string{}, n...), c.args...)...); code != 130 {
-				t.Errorf("%s: %s -> exit %d, want 130", c.phase, c.sig, code)
+			p, code := interruptAt(t, nil, c.marker, 5*time.Minute, c.at, c.sig, append(append([]string{}, n...), c.args...)...)
+			if code != 130 || !strings.Contains(p.stderr.String(), "kmodvm: interrupted") {
+				t.Errorf("%s: %s -> exit %d, want 130 and a line saying it was interrupted", c.phase, c.sig, code)
+			}
+			if !strings.Contains(p.stderr.String(), c.says) {
+				t.Errorf("%s: kmodvm did not say %q", c.phase, c.says)
+			}
+			// What the phase started is stopped too (a few seconds for it to go).
+			if c.left != nil && !eventually(10*time.Second, func() bool { return !c.left() }) {
+				t.Errorf("%s: what the interrupted phase started still runs (or the module is still loaded)", c.phase)
 			}
 			if st := state(t); st != "running" {
 				t.Errorf("%s: the VM is %s after the interruption", c.phase, st)
 			}
 		}
 		converged(t, big, nil, false)
-		// The load was stopped in the guest: slow is not left loading or loaded.
-		time.Sleep(time.Second)
-		if loaded(t, "slow") {
-			t.Errorf("the interrupted load of slow left it in /proc/modules")
-		}
 		// The next commands work and converge.
 		mustRun(t, "sync", big)
 		converged(t, big, nil, true)
@@ -159,15 +190,18 @@ func TestE2EFaults(t *testing.T) {
 		other, otherState := e2eVM(t, "flt-up")
 		// A first up, interrupted while defining and starting, then while waiting for SSH:
 		// nothing of the new VM may stay.
+		booted := whenTrue("the guest runs (kmodvm waits for its SSH)", domainRunning(other))
 		for _, c := range []struct {
-			after time.Duration
-			sig   syscall.Signal
-		}{{0, syscall.SIGTERM}, {2 * time.Second, syscall.SIGINT}} {
-			if _, code := interruptAt(t, nil, "booting", 5*time.Minute, c.after, c.sig, "up", "-n", other); code != 130 {
-				t.Errorf("first up, %s %s after booting began: exit %d, want 130", c.sig, c.after, code)
+			when string
+			at   landing
+			sig  syscall.Signal
+		}{{"as booting began", atOnce, syscall.SIGTERM}, {"while waiting for SSH", booted, syscall.SIGINT}} {
+			p, code := interruptAt(t, nil, "booting", 5*time.Minute, c.at, c.sig, "up", "-n", other)
+			if code != 130 || !strings.Contains(p.stderr.String(), "kmodvm: interrupted") {
+				t.Errorf("first up, %s %s: exit %d, want 130 and a line saying it was interrupted", c.sig, c.when, code)
 			}
 			if domainExists(other) || dirExists(otherState) {
-				t.Errorf("first up, %s %s after booting began, left domain=%v state=%v", c.sig, c.after, domainExists(other), dirExists(otherState))
+				t.Errorf("first up, %s %s, left domain=%v state=%v", c.sig, c.when, domainExists(other), dirExists(otherState))
 			}
 		}
 		// An up of an existing, stopped VM, interrupted while it boots: the VM stays, its
@@ -178,11 +212,7 @@ func TestE2EFaults(t *testing.T) {
 		if code, _, _ := runKmodvm(t, 5*time.Minute, nil, "down", "-n", other); code != 0 {
 			t.Fatalf("down: exit %d", code)
 		}
-		p := startKmodvm(t, nil, "up", "-n", other)
-		p.waitFor("booting", 5*time.Minute)
-		time.Sleep(time.Second)
-		p.signal(syscall.SIGINT)
-		if code := p.wait(time.Minute); code != 130 {
+		if _, code := interruptAt(t, nil, "booting", 5*time.Minute, booted, syscall.SIGINT, "up", "-n", other); code != 130 {
 			t.Errorf("up of a stopped VM interrupted while booting: exit %d, want 130", code)
 		}
 		stateMatchesLibvirt(t, other)
@@ -199,6 +229,7 @@ func TestE2EFaults(t *testing.T) {
 		// During run: the runner asks libvirt about the guest every second while it loads.
 		p := startKmodvm(t, nil, append(append([]string{}, n...), "run", "-p", "delay_ms=8000", slow)...)
 		p.waitFor("loading slow.ko", 5*time.Minute)
+		slowLoading(t)(p)
 		restartLibvirtd(t)
 		// Either the new libvirtd takes the guest over and the run goes on, or it stops the
 		// guest (libvirt 9.0 does when it cannot re-attach, here: cgroup v1 without
@@ -255,23 +286,22 @@ func TestE2EFaults(t *testing.T) {
 	t.Run("ssh connection cut", func(t *testing.T) {
 		for _, c := range []struct {
 			phase, marker string
-			after         time.Duration
 			args          []string
 		}{
-			{"sync", "syncing", 500 * time.Millisecond, []string{"sync", big}},
-			{"guest build", "building in the guest", 3 * time.Second, []string{"run", "--build", "guest", chello}},
+			{"sync", "syncing", []string{"sync", big}},
+			{"guest build", "building in the guest", []string{"run", "--build", "guest", stall}},
 		} {
 			var prev map[string]string
+			at := guestStalled(t)
 			if c.phase == "sync" { // make the sync send everything again
 				prev = remoteSums(t, big)
 				for i := range 4 {
 					randomFile(t, filepath.Join(big, fmt.Sprintf("blob%d.bin", i)), 8<<20)
 				}
-			} else {
-				guest(t, "rm -rf "+module.RemoteDir(chello))
+				at = syncing(t)
 			}
 			_, sshPort := status(t)
-			p, code := faultAt(t, nil, c.marker, 5*time.Minute, c.after, func(*proc) { cutSSH(t, sshPort) }, append(append([]string{}, n...), c.args...)...)
+			p, code := faultAt(t, nil, c.marker, 5*time.Minute, at, func(*proc) { cutSSH(t, sshPort) }, append(append([]string{}, n...), c.args...)...)
 			if code != 1 || !strings.Contains(p.stderr.String(), "connection") {
 				t.Errorf("%s with the SSH connection cut: exit %d, want 1 and an error about the connection", c.phase, code)
 			}
@@ -281,20 +311,23 @@ func TestE2EFaults(t *testing.T) {
 		}
 		mustRun(t, "sync", big)
 		converged(t, big, nil, true)
+		// The next run stops the build the cut connection left in the guest.
 		mustRun(t, "run", "--build", "guest", chello)
+		if guestRunning(t, stallSleep)() {
+			t.Errorf("the build the cut connection left in the guest still runs after the next run")
+		}
 	})
 
 	t.Run("guest destroyed from outside", func(t *testing.T) {
 		for _, c := range []struct {
 			phase, marker string
-			after         time.Duration
+			at            landing
 			args          []string
 		}{
-			{"guest build", "building in the guest", 2 * time.Second, []string{"-v", "run", "--build", "guest", chello}},
-			{"load", "loading slow.ko", time.Second, []string{"-v", "run", "-p", "delay_ms=60000", slow}},
+			{"guest build", "building in the guest", guestStalled(t), []string{"-v", "run", "--build", "guest", stall}},
+			{"load", "loading slow.ko", slowLoading(t), []string{"-v", "run", "-p", "delay_ms=60000", slow}},
 		} {
-			guest(t, "rm -rf "+module.RemoteDir(chello))
-			p, code := faultAt(t, nil, c.marker, 5*time.Minute, c.after, func(*proc) {
+			p, code := faultAt(t, nil, c.marker, 5*time.Minute, c.at, func(*proc) {
 				if out, err := exec.Command("virsh", "-c", "qemu:///system", "destroy", "kmodvm-"+name).CombinedOutput(); err != nil {
 					t.Errorf("virsh destroy: %v\n%s", err, out)
 				}
@@ -403,5 +436,13 @@ func cutSSH(t *testing.T, port string) {
 	t.Logf("cut the SSH connections to port %s:\n%s", port, out)
 	if !strings.Contains(string(out), "127.0.0.1:"+port) {
 		t.Fatalf("no SSH connection to cut on port %s", port)
+	}
+}
+
+// domainRunning reports whether libvirt has the VM's domain running.
+func domainRunning(name string) func() bool {
+	return func() bool {
+		out, err := exec.Command("virsh", "-c", "qemu:///system", "domstate", "kmodvm-"+name).Output()
+		return err == nil && strings.TrimSpace(string(out)) == "running"
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -178,22 +179,76 @@ func (p *proc) assertNoStragglers() {
 	_ = syscall.Kill(-pgid, syscall.SIGKILL)
 }
 
-// faultAt starts kmodvm with args, waits until it prints marker (at most markerWait), lets
-// it work for after, does fault to it or its world, and returns it once it exited (a hang
-// fails the test after two minutes) with its exit code.
-func faultAt(t *testing.T, env []string, marker string, markerWait, after time.Duration, fault func(*proc), args ...string) (*proc, int) {
+// A landing says where in the phase kmodvm announced a fault lands; it returns once there.
+type landing func(p *proc)
+
+// atOnce lands on the marker itself: kmodvm prints it as it enters a phase that lasts.
+func atOnce(*proc) {}
+
+// whenTrue lands once cond holds, polled: the evidence that the phase is under way (a
+// process seen running, bytes seen sent). It fails the test if kmodvm exits first or cond
+// does not hold within two minutes.
+func whenTrue(what string, cond func() bool) landing {
+	return func(p *proc) {
+		p.t.Helper()
+		deadline := time.Now().Add(2 * time.Minute)
+		for !cond() {
+			select {
+			case <-p.done:
+				p.t.Fatalf("kmodvm %s exited (%d) before %s:\nstderr:\n%s", strings.Join(p.args, " "), p.code, what, p.stderr.String())
+			case <-time.After(100 * time.Millisecond):
+			}
+			if time.Now().After(deadline) {
+				p.t.Fatalf("kmodvm %s: not %s within 2m:\nstderr:\n%s", strings.Join(p.args, " "), what, p.stderr.String())
+			}
+		}
+		p.t.Logf("%s (%.1f s after start)", what, time.Since(p.started).Seconds())
+	}
+}
+
+// faultAt starts kmodvm with args, waits until it prints marker (at most markerWait) and
+// the landing is reached, does fault to it or its world, and returns it once it exited (a
+// hang fails the test after two minutes) with its exit code.
+func faultAt(t *testing.T, env []string, marker string, markerWait time.Duration, at landing, fault func(*proc), args ...string) (*proc, int) {
 	t.Helper()
 	p := startKmodvm(t, env, args...)
 	p.waitFor(marker, markerWait)
-	time.Sleep(after)
+	at(p)
 	fault(p)
 	return p, p.wait(2 * time.Minute)
 }
 
 // interruptAt is faultAt with a signal to kmodvm as the fault.
-func interruptAt(t *testing.T, env []string, marker string, markerWait, after time.Duration, sig syscall.Signal, args ...string) (*proc, int) {
+func interruptAt(t *testing.T, env []string, marker string, markerWait time.Duration, at landing, sig syscall.Signal, args ...string) (*proc, int) {
 	t.Helper()
-	return faultAt(t, env, marker, markerWait, after, func(p *proc) { p.signal(sig) }, args...)
+	return faultAt(t, env, marker, markerWait, at, func(p *proc) { p.signal(sig) }, args...)
+}
+
+// hostRunning reports whether a process runs on this machine whose command line is
+// exactly cmdline (pgrep -fx; toolchain-root processes are visible from the host).
+func hostRunning(cmdline string) func() bool {
+	return func() bool { return exec.Command("pgrep", "-fx", cmdline).Run() == nil }
+}
+
+// hostNamed reports whether a process runs on this machine whose name is one of names
+// (pgrep -x): a compiler of a kernel build, tar unpacking, apt fetching.
+func hostNamed(names ...string) func() bool {
+	return func() bool { return exec.Command("pgrep", "-x", strings.Join(names, "|")).Run() == nil }
+}
+
+// sshSent reports whether the connections to the forwarded SSH port have carried at least
+// n bytes to the guest (the largest bytes_acked ss shows): a sync is mid-transfer.
+func sshSent(port string, n int64) func() bool {
+	acked := regexp.MustCompile(`bytes_acked:(\d+)`)
+	return func() bool {
+		out, _ := exec.Command("ss", "-tinH", "dport = :"+port).Output()
+		for _, m := range acked.FindAllStringSubmatch(string(out), -1) {
+			if v, _ := strconv.ParseInt(m[1], 10, 64); v >= n {
+				return true
+			}
+		}
+		return false
+	}
 }
 
 // runKmodvm runs kmodvm to the end (at most d) and returns exit code, stdout and stderr.
@@ -276,4 +331,16 @@ func copyDir(t *testing.T, src, dst string) string {
 		}
 	}
 	return dst
+}
+
+// eventually polls cond for up to d and reports whether it came to hold.
+func eventually(d time.Duration, cond func() bool) bool {
+	for deadline := time.Now().Add(d); ; time.Sleep(200 * time.Millisecond) {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
 }

@@ -741,16 +741,20 @@ wait:
 const jobFile = "/run/kmodvm.job"
 
 // guestJob wraps a long guest command so that abandon can stop it. The file goes when the
-// shell exits, however it does (a step script may exit early).
+// shell exits, however it does (a step script may exit early), unless a later job owns it
+// by then. A job file already there names a job an earlier run left when its connection was
+// cut (runs on one VM hold its lock, so no other run's job is live): that job is stopped
+// first, or it would go on competing with this one (a make in the same tree, a load).
 func guestJob(cmd string) string {
-	return "echo $$ > " + jobFile + "; trap 'rm -f " + jobFile + "' EXIT; " + cmd
+	return abandonScript + "; echo $$ > " + jobFile + "; " +
+		"trap 'read -r q < " + jobFile + " 2>/dev/null && [ \"$q\" = $$ ] && rm -f " + jobFile + "' EXIT; " + cmd
 }
 
 // abandonScript stops the job: closing the SSH session does not (no terminal, no SIGHUP), and
 // a make left running, or a module left half-loaded, would spoil the next run. make removes
 // the targets it was writing; an init sleeping interruptibly fails with -EINTR; one that
 // does not listen stays loading, and the next run says so.
-const abandonScript = `read -r p < ` + jobFile + ` 2>/dev/null && kill -TERM -- "-$p" 2>/dev/null; rm -f ` + jobFile
+const abandonScript = `if read -r p < ` + jobFile + ` 2>/dev/null; then kill -s TERM -- "-$p" 2>/dev/null; rm -f ` + jobFile + `; fi`
 
 // abandon runs abandonScript after kmodvm was interrupted during what, within a few seconds
 // of its own (the user is waiting to get the prompt back).
