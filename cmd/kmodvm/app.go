@@ -26,6 +26,7 @@ type app struct {
 	configPath string
 	name       string
 	accel      string
+	port       int
 	uri        string
 	verbose    bool
 	jsonOut    bool
@@ -116,6 +117,10 @@ func (a *app) setup(cmd *cobra.Command) error {
 	}
 	if a.accel != "" {
 		a.cfg.VM.Accel = a.accel
+	}
+	// Flags override kmodvm.yaml before the one validation both get.
+	if f := cmd.Flags().Lookup("port"); f != nil && f.Changed {
+		a.cfg.VM.Port = a.port
 	}
 	if err := a.cfg.Validate(); err != nil {
 		return withCode(exitUsage, err)

@@ -163,6 +163,10 @@ func TestExitCodes(t *testing.T) {
 			stderr: []string{`KMODVM_HOME="rel/home" is not an absolute path`, "hint:"}},
 		{name: "bad --accel", args: []string{"up", "--accel", "hyperv", "--uri", "@NOWHERE"}, code: exitUsage,
 			stderr: []string{"vm.accel", "hyperv"}},
+		{name: "bad --port", args: []string{"up", "--port", "22", "--uri", "@NOWHERE"}, code: exitUsage,
+			stderr: []string{"vm.port", "22 is not 0", "hint:"}},
+		{name: "--port above 65535", args: []string{"up", "--port", "70000", "--uri", "@NOWHERE"}, code: exitUsage,
+			stderr: []string{"vm.port", "70000"}},
 		{name: "bad --level", args: []string{"logs", "--level", "loud"}, code: exitUsage,
 			stderr: []string{`unknown kernel log level "loud"`, "hint:"}},
 

@@ -16,15 +16,11 @@ import (
 )
 
 func (a *app) upCmd() *cobra.Command {
-	var port int
 	c := &cobra.Command{
 		Use:   "up",
 		Short: "Start the sandbox VM (builds image and kernel on first use)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if cmd.Flags().Changed("port") {
-				a.cfg.VM.Port = port
-			}
 			start := time.Now()
 			return a.withSandbox(cmd.Context(), func(sb *sandbox.Sandbox) error {
 				in, c, err := sb.Up(cmd.Context(), a.vmName())
@@ -39,7 +35,7 @@ func (a *app) upCmd() *cobra.Command {
 		},
 	}
 	c.Flags().StringVar(&a.accel, "accel", "", "accelerator: auto, kvm or tcg (default: kmodvm.yaml vm.accel, else auto)")
-	c.Flags().IntVar(&port, "port", 0, "host port on 127.0.0.1 for the guest's SSH (0: pick a free one)")
+	c.Flags().IntVar(&a.port, "port", 0, "host port on 127.0.0.1 for the guest's SSH (0: pick a free one)")
 	return c
 }
 

@@ -183,7 +183,7 @@ func TestParseErrors(t *testing.T) {
 		{"bad build", "module:\n  build: remote\n", `kmodvm.yaml:2: module.build: "remote" is not one of auto, guest, host; hint: remove module.build to use the default, "auto"`},
 		{"memory too small", "vm:\n  memory: 128\n", `kmodvm.yaml:2: vm.memory: 128 is not in 256..65536 MiB; hint: remove vm.memory to use the default, 2048`},
 		{"too many cpus", "vm:\n  cpus: 65\n", `kmodvm.yaml:2: vm.cpus: 65 is not in 1..64; hint: remove vm.cpus to use the default, 1`},
-		{"privileged port", "vm:\n  port: 22\n", `kmodvm.yaml:2: vm.port: 22 is not 0 (pick a free port) or a port in 1024..65535; hint: see the keys documented in README.md#configuration`},
+		{"privileged port", "vm:\n  port: 22\n", `kmodvm.yaml:2: vm.port: 22 is not 0 (pick a free port) or a port in 1024..65535; hint: use a free port such as 2222, or 0`},
 		{"negative jobs", "kernel:\n  jobs: -1\n", `kmodvm.yaml:2: kernel.jobs: -1 is not 0 (one job per CPU) or a job count in 1..1024; hint: see the keys documented in README.md#configuration`},
 		{"non-QEMU URI", "vm:\n  uri: xen:///system\n", `kmodvm.yaml:2: vm.uri: "xen:///system" is not a libvirt QEMU URI; hint: use qemu:///system, qemu:///session or a remote one such as qemu+ssh://user@host/system`},
 		{"bad mirror", "image:\n  mirror: deb.debian.org\n", `kmodvm.yaml:2: image.mirror: "deb.debian.org" is not an http(s) URL of a Debian mirror, such as "http://deb.debian.org/debian"; hint: remove image.mirror to use the default, "http://deb.debian.org/debian"`},
