@@ -90,16 +90,18 @@ func rootAt(dir, hash string, spec Spec) *Root {
 // mmdebstrapArgs is the command line that builds spec's root into target.
 func mmdebstrapArgs(spec Spec, target string) []string {
 	spec = spec.normalized()
-	return []string{
-		"--variant=apt",
-		// The mirror is a frozen snapshot: sid's Release file has expired (FACTS).
-		`--aptopt=Acquire::Check-Valid-Until "false"`,
-		"--include=" + strings.Join(spec.PackageList(), ","),
+	args := []string{"--variant=apt"}
+	if spec.SnapshotMirror {
+		// A frozen snapshot's Release files expire (sid's has): apt in the root must accept them.
+		args = append(args, `--aptopt=Acquire::Check-Valid-Until "false"`)
+	}
+	return append(args,
+		"--include="+strings.Join(spec.PackageList(), ","),
 		"--dpkgopt=path-exclude=/usr/share/doc/*",
 		"--dpkgopt=path-exclude=/usr/share/man/*",
 		"--dpkgopt=path-exclude=/usr/share/locale/*",
 		spec.Suite, target, spec.Mirror,
-	}
+	)
 }
 
 func buildRoot(ctx context.Context, log *slog.Logger, tmp, failedLog string, spec Spec, progress Progress) error {

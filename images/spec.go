@@ -24,7 +24,8 @@ const (
 	InitSystemd = "systemd" // systemd as PID 1 (slow under TCG: ~50 s to SSH)
 )
 
-// DefaultSuite and DefaultMirror are what DefaultSpec uses.
+// DefaultSuite and DefaultMirror are what DefaultSpec uses. DefaultMirror is a frozen
+// snapshot whose sid Release file has expired, so DefaultSpec marks it SnapshotMirror.
 const (
 	DefaultSuite  = "sid"
 	DefaultMirror = "http://deb.debian.org/debian"
@@ -46,21 +47,26 @@ type Spec struct {
 	Mirror   string   `json:"mirror"`   // Debian mirror URL
 	Packages []string `json:"packages"` // extra packages on top of the base list
 	Init     string   `json:"init"`     // InitTiny (default) or InitSystemd
+	// SnapshotMirror says Mirror is a frozen snapshot: apt then accepts its Release files
+	// after their Valid-Until date. A live mirror leaves it false, so that apt rejects a
+	// stale or replayed Release file.
+	SnapshotMirror bool `json:"snapshot_mirror"`
 }
 
-// DefaultSpec is sid from deb.debian.org with the tiny init.
+// DefaultSpec is sid from deb.debian.org (a frozen snapshot) with the tiny init.
 func DefaultSpec() Spec {
-	return Spec{Suite: DefaultSuite, Mirror: DefaultMirror, Init: InitTiny}
+	return Spec{Suite: DefaultSuite, Mirror: DefaultMirror, Init: InitTiny, SnapshotMirror: true}
 }
 
 // normalized fills empty fields with the defaults and trims the mirror's trailing slash, so
-// that equivalent specs hash alike.
+// that equivalent specs hash alike. An empty Mirror is DefaultMirror, a snapshot.
 func (s Spec) normalized() Spec {
 	if s.Suite == "" {
 		s.Suite = DefaultSuite
 	}
 	if s.Mirror == "" {
 		s.Mirror = DefaultMirror
+		s.SnapshotMirror = true
 	}
 	s.Mirror = strings.TrimRight(s.Mirror, "/")
 	if s.Init == "" {
@@ -87,7 +93,9 @@ func (s Spec) PackageList() []string {
 }
 
 // Hash identifies the root the spec builds: sha256 over a canonical encoding of the
-// (normalized) suite, mirror, package list, init and FormatVersion.
+// (normalized) suite, mirror, package list, init, whether apt checks Valid-Until, and
+// FormatVersion. Every root built before SnapshotMirror existed skipped the check: a
+// snapshot spec encodes as before, so its hash (and its cached root) stays.
 func (s Spec) Hash() string {
 	return s.hash(FormatVersion)
 }
@@ -100,7 +108,9 @@ func (s Spec) hash(version int) string {
 		Mirror   string   `json:"mirror"`
 		Packages []string `json:"packages"`
 		Init     string   `json:"init"`
-	}{version, n.Suite, n.Mirror, n.Packages, n.Init})
+		// CheckValidUntil is omitted when false, which keeps snapshot hashes as they were.
+		CheckValidUntil bool `json:"check_valid_until,omitempty"`
+	}{version, n.Suite, n.Mirror, n.Packages, n.Init, !n.SnapshotMirror})
 	if err != nil {
 		panic(err) // strings only: cannot fail
 	}

@@ -31,6 +31,7 @@ func TestSpecHash(t *testing.T) {
 		{"mirror", with(func(s *Spec) { s.Mirror = "http://mirror.example/debian" }), false},
 		{"extra package", with(func(s *Spec) { s.Packages = []string{"strace"} }), false},
 		{"init", with(func(s *Spec) { s.Init = InitSystemd }), false},
+		{"live mirror", with(func(s *Spec) { s.SnapshotMirror = false }), false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -46,6 +47,17 @@ func TestSpecHash(t *testing.T) {
 		b := with(func(s *Spec) { s.Packages = []string{"gdb", "strace", "gdb"} })
 		if a.Hash() != b.Hash() {
 			t.Errorf("order or duplicates of extras changed the hash")
+		}
+	})
+	// Roots already cached were built with the default spec (which skipped the Valid-Until
+	// check before it was a setting): a change to the default's hash rebuilds every root.
+	t.Run("default hash is stable", func(t *testing.T) {
+		const want = "a7fb174f4a566111703be54da91ecca9f8914479187f0708350e784810a68d52"
+		if baseHash != want {
+			t.Errorf("DefaultSpec().Hash() = %s, want %s", baseHash, want)
+		}
+		if got := (Spec{Suite: "trixie", SnapshotMirror: true}).Hash(); got != "d70152c6b38c480291f7b5eb07b25ddf883af4e2ca52cc99e729890ae8b0e9fa" {
+			t.Errorf("trixie snapshot hash changed: %s", got)
 		}
 	})
 	t.Run("format version", func(t *testing.T) {
@@ -124,20 +136,33 @@ func TestSpecValidate(t *testing.T) {
 }
 
 func TestMmdebstrapArgs(t *testing.T) {
-	got := mmdebstrapArgs(Spec{Suite: "trixie", Packages: []string{"strace"}}, "/c/roots/x/root")
-	want := []string{
-		"--variant=apt",
-		`--aptopt=Acquire::Check-Valid-Until "false"`,
-		"--include=" + strings.Join(Spec{Packages: []string{"strace"}}.PackageList(), ","),
-		"--dpkgopt=path-exclude=/usr/share/doc/*",
-		"--dpkgopt=path-exclude=/usr/share/man/*",
-		"--dpkgopt=path-exclude=/usr/share/locale/*",
-		"trixie", "/c/roots/x/root", DefaultMirror,
+	const validUntil = `--aptopt=Acquire::Check-Valid-Until "false"`
+	tests := []struct {
+		name string
+		spec Spec
+		want []string // after --variant=apt, before --include
+	}{
+		{"snapshot mirror", Spec{Suite: "trixie", Mirror: DefaultMirror, SnapshotMirror: true, Packages: []string{"strace"}}, []string{validUntil}},
+		{"default mirror by default", Spec{Suite: "trixie", Packages: []string{"strace"}}, []string{validUntil}},
+		{"live mirror", Spec{Suite: "trixie", Mirror: "http://mirror.example/debian", Packages: []string{"strace"}}, nil},
 	}
-	if !slices.Equal(got, want) {
-		t.Errorf("mmdebstrapArgs:\n got %q\nwant %q", got, want)
-	}
-	if !strings.Contains(got[2], ",strace,") {
-		t.Errorf("extra package missing from %s", got[2])
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := mmdebstrapArgs(tt.spec, "/c/roots/x/root")
+			want := append([]string{"--variant=apt"}, tt.want...)
+			want = append(want,
+				"--include="+strings.Join(Spec{Packages: []string{"strace"}}.PackageList(), ","),
+				"--dpkgopt=path-exclude=/usr/share/doc/*",
+				"--dpkgopt=path-exclude=/usr/share/man/*",
+				"--dpkgopt=path-exclude=/usr/share/locale/*",
+				"trixie", "/c/roots/x/root", tt.spec.normalized().Mirror,
+			)
+			if !slices.Equal(got, want) {
+				t.Errorf("mmdebstrapArgs:\n got %q\nwant %q", got, want)
+			}
+			if !strings.Contains(got[len(tt.want)+1], ",strace,") {
+				t.Errorf("extra package missing from %s", got[len(tt.want)+1])
+			}
+		})
 	}
 }

@@ -150,7 +150,8 @@ func (a *app) sandboxOptions() (sandbox.Options, error) {
 	}
 	return sandbox.Options{
 		State: a.paths.State, Cache: a.paths.Cache,
-		Image: images.Spec{Suite: a.cfg.Image.Suite, Mirror: a.cfg.Image.Mirror, Packages: a.cfg.Image.Packages, Init: a.cfg.Image.Init},
+		Image: images.Spec{Suite: a.cfg.Image.Suite, Mirror: a.cfg.Image.Mirror, SnapshotMirror: a.cfg.Image.SnapshotMirror,
+			Packages: a.cfg.Image.Packages, Init: a.cfg.Image.Init},
 		Kernel: kernel.Request{Source: src, Config: kernel.ConfigSpec{
 			Base: a.cfg.Kernel.Base, Fragments: a.cfg.Kernel.Fragments, BaseDir: a.cfg.Dir,
 		}},

@@ -47,10 +47,14 @@ type VM struct {
 
 // Image is the "image" section: the Debian root the guest and the toolchain run in.
 type Image struct {
-	Suite    string   `yaml:"suite"`
-	Mirror   string   `yaml:"mirror"`
-	Packages []string `yaml:"packages"`
-	Init     string   `yaml:"init"` // InitTiny or InitSystemd
+	Suite  string `yaml:"suite"`
+	Mirror string `yaml:"mirror"`
+	// SnapshotMirror says Mirror is a frozen snapshot, whose Release files apt accepts after
+	// they expire. Load defaults it to true for DefaultMirror (a snapshot) and to false for a
+	// mirror the file names without saying.
+	SnapshotMirror bool     `yaml:"snapshot_mirror"`
+	Packages       []string `yaml:"packages"`
+	Init           string   `yaml:"init"` // InitTiny or InitSystemd
 }
 
 // Kernel is the "kernel" section: which kernel to build and how to configure it.
@@ -163,6 +167,9 @@ func parse(data []byte, display, abs string) (Config, error) {
 	c.Path = abs
 	c.Dir = filepath.Dir(abs)
 	c.Kernel.SHA256 = strings.ToLower(c.Kernel.SHA256)
+	if _, said := w.lines["image.snapshot_mirror"]; !said {
+		c.Image.SnapshotMirror = c.Image.Mirror == Default().Image.Mirror
+	}
 	c.resolve()
 
 	if err := c.Validate(); err != nil {
@@ -392,6 +399,10 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 				got = "the quoted text " + got + "; hint: remove the quotes"
 			}
 			w.fail(n.Line, path, "%s: expected a whole number such as %s, got %s", path, exampleOf(path), got)
+		}
+	case t.Kind() == reflect.Bool:
+		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!bool" {
+			w.fail(n.Line, path, "%s: expected true or false, got %s", path, describe(n))
 		}
 	case t.Kind() == reflect.String:
 		if n.Kind != yaml.ScalarNode {

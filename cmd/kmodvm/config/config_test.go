@@ -98,6 +98,12 @@ module:
 				c.Kernel.Source = "https://cdn.kernel.org/pub/linux/kernel/v7.x/linux-7.2.tar.xz"
 				c.Kernel.SHA256 = strings.Repeat("ab", 32)
 			})},
+		{"default mirror is a snapshot", "image:\n  suite: trixie\n", withDefaults(func(c *Config) { c.Image.Suite = SuiteTrixie })},
+		{"own mirror is live unless said", "image:\n  mirror: https://mirror.example.org/debian\n",
+			withDefaults(func(c *Config) { c.Image.Mirror = "https://mirror.example.org/debian"; c.Image.SnapshotMirror = false })},
+		{"own snapshot mirror", "image:\n  mirror: https://snapshot.example.org/debian\n  snapshot_mirror: true\n",
+			withDefaults(func(c *Config) { c.Image.Mirror = "https://snapshot.example.org/debian" })},
+		{"default mirror checked", "image:\n  snapshot_mirror: false\n", withDefaults(func(c *Config) { c.Image.SnapshotMirror = false })},
 		{"absolute module dir", "module:\n  dir: /home/me/mod\n", withDefaults(func(c *Config) { c.Module.Dir = "/home/me/mod" })},
 		{"remote libvirt", "vm:\n  uri: qemu+ssh://me@box/system\n", withDefaults(func(c *Config) { c.VM.URI = "qemu+ssh://me@box/system" })},
 		{"anchors and aliases", "name: &n box\nvm:\n  accel: &a kvm\nimage:\n  packages: [*n]\n",
@@ -131,8 +137,10 @@ func TestParseErrors(t *testing.T) {
 		{"misspelt section", "vm:\n  cpus: 2\nkernal:\n  base: small\n", `kmodvm.yaml:3: unknown key "kernal" at top level (did you mean "kernel"?)` + docHint},
 		{"upper case key", "vm:\n  CPUs: 2\n", `kmodvm.yaml:2: unknown key "CPUs" in section "vm" (did you mean "cpus"?)` + docHint},
 		{"prefix of a key", "image:\n  pkg: [a]\n  pack: [vim]\n",
-			`kmodvm.yaml:2: unknown key "pkg" in section "image" (known keys: suite, mirror, packages, init)` + docHint + "\n" +
+			`kmodvm.yaml:2: unknown key "pkg" in section "image" (known keys: suite, mirror, snapshot_mirror, packages, init)` + docHint + "\n" +
 				`kmodvm.yaml:3: unknown key "pack" in section "image" (did you mean "packages"?)` + docHint},
+		{"snapshot_mirror not a bool", "image:\n  snapshot_mirror: \"yes\"\n",
+			`kmodvm.yaml:2: image.snapshot_mirror: expected true or false, got "yes"` + docHint},
 		{"key of another section at top level", "memory: 4096\n",
 			`kmodvm.yaml:1: unknown key "memory" at top level (did you mean "vm.memory"? it belongs in section "vm")` + docHint},
 		{"key of another section", "kernel:\n  suite: trixie\n",
@@ -306,7 +314,7 @@ func TestParseHostile(t *testing.T) {
 // TestEveryKeyTypo misspells each key of ExampleYAML in turn and checks the error names the
 // key's line and suggests the right spelling.
 func TestEveryKeyTypo(t *testing.T) {
-	keyLine := regexp.MustCompile(`^(\s*)([a-z0-9]+):`)
+	keyLine := regexp.MustCompile(`^(\s*)([a-z0-9_]+):`)
 	lines := strings.Split(ExampleYAML, "\n")
 	section := ""
 	n := 0
@@ -344,8 +352,8 @@ func TestEveryKeyTypo(t *testing.T) {
 		}
 		n++
 	}
-	if n != 23 { // name, 4 sections, 18 keys in them
-		t.Errorf("found %d keys in ExampleYAML, want 23", n)
+	if n != 24 { // name, 4 sections, 19 keys in them
+		t.Errorf("found %d keys in ExampleYAML, want 24", n)
 	}
 }
 

@@ -46,7 +46,9 @@ func Default() Config {
 		Image: Image{
 			Suite:  SuiteSid,
 			Mirror: "http://deb.debian.org/debian",
-			Init:   InitTiny,
+			// The default mirror is a frozen snapshot: sid's Release file has expired.
+			SnapshotMirror: true,
+			Init:           InitTiny,
 		},
 		Kernel: Kernel{
 			Source: SourcePackageName,
@@ -73,6 +75,9 @@ vm:
 image:
   suite: sid              # sid|trixie
   mirror: http://deb.debian.org/debian
+  snapshot_mirror: true   # the mirror is a frozen snapshot: apt accepts its expired Release
+                          # files (Acquire::Check-Valid-Until "false"); default true for the
+                          # default mirror, false for a mirror you name; changing it rebuilds the root
   packages: []            # extra Debian packages in the guest/toolchain root, e.g. [strace, gdb]
   init: tiny              # tiny (a tiny init that starts sshd) | systemd
 kernel:
