@@ -104,6 +104,7 @@ module:
 		{"own snapshot mirror", "image:\n  mirror: https://snapshot.example.org/debian\n  snapshot_mirror: true\n",
 			withDefaults(func(c *Config) { c.Image.Mirror = "https://snapshot.example.org/debian" })},
 		{"default mirror checked", "image:\n  snapshot_mirror: false\n", withDefaults(func(c *Config) { c.Image.SnapshotMirror = false })},
+		{"param value with newline", "module:\n  params: [\"msg=a\\nb\"]\n", withDefaults(func(c *Config) { c.Module.Params = []string{"msg=a\nb"} })},
 		{"absolute module dir", "module:\n  dir: /home/me/mod\n", withDefaults(func(c *Config) { c.Module.Dir = "/home/me/mod" })},
 		{"remote libvirt", "vm:\n  uri: qemu+ssh://me@box/system\n", withDefaults(func(c *Config) { c.VM.URI = "qemu+ssh://me@box/system" })},
 		{"anchors and aliases", "name: &n box\nvm:\n  accel: &a kvm\nimage:\n  packages: [*n]\n",
@@ -219,7 +220,7 @@ func TestParseErrors(t *testing.T) {
 		{"unset line without space", "kernel:\n  fragments:\n    - \"#CONFIG_KASAN is not set\"\n", `kmodvm.yaml:3: kernel.fragments[0]: "#CONFIG_KASAN is not set" is not a kernel config line; hint: write it as CONFIG_NAME=y (or =m, =n, a number, a "quoted string") or as "# CONFIG_NAME is not set"`},
 		{"param without value", "module:\n  params:\n    - debug=1\n    - verbose\n", `kmodvm.yaml:4: module.params[1]: "verbose" is not a module parameter: write it as name=value, such as "debug=1"; hint: see the keys documented in README.md#configuration`},
 		{"bad param name", "module:\n  params: [\"1x=2\"]\n", `kmodvm.yaml:2: module.params[0]: "1x" is not a module parameter name: use letters, digits, _ and ., starting with a letter or _; hint: see the keys documented in README.md#configuration`},
-		{"param value with newline", "module:\n  params: [\"msg=a\\nb\"]\n", `kmodvm.yaml:2: module.params[0]: the value of "msg" contains a newline or NUL byte, which insmod cannot pass; hint: see the keys documented in README.md#configuration`},
+		{"param value with NUL", "module:\n  params: [\"msg=a\\0b\"]\n", `kmodvm.yaml:2: module.params[0]: the value of "msg" contains a NUL byte, which no command argument can carry; hint: see the keys documented in README.md#configuration`},
 		{"empty module dir", "module:\n  dir: \"\"\n", `kmodvm.yaml:2: module.dir: is empty; hint: give a path`},
 
 		// Several problems are all reported, in line order.

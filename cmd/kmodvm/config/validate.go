@@ -185,8 +185,10 @@ func checkParam(p string) string {
 		return fmt.Sprintf("%s is not a module parameter: write it as name=value, such as \"debug=1\"", quote(p))
 	case !paramNameRe.MatchString(name):
 		return fmt.Sprintf("%s is not a module parameter name: use letters, digits, _ and ., starting with a letter or _", quote(name))
-	case strings.ContainsAny(value, "\x00\n\r"):
-		return fmt.Sprintf("the value of %s contains a newline or NUL byte, which insmod cannot pass", quote(name))
+	case strings.ContainsRune(value, 0):
+		// Any other byte reaches the module: a value with white space, newlines included, is
+		// quoted for the kernel's parser (module.ParamWord).
+		return fmt.Sprintf("the value of %s contains a NUL byte, which no command argument can carry", quote(name))
 	}
 	return ""
 }

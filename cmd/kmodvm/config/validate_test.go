@@ -70,8 +70,8 @@ func TestValidate(t *testing.T) {
 			c.Kernel.Fragments = []string{"CONFIG_A=yes", "CONFIG_B", "# CONFIG_C", `CONFIG_D="open`, "", "~/x.config", "CONFIG_E=y # comment"}
 		}, []string{"kernel.fragments[0]", "kernel.fragments[1]", "kernel.fragments[2]", "kernel.fragments[3]",
 			"kernel.fragments[4]", "kernel.fragments[5]", "kernel.fragments[6]"}},
-		{"params", func(c *Config) { c.Module.Params = []string{"a=1", "_b.c=x y", "d=", "e==", "f=\t"} }, nil},
-		{"bad params", func(c *Config) { c.Module.Params = []string{"=1", "a", "b-c=1", "d=\x00", "e=\r"} },
+		{"params", func(c *Config) { c.Module.Params = []string{"a=1", "_b.c=x y", "d=", "e==", "f=\t", "g=a\nb", "h=\r"} }, nil},
+		{"bad params", func(c *Config) { c.Module.Params = []string{"=1", "a", "b-c=1", "d=\x00", "e\n=1"} },
 			[]string{"module.params[0]", "module.params[1]", "module.params[2]", "module.params[3]", "module.params[4]"}},
 		{"module dir", func(c *Config) { c.Module.Dir = "" }, []string{"module.dir"}},
 		{"zero timeout", func(c *Config) { c.Module.Timeout = 0 }, []string{"module.timeout"}},
