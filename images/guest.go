@@ -17,13 +17,6 @@ const GuestNet = "/usr/local/sbin/kmodvm-net"
 // Hostname is the guest's host name.
 const Hostname = "kmodvm"
 
-// Guest network addresses of QEMU's user-mode (slirp) network.
-const (
-	GuestAddr    = "10.0.2.15"
-	GuestPrefix  = 24
-	GuestGateway = "10.0.2.2"
-)
-
 // InitMarkerSSHD is printed on the console by the tiny init right before it execs sshd.
 const InitMarkerSSHD = "kmodvm-init: sshd starting"
 

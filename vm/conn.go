@@ -161,10 +161,6 @@ func (c *Conn) DomainGetXMLDesc(d libvirt.Domain, flags libvirt.DomainXMLFlags) 
 	return call(c, func(s session) (string, error) { return s.DomainGetXMLDesc(d, flags) })
 }
 
-func (c *Conn) ConnectGetCapabilities() (string, error) {
-	return call(c, func(s session) (string, error) { return s.ConnectGetCapabilities() })
-}
-
 func (c *Conn) ConnectGetLibVersion() (uint64, error) {
 	return call(c, func(s session) (uint64, error) { return s.ConnectGetLibVersion() })
 }

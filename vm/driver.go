@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/digitalocean/go-libvirt"
-	"libvirt.org/go/libvirtxml"
 )
 
 // State is a domain's lifecycle state as the driver reports it.
@@ -328,49 +327,6 @@ func (d *Driver) XMLDesc(ctx context.Context, name string) (string, error) {
 		return "", fmt.Errorf("get XML of domain %q: %w", name, err)
 	}
 	return x, nil
-}
-
-// HostInfo is what the libvirt daemon says about itself and the host.
-type HostInfo struct {
-	LibvirtVersion string   // e.g. "9.0.0"
-	DomainTypes    []string // x86_64 domain types libvirt offers, e.g. ["qemu", "kvm"]
-}
-
-// HostInfo asks libvirt for its version and the x86_64 domain types it supports. A listed
-// "kvm" does not prove KVM works (see ProbeKVM).
-func (d *Driver) HostInfo(ctx context.Context) (HostInfo, error) {
-	if err := ctx.Err(); err != nil {
-		return HostInfo{}, err
-	}
-	v, err := d.lv.ConnectGetLibVersion()
-	if err != nil {
-		return HostInfo{}, fmt.Errorf("get libvirt version: %w", err)
-	}
-	info := HostInfo{LibvirtVersion: fmt.Sprintf("%d.%d.%d", v/1000000, v/1000%1000, v%1000)}
-	if err := ctx.Err(); err != nil {
-		return HostInfo{}, err
-	}
-	capsXML, err := d.lv.ConnectGetCapabilities()
-	if err != nil {
-		return HostInfo{}, fmt.Errorf("get libvirt capabilities: %w", err)
-	}
-	var caps libvirtxml.Caps
-	if err := caps.Unmarshal(capsXML); err != nil {
-		return HostInfo{}, fmt.Errorf("parse libvirt capabilities: %w", err)
-	}
-	seen := map[string]bool{}
-	for _, g := range caps.Guests {
-		if g.Arch.Name != "x86_64" || g.OSType != "hvm" {
-			continue
-		}
-		for _, dt := range g.Arch.Domains {
-			if !seen[dt.Type] {
-				seen[dt.Type] = true
-				info.DomainTypes = append(info.DomainTypes, dt.Type)
-			}
-		}
-	}
-	return info, nil
 }
 
 // isLibvirtCode reports whether err is a libvirt error with the given code.

@@ -456,27 +456,6 @@ func TestDriverWaitState(t *testing.T) {
 	})
 }
 
-func TestDriverHostInfo(t *testing.T) {
-	f := vmtest.NewLibvirt()
-	f.SetLibVersion(9000000)
-	f.SetCapabilities(`<capabilities><host><uuid>x</uuid></host>
-<guest><os_type>hvm</os_type><arch name='i686'><domain type='qemu'/></arch></guest>
-<guest><os_type>hvm</os_type><arch name='x86_64'><wordsize>64</wordsize><domain type='qemu'/><domain type='kvm'/></arch></guest>
-</capabilities>`)
-	info, err := NewDriver(f, nil).HostInfo(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.LibvirtVersion != "9.0.0" || !slices.Equal(info.DomainTypes, []string{"qemu", "kvm"}) {
-		t.Errorf("HostInfo = %+v, want version 9.0.0 and types [qemu kvm]", info)
-	}
-
-	f.FailOn("ConnectGetCapabilities", vmtest.Error(libvirt.ErrInternalError, "nope"))
-	if _, err := NewDriver(f, nil).HostInfo(context.Background()); err == nil || !strings.Contains(err.Error(), "capabilities") {
-		t.Errorf("HostInfo error = %v, want one about capabilities", err)
-	}
-}
-
 func TestDriverCanceledContext(t *testing.T) {
 	f := vmtest.NewLibvirt()
 	d := NewDriver(f, nil)

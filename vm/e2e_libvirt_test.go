@@ -36,12 +36,6 @@ func TestE2ELibvirtDefineUndefine(t *testing.T) {
 	t.Cleanup(func() { _ = l.Disconnect() }) // registered first, so it runs after the domain cleanup
 	d := NewDriver(l, slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})))
 
-	info, err := d.HostInfo(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("libvirt %s, x86_64 domain types %v", info.LibvirtVersion, info.DomainTypes)
-
 	uuid, err := NewDomainUUID()
 	if err != nil {
 		t.Fatal(err)

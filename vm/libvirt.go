@@ -27,7 +27,6 @@ type Libvirt interface {
 	DomainDestroy(d libvirt.Domain) error
 	DomainUndefineFlags(d libvirt.Domain, flags libvirt.DomainUndefineFlagsValues) error
 	DomainGetXMLDesc(d libvirt.Domain, flags libvirt.DomainXMLFlags) (string, error)
-	ConnectGetCapabilities() (string, error)
 	ConnectGetLibVersion() (uint64, error)
 	Disconnect() error
 }

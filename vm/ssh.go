@@ -3,9 +3,6 @@ package vm
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -96,47 +93,6 @@ func LoadSSHConfig(addr, user, keyFile, hostPubFile string) (SSHConfig, error) {
 		KeyFile:     keyFile,
 		HostKeyFile: hostPubFile,
 	}, nil
-}
-
-// GenerateKeyPair writes a new ed25519 private key to privPath (OpenSSH
-// PEM, mode 0600) and its public key to pubPath (one authorized_keys line
-// ending in comment). It serves for both client and guest host keys. It
-// refuses to overwrite an existing privPath (the error wraps fs.ErrExist).
-func GenerateKeyPair(privPath, pubPath, comment string) error {
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		return fmt.Errorf("generate ed25519 key: %w", err)
-	}
-	block, err := ssh.MarshalPrivateKey(priv, comment)
-	if err != nil {
-		return fmt.Errorf("encode ed25519 private key: %w", err)
-	}
-	sshPub, err := ssh.NewPublicKey(pub)
-	if err != nil {
-		return fmt.Errorf("encode ed25519 public key: %w", err)
-	}
-	line := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sshPub)))
-	if comment != "" {
-		line += " " + comment
-	}
-
-	f, err := os.OpenFile(privPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return fmt.Errorf("create private key file: %w", err)
-	}
-	_, err = f.Write(pem.EncodeToMemory(block))
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(privPath)
-		return fmt.Errorf("write private key %s: %w", privPath, err)
-	}
-	if err := os.WriteFile(pubPath, []byte(line+"\n"), 0o644); err != nil {
-		os.Remove(privPath)
-		return fmt.Errorf("write public key %s: %w", pubPath, err)
-	}
-	return nil
 }
 
 // HostKeyMismatchError means the guest presented a host key other than the

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -178,49 +177,15 @@ func TestWrongClientKeyNotRetried(t *testing.T) {
 	}
 }
 
-func TestGenerateKeyPairAndLoadSSHConfig(t *testing.T) {
+func TestLoadSSHConfig(t *testing.T) {
 	dir := t.TempDir()
-	userKey, userPub := filepath.Join(dir, "id_ed25519"), filepath.Join(dir, "id_ed25519.pub")
-	hostKeyFile, hostPub := filepath.Join(dir, "host_ed25519"), filepath.Join(dir, "host_ed25519.pub")
-	if err := GenerateKeyPair(userKey, userPub, "kmodvm-user"); err != nil {
-		t.Fatal(err)
-	}
-	if err := GenerateKeyPair(hostKeyFile, hostPub, "kmodvm-host"); err != nil {
-		t.Fatal(err)
-	}
-	if err := GenerateKeyPair(userKey, userPub, "again"); !errors.Is(err, fs.ErrExist) {
-		t.Errorf("GenerateKeyPair over an existing key: err = %v, want fs.ErrExist", err)
-	}
-	fi, err := os.Stat(userKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if perm := fi.Mode().Perm(); perm != 0o600 {
-		t.Errorf("private key mode = %04o, want 0600", perm)
-	}
-	pubLine, err := os.ReadFile(userPub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.HasPrefix(string(pubLine), "ssh-ed25519 ") || !strings.HasSuffix(string(pubLine), " kmodvm-user\n") {
-		t.Errorf("public key line = %q, want \"ssh-ed25519 ... kmodvm-user\\n\"", pubLine)
-	}
+	userKey, hostKeyFile := filepath.Join(dir, "id_ed25519"), filepath.Join(dir, "host_ed25519")
+	user := sshtest.NewKeyFiles(t, userKey)
+	hostSigner := sshtest.NewKeyFiles(t, hostKeyFile)
+	hostPub := hostKeyFile + ".pub"
 
-	// A server using the generated host key and authorizing the
-	// generated user key accepts the loaded config.
-	hostPEM, err := os.ReadFile(hostKeyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hostSigner, err := ssh.ParsePrivateKey(hostPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	authorized, _, _, _, err := ssh.ParseAuthorizedKey(pubLine)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := sshtest.NewServer(t, hostSigner, authorized)
+	// A server using the host key and authorizing the user key accepts the loaded config.
+	srv := sshtest.NewServer(t, hostSigner, user.PublicKey())
 	cfg, err := LoadSSHConfig(srv.Addr(), "root", userKey, hostPub)
 	if err != nil {
 		t.Fatalf("LoadSSHConfig: %v", err)

@@ -23,10 +23,10 @@ type sshFixture struct {
 	hostKey ssh.Signer
 }
 
-func newSSHFixture(t *testing.T, opts ...sshtest.Option) sshFixture {
+func newSSHFixture(t *testing.T) sshFixture {
 	t.Helper()
 	host, user := sshtest.NewKey(t), sshtest.NewKey(t)
-	srv := sshtest.NewServer(t, host, user.PublicKey(), opts...)
+	srv := sshtest.NewServer(t, host, user.PublicKey())
 	return sshFixture{
 		srv:     srv,
 		hostKey: host,

@@ -14,7 +14,7 @@ import (
 	"testing"
 
 	"github.com/kmodvm/kmodvm/provision/module"
-	"github.com/kmodvm/kmodvm/vm"
+	"github.com/kmodvm/kmodvm/vm/sshtest"
 )
 
 // TestE2EHostile: one real guest, and the security properties and hostile inputs on it:
@@ -245,9 +245,7 @@ func TestE2EHostile(t *testing.T) {
 			t.Fatal(err)
 		}
 		other := filepath.Join(t.TempDir(), "other_host_key")
-		if err := vm.GenerateKeyPair(other, other+".pub", "impostor"); err != nil {
-			t.Fatal(err)
-		}
+		sshtest.NewKeyFiles(t, other)
 		swapped := bytes.Replace(orig, []byte(strconv.Quote(in.HostPub)), []byte(strconv.Quote(other+".pub")), 1)
 		if bytes.Equal(swapped, orig) {
 			t.Fatalf("host_pub %s not found in %s", in.HostPub, instance)

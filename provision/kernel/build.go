@@ -231,15 +231,6 @@ func (b *Builder) unpack(ctx context.Context, src Source, p *prepared, tarball s
 	return os.WriteFile(marker, []byte(p.sourceID), 0o644)
 }
 
-// Lookup returns the cached build for req, or nil when there is none.
-func (b *Builder) Lookup(ctx context.Context, req Request) (*Result, error) {
-	p, err := b.prepare(ctx, req)
-	if err != nil {
-		return nil, err
-	}
-	return b.cached(p.key)
-}
-
 func (b *Builder) cached(key string) (*Result, error) {
 	dir := filepath.Join(b.Cache, "builds", key)
 	data, err := os.ReadFile(filepath.Join(dir, "info.json"))

@@ -32,15 +32,7 @@ type Error struct {
 func (e *Error) Error() string { return e.Err.Error() }
 func (e *Error) Unwrap() error { return e.Err }
 
-// With attaches actions on vm to err (nil stays nil).
-func With(err error, vm string, do ...Action) error {
-	if err == nil {
-		return nil
-	}
-	return &Error{Err: err, VM: vm, Do: do}
-}
-
-// WithNote is With with prose before the actions.
+// WithNote attaches actions on vm to err (nil stays nil), with prose before them.
 func WithNote(err error, vm, note string, do ...Action) error {
 	if err == nil {
 		return nil

@@ -382,11 +382,6 @@ func (s *Sandbox) Restart(ctx context.Context, in *Instance) (*vm.SSHClient, err
 	return s.boot(ctx, in)
 }
 
-// DomainState is the libvirt state of a VM's domain.
-func (s *Sandbox) DomainState(ctx context.Context, name string) (vm.State, error) {
-	return s.drv.State(ctx, domainName(name))
-}
-
 // Down stops a VM: a clean shutdown over SSH, then a hard stop after timeout.
 func (s *Sandbox) Down(ctx context.Context, name string, timeout time.Duration) error {
 	in, err := s.Instance(name)

@@ -20,7 +20,6 @@ import (
 	"github.com/kmodvm/kmodvm/vm"
 	"github.com/kmodvm/kmodvm/vm/sshtest"
 	"github.com/kmodvm/kmodvm/vm/vmtest"
-	"golang.org/x/crypto/ssh"
 )
 
 // testTimeout bounds waits for things that must happen; it guards against hangs and is never
@@ -76,21 +75,8 @@ func newFixture(t *testing.T, mods ...func(*Options)) *fixture {
 	c.clientKey = filepath.Join(fx.opt.Cache, "images", "d1", "id_ed25519")
 	hostKey := filepath.Join(fx.opt.Cache, "images", "d1", "ssh_host_ed25519_key")
 	c.hostPub = hostKey + ".pub"
-	if err := vm.GenerateKeyPair(c.clientKey, c.clientKey+".pub", "kmodvm"); err != nil {
-		t.Fatal(err)
-	}
-	if err := vm.GenerateKeyPair(hostKey, c.hostPub, "guest"); err != nil {
-		t.Fatal(err)
-	}
-	hostSigner, err := ssh.ParsePrivateKey(readFile(t, hostKey))
-	if err != nil {
-		t.Fatal(err)
-	}
-	clientPub, _, _, _, err := ssh.ParseAuthorizedKey(readFile(t, c.clientKey+".pub"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	fx.srv = sshtest.NewServer(t, hostSigner, clientPub)
+	client := sshtest.NewKeyFiles(t, c.clientKey)
+	fx.srv = sshtest.NewServer(t, sshtest.NewKeyFiles(t, hostKey), client.PublicKey())
 
 	fx.qemu = newFakeQEMU(t, fx.srv.Addr())
 	fx.lv.OnCall("DomainCreate", func(name string) {
@@ -986,9 +972,7 @@ func TestGuestHostKeySwapped(t *testing.T) {
 
 	pinned := readFile(t, fx.cache.hostPub)
 	other := filepath.Join(t.TempDir(), "other")
-	if err := vm.GenerateKeyPair(other, other+".pub", "other"); err != nil {
-		t.Fatal(err)
-	}
+	sshtest.NewKeyFiles(t, other)
 	writeFile(t, fx.cache.hostPub, string(readFile(t, other+".pub")))
 	_, err := fx.sb.Guest(ctx, "dev")
 	var mismatch *vm.HostKeyMismatchError

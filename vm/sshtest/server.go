@@ -10,6 +10,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -28,6 +29,30 @@ import (
 // NewKey returns a fresh ed25519 signer, for host or client keys in tests.
 func NewKey(t testing.TB) ssh.Signer {
 	t.Helper()
+	s, _ := newKey(t)
+	return s
+}
+
+// NewKeyFiles writes a fresh ed25519 key as OpenSSH does: the private key to path (mode
+// 0600) and its authorized_keys line to path+".pub". It returns the key's signer.
+func NewKeyFiles(t testing.TB, path string) ssh.Signer {
+	t.Helper()
+	s, priv := newKey(t)
+	block, err := ssh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		t.Fatalf("encode ed25519 private key: %v", err)
+	}
+	if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path+".pub", ssh.MarshalAuthorizedKey(s.PublicKey()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func newKey(t testing.TB) (ssh.Signer, ed25519.PrivateKey) {
+	t.Helper()
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatalf("generate ed25519 key: %v", err)
@@ -36,7 +61,7 @@ func NewKey(t testing.TB) ssh.Signer {
 	if err != nil {
 		t.Fatalf("signer from ed25519 key: %v", err)
 	}
-	return s
+	return s, priv
 }
 
 // Exit describes how one exec'd or shell process ended.
@@ -71,16 +96,10 @@ type Server struct {
 	window       [2]int // last pty size, width and height
 }
 
-// Option configures a Server.
-type Option func(*Server)
-
-// WithDir sets the working directory of processes and the base of relative
-// SFTP paths (default: a fresh t.TempDir()).
-func WithDir(dir string) Option { return func(s *Server) { s.dir = dir } }
-
 // NewServer starts a server with the given host key that accepts only the
-// authorized client key. t.Cleanup closes it.
-func NewServer(t testing.TB, hostKey ssh.Signer, authorized ssh.PublicKey, opts ...Option) *Server {
+// authorized client key. Processes run, and relative SFTP paths resolve, in a fresh
+// t.TempDir() (see Dir). t.Cleanup closes it.
+func NewServer(t testing.TB, hostKey ssh.Signer, authorized ssh.PublicKey) *Server {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -94,12 +113,7 @@ func NewServer(t testing.TB, hostKey ssh.Signer, authorized ssh.PublicKey, opts 
 		changed:    make(chan struct{}),
 		conns:      make(map[net.Conn]struct{}),
 		running:    make(map[*session]struct{}),
-	}
-	for _, o := range opts {
-		o(s)
-	}
-	if s.dir == "" {
-		s.dir = t.TempDir()
+		dir:        t.TempDir(),
 	}
 	s.config = &ssh.ServerConfig{
 		PublicKeyCallback: func(_ ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {

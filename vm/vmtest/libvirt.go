@@ -38,7 +38,6 @@ type Libvirt struct {
 	stateScript map[string][]StateStep
 
 	version uint64
-	caps    string
 }
 
 // StateStep is one state DomainGetState reports (see ScriptStates).
@@ -121,13 +120,6 @@ func (f *Libvirt) SetLibVersion(v uint64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.version = v
-}
-
-// SetCapabilities sets the XML ConnectGetCapabilities returns.
-func (f *Libvirt) SetCapabilities(xml string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.caps = xml
 }
 
 // AddDomain defines a domain name directly (no call recorded), in state st: one that exists
@@ -438,15 +430,6 @@ func (f *Libvirt) DomainGetXMLDesc(d libvirt.Domain, flags libvirt.DomainXMLFlag
 		return "", err
 	}
 	return fd.xml, nil
-}
-
-func (f *Libvirt) ConnectGetCapabilities() (string, error) {
-	err := f.enter("ConnectGetCapabilities", "")
-	defer f.mu.Unlock()
-	if err != nil {
-		return "", err
-	}
-	return f.caps, nil
 }
 
 func (f *Libvirt) ConnectGetLibVersion() (uint64, error) {
