@@ -17,6 +17,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/kmodvm/kmodvm/shellquote"
 )
 
 // DiskFormatVersion identifies the disk recipe (staging, guest files, mkfs options). Bump
@@ -212,7 +214,7 @@ func (b *diskBuild) step(format string, args ...any) {
 
 // run runs a host command, its output into the build log.
 func (b *diskBuild) run(name string, args ...string) error {
-	fmt.Fprintf(b.logFile, "$ %s %s\n", name, shellJoin(args))
+	fmt.Fprintf(b.logFile, "$ %s %s\n", name, shellquote.Join(args...))
 	out := newLogWriter(b.logFile, tailLines, nil)
 	cmd := exec.CommandContext(b.ctx, name, args...)
 	cmd.Stdout, cmd.Stderr = out, out

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/kmodvm/kmodvm/shellquote"
 )
 
 // ErrNotBuilt is returned (wrapped) by OpenRoot and OpenDisk when the cache has no entry.
@@ -117,7 +119,7 @@ func buildRoot(ctx context.Context, log *slog.Logger, tmp, failedLog string, spe
 
 	target := filepath.Join(tmp, "root")
 	args := mmdebstrapArgs(spec, target)
-	fmt.Fprintf(logFile, "kmodvm: building toolchain root %s (format %d)\n$ mmdebstrap %s\n", spec.Hash(), FormatVersion, shellJoin(args))
+	fmt.Fprintf(logFile, "kmodvm: building toolchain root %s (format %d)\n$ mmdebstrap %s\n", spec.Hash(), FormatVersion, shellquote.Join(args...))
 	progress.report("mmdebstrap: %d packages from %s %s; full log in %s", len(spec.PackageList()), spec.Suite, spec.Mirror, filepath.Join(tmp, logName))
 	log.Info("building toolchain root", "suite", spec.Suite, "dir", target, "log", filepath.Join(tmp, logName))
 
@@ -189,17 +191,4 @@ func writeJSON(path string, v any) error {
 		return fmt.Errorf("write %s: %w", filepath.Base(path), err)
 	}
 	return nil
-}
-
-// shellJoin quotes args for a log line a human could paste into a shell.
-func shellJoin(args []string) string {
-	q := make([]string, len(args))
-	for i, a := range args {
-		if a != "" && !strings.ContainsAny(a, " \t\n\"'\\$*?;&|<>()[]{}`~#") {
-			q[i] = a
-			continue
-		}
-		q[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
-	}
-	return strings.Join(q, " ")
 }

@@ -449,7 +449,7 @@ func (c *SSHClient) Close() error {
 
 // Run runs cmd through the guest user's shell, with the given stdin
 // (nil: empty), stdout and stderr (nil: discarded). cmd is a shell command
-// line: build it with Quote/QuoteArgs. exitCode is the remote exit status
+// line: build it with shellquote.Quote/Join. exitCode is the remote exit status
 // (128+N if killed by signal N); err is non-nil only if the command could not
 // be run to its end: transport failure, lost connection, or ctx cancelled,
 // in which case the command is sent SIGTERM and its session closed.

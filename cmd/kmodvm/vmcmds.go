@@ -12,7 +12,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/kmodvm/kmodvm/provision/sandbox"
-	"github.com/kmodvm/kmodvm/vm"
+	"github.com/kmodvm/kmodvm/shellquote"
 )
 
 func (a *app) upCmd() *cobra.Command {
@@ -163,7 +163,7 @@ func (a *app) execCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.withGuest(cmd.Context(), func(_ *sandbox.Sandbox, g *sandbox.Guest) error {
 				c := g.SSH()
-				line := vm.QuoteArgs(args...)
+				line := shellquote.Join(args...)
 				if len(args) == 1 {
 					line = args[0] // one word: a shell command line, as `ssh host 'cmd | grep x'`
 				}

@@ -24,6 +24,7 @@ import (
 	"github.com/kmodvm/kmodvm/provision/kmsg"
 	"github.com/kmodvm/kmodvm/provision/remedy"
 	"github.com/kmodvm/kmodvm/provision/treesync"
+	"github.com/kmodvm/kmodvm/shellquote"
 	"github.com/kmodvm/kmodvm/vm"
 )
 
@@ -410,7 +411,7 @@ func (r *Runner) guestBuild(ctx context.Context, opt Options, remote string) bui
 	start := time.Now()
 	args := makeArgs("/lib/modules/$(uname -r)/build", remote)
 	b := builtModule{result: BuildResult{Where: BuildGuest, Command: strings.Join(args, " ")}}
-	cmd := "cd " + vm.Quote(remote) + " && make -C \"/lib/modules/$(uname -r)/build\" " + vm.QuoteArgs("M="+remote, "LLVM=1", "modules")
+	cmd := "cd " + shellquote.Quote(remote) + " && make -C \"/lib/modules/$(uname -r)/build\" " + shellquote.Join("M="+remote, "LLVM=1", "modules")
 	var out bytes.Buffer
 	code, err := r.guest.SSH().Run(ctx, guestJob(cmd), nil, &out, &out)
 	if ctx.Err() != nil {
@@ -423,7 +424,7 @@ func (r *Runner) guestBuild(ctx context.Context, opt Options, remote string) bui
 		return b
 	}
 	if code == 0 {
-		ls, err := r.guest.SSH().Output(ctx, "ls -1 "+vm.Quote(remote))
+		ls, err := r.guest.SSH().Output(ctx, "ls -1 "+shellquote.Quote(remote))
 		if err != nil {
 			b.err = err
 			return b
@@ -553,20 +554,20 @@ func stepScript(prelude, cmd string) string {
 // insmodArgs is the insmod command line: words are the parameters as ParamWords made them,
 // each quoted for the shell.
 func insmodArgs(ko string, words []string) string {
-	return "insmod " + vm.QuoteArgs(append([]string{ko}, words...)...)
+	return "insmod " + shellquote.Join(append([]string{ko}, words...)...)
 }
 
 // loadScript unloads a module of the same name left loaded by an earlier run (saying so,
 // or why it cannot), then loads the new one with the parameter words.
 func loadScript(name, ko string, words []string) string {
-	q := vm.Quote(name)
+	q := shellquote.Quote(name)
 	stale := `while read -r m _; do [ "$m" = ` + q + ` ] || continue; echo @@STALE; ` +
 		`if ! e=$(rmmod ` + q + ` 2>&1); then echo "@@STALEFAIL $e"; exit 0; fi; done < /proc/modules`
 	return stepScript(stale, insmodArgs(ko, words))
 }
 
 func unloadScript(name string) string {
-	return stepScript("", "rmmod "+vm.Quote(name))
+	return stepScript("", "rmmod "+shellquote.Quote(name))
 }
 
 // stepOutput is the parsed output of a step script.

@@ -1,8 +1,10 @@
-package vm
+// Package shellquote writes POSIX shell words: the one quoter for command lines a shell
+// will split (guest commands over SSH) and for command lines in logs a user may paste.
+package shellquote
 
 import "strings"
 
-// Quote returns s as one single-quoted POSIX shell word: the remote shell
+// Quote returns s as one single-quoted POSIX shell word: a shell
 // passes it through unchanged, with no expansion of $, `, \, globs or
 // newlines. A single quote inside s is written as quote, backslash, quote,
 // quote (close the word, an escaped quote, reopen the word).
@@ -14,10 +16,9 @@ func Quote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
-// QuoteArgs quotes each argument with Quote and joins them with spaces,
-// giving a command line that the remote shell splits back into exactly
-// args.
-func QuoteArgs(args ...string) string {
+// Join quotes each argument with Quote and joins them with spaces, giving a
+// command line that a shell splits back into exactly args.
+func Join(args ...string) string {
 	quoted := make([]string, len(args))
 	for i, a := range args {
 		quoted[i] = Quote(a)

@@ -1,8 +1,6 @@
-package vm
+package shellquote
 
 import (
-	"bytes"
-	"context"
 	"os/exec"
 	"strings"
 	"testing"
@@ -28,37 +26,18 @@ var quoteCases = []struct {
 	{"option-like", []string{"-n", "--", "-e"}},
 }
 
-// TestQuoteArgsLocalShell proves quoting by running the words through a
+// TestJoinLocalShell proves quoting by running the words through a
 // real /bin/sh and reading them back one per line.
-func TestQuoteArgsLocalShell(t *testing.T) {
+func TestJoinLocalShell(t *testing.T) {
 	for _, tt := range quoteCases {
 		t.Run(tt.name, func(t *testing.T) {
-			script := "printf '%s\\n' " + QuoteArgs(tt.args...)
+			script := "printf '%s\\n' " + Join(tt.args...)
 			out, err := exec.Command("/bin/sh", "-c", script).Output()
 			if err != nil {
 				t.Fatalf("sh -c %q: %v", script, err)
 			}
 			if want := strings.Join(tt.args, "\n") + "\n"; string(out) != want {
 				t.Errorf("sh -c %q printed %q, want %q", script, out, want)
-			}
-		})
-	}
-}
-
-// TestQuoteArgsOverSSH does the same through SSHClient.Run, whose server
-// runs commands with /bin/sh -c as sshd does.
-func TestQuoteArgsOverSSH(t *testing.T) {
-	c := newSSHFixture(t).dial(t)
-	for _, tt := range quoteCases {
-		t.Run(tt.name, func(t *testing.T) {
-			var stdout bytes.Buffer
-			cmd := QuoteArgs(append([]string{"printf", `%s\n`}, tt.args...)...)
-			code, err := c.Run(context.Background(), cmd, nil, &stdout, nil)
-			if err != nil || code != 0 {
-				t.Fatalf("Run(%q) = %d, %v", cmd, code, err)
-			}
-			if want := strings.Join(tt.args, "\n") + "\n"; stdout.String() != want {
-				t.Errorf("Run(%q) printed %q, want %q", cmd, stdout.String(), want)
 			}
 		})
 	}
@@ -77,10 +56,10 @@ func TestQuote(t *testing.T) {
 			t.Errorf("Quote(%q) = %s, want %s", tt.in, got, tt.want)
 		}
 	}
-	if got, want := QuoteArgs("echo", "a b", ""), `'echo' 'a b' ''`; got != want {
-		t.Errorf("QuoteArgs = %s, want %s", got, want)
+	if got, want := Join("echo", "a b", ""), `'echo' 'a b' ''`; got != want {
+		t.Errorf("Join = %s, want %s", got, want)
 	}
-	if got := QuoteArgs(); got != "" {
-		t.Errorf("QuoteArgs() = %q, want empty", got)
+	if got := Join(); got != "" {
+		t.Errorf("Join() = %q, want empty", got)
 	}
 }
