@@ -15,20 +15,37 @@ import (
 
 	"github.com/kmodvm/kmodvm/cmd/kmodvm/config"
 	"github.com/kmodvm/kmodvm/provision/kernel"
+	"github.com/kmodvm/kmodvm/provision/module"
 	"github.com/kmodvm/kmodvm/provision/remedy"
 
 	"github.com/spf13/cobra"
 )
 
-// Exit codes, documented in README.md.
+// Exit codes, documented in README.md: the one place they are defined.
 const (
 	exitOK          = 0
-	exitFailure     = 1 // kmodvm itself failed (libvirt, SSH, disk...)
-	exitUsage       = 2 // usage or config error
-	exitBuildFailed = 3 // the module did not build
-	exitLoadFailed  = 4 // the module did not load
-	exitKernelIssue = 5 // the kernel reported a problem
+	exitFailure     = 1   // kmodvm itself failed (libvirt, SSH, disk...)
+	exitUsage       = 2   // usage or config error
+	exitBuildFailed = 3   // the module did not build
+	exitLoadFailed  = 4   // the module did not load
+	exitKernelIssue = 5   // the kernel reported a problem
+	exitInterrupted = 130 // SIGINT or SIGTERM stopped kmodvm
 )
+
+// verdictExitCode is the exit code of a module run's verdict.
+func verdictExitCode(verdict string) int {
+	switch verdict {
+	case module.VerdictOK:
+		return exitOK
+	case module.VerdictBuildFailed:
+		return exitBuildFailed
+	case module.VerdictLoadFailed:
+		return exitLoadFailed
+	case module.VerdictKernelProblem:
+		return exitKernelIssue
+	}
+	return exitFailure
+}
 
 // exitError carries an exit code; its message (if any) is printed as an error.
 type exitError struct {
@@ -83,7 +100,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	if ctx.Err() != nil && code == exitFailure {
 		fmt.Fprintln(stderr, "kmodvm: interrupted; nothing was left half-done (see `kmodvm status`)")
-		return 130
+		return exitInterrupted
 	}
 	msg := strings.TrimRight(err.Error(), "\n")
 	if re := remedy.Find(err); re != nil {

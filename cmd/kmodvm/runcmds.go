@@ -95,13 +95,13 @@ Exit codes: 0 ok, 1 kmodvm failed, 2 usage error, 3 did not build, 4 did not loa
 					return err
 				}
 				if a.jsonOut {
-					if err := a.printJSON(runJSON{Result: res, KernelRelease: in.KernelRelease, ConfigHash: in.ConfigHash, Toolchain: in.Toolchain, ExitCode: res.ExitCode()}); err != nil {
+					if err := a.printJSON(runJSON{Result: res, KernelRelease: in.KernelRelease, ConfigHash: in.ConfigHash, Toolchain: in.Toolchain, ExitCode: verdictExitCode(res.Verdict)}); err != nil {
 						return err
 					}
 				} else {
 					printRun(a, res)
 				}
-				if code := res.ExitCode(); code != 0 {
+				if code := verdictExitCode(res.Verdict); code != exitOK {
 					return silentExit(code)
 				}
 				return nil

@@ -241,7 +241,7 @@ func TestRunJSON(t *testing.T) {
 		Steps:   []module.Step{{Action: "load", Module: "hello", Iteration: 1, Findings: []kmsg.Finding{{Class: kmsg.ClassOops, Title: nullDeref}}}},
 		Verdict: module.VerdictKernelProblem, Title: nullDeref,
 	}
-	data, err := json.Marshal(runJSON{Result: res, KernelRelease: "7.2.13-kmodvm-1a2b3c4d", ConfigHash: "abc", ExitCode: res.ExitCode()})
+	data, err := json.Marshal(runJSON{Result: res, KernelRelease: "7.2.13-kmodvm-1a2b3c4d", ConfigHash: "abc", ExitCode: verdictExitCode(res.Verdict)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,7 +270,7 @@ func TestVerdictExitCodes(t *testing.T) {
 		module.VerdictLoadFailed: exitLoadFailed, module.VerdictKernelProblem: exitKernelIssue,
 		"": exitFailure,
 	} {
-		if got := (&module.Result{Verdict: verdict}).ExitCode(); got != want {
+		if got := verdictExitCode(verdict); got != want {
 			t.Errorf("verdict %q: exit %d, want %d (README's table)", verdict, got, want)
 		}
 	}

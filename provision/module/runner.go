@@ -153,21 +153,6 @@ type Step struct {
 	records  []kmsg.Record
 }
 
-// ExitCode maps a verdict to the documented exit code.
-func (r *Result) ExitCode() int {
-	switch r.Verdict {
-	case VerdictOK:
-		return 0
-	case VerdictBuildFailed:
-		return 3
-	case VerdictLoadFailed:
-		return 4
-	case VerdictKernelProblem:
-		return 5
-	}
-	return 1
-}
-
 func (o *Options) status(s string) {
 	if o.Status != nil {
 		o.Status(s)
