@@ -24,10 +24,16 @@ const (
 	InitSystemd = "systemd" // systemd as PID 1 (slow under TCG: ~50 s to SSH)
 )
 
+// Debian suites kmodvm builds roots of: sid has the Rust-enabled kernels, trixie the 6.12 LTS.
+const (
+	SuiteSid    = "sid"
+	SuiteTrixie = "trixie"
+)
+
 // DefaultSuite and DefaultMirror are what DefaultSpec uses. DefaultMirror is a frozen
 // snapshot whose sid Release file has expired, so DefaultSpec marks it SnapshotMirror.
 const (
-	DefaultSuite  = "sid"
+	DefaultSuite  = SuiteSid
 	DefaultMirror = "http://deb.debian.org/debian"
 )
 

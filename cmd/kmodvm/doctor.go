@@ -72,7 +72,7 @@ func (a *app) doctor(ctx context.Context) []check {
 		out = append(out, check{"libvirt", "ok", detail, ""})
 		_ = lv.Disconnect()
 	}
-	if _, err := os.Stat("/run/libvirt/virtlogd-sock"); err != nil && a.cfg.VM.URI == "qemu:///system" {
+	if _, err := os.Stat("/run/libvirt/virtlogd-sock"); err != nil && a.cfg.VM.URI == vm.URISystem {
 		out = append(out, check{"virtlogd", "fail", "virtlogd is not running: the first domain start would fail", "start it: `virtlogd -d`"})
 	} else {
 		out = append(out, check{"virtlogd", "ok", "running", ""})

@@ -110,7 +110,7 @@ Exit codes: 0 ok, 1 kmodvm failed, 2 usage error, 3 did not build, 4 did not loa
 	}
 	f := c.Flags()
 	f.StringArrayVarP(&params, "param", "p", nil, "module parameter name=value (repeatable; default: kmodvm.yaml module.params)")
-	f.StringVar(&where, "build", "auto", "where to build: auto (host under TCG, guest under KVM), guest or host")
+	f.StringVar(&where, "build", module.BuildAuto, "where to build: auto (host under TCG, guest under KVM), guest or host")
 	f.BoolVar(&keep, "keep", false, "leave the module loaded")
 	f.IntVar(&reload, "reload", 1, "load/unload cycles")
 	f.DurationVar(&tmo, "timeout", 0, "how long a load or unload may take before the guest is judged hung (default: kmodvm.yaml module.timeout, 2m)")
@@ -131,7 +131,7 @@ func buildLocation(where string, accel vm.Accel) (string, error) {
 	if err := checkBuildWhere(where); err != nil {
 		return "", err
 	}
-	if where == "" || where == "auto" {
+	if where == "" || where == module.BuildAuto {
 		if accel == vm.AccelKVM {
 			return module.BuildGuest, nil
 		}
@@ -143,7 +143,7 @@ func buildLocation(where string, accel vm.Accel) (string, error) {
 // checkBuildWhere rejects a --build value other than auto, guest or host.
 func checkBuildWhere(where string) error {
 	switch where {
-	case "", "auto", module.BuildGuest, module.BuildHost:
+	case "", module.BuildAuto, module.BuildGuest, module.BuildHost:
 		return nil
 	}
 	return fmt.Errorf("--build %q is not one of auto, guest, host; hint: `kmodvm run --build host DIR` builds in the toolchain root on this machine, `--build guest` in the VM", where)

@@ -48,8 +48,10 @@ type Toolchain interface {
 	Command(ctx context.Context, opt images.RunOptions, argv ...string) *exec.Cmd
 }
 
-// Where a module is built.
+// Where a module is built. BuildAuto is what a user may ask for: the host under TCG (a
+// guest build is slow there), the guest under KVM.
 const (
+	BuildAuto  = "auto"
 	BuildGuest = "guest"
 	BuildHost  = "host"
 )

@@ -115,7 +115,7 @@ func (s *Sandbox) Prepare(ctx context.Context) (*Artifacts, error) {
 // Cmdline is the guest kernel command line: root on the virtio disk, serial console, a
 // panic reboots at once (the domain's on_reboot=destroy then stops it, which is how a crash
 // is noticed), an oops in a module does not panic.
-const Cmdline = "root=/dev/vda rw rootfstype=ext4 console=ttyS0,115200 init=/sbin/kmodvm-init panic=-1 printk.devkmsg=on loglevel=7 net.ifnames=0"
+const Cmdline = "root=/dev/vda rw rootfstype=ext4 console=ttyS0,115200 init=" + images.GuestInit + " panic=-1 printk.devkmsg=on loglevel=7 net.ifnames=0"
 
 // Up makes the named VM run with SSH ready: creates it (artifacts, overlay, domain) when it
 // does not exist, starts it when stopped. A failed or interrupted first `up` leaves no
@@ -404,7 +404,7 @@ func (s *Sandbox) Down(ctx context.Context, name string, timeout time.Duration) 
 	if cfg, err := in.SSHConfig(); err == nil {
 		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		if c, err := vm.DialSSH(dctx, cfg); err == nil {
-			_, _ = c.Run(dctx, "/usr/local/sbin/kmodvm-poweroff", nil, io.Discard, io.Discard)
+			_, _ = c.Run(dctx, images.GuestPoweroff, nil, io.Discard, io.Discard)
 			c.Close()
 		}
 		cancel()

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/digitalocean/go-libvirt"
+	"github.com/kmodvm/kmodvm/images"
 	"github.com/kmodvm/kmodvm/vm"
 	"github.com/kmodvm/kmodvm/vm/sshtest"
 	"github.com/kmodvm/kmodvm/vm/vmtest"
@@ -822,7 +823,7 @@ func TestUpErrors(t *testing.T) {
 }
 
 // poweroffCmd is what Down runs in the guest; sshtest runs commands on this host.
-const poweroffCmd = "/usr/local/sbin/kmodvm-poweroff"
+const poweroffCmd = images.GuestPoweroff
 
 func TestDown(t *testing.T) {
 	if exists(poweroffCmd) {

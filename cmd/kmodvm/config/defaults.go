@@ -1,39 +1,45 @@
 package config
 
-import "github.com/kmodvm/kmodvm/provision/module"
+import (
+	"github.com/kmodvm/kmodvm/images"
+	"github.com/kmodvm/kmodvm/provision/kernel"
+	"github.com/kmodvm/kmodvm/provision/module"
+	"github.com/kmodvm/kmodvm/vm"
+)
 
 // FileName is the name of the project config file LoadDefault looks for.
 const FileName = "kmodvm.yaml"
 
-// Values of the enumerated settings.
+// Values of the enumerated settings: each is defined by the package that acts on it.
 const (
-	AccelAuto = "auto"
-	AccelKVM  = "kvm"
-	AccelTCG  = "tcg"
+	AccelAuto = string(vm.AccelAuto)
+	AccelKVM  = string(vm.AccelKVM)
+	AccelTCG  = string(vm.AccelTCG)
 
-	URISystem  = "qemu:///system"
-	URISession = "qemu:///session"
+	URISystem  = vm.URISystem
+	URISession = vm.URISession
 
-	SuiteSid    = "sid"
-	SuiteTrixie = "trixie"
+	SuiteSid    = images.SuiteSid
+	SuiteTrixie = images.SuiteTrixie
 
-	InitTiny    = "tiny"
-	InitSystemd = "systemd"
+	InitTiny    = images.InitTiny
+	InitSystemd = images.InitSystemd
 
 	// SourcePackageName is the kernel.source value that selects the suite's linux-source package.
 	SourcePackageName = "package"
 
-	BaseSmall     = "small"
-	BaseDefconfig = "defconfig"
+	BaseSmall     = kernel.BaseSmall
+	BaseDefconfig = kernel.BaseDefconfig
 
-	BuildAuto  = "auto"
-	BuildGuest = "guest"
-	BuildHost  = "host"
+	BuildAuto  = module.BuildAuto
+	BuildGuest = module.BuildGuest
+	BuildHost  = module.BuildHost
 )
 
 // Default returns the settings used when kmodvm.yaml is absent or leaves a key out.
 // Path and Dir are empty; Module.Dir is "." (Load and LoadDefault resolve it).
 func Default() Config {
+	image := images.DefaultSpec()
 	return Config{
 		Name: "kmodvm",
 		VM: VM{
@@ -44,11 +50,10 @@ func Default() Config {
 			URI:    URISystem,
 		},
 		Image: Image{
-			Suite:  SuiteSid,
-			Mirror: "http://deb.debian.org/debian",
-			// The default mirror is a frozen snapshot: sid's Release file has expired.
-			SnapshotMirror: true,
-			Init:           InitTiny,
+			Suite:          image.Suite,
+			Mirror:         image.Mirror,
+			SnapshotMirror: image.SnapshotMirror, // the default mirror is a frozen snapshot
+			Init:           image.Init,
 		},
 		Kernel: Kernel{
 			Source: SourcePackageName,

@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+
+	"github.com/kmodvm/kmodvm/images"
 )
 
 // FieldError is one invalid setting, named by its dotted key ("vm.accel",
@@ -99,7 +101,7 @@ func (c Config) Validate() error {
 
 	v.oneOf("image.suite", c.Image.Suite, SuiteSid, SuiteTrixie)
 	if u, err := url.Parse(c.Image.Mirror); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		v.add("image.mirror", "%s is not an http(s) URL of a Debian mirror, such as \"http://deb.debian.org/debian\"", quote(c.Image.Mirror))
+		v.add("image.mirror", "%s is not an http(s) URL of a Debian mirror, such as %s", quote(c.Image.Mirror), quote(images.DefaultMirror))
 	}
 	for i, p := range c.Image.Packages {
 		if !packageRe.MatchString(p) {
