@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kmodvm/kmodvm/provision/sandbox"
 	"github.com/kmodvm/kmodvm/vm"
 )
 
@@ -110,7 +111,7 @@ func (a *app) kvmCheck(ctx context.Context) check {
 	if st.Mode().Perm()&0o060 != 0o060 {
 		return check{"kvm", "warn", "/dev/kvm is " + st.Mode().Perm().String() + ": libvirt then re-probes QEMU on every call (30-50 s per define/start)", "chgrp kvm /dev/kvm && chmod 660 /dev/kvm (what udev does; `make deps` does it)"}
 	}
-	kernels, _ := filepath.Glob(filepath.Join(a.paths.Cache, "kernels", "builds", "*", "bzImage"))
+	kernels := sandbox.CachedKernels(a.paths.Cache)
 	if len(kernels) == 0 {
 		return check{"kvm", "warn", "/dev/kvm exists; whether it runs guests is checked once a kernel is built", "run `kmodvm kernel build`, then `kmodvm doctor` again"}
 	}

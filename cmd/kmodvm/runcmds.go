@@ -88,7 +88,7 @@ Exit codes: 0 ok, 1 kmodvm failed, 2 usage error, 3 did not build, 4 did not loa
 				defer r.Close()
 				res, err := r.Run(ctx, module.Options{
 					Source: src, Params: params, Where: w, Keep: keep, Reload: reload, Timeout: tmo,
-					BuildDir: filepath.Join(in.Dir(), "hostbuild", filepath.Base(module.RemoteDir(src.Dir))),
+					BuildDir: in.HostBuildDir(filepath.Base(module.RemoteDir(src.Dir))),
 					Status:   a.prog.Status,
 				})
 				if err != nil {

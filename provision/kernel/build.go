@@ -76,7 +76,23 @@ type Result struct {
 }
 
 // Paths inside a result entry.
-func (r *Result) Bzimage() string    { return filepath.Join(r.Dir, "bzImage") }
+func (r *Result) Bzimage() string { return filepath.Join(r.Dir, bzimageName) }
+
+// bzimageName is the kernel image's file name in a cached build.
+const bzimageName = "bzImage"
+
+// CachedBzimages lists the kernel image of every finished build in cache (a Builder's
+// Cache), in no particular order.
+func CachedBzimages(cache string) []string {
+	found, _ := filepath.Glob(filepath.Join(cache, "builds", "*", bzimageName))
+	var done []string
+	for _, f := range found {
+		if !strings.HasPrefix(filepath.Base(filepath.Dir(f)), ".") { // not a build under way
+			done = append(done, f)
+		}
+	}
+	return done
+}
 func (r *Result) ConfigFile() string { return filepath.Join(r.Dir, "config") }
 func (r *Result) ModulesDir() string {
 	return filepath.Join(r.Dir, "modules", "lib", "modules", r.Release)
@@ -375,7 +391,7 @@ func (b *Builder) Build(ctx context.Context, req Request) (*Result, error) {
 	if err := os.Symlink(GuestTree, filepath.Join(modDir, "build")); err != nil {
 		return nil, err
 	}
-	if err := copyFile(filepath.Join(p.tree, "arch/x86/boot/bzImage"), filepath.Join(tmp, "bzImage")); err != nil {
+	if err := copyFile(filepath.Join(p.tree, "arch/x86/boot/bzImage"), filepath.Join(tmp, bzimageName)); err != nil {
 		return nil, fmt.Errorf("copy bzImage: %w", err)
 	}
 	if err := copyFile(filepath.Join(p.tree, ".config"), filepath.Join(tmp, "config")); err != nil {

@@ -53,6 +53,11 @@ func (in *Instance) Overlay() string    { return filepath.Join(in.dir, "overlay.
 func (in *Instance) ConsoleLog() string { return filepath.Join(in.dir, "console.log") }
 func (in *Instance) lockPath() string   { return filepath.Join(in.dir, "lock") }
 
+// HostBuildDir is where a module, known by name, is built on the host for this VM.
+func (in *Instance) HostBuildDir(name string) string {
+	return filepath.Join(in.dir, "hostbuild", name)
+}
+
 // DomainSpec is the libvirt definition of the instance.
 func (in *Instance) DomainSpec() vm.DomainSpec {
 	return vm.DomainSpec{

@@ -72,9 +72,15 @@ type Artifacts struct {
 	Disk   *images.Disk
 }
 
+// kernelCache is where kernel builds live in the cache directory cache.
+func kernelCache(cache string) string { return filepath.Join(cache, "kernels") }
+
+// CachedKernels lists the kernel image of every kernel built in the cache directory cache.
+func CachedKernels(cache string) []string { return kernel.CachedBzimages(kernelCache(cache)) }
+
 func (s *Sandbox) kernelBuilder(root *images.Root) *kernel.Builder {
 	return &kernel.Builder{
-		Root: root, RootHash: root.Hash, Cache: filepath.Join(s.opt.Cache, "kernels"),
+		Root: root, RootHash: root.Hash, Cache: kernelCache(s.opt.Cache),
 		Jobs: s.opt.Jobs, Log: s.opt.Log, Progress: s.opt.KernelProgress,
 	}
 }
