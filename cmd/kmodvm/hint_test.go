@@ -4,7 +4,7 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/kmodvm/kmodvm/provision/remedy"
+	"github.com/kmodvm/kmodvm/remedy"
 )
 
 func TestRenderHint(t *testing.T) {

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kmodvm/kmodvm/provision/remedy"
+	"github.com/kmodvm/kmodvm/remedy"
 	"github.com/kmodvm/kmodvm/vm"
 )
 

@@ -22,8 +22,8 @@ import (
 	"github.com/kmodvm/kmodvm/images"
 	"github.com/kmodvm/kmodvm/provision/kernel"
 	"github.com/kmodvm/kmodvm/provision/kmsg"
-	"github.com/kmodvm/kmodvm/provision/remedy"
 	"github.com/kmodvm/kmodvm/provision/treesync"
+	"github.com/kmodvm/kmodvm/remedy"
 	"github.com/kmodvm/kmodvm/shellquote"
 	"github.com/kmodvm/kmodvm/vm"
 )
