@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kmodvm/kmodvm/remedy"
 	"github.com/kmodvm/kmodvm/shellquote"
 )
 
@@ -134,7 +135,7 @@ func OpenDisk(cacheDir string, spec DiskSpec) (*Disk, error) {
 	key := spec.Hash()
 	dir := filepath.Join(cacheDir, "disks", key)
 	if !isDir(dir) {
-		return nil, fmt.Errorf("%w: no guest disk %s in %s; hint: kmodvm up builds it", ErrNotBuilt, shortHash(key), filepath.Dir(dir))
+		return nil, remedy.With(fmt.Errorf("%w: no guest disk %s in %s", ErrNotBuilt, shortHash(key), filepath.Dir(dir)), "", remedy.BuildImage)
 	}
 	d := diskAt(dir, key)
 	if err := protectBase(d.Base); err != nil {
@@ -421,7 +422,7 @@ func CreateOverlay(ctx context.Context, base, overlay string) error {
 		return fmt.Errorf("create overlay %s: base disk: %w", overlay, err)
 	}
 	if _, err := os.Lstat(overlay); err == nil {
-		return fmt.Errorf("create overlay %s: the file already exists; hint: kmodvm destroy removes a VM with its overlay", overlay)
+		return remedy.With(fmt.Errorf("create overlay %s: the file already exists", overlay), "", remedy.RemoveVM)
 	}
 	// Create under a temporary name, then link into place: link(2) fails if the overlay
 	// appeared meanwhile, so an existing overlay is never replaced.
@@ -438,7 +439,7 @@ func CreateOverlay(ctx context.Context, base, overlay string) error {
 	}
 	if err := os.Link(tmp, overlay); err != nil {
 		if errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("create overlay %s: the file already exists; hint: kmodvm destroy removes a VM with its overlay", overlay)
+			return remedy.With(fmt.Errorf("create overlay %s: the file already exists", overlay), "", remedy.RemoveVM)
 		}
 		return fmt.Errorf("create overlay %s: %w", overlay, err)
 	}

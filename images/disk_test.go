@@ -6,9 +6,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/kmodvm/kmodvm/remedy"
 )
 
 func setUmask(m int) int { return syscall.Umask(m) }
@@ -65,7 +68,7 @@ func TestDiskSpecValidate(t *testing.T) {
 func TestOpenNotBuilt(t *testing.T) {
 	cache := t.TempDir()
 	_, err := OpenRoot(cache, DefaultSpec())
-	if !errors.Is(err, ErrNotBuilt) || !strings.Contains(err.Error(), "hint: kmodvm image build") {
+	if re := remedy.Find(err); !errors.Is(err, ErrNotBuilt) || re == nil || !slices.Equal(re.Do, []remedy.Action{remedy.BuildImage}) {
 		t.Errorf("OpenRoot = %v", err)
 	}
 	_, err = OpenDisk(cache, DiskSpec{Root: &Root{Hash: "h"}})

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kmodvm/kmodvm/remedy"
 	"github.com/kmodvm/kmodvm/shellquote"
 )
 
@@ -79,8 +80,8 @@ func OpenRoot(cacheDir string, spec Spec) (*Root, error) {
 	hash := spec.Hash()
 	dir := filepath.Join(cacheDir, "roots", hash)
 	if !isDir(filepath.Join(dir, "root")) {
-		return nil, fmt.Errorf("%w: no toolchain root for suite %s (spec %s) in %s; hint: kmodvm image build",
-			ErrNotBuilt, spec.Suite, shortHash(hash), filepath.Join(cacheDir, "roots"))
+		return nil, remedy.With(fmt.Errorf("%w: no toolchain root for suite %s (spec %s) in %s",
+			ErrNotBuilt, spec.Suite, shortHash(hash), filepath.Join(cacheDir, "roots")), "", remedy.BuildImage)
 	}
 	return rootAt(dir, hash, spec), nil
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/kmodvm/kmodvm/remedy"
 )
 
 // AccelProbe says how to find out whether KVM really runs a guest on this host.
@@ -225,17 +227,17 @@ func ResolveAccel(ctx context.Context, requested Accel, probe func(context.Conte
 	if requested == AccelKVM {
 		switch {
 		case err != nil:
-			return "", "", fmt.Errorf("KVM was requested but could not be checked: %w\nhint: use --accel tcg to run without KVM (slow)", err)
+			return "", "", remedy.With(fmt.Errorf("KVM was requested but could not be checked: %w", err), "", remedy.UseTCG)
 		case !ok:
-			return "", "", fmt.Errorf("KVM was requested but cannot run a guest here (%s).\nhint: use --accel tcg to run without KVM (slow), or --accel auto to fall back by itself", detail)
+			return "", "", remedy.With(fmt.Errorf("KVM was requested but cannot run a guest here (%s)", detail), "", remedy.UseTCG, remedy.UseAutoAccel)
 		}
 		return AccelKVM, "", nil
 	}
 	switch {
 	case err != nil:
-		return AccelTCG, fmt.Sprintf("notice: could not check whether KVM works (%v); using TCG (slow). Override with --accel.", oneLine(err.Error())), nil
+		return AccelTCG, fmt.Sprintf("notice: could not check whether KVM works (%v); using TCG (slow); ask for kvm or tcg to choose yourself", oneLine(err.Error())), nil
 	case !ok:
-		return AccelTCG, fmt.Sprintf("notice: KVM cannot run guests here (%s); using TCG (slow). Override with --accel.", detail), nil
+		return AccelTCG, fmt.Sprintf("notice: KVM cannot run guests here (%s); using TCG (slow); ask for kvm or tcg to choose yourself", detail), nil
 	}
 	return AccelKVM, "", nil
 }

@@ -3,11 +3,14 @@ package vm
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kmodvm/kmodvm/remedy"
 )
 
 func TestResolveAccel(t *testing.T) {
@@ -34,16 +37,16 @@ func TestResolveAccel(t *testing.T) {
 		{"auto with working kvm", AccelAuto, kvmWorks, AccelKVM, nil, nil},
 		{"empty means auto", "", kvmWorks, AccelKVM, nil, nil},
 		{"auto with broken kvm", AccelAuto, kvmBroken, AccelTCG,
-			[]string{"notice: KVM cannot run guests here (KVM internal error. Suberror: 1, emulation failure); using TCG (slow). Override with --accel."}, nil},
+			[]string{"notice: KVM cannot run guests here (KVM internal error. Suberror: 1, emulation failure); using TCG (slow); ask for kvm or tcg to choose yourself"}, nil},
 		{"auto without /dev/kvm", AccelAuto, noDevice, AccelTCG,
 			[]string{"notice: KVM cannot run guests here (/dev/kvm missing); using TCG"}, nil},
 		{"auto when the probe cannot run", AccelAuto, probeFails, AccelTCG,
 			[]string{"could not check whether KVM works (probe KVM: QEMU not found)", "using TCG"}, nil},
 		{"kvm with working kvm", AccelKVM, kvmWorks, AccelKVM, nil, nil},
 		{"kvm with broken kvm", AccelKVM, kvmBroken, "", nil,
-			[]string{"KVM was requested but cannot run a guest here (KVM internal error. Suberror: 1, emulation failure)", "hint: use --accel tcg"}},
+			[]string{"KVM was requested but cannot run a guest here (KVM internal error. Suberror: 1, emulation failure)", "remedy: [UseTCG UseAutoAccel]"}},
 		{"kvm when the probe cannot run", AccelKVM, probeFails, "", nil,
-			[]string{"could not be checked", "QEMU not found", "hint: use --accel tcg"}},
+			[]string{"could not be checked", "QEMU not found", "remedy: [UseTCG]"}},
 		{"unknown accel", "hvf", kvmWorks, "", nil, []string{`unknown accel "hvf"`}},
 		{"auto without probe", AccelAuto, nil, "", nil, []string{"no KVM probe"}},
 	}
@@ -54,9 +57,13 @@ func TestResolveAccel(t *testing.T) {
 				if err == nil {
 					t.Fatalf("ResolveAccel = %q, %q; want an error", got, notice)
 				}
+				text := err.Error()
+				if re := remedy.Find(err); re != nil {
+					text += fmt.Sprintf("; remedy: %v", re.Do)
+				}
 				for _, w := range tt.wantErr {
-					if !strings.Contains(err.Error(), w) {
-						t.Errorf("error %q lacks %q", err, w)
+					if !strings.Contains(text, w) {
+						t.Errorf("error %q lacks %q", text, w)
 					}
 				}
 				return

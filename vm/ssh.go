@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kmodvm/kmodvm/remedy"
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
 )
@@ -102,7 +103,6 @@ type HostKeyMismatchError struct {
 	Pinned string // SHA256 fingerprint of the pinned key
 	Got    string // SHA256 fingerprint of the key the guest offered
 	File   string // where the pinned key came from, if known
-	VM     string // the VM's name, if known
 }
 
 func (e *HostKeyMismatchError) Error() string {
@@ -111,22 +111,13 @@ func (e *HostKeyMismatchError) Error() string {
 		from = " from " + e.File
 	}
 	return fmt.Sprintf("host key of guest at %s does not match the pinned key (pinned %s%s, guest offered %s); "+
-		"the image or VM was replaced, or another program answers on that port, so nothing was sent to it. hint: %s",
-		e.Addr, e.Pinned, from, e.Got, recreateHint(e.VM))
-}
-
-// recreateHint is the command that makes a VM anew, with keys that match.
-func recreateHint(vm string) string {
-	if vm == "" {
-		return "kmodvm destroy && kmodvm up"
-	}
-	return fmt.Sprintf("kmodvm destroy -n %s && kmodvm up -n %s", vm, vm)
+		"the image or VM was replaced, or another program answers on that port, so nothing was sent to it",
+		e.Addr, e.Pinned, from, e.Got)
 }
 
 // AuthError means the guest's sshd refused the client key.
 type AuthError struct {
 	Addr, User, KeyFile string
-	VM                  string // the VM's name, if known
 	Err                 error
 }
 
@@ -135,9 +126,9 @@ func (e *AuthError) Error() string {
 	if e.KeyFile != "" {
 		key = e.KeyFile
 	}
-	return fmt.Sprintf("log in as %s to guest at %s: %v; the guest's sshd refused %s. "+
-		"hint: the image's authorized_keys must hold the public key of %s (rebuild the image, then %s)",
-		e.User, e.Addr, e.Err, key, key, recreateHint(e.VM))
+	return fmt.Sprintf("log in as %s to guest at %s: %v; the guest's sshd refused %s: "+
+		"the image's authorized_keys must hold the public key of %s",
+		e.User, e.Addr, e.Err, key, key)
 }
 
 func (e *AuthError) Unwrap() error { return e.Err }
@@ -309,7 +300,6 @@ func handshake(ctx context.Context, cfg SSHConfig, conn net.Conn) (c *SSHClient,
 					Pinned: ssh.FingerprintSHA256(cfg.HostKey),
 					Got:    ssh.FingerprintSHA256(key),
 					File:   cfg.HostKeyFile,
-					VM:     cfg.VM,
 				}
 			}
 			verified.Store(true)
@@ -331,9 +321,10 @@ func handshake(ctx context.Context, cfg SSHConfig, conn net.Conn) (c *SSHClient,
 		var mismatch *HostKeyMismatchError
 		switch {
 		case errors.As(err, &mismatch):
-			return nil, false, mismatch
+			return nil, false, remedy.With(mismatch, cfg.VM, remedy.RecreateVM)
 		case verified.Load() && !errors.Is(err, io.EOF) && !errors.Is(err, syscall.ECONNRESET):
-			return nil, true, &AuthError{Addr: cfg.Addr, User: cfg.User, KeyFile: cfg.KeyFile, VM: cfg.VM, Err: err}
+			return nil, true, remedy.WithNote(&AuthError{Addr: cfg.Addr, User: cfg.User, KeyFile: cfg.KeyFile, Err: err},
+				cfg.VM, "rebuild the image, then", remedy.RecreateVM)
 		}
 		return nil, verified.Load(), fmt.Errorf("ssh handshake with guest at %s: %w", cfg.Addr, err)
 	}

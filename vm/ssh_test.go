@@ -8,10 +8,12 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/kmodvm/kmodvm/remedy"
 	"github.com/kmodvm/kmodvm/vm/sshtest"
 	"golang.org/x/crypto/ssh"
 )
@@ -109,10 +111,6 @@ func TestWrongHostKeyRefused(t *testing.T) {
 				cfg.HostKey = impostor.PublicKey()
 				cfg.HostKeyFile = "/var/lib/kmodvm/host_ed25519.pub"
 				cfg.VM = vmName
-				hint := "hint: kmodvm destroy && kmodvm up"
-				if vmName != "" {
-					hint = "hint: kmodvm destroy -n dev && kmodvm up -n dev"
-				}
 				before := f.srv.Accepted()
 				c, err := tt.dial(testContext(t), cfg)
 				if err == nil {
@@ -129,11 +127,13 @@ func TestWrongHostKeyRefused(t *testing.T) {
 					ssh.FingerprintSHA256(f.hostKey.PublicKey()),
 					cfg.HostKeyFile,
 					"nothing was sent to it",
-					hint,
 				} {
 					if !strings.Contains(err.Error(), want) {
 						t.Errorf("error %q does not contain %q", err, want)
 					}
+				}
+				if re := remedy.Find(err); re == nil || re.VM != vmName || !slices.Equal(re.Do, []remedy.Action{remedy.RecreateVM}) {
+					t.Errorf("remedy = %+v, want RecreateVM for VM %q", re, vmName)
 				}
 				if n := f.srv.Accepted() - before; n != 1 {
 					t.Errorf("%d connections made, want 1 (a mismatch must not be retried)", n)
@@ -163,11 +163,11 @@ func TestWrongClientKeyNotRetried(t *testing.T) {
 	if !errors.As(err, &authErr) {
 		t.Fatalf("error is %T (%v), want *AuthError", err, err)
 	}
-	if !strings.Contains(err.Error(), "hint:") || !strings.Contains(err.Error(), f.cfg.KeyFile) {
-		t.Errorf("error %q lacks a hint naming the key file", err)
+	if !strings.Contains(err.Error(), f.cfg.KeyFile) {
+		t.Errorf("error %q does not name the key file", err)
 	}
-	if !strings.Contains(err.Error(), "kmodvm destroy -n dev && kmodvm up -n dev") {
-		t.Errorf("error %q lacks a hint naming the VM", err)
+	if re := remedy.Find(err); re == nil || re.VM != "dev" || !slices.Equal(re.Do, []remedy.Action{remedy.RecreateVM}) || re.Note == "" {
+		t.Errorf("remedy = %+v, want a note and RecreateVM for VM dev", re)
 	}
 	if n := f.srv.Accepted(); n != 1 {
 		t.Errorf("%d connections made, want 1", n)

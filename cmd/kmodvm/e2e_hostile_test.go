@@ -261,7 +261,7 @@ func TestE2EHostile(t *testing.T) {
 			t.Errorf("exec against a swapped host key: exit %d, want %d", code, exitFailure)
 		}
 		checkUserMessage(t, errOut)
-		for _, want := range []string{"does not match the pinned key", other + ".pub", "nothing was sent to it", "hint: kmodvm destroy -n " + name + " && kmodvm up -n " + name} {
+		for _, want := range []string{"does not match the pinned key", other + ".pub", "nothing was sent to it", "hint: `kmodvm destroy -n " + name + " && kmodvm up -n " + name + "` recreates it"} {
 			if !strings.Contains(errOut, want) {
 				t.Errorf("stderr lacks %q", want)
 			}

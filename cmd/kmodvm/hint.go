@@ -36,6 +36,14 @@ func renderHint(re *remedy.Error, vmName string) string {
 			parts = append(parts, fmt.Sprintf("`kmodvm logs -f%s` follows it again", n))
 		case remedy.PickName:
 			parts = append(parts, "pick another name with -n")
+		case remedy.CreateVM:
+			parts = append(parts, fmt.Sprintf("`kmodvm up%s` creates it", n))
+		case remedy.BuildImage:
+			parts = append(parts, "`kmodvm image build` builds it")
+		case remedy.UseTCG:
+			parts = append(parts, "`--accel tcg` runs without KVM (slow)")
+		case remedy.UseAutoAccel:
+			parts = append(parts, "`--accel auto` falls back by itself")
 		}
 	}
 	hint := strings.Join(parts, ", ")

@@ -21,6 +21,10 @@ func TestRenderHint(t *testing.T) {
 		{"note first", &remedy.Error{Err: boom, Note: "rerun after", Do: []remedy.Action{remedy.StartVM}}, "dev", "hint: rerun after `kmodvm up -n dev` starts it"},
 		{"several", &remedy.Error{Err: boom, Do: []remedy.Action{remedy.RecreateVM, remedy.ListVMs, remedy.ShowConsole, remedy.FollowLog, remedy.PickName}}, "d",
 			"hint: `kmodvm destroy -n d && kmodvm up -n d` recreates it, `kmodvm list` shows the VMs, `kmodvm logs -n d` shows its console, `kmodvm logs -f -n d` follows it again, pick another name with -n"},
+		{"create, build", &remedy.Error{Err: boom, Do: []remedy.Action{remedy.CreateVM, remedy.BuildImage}}, "dev",
+			"hint: `kmodvm up -n dev` creates it, `kmodvm image build` builds it"},
+		{"accel", &remedy.Error{Err: boom, Do: []remedy.Action{remedy.UseTCG, remedy.UseAutoAccel}}, "dev",
+			"hint: `--accel tcg` runs without KVM (slow), `--accel auto` falls back by itself"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

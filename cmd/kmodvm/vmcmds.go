@@ -12,6 +12,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/kmodvm/kmodvm/provision/sandbox"
+	"github.com/kmodvm/kmodvm/remedy"
 	"github.com/kmodvm/kmodvm/shellquote"
 )
 
@@ -86,6 +87,9 @@ func (a *app) statusCmd() *cobra.Command {
 				st, err := sb.Status(cmd.Context(), a.vmName())
 				if err != nil {
 					return err
+				}
+				if len(st.Fix) > 0 {
+					st.Problem += "; " + renderHint(&remedy.Error{Do: st.Fix}, st.Name)
 				}
 				if a.jsonOut {
 					return a.printJSON(st)

@@ -92,7 +92,7 @@ func packageSource(ctx context.Context, root Root) (name, version, tarball strin
 	cmd := root.Command(ctx, runOptions(nil, "", nil, &out, io.Discard),
 		"dpkg-query", "-W", "-f", "${Package} ${Version}\\n", "linux-source-*")
 	if err := cmd.Run(); err != nil {
-		return "", "", "", fmt.Errorf("find linux-source in the toolchain root: %w; hint: the image must include linux-source (kmodvm image build)", err)
+		return "", "", "", fmt.Errorf("find linux-source in the toolchain root: %w; hint: the image must include linux-source", err)
 	}
 	var names []string
 	vers := map[string]string{}

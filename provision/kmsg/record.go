@@ -53,7 +53,7 @@ func ParseLevel(name string) (int, error) {
 		}
 	}
 	return 0, fmt.Errorf("unknown kernel log level %q: use one of %s, or a number from 0 (emerg) to 7 (debug); "+
-		"hint: kmodvm logs --level warn shows warnings and everything more severe",
+		"hint: warn shows warnings and everything more severe",
 		name, strings.Join(levelNames[:], ", "))
 }
 

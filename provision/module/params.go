@@ -22,7 +22,7 @@ func ParamWord(p string) (string, error) {
 	}
 	switch {
 	case !ok && (strings.ContainsRune(name, '"') || hasKernelSpace(name)):
-		return "", fmt.Errorf("module parameter %q holds white space or a double quote but no '='; hint: pass -p name=value", p)
+		return "", fmt.Errorf("module parameter %q holds white space or a double quote but no '='; hint: write it as name=value", p)
 	case strings.ContainsRune(inner, '"'):
 		return "", fmt.Errorf("module parameter %q: its value holds a double quote, which the kernel's parameter parser cannot pass on (it has no escape for it); "+
 			"hint: leave the quotes out: kmodvm wraps a value with spaces in double quotes for the kernel itself", p)

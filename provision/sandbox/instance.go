@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"time"
 
+	"github.com/kmodvm/kmodvm/remedy"
 	"github.com/kmodvm/kmodvm/vm"
 )
 
@@ -79,7 +80,7 @@ var nameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,39}$`)
 // CheckName rejects names that are not safe as a libvirt domain and directory name.
 func CheckName(name string) error {
 	if !nameRe.MatchString(name) {
-		return fmt.Errorf("VM name %q is not valid: use 1-40 lower-case letters, digits and dashes, starting with a letter or digit; hint: fix `name` in kmodvm.yaml or pass -n NAME", name)
+		return remedy.With(fmt.Errorf("VM name %q is not valid: use 1-40 lower-case letters, digits and dashes, starting with a letter or digit", name), "", remedy.PickName)
 	}
 	return nil
 }
@@ -99,7 +100,7 @@ func loadInstance(state, name string) (*Instance, error) {
 	}
 	var in Instance
 	if err := json.Unmarshal(data, &in); err != nil {
-		return nil, fmt.Errorf("read %s: %w; hint: `kmodvm destroy -n %s` removes the VM", filepath.Join(dir, "instance.json"), err, name)
+		return nil, remedy.With(fmt.Errorf("read %s: %w", filepath.Join(dir, "instance.json"), err), name, remedy.RemoveVM)
 	}
 	in.dir = dir
 	return &in, nil

@@ -15,6 +15,7 @@ import (
 
 	"github.com/kmodvm/kmodvm/images"
 	"github.com/kmodvm/kmodvm/provision/kernel"
+	"github.com/kmodvm/kmodvm/remedy"
 	"github.com/kmodvm/kmodvm/vm"
 )
 
@@ -139,7 +140,7 @@ func (s *Sandbox) Up(ctx context.Context, name string) (*Instance, *vm.SSHClient
 			return nil, nil, err
 		}
 		if st != vm.StateMissing {
-			return nil, nil, fmt.Errorf("the name %q is in use: libvirt already has a domain %s (%s) that kmodvm has no state for; hint: `kmodvm destroy -n %s` removes it, or pick another name with -n", name, domainName(name), st, name)
+			return nil, nil, remedy.With(fmt.Errorf("the name %q is in use: libvirt already has a domain %s (%s) that kmodvm has no state for", name, domainName(name), st), name, remedy.RemoveVM, remedy.PickName)
 		}
 		in, err = s.create(ctx, name)
 		if err != nil {
@@ -198,7 +199,7 @@ func (s *Sandbox) create(ctx context.Context, name string) (_ *Instance, err err
 	}
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		if errors.Is(err, os.ErrExist) {
-			return nil, fmt.Errorf("VM %q is being created by another kmodvm; hint: wait for it, or `kmodvm destroy -n %s`", name, name)
+			return nil, remedy.WithNote(fmt.Errorf("VM %q is being created by another kmodvm", name), name, "wait for it, or", remedy.RemoveVM)
 		}
 		return nil, fmt.Errorf("create state dir: %w", err)
 	}
@@ -231,7 +232,7 @@ func (s *Sandbox) create(ctx context.Context, name string) (_ *Instance, err err
 func (s *Sandbox) boot(ctx context.Context, in *Instance) (*vm.SSHClient, error) {
 	for _, p := range []string{in.Kernel, in.Base, in.ClientKey, in.HostPub} {
 		if _, err := os.Stat(p); err != nil {
-			return nil, fmt.Errorf("VM %q needs %s, which is gone from the cache; hint: `kmodvm destroy -n %s && kmodvm up -n %s` recreates it", in.Name, p, in.Name, in.Name)
+			return nil, remedy.With(fmt.Errorf("VM %q needs %s, which is gone from the cache", in.Name, p), in.Name, remedy.RecreateVM)
 		}
 	}
 	dn := domainName(in.Name)
@@ -333,7 +334,7 @@ func (s *Sandbox) Connect(ctx context.Context, name string) (*Instance, *vm.SSHC
 		return nil, nil, err
 	}
 	if st != vm.StateRunning {
-		return nil, nil, fmt.Errorf("VM %q is %s; hint: `kmodvm up -n %s`", name, st, name)
+		return nil, nil, remedy.With(fmt.Errorf("VM %q is %s", name, st), name, remedy.StartVM)
 	}
 	cfg, err := in.SSHConfig()
 	if err != nil {
@@ -348,7 +349,7 @@ func (s *Sandbox) Connect(ctx context.Context, name string) (*Instance, *vm.SSHC
 	c, err := vm.WaitSSH(wctx, cfg, func() error {
 		st, err := s.drv.State(ctx, dn)
 		if err == nil && st != vm.StateRunning {
-			err = fmt.Errorf("VM %q stopped (%s); hint: `kmodvm up -n %s`", name, st, name)
+			err = remedy.With(fmt.Errorf("VM %q stopped (%s)", name, st), name, remedy.StartVM)
 		}
 		return err
 	})
@@ -358,8 +359,8 @@ func (s *Sandbox) Connect(ctx context.Context, name string) (*Instance, *vm.SSHC
 	case ctx.Err() != nil:
 		return nil, nil, err // says how far it got
 	case wctx.Err() != nil:
-		return nil, nil, fmt.Errorf("VM %q is running but its SSH did not answer within %s (%v); hint: `kmodvm logs -n %s` shows its console, `kmodvm down -n %s && kmodvm up -n %s` restarts it",
-			name, connectTimeout, err, name, name, name)
+		return nil, nil, remedy.With(fmt.Errorf("VM %q is running but its SSH did not answer within %s (%v)", name, connectTimeout, err),
+			name, remedy.ShowConsole, remedy.RestartVM)
 	}
 	return nil, nil, err
 }
@@ -375,7 +376,7 @@ func (s *Sandbox) Instance(name string) (*Instance, error) {
 	}
 	in, err := loadInstance(s.opt.State, name)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("there is no VM named %q; hint: `kmodvm up -n %s` creates it, `kmodvm list` shows the VMs", name, name)
+		return nil, remedy.With(fmt.Errorf("there is no VM named %q", name), name, remedy.CreateVM, remedy.ListVMs)
 	}
 	return in, err
 }
@@ -440,7 +441,7 @@ func (s *Sandbox) Destroy(ctx context.Context, name string) error {
 	dir := filepath.Join(vmsDir(s.opt.State), name)
 	_, statErr := os.Stat(dir)
 	if st == vm.StateMissing && errors.Is(statErr, os.ErrNotExist) {
-		return fmt.Errorf("there is no VM named %q (no domain %s, no state in %s); hint: `kmodvm list` shows the VMs", name, dn, dir)
+		return remedy.With(fmt.Errorf("there is no VM named %q (no domain %s, no state in %s)", name, dn, dir), name, remedy.ListVMs)
 	}
 	if st != vm.StateMissing {
 		if err := s.drv.Destroy(ctx, dn); err != nil {
@@ -470,6 +471,8 @@ type Status struct {
 	StateDir      string            `json:"state_dir"`
 	ConsoleLog    string            `json:"console_log,omitempty"`
 	Problem       string            `json:"problem,omitempty"`
+	// Fix is what the user can do about Problem; the CLI renders it into Problem's text.
+	Fix []remedy.Action `json:"-"`
 }
 
 // Status reports one VM. A domain without state dir (or the reverse) is reported as such.
@@ -485,9 +488,10 @@ func (s *Sandbox) Status(ctx context.Context, name string) (Status, error) {
 	in, err := loadInstance(s.opt.State, name)
 	switch {
 	case errors.Is(err, os.ErrNotExist) && st == vm.StateMissing:
-		return Status{}, fmt.Errorf("there is no VM named %q; hint: `kmodvm up -n %s` creates it", name, name)
+		return Status{}, remedy.With(fmt.Errorf("there is no VM named %q", name), name, remedy.CreateVM)
 	case errors.Is(err, os.ErrNotExist):
-		out.Problem = fmt.Sprintf("libvirt has domain %s but its state directory is gone; `kmodvm destroy -n %s` cleans it up", domainName(name), name)
+		out.Problem = fmt.Sprintf("libvirt has domain %s but its state directory is gone", domainName(name))
+		out.Fix = []remedy.Action{remedy.RemoveVM}
 		return out, nil
 	case err != nil:
 		return Status{}, err
@@ -495,7 +499,8 @@ func (s *Sandbox) Status(ctx context.Context, name string) (Status, error) {
 	out.Accel, out.SSHPort, out.KernelRelease, out.ConfigHash = string(in.Accel), in.SSHPort, in.KernelRelease, in.ConfigHash
 	out.Toolchain, out.ConsoleLog = in.Toolchain, in.ConsoleLog()
 	if st == vm.StateMissing {
-		out.Problem = fmt.Sprintf("the state directory exists but libvirt has no domain %s; `kmodvm up -n %s` defines it again", domainName(name), name)
+		out.Problem = fmt.Sprintf("the state directory exists but libvirt has no domain %s", domainName(name))
+		out.Fix = []remedy.Action{remedy.StartVM}
 	}
 	if st == vm.StateRunning {
 		cfg, err := in.SSHConfig()

@@ -18,6 +18,7 @@ import (
 
 	"github.com/digitalocean/go-libvirt"
 	"github.com/kmodvm/kmodvm/images"
+	"github.com/kmodvm/kmodvm/remedy"
 	"github.com/kmodvm/kmodvm/vm"
 	"github.com/kmodvm/kmodvm/vm/sshtest"
 	"github.com/kmodvm/kmodvm/vm/vmtest"
@@ -318,16 +319,30 @@ func (q *fakeQEMU) stop(name string) {
 	}
 }
 
+// wantErr checks that err's text, followed by "; remedy: " and its remedy's actions when it
+// has one ("; remedy: RemoveVM, PickName"), contains each part.
 func wantErr(t *testing.T, err error, parts ...string) {
 	t.Helper()
 	if err == nil {
 		t.Fatalf("no error, want one containing %q", parts)
 	}
+	text := err.Error()
+	if re := remedy.Find(err); re != nil {
+		text += "; remedy: " + actions(re.Do)
+	}
 	for _, p := range parts {
-		if !strings.Contains(err.Error(), p) {
-			t.Errorf("error %q lacks %q", err, p)
+		if !strings.Contains(text, p) {
+			t.Errorf("error %q lacks %q", text, p)
 		}
 	}
+}
+
+func actions(do []remedy.Action) string {
+	var names []string
+	for _, a := range do {
+		names = append(names, a.String())
+	}
+	return strings.Join(names, ", ")
 }
 
 func exists(path string) bool {
@@ -366,11 +381,7 @@ func TestCheckName(t *testing.T) {
 				t.Errorf("CheckName(%q) = nil, want an error", tt.name)
 				continue
 			}
-			for _, w := range []string{strconv.Quote(tt.name), "hint:", "-n NAME"} {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("CheckName(%q) error %q lacks %q", tt.name, err, w)
-				}
-			}
+			wantErr(t, err, strconv.Quote(tt.name), "remedy: PickName")
 		}
 	}
 }
@@ -423,7 +434,7 @@ func TestDestroy(t *testing.T) {
 		{
 			name:    "no such VM",
 			vm:      "dev",
-			wantErr: []string{`there is no VM named "dev"`, "no domain kmodvm-dev", "hint: `kmodvm list`"},
+			wantErr: []string{`there is no VM named "dev"`, "no domain kmodvm-dev", "remedy: ListVMs"},
 		},
 		{
 			name:    "invalid name",
@@ -534,19 +545,19 @@ func TestStatus(t *testing.T) {
 	}{
 		{
 			name:    "no such VM",
-			wantErr: []string{`there is no VM named "dev"`, "hint: `kmodvm up -n dev`"},
+			wantErr: []string{`there is no VM named "dev"`, "remedy: CreateVM"},
 		},
 		{
 			name:        "state dir gone, domain there",
 			setup:       func(fx *fixture) { fx.running("dev") },
 			wantState:   vm.StateRunning,
-			wantProblem: "libvirt has domain kmodvm-dev but its state directory is gone; `kmodvm destroy -n dev` cleans it up",
+			wantProblem: "libvirt has domain kmodvm-dev but its state directory is gone; remedy: RemoveVM",
 		},
 		{
 			name:        "domain gone, state there",
 			setup:       func(fx *fixture) { fx.instance("dev", freePort(fx.t)) },
 			wantState:   vm.StateMissing,
-			wantProblem: "the state directory exists but libvirt has no domain kmodvm-dev; `kmodvm up -n dev` defines it again",
+			wantProblem: "the state directory exists but libvirt has no domain kmodvm-dev; remedy: StartVM",
 		},
 		{
 			name:      "stopped",
@@ -597,8 +608,12 @@ func TestStatus(t *testing.T) {
 			if st.Name != "dev" || st.State != string(tt.wantState) || st.StateDir != filepath.Join(fx.opt.State, "vms", "dev") {
 				t.Errorf("Status = %+v, want name dev, state %s, state dir under %s", st, tt.wantState, fx.opt.State)
 			}
-			if tt.wantProblem == "" && st.Problem != "" || !strings.HasPrefix(st.Problem, tt.wantProblem) {
-				t.Errorf("Problem = %q, want %q", st.Problem, tt.wantProblem)
+			problem := st.Problem
+			if len(st.Fix) > 0 {
+				problem += "; remedy: " + actions(st.Fix)
+			}
+			if tt.wantProblem == "" && problem != "" || !strings.HasPrefix(problem, tt.wantProblem) {
+				t.Errorf("Problem = %q, want %q", problem, tt.wantProblem)
 			}
 			if gotUptime := st.UptimeSeconds > 0 && st.Uptime != ""; gotUptime != tt.wantUptime {
 				t.Errorf("uptime = %q (%v s), want one: %v", st.Uptime, st.UptimeSeconds, tt.wantUptime)
@@ -748,7 +763,7 @@ func TestUpErrors(t *testing.T) {
 		{
 			name:     "name in use by a domain kmodvm has no state for",
 			setup:    func(fx *fixture) { fx.running("dev") },
-			wantErr:  []string{`the name "dev" is in use`, "kmodvm-dev (running)", "hint: `kmodvm destroy -n dev`"},
+			wantErr:  []string{`the name "dev" is in use`, "kmodvm-dev (running)", "remedy: RemoveVM, PickName"},
 			wantDoms: []string{"kmodvm-dev"},
 		},
 		{
@@ -759,7 +774,7 @@ func TestUpErrors(t *testing.T) {
 					fx.t.Fatal(err)
 				}
 			},
-			wantErr:   []string{`VM "dev" needs ` + "", "gone from the cache", "kmodvm destroy -n dev && kmodvm up -n dev"},
+			wantErr:   []string{`VM "dev" needs ` + "", "gone from the cache", "remedy: RecreateVM"},
 			wantState: true,
 		},
 		{
@@ -980,7 +995,7 @@ func TestGuestHostKeySwapped(t *testing.T) {
 	if !errors.As(err, &mismatch) {
 		t.Fatalf("Guest with a swapped host key: %v, want a host key mismatch", err)
 	}
-	wantErr(t, err, "does not match the pinned key", fx.cache.hostPub, "hint: kmodvm destroy -n dev && kmodvm up -n dev")
+	wantErr(t, err, "does not match the pinned key", fx.cache.hostPub, "remedy: RecreateVM")
 	if n := len(fx.srv.Execs()); n != execs {
 		t.Errorf("%d commands ran on the guest with the wrong key", n-execs)
 	}
@@ -1052,7 +1067,7 @@ func TestGuestNotRunning(t *testing.T) {
 	fx := newFixture(t)
 	fx.define(fx.instance("dev", freePort(t)))
 	_, err := fx.sb.Guest(testContext(t), "dev")
-	wantErr(t, err, `VM "dev" is shutoff`, "hint: `kmodvm up -n dev`")
+	wantErr(t, err, `VM "dev" is shutoff`, "remedy: StartVM")
 }
 
 func TestProbeKVMCache(t *testing.T) {

@@ -34,10 +34,10 @@ func listRemote(ctx context.Context, c *sftp.Client, target string, m *Matcher) 
 	}
 	if fi.Mode().Type() == fs.ModeSymlink {
 		// Writing through it would put the tree wherever it points.
-		return nil, false, fmt.Errorf("sync: remote target %s is a symlink, and the sync never writes through one; hint: remove it in the guest (kmodvm exec -- rm %s)", target, target)
+		return nil, false, fmt.Errorf("sync: remote target %s is a symlink, and the sync never writes through one; hint: remove it in the guest", target)
 	}
 	if !fi.IsDir() {
-		return nil, false, fmt.Errorf("sync: remote target %s exists and is not a directory; hint: remove it in the guest (kmodvm exec -- rm %s) or choose another target", target, target)
+		return nil, false, fmt.Errorf("sync: remote target %s exists and is not a directory; hint: remove it in the guest or choose another target", target)
 	}
 	var walk func(rel string) error
 	walk = func(rel string) error {
