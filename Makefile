@@ -49,6 +49,7 @@ lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change: $$out" >&2; exit 1; fi
 	go vet ./...
 	staticcheck ./...
+	shellcheck -S warning scripts/*.sh .ci/run
 
 clean:
 	rm -rf bin

@@ -1,21 +1,90 @@
 #!/usr/bin/env bash
-# Installs what kmodvm needs on a Debian/Ubuntu host and starts libvirt's daemons when no
-# init system runs them. Idempotent; needs root.
+# Installs everything `make demo`, `make test`, `make bench` and `make lint` use on a
+# Debian/Ubuntu host, and starts libvirt's daemons when no init system runs them.
+# Idempotent, and quick when all is there; needs root.
+#
+#   bash scripts/deps.sh           install what is missing, start libvirt
+#   bash scripts/deps.sh --check   only say what is missing (exit 1 if anything is); change nothing
 set -euo pipefail
+cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
-pkgs=(libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils mmdebstrap
-      bubblewrap e2fsprogs debian-archive-keyring ca-certificates openssh-client
-      iproute2 procps) # ss -K, pgrep/pkill/ps: the fault tests cut SSH and look for stragglers
+export PATH=/usr/local/go/bin:${HOME:-/root}/go/bin:$PATH
+check=false
+[ "${1:-}" = --check ] && check=true
+
+# Debian packages, each with the commands that need it (Makefile, scripts/, the e2e tests).
+pkgs=(
+	libvirt-daemon-system # libvirtd, virtlogd
+	libvirt-clients       # virsh (fault tests)
+	qemu-system-x86       # qemu-system-x86_64 (guests, KVM probe, bench's bare boot)
+	qemu-utils            # qemu-img
+	mmdebstrap            # the toolchain root
+	debian-archive-keyring
+	ca-certificates
+	bubblewrap   # bwrap: builds in the toolchain root
+	e2fsprogs    # mkfs.ext4, debugfs (image e2e test)
+	openssh-client # ssh, scp (bench, e2e tests)
+	iproute2       # ss -K: the fault tests cut SSH
+	procps         # pgrep, pkill, ps: the tests look for stragglers
+	mount          # mount, umount (build fault tests)
+	tar xz-utils   # kernel source and tarballs
+	make           # make itself, and bench's builds
+	bc             # bench's arithmetic
+	rsync          # bench: kmodvm sync against rsync over ssh
+	shellcheck     # make lint
+	git            # go's VCS stamping and module fetches
+	curl           # the Go download below
+)
+installed=" $(dpkg-query -W -f='${db:Status-Status} ${Package}\n' "${pkgs[@]}" 2>/dev/null | awk '$1 == "installed" {printf "%s ", $2}' || true)"
 missing=()
 for p in "${pkgs[@]}"; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+	[[ $installed == *" $p "* ]] || missing+=("$p")
 done
+todo=()
 if ((${#missing[@]})); then
-	echo "==> installing: ${missing[*]}"
-	# A third-party source that is unreachable must not stop the install.
-	apt-get update -q || true
-	apt-get install -y -q --no-install-recommends "${missing[@]}"
+	todo+=("Debian packages: ${missing[*]}")
+	if ! $check; then
+		echo "==> installing: ${missing[*]}"
+		# A third-party source that is unreachable must not stop the install.
+		apt-get update -q || true
+		apt-get install -y -q --no-install-recommends "${missing[@]}"
+	fi
 fi
+
+# Go: the version go.mod names, at least (Debian's golang is older), in /usr/local/go.
+want=$(awk '$1 == "go" {print $2; exit}' go.mod)
+have=$(go env GOVERSION 2>/dev/null | sed 's/^go//') || have=
+if [ -z "$have" ] || [ "$(printf '%s\n%s\n' "$want" "$have" | sort -V | head -n1)" != "$want" ]; then
+	todo+=("Go >= $want (have: ${have:-none})")
+	if ! $check; then
+		arch=$(dpkg --print-architecture)
+		echo "==> installing Go $want in /usr/local/go"
+		tmp=$(mktemp)
+		curl -fsSL -o "$tmp" "https://go.dev/dl/go$want.linux-$arch.tar.gz"
+		rm -rf /usr/local/go
+		tar -C /usr/local -xzf "$tmp"
+		rm -f "$tmp"
+	fi
+fi
+
+# staticcheck for make lint, at the version the project pins.
+if ! command -v staticcheck >/dev/null; then
+	todo+=("staticcheck")
+	if ! $check; then
+		echo "==> installing staticcheck"
+		go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
+	fi
+fi
+
+if $check; then
+	if ((${#todo[@]})); then
+		printf 'missing: %s\n' "${todo[@]}"
+		exit 1
+	fi
+	echo "everything is installed"
+	exit 0
+fi
+
 # Without udev, /dev/kvm stays root-only; libvirt then re-probes QEMU on every call
 # (~30-50 s per define/start). Give it Debian's usual group and mode.
 if [ -c /dev/kvm ] && getent group kvm >/dev/null && [ "$(stat -c %G /dev/kvm)" != kvm ]; then
@@ -29,7 +98,7 @@ if ! pidof systemd >/dev/null 2>&1 || [ "$(cat /proc/1/comm 2>/dev/null)" != sys
 else
 	systemctl start virtlogd libvirtd
 fi
-for i in $(seq 1 50); do
+for _ in $(seq 1 50); do
 	[ -S /run/libvirt/libvirt-sock ] && break
 	sleep 0.2
 done
