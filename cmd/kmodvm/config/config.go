@@ -168,7 +168,7 @@ func parse(data []byte, display, abs string) (Config, error) {
 	c.Dir = filepath.Dir(abs)
 	c.Kernel.SHA256 = strings.ToLower(c.Kernel.SHA256)
 	if _, said := w.lines["image.snapshot_mirror"]; !said {
-		c.Image.SnapshotMirror = c.Image.Mirror == Default().Image.Mirror
+		c.Image.SnapshotMirror = strings.TrimRight(c.Image.Mirror, "/") == Default().Image.Mirror
 	}
 	c.resolve()
 

@@ -103,6 +103,8 @@ module:
 			withDefaults(func(c *Config) { c.Image.Mirror = "https://mirror.example.org/debian"; c.Image.SnapshotMirror = false })},
 		{"own snapshot mirror", "image:\n  mirror: https://snapshot.example.org/debian\n  snapshot_mirror: true\n",
 			withDefaults(func(c *Config) { c.Image.Mirror = "https://snapshot.example.org/debian" })},
+		{"default mirror, written with a slash", "image:\n  mirror: http://deb.debian.org/debian/\n",
+			withDefaults(func(c *Config) { c.Image.Mirror = "http://deb.debian.org/debian/" })},
 		{"default mirror checked", "image:\n  snapshot_mirror: false\n", withDefaults(func(c *Config) { c.Image.SnapshotMirror = false })},
 		{"param value with newline", "module:\n  params: [\"msg=a\\nb\"]\n", withDefaults(func(c *Config) { c.Module.Params = []string{"msg=a\nb"} })},
 		{"absolute module dir", "module:\n  dir: /home/me/mod\n", withDefaults(func(c *Config) { c.Module.Dir = "/home/me/mod" })},
