@@ -67,17 +67,6 @@ func (v Verdict) Title() string {
 	return v.Findings[0].Title
 }
 
-// Has reports whether some finding is of class c; Has(ClassPanic) says the
-// kernel died.
-func (v Verdict) Has(c Class) bool {
-	for _, f := range v.Findings {
-		if f.Class == c {
-			return true
-		}
-	}
-	return false
-}
-
 // Add appends a finding (JudgeTaint's, say) and marks the verdict not OK.
 func (v *Verdict) Add(f Finding) {
 	v.Findings = append(v.Findings, f)

@@ -56,60 +56,6 @@ func ParseTaint(s string) (Taint, error) {
 	return Taint(n), nil
 }
 
-// ParseTaintFlags parses the taint as the kernel prints it in a report:
-// "Tainted: G        W  O", "Tainted: [W]=WARN, [O]=OOT_MODULE",
-// "Not tainted", or just the flag column "G        W  O". Text after the
-// flags (the kernel release, say) is ignored.
-func ParseTaintFlags(s string) (Taint, error) {
-	s = strings.TrimSpace(s)
-	if strings.Contains(s, "Not tainted") {
-		return 0, nil
-	}
-	if i := strings.Index(s, "Tainted: "); i >= 0 {
-		s = s[i+len("Tainted: "):]
-	}
-	if strings.HasPrefix(s, "[") { // verbose form: [W]=WARN, [O]=OOT_MODULE
-		var t Taint
-		for item := range strings.SplitSeq(s, ", ") {
-			if len(item) < 4 || item[0] != '[' || item[2] != ']' || item[3] != '=' {
-				break
-			}
-			bit := taintBit(item[1])
-			if bit < 0 {
-				return 0, fmt.Errorf("parse kernel taint %q: unknown flag %q", s, item[1])
-			}
-			t |= 1 << bit
-		}
-		return t, nil
-	}
-	// Positional form: column i holds flag i's letter or a space ('G' for
-	// column 0). Stop at the first column that is neither: that is the
-	// end of the flags, whatever the kernel version's flag count.
-	var t Taint
-	if s == "" || (s[0] != 'G' && s[0] != 'P') {
-		return 0, fmt.Errorf("parse kernel taint %q: want flags like \"G        W  O\"", s)
-	}
-	for i := 0; i < len(s) && i < len(taintFlags); i++ {
-		switch c := s[i]; {
-		case c == taintFlags[i].letter:
-			t |= 1 << i
-		case c == ' ' || (i == 0 && c == 'G'):
-		default:
-			return t, nil
-		}
-	}
-	return t, nil
-}
-
-func taintBit(letter byte) int {
-	for i, f := range taintFlags {
-		if f.letter == letter {
-			return i
-		}
-	}
-	return -1
-}
-
 // Flags returns the letters of the set flags in the kernel's order, e.g.
 // "WOE"; "" when untainted. Bits the kernel does not define yet show as
 // "#<bit>".
@@ -190,4 +136,14 @@ func JudgeTaint(before, after Taint) *Finding {
 		Report: []string{"before: " + before.String(), "after:  " + after.String()},
 	}
 	return f
+}
+
+// taintBit is the bit of the flag letter, or -1.
+func taintBit(letter byte) int {
+	for i, f := range taintFlags {
+		if f.letter == letter {
+			return i
+		}
+	}
+	return -1
 }
