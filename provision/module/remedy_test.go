@@ -8,13 +8,13 @@ import (
 	"testing"
 
 	"github.com/kmodvm/kmodvm/remedy"
-	"github.com/kmodvm/kmodvm/vm"
+	"github.com/kmodvm/kmodvm/vm/sshclient"
 )
 
 // stoppedGuest is a guest that is not running, stopped from outside when how is set.
 type stoppedGuest struct{ how string }
 
-func (stoppedGuest) SSH() *vm.SSHClient                                   { return nil }
+func (stoppedGuest) SSH() *sshclient.Client                               { return nil }
 func (stoppedGuest) ConsoleLog() string                                   { return "/var/lib/kmodvm/vms/dev/console.log" }
 func (stoppedGuest) Running(context.Context) (bool, error)                { return false, nil }
 func (g stoppedGuest) StoppedFromOutside(context.Context) (string, error) { return g.how, nil }

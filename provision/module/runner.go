@@ -25,12 +25,12 @@ import (
 	"github.com/kmodvm/kmodvm/provision/treesync"
 	"github.com/kmodvm/kmodvm/remedy"
 	"github.com/kmodvm/kmodvm/shellquote"
-	"github.com/kmodvm/kmodvm/vm"
+	"github.com/kmodvm/kmodvm/vm/sshclient"
 )
 
 // Guest is the running sandbox the runner works in.
 type Guest interface {
-	SSH() *vm.SSHClient
+	SSH() *sshclient.Client
 	ConsoleLog() string
 	Running(ctx context.Context) (bool, error)
 	// StoppedFromOutside says how the guest was stopped when someone other than the guest
@@ -312,7 +312,7 @@ func judge(steps []Step) (string, string) {
 }
 
 // Sync mirrors a module directory into the guest, at RemoteDir(local).
-func Sync(ctx context.Context, ssh *vm.SSHClient, local string) (treesync.Summary, error) {
+func Sync(ctx context.Context, ssh *sshclient.Client, local string) (treesync.Summary, error) {
 	remote := RemoteDir(local)
 	c, err := ssh.SFTP()
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/kmodvm/kmodvm/vm"
+	"github.com/kmodvm/kmodvm/vm/sshclient"
 )
 
 // Guest is a running VM with its SSH connection; it restarts the VM when asked (after a
@@ -11,7 +12,7 @@ import (
 type Guest struct {
 	sb *Sandbox
 	in *Instance
-	c  *vm.SSHClient
+	c  *sshclient.Client
 }
 
 // Guest connects to the running VM.
@@ -27,7 +28,7 @@ func (s *Sandbox) Guest(ctx context.Context, name string) (*Guest, error) {
 func (g *Guest) Instance() *Instance { return g.in }
 
 // SSH is the current connection.
-func (g *Guest) SSH() *vm.SSHClient { return g.c }
+func (g *Guest) SSH() *sshclient.Client { return g.c }
 
 // ConsoleLog is the serial console log file.
 func (g *Guest) ConsoleLog() string { return g.in.ConsoleLog() }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/kmodvm/kmodvm/remedy"
 	"github.com/kmodvm/kmodvm/vm"
+	"github.com/kmodvm/kmodvm/vm/sshclient"
 )
 
 // Instance is what kmodvm remembers about one VM (instance.json).
@@ -69,8 +70,8 @@ func (in *Instance) DomainSpec() vm.DomainSpec {
 }
 
 // SSHConfig is how to reach the guest.
-func (in *Instance) SSHConfig() (vm.SSHConfig, error) {
-	cfg, err := vm.LoadSSHConfig(fmt.Sprintf("127.0.0.1:%d", in.SSHPort), "root", in.ClientKey, in.HostPub)
+func (in *Instance) SSHConfig() (sshclient.Config, error) {
+	cfg, err := sshclient.LoadConfig(fmt.Sprintf("127.0.0.1:%d", in.SSHPort), "root", in.ClientKey, in.HostPub)
 	cfg.VM = in.Name
 	return cfg, err
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/kmodvm/kmodvm/provision/kernel"
 	"github.com/kmodvm/kmodvm/remedy"
 	"github.com/kmodvm/kmodvm/vm"
+	"github.com/kmodvm/kmodvm/vm/sshclient"
 )
 
 // Options configure a Sandbox; the CLI fills them from kmodvm.yaml and flags.
@@ -127,7 +128,7 @@ const Cmdline = "root=/dev/vda rw rootfstype=ext4 console=ttyS0,115200 init=" + 
 // Up makes the named VM run with SSH ready: creates it (artifacts, overlay, domain) when it
 // does not exist, starts it when stopped. A failed or interrupted first `up` leaves no
 // domain, overlay or state behind.
-func (s *Sandbox) Up(ctx context.Context, name string) (*Instance, *vm.SSHClient, error) {
+func (s *Sandbox) Up(ctx context.Context, name string) (*Instance, *sshclient.Client, error) {
 	if err := CheckName(name); err != nil {
 		return nil, nil, err
 	}
@@ -229,7 +230,7 @@ func (s *Sandbox) create(ctx context.Context, name string) (_ *Instance, err err
 
 // boot defines (with a free port) and starts the domain if it is not running, then waits
 // for SSH.
-func (s *Sandbox) boot(ctx context.Context, in *Instance) (*vm.SSHClient, error) {
+func (s *Sandbox) boot(ctx context.Context, in *Instance) (*sshclient.Client, error) {
 	for _, p := range []string{in.Kernel, in.Base, in.ClientKey, in.HostPub} {
 		if _, err := os.Stat(p); err != nil {
 			return nil, remedy.With(fmt.Errorf("VM %q needs %s, which is gone from the cache", in.Name, p), in.Name, remedy.RecreateVM)
@@ -265,7 +266,7 @@ func (s *Sandbox) boot(ctx context.Context, in *Instance) (*vm.SSHClient, error)
 	return s.waitSSH(ctx, in)
 }
 
-func (s *Sandbox) waitSSH(ctx context.Context, in *Instance) (*vm.SSHClient, error) {
+func (s *Sandbox) waitSSH(ctx context.Context, in *Instance) (*sshclient.Client, error) {
 	cfg, err := in.SSHConfig()
 	if err != nil {
 		return nil, err
@@ -273,7 +274,7 @@ func (s *Sandbox) waitSSH(ctx context.Context, in *Instance) (*vm.SSHClient, err
 	wctx, cancel := context.WithTimeout(ctx, s.opt.BootTimeout)
 	defer cancel()
 	dn := domainName(in.Name)
-	c, err := vm.WaitSSH(wctx, cfg, func() error {
+	c, err := sshclient.Wait(wctx, cfg, func() error {
 		st, err := s.drv.State(ctx, dn)
 		if err != nil {
 			return err
@@ -324,7 +325,7 @@ func portFree(port int) bool {
 }
 
 // Connect returns an SSH connection to a running VM.
-func (s *Sandbox) Connect(ctx context.Context, name string) (*Instance, *vm.SSHClient, error) {
+func (s *Sandbox) Connect(ctx context.Context, name string) (*Instance, *sshclient.Client, error) {
 	in, err := s.Instance(name)
 	if err != nil {
 		return nil, nil, err
@@ -346,7 +347,7 @@ func (s *Sandbox) Connect(ctx context.Context, name string) (*Instance, *vm.SSHC
 	wctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
 	dn := domainName(name)
-	c, err := vm.WaitSSH(wctx, cfg, func() error {
+	c, err := sshclient.Wait(wctx, cfg, func() error {
 		st, err := s.drv.State(ctx, dn)
 		if err == nil && st != vm.StateRunning {
 			err = remedy.With(fmt.Errorf("VM %q stopped (%s)", name, st), name, remedy.StartVM)
@@ -382,7 +383,7 @@ func (s *Sandbox) Instance(name string) (*Instance, error) {
 }
 
 // Restart stops the domain hard and boots it again (after a crash or hang).
-func (s *Sandbox) Restart(ctx context.Context, in *Instance) (*vm.SSHClient, error) {
+func (s *Sandbox) Restart(ctx context.Context, in *Instance) (*sshclient.Client, error) {
 	if err := s.drv.Destroy(ctx, domainName(in.Name)); err != nil {
 		return nil, err
 	}
@@ -410,7 +411,7 @@ func (s *Sandbox) Down(ctx context.Context, name string, timeout time.Duration) 
 	}
 	if cfg, err := in.SSHConfig(); err == nil {
 		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		if c, err := vm.DialSSH(dctx, cfg); err == nil {
+		if c, err := sshclient.Dial(dctx, cfg); err == nil {
 			_, _ = c.Run(dctx, images.GuestPoweroff, nil, io.Discard, io.Discard)
 			c.Close()
 		}
@@ -508,7 +509,7 @@ func (s *Sandbox) Status(ctx context.Context, name string) (Status, error) {
 			out.Problem = "cannot use the VM's SSH keys: " + err.Error()
 		} else {
 			sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			if c, err := vm.DialSSH(sctx, cfg); err == nil {
+			if c, err := sshclient.Dial(sctx, cfg); err == nil {
 				if b, err := c.Output(sctx, "cat /proc/uptime"); err == nil {
 					var up float64
 					if _, err := fmt.Sscanf(string(b), "%f", &up); err == nil {

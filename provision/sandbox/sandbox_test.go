@@ -20,6 +20,7 @@ import (
 	"github.com/kmodvm/kmodvm/images"
 	"github.com/kmodvm/kmodvm/remedy"
 	"github.com/kmodvm/kmodvm/vm"
+	"github.com/kmodvm/kmodvm/vm/sshclient"
 	"github.com/kmodvm/kmodvm/vm/sshtest"
 	"github.com/kmodvm/kmodvm/vm/vmtest"
 )
@@ -648,7 +649,7 @@ func TestList(t *testing.T) {
 }
 
 // up runs Up and checks the client it returns works.
-func (fx *fixture) up(name string) (*Instance, *vm.SSHClient) {
+func (fx *fixture) up(name string) (*Instance, *sshclient.Client) {
 	fx.t.Helper()
 	ctx := testContext(fx.t)
 	in, c, err := fx.sb.Up(ctx, name)
@@ -991,7 +992,7 @@ func TestGuestHostKeySwapped(t *testing.T) {
 	sshtest.NewKeyFiles(t, other)
 	writeFile(t, fx.cache.hostPub, string(readFile(t, other+".pub")))
 	_, err := fx.sb.Guest(ctx, "dev")
-	var mismatch *vm.HostKeyMismatchError
+	var mismatch *sshclient.HostKeyMismatchError
 	if !errors.As(err, &mismatch) {
 		t.Fatalf("Guest with a swapped host key: %v, want a host key mismatch", err)
 	}

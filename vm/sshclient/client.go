@@ -1,4 +1,4 @@
-package vm
+package sshclient
 
 import (
 	"bytes"
@@ -19,7 +19,7 @@ import (
 	"golang.org/x/crypto/ssh"
 )
 
-// Defaults for the optional timing fields of SSHConfig.
+// Defaults for the optional timing fields of Config.
 const (
 	DefaultBannerTimeout    = 2 * time.Second
 	DefaultHandshakeTimeout = 30 * time.Second
@@ -29,17 +29,17 @@ const (
 	keepAliveMissed = 3
 )
 
-// SSHConfig says how to reach a guest's sshd. The guest is only reachable
+// Config says how to reach a guest's sshd. The guest is only reachable
 // through QEMU's user-mode port forward on 127.0.0.1, and its host key is
 // always pinned: there is no way to skip host key verification.
-type SSHConfig struct {
+type Config struct {
 	Addr    string        // "127.0.0.1:PORT"
 	User    string        // "root"
 	Signer  ssh.Signer    // client key
 	HostKey ssh.PublicKey // the guest's pinned host key
 
 	// KeyFile and HostKeyFile only name the files in error messages
-	// (LoadSSHConfig sets them); VM names the VM in their hints.
+	// (LoadConfig sets them); VM names the VM in their hints.
 	KeyFile     string
 	HostKeyFile string
 	VM          string
@@ -47,7 +47,7 @@ type SSHConfig struct {
 	// Optional timing; zero means the Default* value.
 	BannerTimeout    time.Duration // how long one probe waits for the "SSH-" banner
 	HandshakeTimeout time.Duration // key exchange and login
-	RetryInterval    time.Duration // between WaitSSH attempts
+	RetryInterval    time.Duration // between Wait attempts
 	KeepAlive        time.Duration // keepalive interval; negative disables keepalives
 }
 
@@ -58,35 +58,35 @@ func orDefault(d, def time.Duration) time.Duration {
 	return d
 }
 
-// LoadSSHConfig reads the client's private key from keyFile, which must not
+// LoadConfig reads the client's private key from keyFile, which must not
 // be accessible by group or others (mode 0600 or stricter), and the guest's
 // pinned host key from hostPubFile, one line in authorized_keys format.
-func LoadSSHConfig(addr, user, keyFile, hostPubFile string) (SSHConfig, error) {
+func LoadConfig(addr, user, keyFile, hostPubFile string) (Config, error) {
 	fi, err := os.Stat(keyFile)
 	if err != nil {
-		return SSHConfig{}, fmt.Errorf("read ssh private key: %w", err)
+		return Config{}, fmt.Errorf("read ssh private key: %w", err)
 	}
 	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return SSHConfig{}, fmt.Errorf("ssh private key %s has mode %04o, so other users can read it; "+
+		return Config{}, fmt.Errorf("ssh private key %s has mode %04o, so other users can read it; "+
 			"a private key must be readable by its owner only. hint: chmod 600 %s", keyFile, perm, keyFile)
 	}
 	data, err := os.ReadFile(keyFile)
 	if err != nil {
-		return SSHConfig{}, fmt.Errorf("read ssh private key: %w", err)
+		return Config{}, fmt.Errorf("read ssh private key: %w", err)
 	}
 	signer, err := ssh.ParsePrivateKey(data)
 	if err != nil {
-		return SSHConfig{}, fmt.Errorf("parse ssh private key %s: %w; it must be an unencrypted OpenSSH private key", keyFile, err)
+		return Config{}, fmt.Errorf("parse ssh private key %s: %w; it must be an unencrypted OpenSSH private key", keyFile, err)
 	}
 	data, err = os.ReadFile(hostPubFile)
 	if err != nil {
-		return SSHConfig{}, fmt.Errorf("read pinned guest host key: %w", err)
+		return Config{}, fmt.Errorf("read pinned guest host key: %w", err)
 	}
 	hostKey, _, _, _, err := ssh.ParseAuthorizedKey(data)
 	if err != nil {
-		return SSHConfig{}, fmt.Errorf("parse pinned guest host key %s: %w; it must be one line like \"ssh-ed25519 AAAA... comment\"", hostPubFile, err)
+		return Config{}, fmt.Errorf("parse pinned guest host key %s: %w; it must be one line like \"ssh-ed25519 AAAA... comment\"", hostPubFile, err)
 	}
-	return SSHConfig{
+	return Config{
 		Addr:        addr,
 		User:        user,
 		Signer:      signer,
@@ -133,7 +133,7 @@ func (e *AuthError) Error() string {
 
 func (e *AuthError) Unwrap() error { return e.Err }
 
-func (cfg SSHConfig) validate() error {
+func (cfg Config) validate() error {
 	switch {
 	case cfg.Addr == "":
 		return errors.New("ssh config: no address")
@@ -147,8 +147,8 @@ func (cfg SSHConfig) validate() error {
 	return nil
 }
 
-// DialSSH makes one attempt to connect and log in.
-func DialSSH(ctx context.Context, cfg SSHConfig) (*SSHClient, error) {
+// Dial makes one attempt to connect and log in.
+func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
@@ -160,7 +160,7 @@ func DialSSH(ctx context.Context, cfg SSHConfig) (*SSHClient, error) {
 	return c, err
 }
 
-// WaitSSH waits until the guest's sshd answers and logs in. QEMU's slirp
+// Wait waits until the guest's sshd answers and logs in. QEMU's slirp
 // accepts TCP connections before the guest's sshd listens, so each attempt
 // first waits briefly for the "SSH-" banner; only once it arrives does the
 // attempt go on to the handshake, on the same connection. A refused login or
@@ -169,7 +169,7 @@ func DialSSH(ctx context.Context, cfg SSHConfig) (*SSHClient, error) {
 //
 // alive, if not nil, is called before every attempt; its error aborts the
 // wait (e.g. "domain is no longer running").
-func WaitSSH(ctx context.Context, cfg SSHConfig, alive func() error) (*SSHClient, error) {
+func Wait(ctx context.Context, cfg Config, alive func() error) (*Client, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
@@ -199,7 +199,7 @@ func WaitSSH(ctx context.Context, cfg SSHConfig, alive func() error) (*SSHClient
 }
 
 // dialOnce makes one attempt and says whether a failure is worth retrying.
-func dialOnce(ctx context.Context, cfg SSHConfig) (c *SSHClient, retry bool, err error) {
+func dialOnce(ctx context.Context, cfg Config) (c *Client, retry bool, err error) {
 	conn, err := dialBanner(ctx, cfg)
 	if err != nil {
 		return nil, ctx.Err() == nil, err
@@ -223,7 +223,7 @@ func dialOnce(ctx context.Context, cfg SSHConfig) (c *SSHClient, retry bool, err
 
 // dialBanner connects and reads until the server's "SSH-" version line has
 // arrived. The returned connection replays what was read.
-func dialBanner(ctx context.Context, cfg SSHConfig) (net.Conn, error) {
+func dialBanner(ctx context.Context, cfg Config) (net.Conn, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", cfg.Addr)
 	if err != nil {
@@ -287,7 +287,7 @@ func hostKeyAlgorithms(k ssh.PublicKey) []string {
 
 // handshake runs key exchange and login on conn, which it closes on
 // failure. kexDone reports whether the host key was verified.
-func handshake(ctx context.Context, cfg SSHConfig, conn net.Conn) (c *SSHClient, kexDone bool, err error) {
+func handshake(ctx context.Context, cfg Config, conn net.Conn) (c *Client, kexDone bool, err error) {
 	var verified atomic.Bool
 	pinned := cfg.HostKey.Marshal()
 	ccfg := &ssh.ClientConfig{
@@ -329,12 +329,12 @@ func handshake(ctx context.Context, cfg SSHConfig, conn net.Conn) (c *SSHClient,
 		return nil, verified.Load(), fmt.Errorf("ssh handshake with guest at %s: %w", cfg.Addr, err)
 	}
 	conn.SetDeadline(time.Time{})
-	return newSSHClient(cfg, sconn, chans, reqs), true, nil
+	return newClient(cfg, sconn, chans, reqs), true, nil
 }
 
-// SSHClient is one SSH connection to a guest; sessions (commands, shells,
+// Client is one SSH connection to a guest; sessions (commands, shells,
 // SFTP) are multiplexed on it.
-type SSHClient struct {
+type Client struct {
 	addr   string
 	client *ssh.Client
 	done   chan struct{}
@@ -343,8 +343,8 @@ type SSHClient struct {
 	err error // why the connection ended
 }
 
-func newSSHClient(cfg SSHConfig, conn ssh.Conn, chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request) *SSHClient {
-	c := &SSHClient{addr: cfg.Addr, client: ssh.NewClient(conn, chans, reqs), done: make(chan struct{})}
+func newClient(cfg Config, conn ssh.Conn, chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request) *Client {
+	c := &Client{addr: cfg.Addr, client: ssh.NewClient(conn, chans, reqs), done: make(chan struct{})}
 	go func() {
 		err := c.client.Wait()
 		c.setErr(fmt.Errorf("ssh connection to guest at %s ended: %w", c.addr, err))
@@ -356,7 +356,7 @@ func newSSHClient(cfg SSHConfig, conn ssh.Conn, chans <-chan ssh.NewChannel, req
 	return c
 }
 
-func (c *SSHClient) setErr(err error) {
+func (c *Client) setErr(err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.err == nil {
@@ -367,7 +367,7 @@ func (c *SSHClient) setErr(err error) {
 // keepAlive closes the connection when the guest stops answering keepalive
 // requests: a guest whose kernel hangs keeps the slirp TCP connection open,
 // so without this Done would never fire.
-func (c *SSHClient) keepAlive(interval time.Duration) {
+func (c *Client) keepAlive(interval time.Duration) {
 	ticker := time.NewTicker(interval)
 	defer ticker.Stop()
 	for {
@@ -402,11 +402,11 @@ func (c *SSHClient) keepAlive(interval time.Duration) {
 
 // Done is closed when the connection has ended, whether by Close, by the
 // guest or QEMU going away, or by unanswered keepalives.
-func (c *SSHClient) Done() <-chan struct{} { return c.done }
+func (c *Client) Done() <-chan struct{} { return c.done }
 
 // Lost reports whether the connection has ended, waiting up to d for it to be noticed: a
 // write can fail on a dropped connection just before the reader sees it go.
-func (c *SSHClient) Lost(d time.Duration) bool {
+func (c *Client) Lost(d time.Duration) bool {
 	select {
 	case <-c.done:
 		return true
@@ -416,7 +416,7 @@ func (c *SSHClient) Lost(d time.Duration) bool {
 }
 
 // Err says why the connection ended; nil while it is up.
-func (c *SSHClient) Err() error {
+func (c *Client) Err() error {
 	select {
 	case <-c.done:
 	default:
@@ -428,7 +428,7 @@ func (c *SSHClient) Err() error {
 }
 
 // Close closes the connection and waits until Done is closed.
-func (c *SSHClient) Close() error {
+func (c *Client) Close() error {
 	c.setErr(fmt.Errorf("ssh connection to guest at %s closed", c.addr))
 	err := c.client.Close()
 	<-c.done
@@ -450,7 +450,7 @@ func (c *SSHClient) Close() error {
 // After a cancel, Run waits a few seconds at most for the session to wind
 // down; only on a guest that stopped answering can stdout or stderr be
 // written to after Run has returned.
-func (c *SSHClient) Run(ctx context.Context, cmd string, stdin io.Reader, stdout, stderr io.Writer) (exitCode int, err error) {
+func (c *Client) Run(ctx context.Context, cmd string, stdin io.Reader, stdout, stderr io.Writer) (exitCode int, err error) {
 	sess, err := c.client.NewSession()
 	if err != nil {
 		return -1, fmt.Errorf("open ssh session to guest at %s: %w", c.addr, err)
@@ -465,7 +465,7 @@ func (c *SSHClient) Run(ctx context.Context, cmd string, stdin io.Reader, stdout
 
 // Output runs cmd and returns its stdout. A nonzero exit status is an error
 // that includes the end of stderr.
-func (c *SSHClient) Output(ctx context.Context, cmd string) ([]byte, error) {
+func (c *Client) Output(ctx context.Context, cmd string) ([]byte, error) {
 	var stdout bytes.Buffer
 	stderr := &tailBuffer{max: 2048}
 	code, err := c.Run(ctx, cmd, nil, &stdout, stderr)
@@ -486,7 +486,7 @@ func (c *SSHClient) Output(ctx context.Context, cmd string) ([]byte, error) {
 // type and size, and sends a window-change for every {width, height} that
 // arrives on resize (which may be nil). For a local terminal, put it in raw
 // mode first. It returns like Run.
-func (c *SSHClient) Shell(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer, term string, width, height int, resize <-chan [2]int) (int, error) {
+func (c *Client) Shell(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer, term string, width, height int, resize <-chan [2]int) (int, error) {
 	sess, err := c.client.NewSession()
 	if err != nil {
 		return -1, fmt.Errorf("open ssh session to guest at %s: %w", c.addr, err)
@@ -522,7 +522,7 @@ func (c *SSHClient) Shell(ctx context.Context, stdin io.Reader, stdout, stderr i
 // down when the guest does not answer.
 const closeGrace = 5 * time.Second
 
-func (c *SSHClient) wait(ctx context.Context, sess *ssh.Session, what string) (int, error) {
+func (c *Client) wait(ctx context.Context, sess *ssh.Session, what string) (int, error) {
 	waitc := make(chan error, 1)
 	go func() { waitc <- sess.Wait() }()
 	select {
@@ -542,7 +542,7 @@ func (c *SSHClient) wait(ctx context.Context, sess *ssh.Session, what string) (i
 	}
 }
 
-func (c *SSHClient) exitStatus(what string, err error) (int, error) {
+func (c *Client) exitStatus(what string, err error) (int, error) {
 	var exitErr *ssh.ExitError
 	var missing *ssh.ExitMissingError
 	switch {
@@ -557,8 +557,8 @@ func (c *SSHClient) exitStatus(what string, err error) (int, error) {
 }
 
 // SFTP opens an SFTP session on this connection. Close the returned client
-// when done; closing the SSHClient also ends it.
-func (c *SSHClient) SFTP() (*sftp.Client, error) {
+// when done; closing the Client also ends it.
+func (c *Client) SFTP() (*sftp.Client, error) {
 	s, err := sftp.NewClient(c.client)
 	if err != nil {
 		return nil, fmt.Errorf("start sftp on guest at %s: %w", c.addr, err)

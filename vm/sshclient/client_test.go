@@ -1,4 +1,4 @@
-package vm
+package sshclient
 
 import (
 	"bytes"
@@ -99,10 +99,10 @@ func TestWrongHostKeyRefused(t *testing.T) {
 	impostor := sshtest.NewKey(t)
 	dials := []struct {
 		name string
-		dial func(context.Context, SSHConfig) (*SSHClient, error)
+		dial func(context.Context, Config) (*Client, error)
 	}{
-		{"DialSSH", DialSSH},
-		{"WaitSSH", func(ctx context.Context, cfg SSHConfig) (*SSHClient, error) { return WaitSSH(ctx, cfg, nil) }},
+		{"Dial", Dial},
+		{"Wait", func(ctx context.Context, cfg Config) (*Client, error) { return Wait(ctx, cfg, nil) }},
 	}
 	for _, vmName := range []string{"", "dev"} {
 		for _, tt := range dials {
@@ -154,7 +154,7 @@ func TestWrongClientKeyNotRetried(t *testing.T) {
 	f.cfg.Signer = sshtest.NewKey(t)
 	f.cfg.KeyFile = "/root/.kmodvm/id_ed25519"
 	f.cfg.VM = "dev"
-	c, err := WaitSSH(testContext(t), f.cfg, nil)
+	c, err := Wait(testContext(t), f.cfg, nil)
 	if err == nil {
 		c.Close()
 		t.Fatal("logged in with an unauthorized key")
@@ -186,13 +186,13 @@ func TestLoadSSHConfig(t *testing.T) {
 
 	// A server using the host key and authorizing the user key accepts the loaded config.
 	srv := sshtest.NewServer(t, hostSigner, user.PublicKey())
-	cfg, err := LoadSSHConfig(srv.Addr(), "root", userKey, hostPub)
+	cfg, err := LoadConfig(srv.Addr(), "root", userKey, hostPub)
 	if err != nil {
-		t.Fatalf("LoadSSHConfig: %v", err)
+		t.Fatalf("LoadConfig: %v", err)
 	}
-	c, err := DialSSH(testContext(t), cfg)
+	c, err := Dial(testContext(t), cfg)
 	if err != nil {
-		t.Fatalf("DialSSH with loaded config: %v", err)
+		t.Fatalf("Dial with loaded config: %v", err)
 	}
 	c.Close()
 
@@ -201,9 +201,9 @@ func TestLoadSSHConfig(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer os.Chmod(userKey, 0o600)
-		_, err := LoadSSHConfig(srv.Addr(), "root", userKey, hostPub)
+		_, err := LoadConfig(srv.Addr(), "root", userKey, hostPub)
 		if err == nil {
-			t.Fatal("LoadSSHConfig accepted a key file with mode 0644")
+			t.Fatal("LoadConfig accepted a key file with mode 0644")
 		}
 		for _, want := range []string{"0644", "hint: chmod 600 " + userKey} {
 			if !strings.Contains(err.Error(), want) {
@@ -216,8 +216,8 @@ func TestLoadSSHConfig(t *testing.T) {
 		if err := os.WriteFile(bad, []byte("not a key\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := LoadSSHConfig(srv.Addr(), "root", userKey, bad); err == nil || !strings.Contains(err.Error(), bad) {
-			t.Errorf("LoadSSHConfig with a bad host key file: err = %v, want one naming %s", err, bad)
+		if _, err := LoadConfig(srv.Addr(), "root", userKey, bad); err == nil || !strings.Contains(err.Error(), bad) {
+			t.Errorf("LoadConfig with a bad host key file: err = %v, want one naming %s", err, bad)
 		}
 	})
 }
@@ -225,8 +225,8 @@ func TestLoadSSHConfig(t *testing.T) {
 func TestDialSSHNeedsPinnedHostKey(t *testing.T) {
 	f := newSSHFixture(t)
 	f.cfg.HostKey = nil
-	if _, err := DialSSH(testContext(t), f.cfg); err == nil || !strings.Contains(err.Error(), "pinned host key") {
-		t.Errorf("DialSSH without a host key: err = %v, want a refusal", err)
+	if _, err := Dial(testContext(t), f.cfg); err == nil || !strings.Contains(err.Error(), "pinned host key") {
+		t.Errorf("Dial without a host key: err = %v, want a refusal", err)
 	}
 	if n := f.srv.Accepted(); n != 0 {
 		t.Errorf("%d connections made, want 0", n)
@@ -238,23 +238,23 @@ func TestWaitSSHBannerLate(t *testing.T) {
 	release := f.srv.HoldBanner()
 	ctx := testContext(t)
 	type result struct {
-		c   *SSHClient
+		c   *Client
 		err error
 	}
 	done := make(chan result, 1)
 	go func() {
-		c, err := WaitSSH(ctx, f.cfg, nil)
+		c, err := Wait(ctx, f.cfg, nil)
 		done <- result{c, err}
 	}()
 	// Two connections mean the first probe gave up on the banner and
-	// WaitSSH tried again.
+	// Wait tried again.
 	if err := f.srv.WaitAccepted(ctx, 2); err != nil {
-		t.Fatalf("waiting for WaitSSH to retry: %v", err)
+		t.Fatalf("waiting for Wait to retry: %v", err)
 	}
 	release()
 	r := <-done
 	if r.err != nil {
-		t.Fatalf("WaitSSH: %v", r.err)
+		t.Fatalf("Wait: %v", r.err)
 	}
 	defer r.c.Close()
 	if n := f.srv.Logins(); n != 1 {
@@ -264,7 +264,7 @@ func TestWaitSSHBannerLate(t *testing.T) {
 		t.Errorf("%d failed logins, want 0", n)
 	}
 	if out, err := r.c.Output(ctx, "echo up"); err != nil || string(out) != "up\n" {
-		t.Errorf("Output after WaitSSH = %q, %v", out, err)
+		t.Errorf("Output after Wait = %q, %v", out, err)
 	}
 }
 
@@ -291,9 +291,9 @@ func TestWaitSSHAliveAborts(t *testing.T) {
 		}
 		return nil
 	}
-	_, err := WaitSSH(testContext(t), f.cfg, alive)
+	_, err := Wait(testContext(t), f.cfg, alive)
 	if !errors.Is(err, errDead) {
-		t.Fatalf("WaitSSH error = %v, want one wrapping %v", err, errDead)
+		t.Fatalf("Wait error = %v, want one wrapping %v", err, errDead)
 	}
 	if calls != 3 {
 		t.Errorf("alive called %d times, want 3", calls)
@@ -306,7 +306,7 @@ func TestWaitSSHContextCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(testContext(t))
 	done := make(chan error, 1)
 	go func() {
-		_, err := WaitSSH(ctx, f.cfg, nil)
+		_, err := Wait(ctx, f.cfg, nil)
 		done <- err
 	}()
 	if err := f.srv.WaitAccepted(testContext(t), 1); err != nil {
@@ -314,7 +314,7 @@ func TestWaitSSHContextCancel(t *testing.T) {
 	}
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
-		t.Errorf("WaitSSH error = %v, want context.Canceled", err)
+		t.Errorf("Wait error = %v, want context.Canceled", err)
 	}
 }
 
@@ -346,7 +346,7 @@ func TestRunCancelKillsRemoteCommand(t *testing.T) {
 	}
 }
 
-func waitDone(t *testing.T, c *SSHClient) {
+func waitDone(t *testing.T, c *Client) {
 	t.Helper()
 	select {
 	case <-c.Done():

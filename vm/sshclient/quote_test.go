@@ -1,4 +1,4 @@
-package vm
+package sshclient
 
 import (
 	"bytes"
@@ -22,7 +22,7 @@ var sshQuoteCases = []struct {
 	{"newlines and backslashes", []string{"line1\nline2", `a\nb`}},
 }
 
-// TestQuotedCommandOverSSH does the same through SSHClient.Run, whose server
+// TestQuotedCommandOverSSH does the same through Client.Run, whose server
 // runs commands with /bin/sh -c as sshd does.
 func TestQuotedCommandOverSSH(t *testing.T) {
 	c := newSSHFixture(t).dial(t)

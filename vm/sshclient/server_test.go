@@ -1,4 +1,4 @@
-package vm
+package sshclient
 
 import (
 	"bytes"
@@ -19,7 +19,7 @@ const testTimeout = 20 * time.Second
 // sshFixture is an in-process SSH server and a config that reaches it.
 type sshFixture struct {
 	srv     *sshtest.Server
-	cfg     SSHConfig
+	cfg     Config
 	hostKey ssh.Signer
 }
 
@@ -30,7 +30,7 @@ func newSSHFixture(t *testing.T) sshFixture {
 	return sshFixture{
 		srv:     srv,
 		hostKey: host,
-		cfg: SSHConfig{
+		cfg: Config{
 			Addr:          srv.Addr(),
 			User:          "root",
 			Signer:        user,
@@ -48,11 +48,11 @@ func testContext(t *testing.T) context.Context {
 }
 
 // dial connects to the fixture's server; t.Cleanup closes the client.
-func (f sshFixture) dial(t *testing.T) *SSHClient {
+func (f sshFixture) dial(t *testing.T) *Client {
 	t.Helper()
-	c, err := DialSSH(testContext(t), f.cfg)
+	c, err := Dial(testContext(t), f.cfg)
 	if err != nil {
-		t.Fatalf("DialSSH: %v", err)
+		t.Fatalf("Dial: %v", err)
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
