@@ -1,5 +1,5 @@
 // Package vm runs the sandbox guest: a libvirt domain booted straight into the kernel kmodvm
-// built, reached over SSH through a port on 127.0.0.1.
+// built, reached over SSH (package vm/sshclient) through a port on 127.0.0.1.
 //
 // # Domain shape (DomainXML)
 //

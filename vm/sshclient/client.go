@@ -1,3 +1,6 @@
+// Package sshclient reaches a sandbox guest over SSH: it dials the guest's forwarded port
+// (waiting for sshd's banner), accepts only the pinned host key, runs commands and shells,
+// keeps the connection alive, and opens SFTP. The guest's domain is package vm's business.
 package sshclient
 
 import (
