@@ -33,7 +33,6 @@ pkgs=(
 	rsync          # bench: kmodvm sync against rsync over ssh
 	shellcheck     # make lint
 	git            # go's VCS stamping and module fetches
-	curl           # the Go download below
 )
 installed=" $(dpkg-query -W -f='${db:Status-Status} ${Package}\n' "${pkgs[@]}" 2>/dev/null | awk '$1 == "installed" {printf "%s ", $2}' || true)"
 missing=()
@@ -51,19 +50,15 @@ if ((${#missing[@]})); then
 	fi
 fi
 
-# Go: the version go.mod names, at least (Debian's golang is older), in /usr/local/go.
+# Go: the version go.mod names, at least (Debian's golang is older). Installing a Go toolchain
+# is left to the user: say which version is needed and where it comes from.
 want=$(awk '$1 == "go" {print $2; exit}' go.mod)
 have=$(go env GOVERSION 2>/dev/null | sed 's/^go//') || have=
 if [ -z "$have" ] || [ "$(printf '%s\n%s\n' "$want" "$have" | sort -V | head -n1)" != "$want" ]; then
 	todo+=("Go >= $want (have: ${have:-none})")
 	if ! $check; then
-		arch=$(dpkg --print-architecture)
-		echo "==> installing Go $want in /usr/local/go"
-		tmp=$(mktemp)
-		curl -fsSL -o "$tmp" "https://go.dev/dl/go$want.linux-$arch.tar.gz"
-		rm -rf /usr/local/go
-		tar -C /usr/local -xzf "$tmp"
-		rm -f "$tmp"
+		echo "kmodvm needs Go >= $want (found: ${have:-none}); hint: install it from https://go.dev/dl into /usr/local/go (this script looks there), then run scripts/deps.sh again" >&2
+		exit 1
 	fi
 fi
 
