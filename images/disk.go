@@ -18,8 +18,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kmodvm/kmodvm/remedy"
-	"github.com/kmodvm/kmodvm/shellquote"
+	"github.com/kmodvm/kmodvm/vm/remedy"
+	"github.com/kmodvm/kmodvm/vm/shellquote"
 )
 
 // DiskFormatVersion identifies the disk recipe (staging, guest files, mkfs options). Bump

@@ -13,8 +13,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/kmodvm/kmodvm/remedy"
-	"github.com/kmodvm/kmodvm/shellquote"
+	"github.com/kmodvm/kmodvm/vm/remedy"
+	"github.com/kmodvm/kmodvm/vm/shellquote"
 )
 
 // ErrNotBuilt is returned (wrapped) by OpenRoot and OpenDisk when the cache has no entry.

@@ -12,7 +12,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/kmodvm/kmodvm/remedy"
+	"github.com/kmodvm/kmodvm/vm/remedy"
 )
 
 // AccelProbe says how to find out whether KVM really runs a guest on this host.

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kmodvm/kmodvm/remedy"
+	"github.com/kmodvm/kmodvm/vm/remedy"
 )
 
 func TestResolveAccel(t *testing.T) {

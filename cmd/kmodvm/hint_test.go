@@ -4,7 +4,7 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/kmodvm/kmodvm/remedy"
+	"github.com/kmodvm/kmodvm/vm/remedy"
 )
 
 func TestRenderHint(t *testing.T) {

@@ -16,7 +16,7 @@ import (
 	"github.com/kmodvm/kmodvm/cmd/kmodvm/config"
 	"github.com/kmodvm/kmodvm/provision/kernel"
 	"github.com/kmodvm/kmodvm/provision/module"
-	"github.com/kmodvm/kmodvm/remedy"
+	"github.com/kmodvm/kmodvm/vm/remedy"
 
 	"github.com/spf13/cobra"
 )

@@ -12,8 +12,8 @@ import (
 	"golang.org/x/term"
 
 	"github.com/kmodvm/kmodvm/provision/sandbox"
-	"github.com/kmodvm/kmodvm/remedy"
-	"github.com/kmodvm/kmodvm/shellquote"
+	"github.com/kmodvm/kmodvm/vm/remedy"
+	"github.com/kmodvm/kmodvm/vm/shellquote"
 )
 
 func (a *app) upCmd() *cobra.Command {

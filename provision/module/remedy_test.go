@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kmodvm/kmodvm/remedy"
+	"github.com/kmodvm/kmodvm/vm/remedy"
 	"github.com/kmodvm/kmodvm/vm/sshclient"
 )
 

@@ -23,8 +23,8 @@ import (
 	"github.com/kmodvm/kmodvm/provision/kernel"
 	"github.com/kmodvm/kmodvm/provision/kmsg"
 	"github.com/kmodvm/kmodvm/provision/treesync"
-	"github.com/kmodvm/kmodvm/remedy"
-	"github.com/kmodvm/kmodvm/shellquote"
+	"github.com/kmodvm/kmodvm/vm/remedy"
+	"github.com/kmodvm/kmodvm/vm/shellquote"
 	"github.com/kmodvm/kmodvm/vm/sshclient"
 )
 

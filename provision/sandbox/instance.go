@@ -12,8 +12,8 @@ import (
 	"regexp"
 	"time"
 
-	"github.com/kmodvm/kmodvm/remedy"
 	"github.com/kmodvm/kmodvm/vm"
+	"github.com/kmodvm/kmodvm/vm/remedy"
 	"github.com/kmodvm/kmodvm/vm/sshclient"
 )
 

@@ -15,8 +15,8 @@ import (
 
 	"github.com/kmodvm/kmodvm/images"
 	"github.com/kmodvm/kmodvm/provision/kernel"
-	"github.com/kmodvm/kmodvm/remedy"
 	"github.com/kmodvm/kmodvm/vm"
+	"github.com/kmodvm/kmodvm/vm/remedy"
 	"github.com/kmodvm/kmodvm/vm/sshclient"
 )
 

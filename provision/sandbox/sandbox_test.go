@@ -18,8 +18,8 @@ import (
 
 	"github.com/digitalocean/go-libvirt"
 	"github.com/kmodvm/kmodvm/images"
-	"github.com/kmodvm/kmodvm/remedy"
 	"github.com/kmodvm/kmodvm/vm"
+	"github.com/kmodvm/kmodvm/vm/remedy"
 	"github.com/kmodvm/kmodvm/vm/sshclient"
 	"github.com/kmodvm/kmodvm/vm/sshtest"
 	"github.com/kmodvm/kmodvm/vm/vmtest"

@@ -17,7 +17,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/kmodvm/kmodvm/remedy"
+	"github.com/kmodvm/kmodvm/vm/remedy"
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
 )

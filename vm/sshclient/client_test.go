@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kmodvm/kmodvm/remedy"
+	"github.com/kmodvm/kmodvm/vm/remedy"
 	"github.com/kmodvm/kmodvm/vm/sshtest"
 	"golang.org/x/crypto/ssh"
 )

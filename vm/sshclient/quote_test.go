@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kmodvm/kmodvm/shellquote"
+	"github.com/kmodvm/kmodvm/vm/shellquote"
 )
 
 // sshQuoteCases are hostile words for the remote shell; package shellquote tests many more
