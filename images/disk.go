@@ -17,6 +17,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/kmodvm/kmodvm/images/ondisk"
 )
 
 // DiskFormatVersion identifies the disk recipe (staging, guest files, mkfs options). Bump
@@ -175,7 +177,7 @@ func BuildDisk(ctx context.Context, log *slog.Logger, cacheDir string, spec Disk
 		return nil, fmt.Errorf("cache directory: %w", err)
 	}
 	key := spec.Hash()
-	dir, hit, err := buildEntry(ctx, log, filepath.Join(cacheDir, "disks"), key, func(tmp, failedLog string) error {
+	dir, hit, err := ondisk.Entry(ctx, log, filepath.Join(cacheDir, "disks"), key, func(tmp, failedLog string) error {
 		return buildDisk(ctx, log, tmp, failedLog, spec, progress)
 	})
 	if err != nil {
@@ -274,7 +276,7 @@ func buildDisk(ctx context.Context, log *slog.Logger, tmp, failedLog string, spe
 	if err := os.Remove(raw); err != nil {
 		return fmt.Errorf("remove raw image: %w", err)
 	}
-	if err := removeTree(stage); err != nil {
+	if err := ondisk.RemoveTree(stage); err != nil {
 		return fmt.Errorf("remove disk stage: %w", err)
 	}
 	dsts := make([]string, len(spec.Extras))

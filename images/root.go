@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/kmodvm/kmodvm/images/ondisk"
 )
 
 // ErrNotBuilt is returned (wrapped) by OpenRoot and OpenDisk when the cache has no entry.
@@ -50,7 +52,7 @@ func BuildRoot(ctx context.Context, log *slog.Logger, cacheDir string, spec Spec
 	}
 	spec = spec.normalized()
 	hash := spec.Hash()
-	dir, hit, err := buildEntry(ctx, log, filepath.Join(cacheDir, "roots"), hash, func(tmp, failedLog string) error {
+	dir, hit, err := ondisk.Entry(ctx, log, filepath.Join(cacheDir, "roots"), hash, func(tmp, failedLog string) error {
 		return buildRoot(ctx, log, tmp, failedLog, spec, progress)
 	})
 	if err != nil {
