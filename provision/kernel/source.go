@@ -173,16 +173,14 @@ func fetchTarball(ctx context.Context, s Source, downloads string) (string, erro
 	return dst, nil
 }
 
-// treeIdentity identifies the content of a local kernel tree: git describe plus a hash of
-// uncommitted changes, or, outside git, a hash of every file's path, size and mtime.
+// treeIdentity identifies the content of a local kernel tree. In a git checkout: git
+// describe, the diff of tracked files against HEAD, and the path, size and mtime of every
+// untracked file git does not ignore (a new driver not yet added) — git's index tells what
+// changed without reading the whole tree. Outside git: every file's path, size and mtime.
 func treeIdentity(ctx context.Context, dir string) (string, error) {
 	if _, err := os.Stat(filepath.Join(dir, ".git")); err == nil {
-		desc, err := exec.CommandContext(ctx, "git", "-C", dir, "describe", "--always", "--tags", "--dirty").Output()
-		if err == nil {
-			diff, err := exec.CommandContext(ctx, "git", "-C", dir, "diff", "HEAD").Output()
-			if err == nil {
-				return "git:" + strings.TrimSpace(string(desc)) + ":" + shortHash(string(diff)), nil
-			}
+		if id, err := gitIdentity(ctx, dir); err == nil {
+			return id, nil
 		}
 	}
 	h := sha256.New()
@@ -194,6 +192,37 @@ func treeIdentity(ctx context.Context, dir string) (string, error) {
 		return "", fmt.Errorf("hash kernel tree %s: %w", dir, err)
 	}
 	return "files:" + hex.EncodeToString(h.Sum(nil))[:16], nil
+}
+
+func gitIdentity(ctx context.Context, dir string) (string, error) {
+	git := func(args ...string) ([]byte, error) {
+		return exec.CommandContext(ctx, "git", append([]string{"-C", dir}, args...)...).Output()
+	}
+	desc, err := git("describe", "--always", "--tags", "--dirty")
+	if err != nil {
+		return "", err
+	}
+	diff, err := git("diff", "HEAD", "--binary")
+	if err != nil {
+		return "", err
+	}
+	untracked, err := git("ls-files", "--others", "--exclude-standard", "-z")
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	h.Write(diff)
+	for _, rel := range strings.Split(string(untracked), "\x00") {
+		if rel == "" {
+			continue
+		}
+		fi, err := os.Lstat(filepath.Join(dir, rel))
+		if err != nil {
+			continue // removed meanwhile
+		}
+		fmt.Fprintf(h, "\x00untracked %s %d %d", rel, fi.Size(), fi.ModTime().UnixNano())
+	}
+	return "git:" + strings.TrimSpace(string(desc)) + ":" + hex.EncodeToString(h.Sum(nil))[:16], nil
 }
 
 // walkSource calls fn for every regular file of a kernel source tree, skipping .git and
