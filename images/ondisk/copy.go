@@ -19,8 +19,9 @@ type CopyOptions struct {
 	SkipUnchanged bool
 }
 
-// CopyTree copies the tree src into dst: directories with their modes, regular files with
-// their mode and mtime, symlinks as symlinks; other files (sockets, devices) are left out.
+// CopyTree copies the tree src into dst: regular files with their mode and mtime, symlinks
+// as symlinks; other files (sockets, devices) are left out. Directories are created as
+// their first file needs them (mode 0755): empty ones are not copied.
 // A file is written under a temporary name and renamed over the destination, so a file
 // already there is replaced, never written into (it may be a hardlink shared with a root),
 // and an interrupted copy leaves no half-written file under a real name. It returns the
@@ -48,7 +49,7 @@ func CopyTree(ctx context.Context, src, dst string, opt CopyOptions) ([]string, 
 		out := filepath.Join(dst, rel)
 		switch {
 		case d.IsDir():
-			return copyDir(p, out)
+			return nil
 		case d.Type()&fs.ModeSymlink != 0:
 			kept = append(kept, rel)
 			return copySymlink(p, out)
@@ -67,17 +68,6 @@ func CopyTree(ctx context.Context, src, dst string, opt CopyOptions) ([]string, 
 	return kept, nil
 }
 
-func copyDir(src, dst string) error {
-	fi, err := os.Stat(src)
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(dst, 0o755); err != nil {
-		return err
-	}
-	return os.Chmod(dst, fi.Mode().Perm()|0o700) // we must be able to fill it
-}
-
 func copySymlink(src, dst string) error {
 	target, err := os.Readlink(src)
 	if err != nil {
@@ -85,6 +75,9 @@ func copySymlink(src, dst string) error {
 	}
 	if old, err := os.Readlink(dst); err == nil && old == target {
 		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
 	}
 	tmp := dst + ".kmodvm-tmp"
 	_ = os.Remove(tmp)
