@@ -174,14 +174,18 @@ func (p *prepared) readySources() string {
 	return ""
 }
 
-// useTree takes the build tree's lock (saying so when another kmodvm holds it) and fills it
-// from the source. The caller must
+// useTree takes the build tree's lock (saying so when another kmodvm holds it), cleans up
+// after a build in it that was interrupted, and fills it from the source. The caller must
 // call unlock.
 func (b *Builder) useTree(ctx context.Context, p *prepared) (unlock func(), err error) {
 	unlock, err = ondisk.Lock(ctx, filepath.Join(b.Cache, "trees", p.slot+".lock"), func() {
 		b.report(Progress{Phase: "wait", Current: "waiting for another kmodvm using the kernel tree " + p.tree})
 	})
 	if err != nil {
+		return nil, err
+	}
+	if err := b.recoverInterrupted(p.tree); err != nil {
+		unlock()
 		return nil, err
 	}
 	if err := b.unpack(ctx, p); err != nil {
@@ -412,7 +416,7 @@ func (b *Builder) Build(ctx context.Context, req Request) (*Result, error) {
 	}
 	defer logf.Close()
 	var final *kconfig.Config
-	err = func() error {
+	err = whileBuilding(p.tree, func() error {
 		b.report(Progress{Phase: "config", Current: "generating .config", Elapsed: time.Since(start)})
 		if final, err = b.GenerateConfig(ctx, p.plan, p.tree, ".config"); err != nil {
 			return err
@@ -423,7 +427,7 @@ func (b *Builder) Build(ctx context.Context, req Request) (*Result, error) {
 		b.logger().Info("building kernel", "tree", p.tree, "log", logPath, "key", p.key)
 		b.report(Progress{Phase: "make", Current: "make LLVM=1 in the toolchain root; full log in " + logPath, Elapsed: time.Since(start)})
 		return b.makeWithProgress(ctx, p.tree, logf, start)
-	}()
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -524,6 +528,9 @@ func (b *Builder) makeTo(ctx context.Context, tree string, binds []images.Bind, 
 	argv := append([]string{"make", "LLVM=1", "ARCH=x86_64"}, args...)
 	cmd := b.Root.Command(ctx, runOptions(append([]images.Bind{{Host: tree, Guest: GuestTree}}, binds...), GuestTree, env, out, out), argv...)
 	err := cmd.Run()
+	if err != nil && images.KilledHard(cmd) {
+		err = fmt.Errorf("%w: %w", errKilled, err)
+	}
 	if err != nil && ctx.Err() != nil {
 		err = fmt.Errorf("%w (make %s: %w)", ctx.Err(), strings.Join(args, " "), err)
 	}
