@@ -312,10 +312,10 @@ func (b *diskBuild) fillStage(stage string, spec DiskSpec) error {
 		if err != nil {
 			return err
 		}
-		// --remove-destination: a file already there is a hardlink shared with the root;
-		// cp must unlink it, not overwrite it.
-		if err := b.run("cp", "-a", "--remove-destination", "--", t.Src+"/.", dst+"/"); err != nil {
-			return err
+		// A file already there is a hardlink shared with the root: CopyTree replaces it
+		// (rename over it), never writes into it.
+		if _, err := ondisk.CopyTree(b.ctx, t.Src, dst, ondisk.CopyOptions{}); err != nil {
+			return fmt.Errorf("copy %s into the disk: %w", t.Dst, err)
 		}
 	}
 	b.step("generating ssh keys")
