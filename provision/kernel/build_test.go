@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -100,5 +101,181 @@ exit $rc
 	}
 	if exists(filepath.Join(root.dir, "overlaps")) {
 		t.Errorf("the second build unpacked into the tree while the first did")
+	}
+}
+
+// A config that loses CONFIG_RUST in Kconfig fails verification before make runs, with
+// rustavailable's word on why; a toolchain that cannot build Rust fails the gate.
+func TestBuildRefusals(t *testing.T) {
+	cases := []struct {
+		name  string
+		steer string // file put in the tree after the first build
+		want  []string
+	}{
+		{"Kconfig drops RUST", ".fake-drop", []string{"RUST", "rustavailable", "Rust is available!"}},
+		{"no Rust toolchain", ".fake-no-rust", []string{"cannot build Rust kernel code", "bindgen' is too old", "hint:"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			b, root, _ := newTestBuilder(t)
+			if _, err := b.Build(t.Context(), Request{Source: Source{Kind: SourcePackage}}); err != nil {
+				t.Fatal(err)
+			}
+			writeFile(t, filepath.Join(treeOf(t, b), tc.steer), "RUST")
+			made := len(root.makeTargets(t))
+			_, err := b.Build(t.Context(), Request{Source: Source{Kind: SourcePackage}, Config: ConfigSpec{Fragments: []string{"CONFIG_CONFIGFS_FS=y"}}})
+			if err == nil {
+				t.Fatal("the build succeeded")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q:\n%v", w, err)
+				}
+			}
+			for _, target := range root.makeTargets(t)[made:] {
+				if target == "all" {
+					t.Errorf("make all ran after a refusal")
+				}
+			}
+			if exists(filepath.Join(treeOf(t, b), buildingMarker)) {
+				t.Errorf("a refused build left the in-progress marker")
+			}
+		})
+	}
+}
+
+// An unknown option is refused before any Kconfig run, as a config error.
+func TestBuildUnknownOption(t *testing.T) {
+	b, root, _ := newTestBuilder(t)
+	_, err := b.Build(t.Context(), Request{Source: Source{Kind: SourcePackage}, Config: ConfigSpec{Fragments: []string{"CONFIG_NO_SUCH_THING=y"}}})
+	var ce *ConfigError
+	if !errors.As(err, &ce) || !strings.Contains(err.Error(), "NO_SUCH_THING") {
+		t.Fatalf("err = %v, want a ConfigError naming the option", err)
+	}
+	for _, target := range root.makeTargets(t) {
+		if target == "allnoconfig" || target == "all" {
+			t.Errorf("make %s ran for an unknown option", target)
+		}
+	}
+}
+
+// Variants: each config is its own cache entry, built incrementally in the one tree of
+// the source; the defconfig base goes through x86_64_defconfig and olddefconfig.
+func TestVariantsShareTheTree(t *testing.T) {
+	b, root, pl := newTestBuilder(t)
+	reqs := map[string]Request{
+		"small":     {Source: Source{Kind: SourcePackage}},
+		"configfs":  {Source: Source{Kind: SourcePackage}, Config: ConfigSpec{Fragments: []string{"CONFIG_CONFIGFS_FS=y"}}},
+		"defconfig": {Source: Source{Kind: SourcePackage}, Config: ConfigSpec{Base: BaseDefconfig}},
+	}
+	keys := map[string]string{}
+	for name, req := range reqs {
+		res, err := b.Build(t.Context(), req)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		for other, k := range keys {
+			if k == res.Key {
+				t.Errorf("%s and %s share the key %s", name, other, k)
+			}
+		}
+		keys[name] = res.Key
+		if base := res.Base; (name == "defconfig") != (base == BaseDefconfig) {
+			t.Errorf("%s: base %s", name, base)
+		}
+	}
+	treeOf(t, b) // exactly one tree
+	if n := strings.Count(pl.text(), "unpack: "); n != 1 {
+		t.Errorf("the source was unpacked %d times", n)
+	}
+	targets := strings.Join(root.makeTargets(t), " ")
+	for _, want := range []string{"x86_64_defconfig", "olddefconfig"} {
+		if !strings.Contains(targets, want) {
+			t.Errorf("no make %s in %s", want, targets)
+		}
+	}
+	for name, req := range reqs {
+		got, err := b.Lookup(t.Context(), req)
+		if err != nil || got == nil || got.Key != keys[name] {
+			t.Errorf("Lookup(%s) = %+v, %v", name, got, err)
+		}
+	}
+}
+
+// A local kernel tree is mirrored into the build tree; an edit (even a new untracked file)
+// makes a new kernel, and the mirror drops files removed from the source.
+func TestBuildLocalTree(t *testing.T) {
+	root := newFakeRoot(t)
+	src := filepath.Join(t.TempDir(), "linux")
+	fakeKernelSource(t, src)
+	b := &Builder{Root: root, RootHash: "roothash", Cache: t.TempDir()}
+	req := Request{Source: Source{Kind: SourceTree, Path: src}}
+	first, err := b.Build(t.Context(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree := treeOf(t, b)
+	if data, err := os.ReadFile(filepath.Join(tree, "kernel/fork.c")); err != nil || string(data) != "int fork;\n" {
+		t.Fatalf("mirrored source: %q, %v", data, err)
+	}
+	if again, err := b.Build(t.Context(), req); err != nil || !again.Cached {
+		t.Fatalf("unchanged tree: %+v, %v; want a cache hit", again, err)
+	}
+	writeFile(t, filepath.Join(src, "drivers/new.c"), "int n;\n")
+	os.Remove(filepath.Join(src, "drivers/gpu/private.h"))
+	second, err := b.Build(t.Context(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.Cached || second.Key == first.Key {
+		t.Errorf("an edited tree reused the kernel %s", first.Key)
+	}
+	if !exists(filepath.Join(tree, "drivers/new.c")) || exists(filepath.Join(tree, "drivers/gpu/private.h")) {
+		t.Errorf("the mirror did not follow the source")
+	}
+}
+
+// CheckConfig generates and verifies the config without building, and reports what the
+// request changed relative to the base.
+func TestCheckConfig(t *testing.T) {
+	b, root, _ := newTestBuilder(t)
+	chk, err := b.CheckConfig(t.Context(), Request{Source: Source{Kind: SourcePackage}, Config: ConfigSpec{Fragments: []string{"CONFIG_CONFIGFS_FS=y"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := chk.Report.Err(); err != nil {
+		t.Errorf("report: %v", err)
+	}
+	if v, _ := chk.Final.Value("CONFIGFS_FS"); v != "y" {
+		t.Errorf("final CONFIGFS_FS = %q", v)
+	}
+	found := false
+	for _, c := range chk.Changes {
+		found = found || strings.Contains(c.String(), "CONFIGFS_FS")
+	}
+	if !found {
+		t.Errorf("changes lack CONFIGFS_FS: %v", chk.Changes)
+	}
+	for _, target := range root.makeTargets(t) {
+		if target == "all" {
+			t.Errorf("CheckConfig ran make all")
+		}
+	}
+	if exists(filepath.Join(chk.Tree, ".config")) {
+		t.Errorf("CheckConfig wrote the build's .config")
+	}
+}
+
+// A kernel build SIGKILLed while publishing left a temporary entry; the next build of any
+// kernel sweeps it.
+func TestBuildSweepsStaleEntries(t *testing.T) {
+	b, _, _ := newTestBuilder(t)
+	stale := filepath.Join(b.Cache, "builds", ".tmp-0123456789abcdef-42")
+	writeFile(t, filepath.Join(stale, "kdir/Makefile"), "")
+	if _, err := b.Build(t.Context(), Request{Source: Source{Kind: SourcePackage}}); err != nil {
+		t.Fatal(err)
+	}
+	if exists(stale) {
+		t.Errorf("the stale temporary entry is still there")
 	}
 }
