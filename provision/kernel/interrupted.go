@@ -37,10 +37,13 @@ func whileBuilding(tree string, fn func() error) error {
 }
 
 // recoverInterrupted finishes what a build stopped without cleaning up left in tree: every
-// file written since its marker that is not a source (the tree's sources manifest) nor
-// kmodvm's own bookkeeping may be half-written, and make would trust it for its fresh mtime
-// (a 0-byte rust/uapi/uapi_generated.rs broke every later build). They are removed, so make
-// rebuilds them; outputs older than the marker are complete and kept.
+// file written since its marker may be half-written, and make would trust it for its fresh
+// mtime (a 0-byte rust/uapi/uapi_generated.rs broke every later build). They are removed, so
+// make rebuilds them; outputs older than the marker are complete and kept, and so is
+// kmodvm's own bookkeeping. Sources are kept in a tree unpacked from a package or tarball
+// (it is never unpacked again); in a mirror of a local tree, a "source" written since the
+// marker was written by the build (a local tree built in place has generated files among
+// its sources) and the mirror that follows copies it again.
 func (b *Builder) recoverInterrupted(tree string) error {
 	marker := filepath.Join(tree, buildingMarker)
 	st, err := os.Stat(marker)
@@ -51,7 +54,10 @@ func (b *Builder) recoverInterrupted(tree string) error {
 		return err
 	}
 	since := st.ModTime()
-	sources := readManifest(tree)
+	sources := map[string]bool{}
+	if _, err := os.Stat(filepath.Join(tree, unpackedMarker)); err == nil {
+		sources = readManifest(tree)
+	}
 	var removed []string
 	err = filepath.WalkDir(tree, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // A build stopped at any point never breaks the next one. Each case builds a base kernel,
@@ -176,4 +177,41 @@ func treeOf(t *testing.T, b *Builder) string {
 		t.Fatalf("build trees: %v", dirs)
 	}
 	return dirs[0]
+}
+
+// What recovery removes: files written since the marker, except kmodvm's bookkeeping, and
+// except sources of an unpacked tree; a mirrored local tree's "sources" come back with the
+// next mirror.
+func TestRecoverInterrupted(t *testing.T) {
+	for _, unpacked := range []bool{true, false} {
+		tree := t.TempDir()
+		writeFile(t, filepath.Join(tree, "old.o"), "complete")
+		writeFile(t, filepath.Join(tree, "src.c"), "source")
+		old := time.Now().Add(-time.Hour)
+		os.Chtimes(filepath.Join(tree, "old.o"), old, old)
+		os.Chtimes(filepath.Join(tree, "src.c"), old, old)
+		if err := writeManifest(tree, []string{"src.c", "gen.rs"}); err != nil {
+			t.Fatal(err)
+		}
+		if unpacked {
+			writeFile(t, filepath.Join(tree, unpackedMarker), "package:x")
+		}
+		writeFile(t, filepath.Join(tree, buildingMarker), "")
+		marked, _ := os.Stat(filepath.Join(tree, buildingMarker))
+		later := marked.ModTime().Add(time.Second)
+		for _, f := range []string{"half.o", "gen.rs", ".kmodvm-steps"} {
+			writeFile(t, filepath.Join(tree, f), "")
+			os.Chtimes(filepath.Join(tree, f), later, later)
+		}
+		b := &Builder{}
+		if err := b.recoverInterrupted(tree); err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]bool{"old.o": true, "src.c": true, ".kmodvm-steps": true, "half.o": false, "gen.rs": unpacked, buildingMarker: false}
+		for f, kept := range want {
+			if got := exists(filepath.Join(tree, f)); got != kept {
+				t.Errorf("unpacked=%v: %s kept = %v, want %v", unpacked, f, got, kept)
+			}
+		}
+	}
 }
