@@ -46,7 +46,7 @@ func Lock(ctx context.Context, path string, waiting func()) (unlock func(), err 
 			}
 		}
 	}
-	return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); _ = f.Close() }, nil
+	return release(f), nil
 }
 
 // TryLock takes the lock on path if it is free; ok is false when someone else holds it.
@@ -58,7 +58,11 @@ func TryLock(path string) (unlock func(), ok bool, err error) {
 	if ok, err = tryFlock(f, path); !ok || err != nil {
 		return nil, false, err
 	}
-	return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); _ = f.Close() }, true, nil
+	return release(f), true, nil
+}
+
+func release(f *os.File) func() {
+	return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); _ = f.Close() }
 }
 
 func openLock(path string) (*os.File, error) {

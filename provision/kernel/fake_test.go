@@ -3,9 +3,11 @@ package kernel
 import (
 	"archive/tar"
 	"context"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -228,13 +230,8 @@ func fakeKernelSource(t *testing.T, dir string, extra ...string) {
 		syms[s] = "y"
 	}
 	syms["LOCALVERSION"] = `""`
-	names := make([]string, 0, len(syms))
-	for s := range syms {
-		names = append(names, s)
-	}
-	sort.Strings(names)
 	var kc strings.Builder
-	for _, s := range names {
+	for _, s := range slices.Sorted(maps.Keys(syms)) {
 		typ := "bool"
 		switch v := syms[s]; {
 		case v == "m":
