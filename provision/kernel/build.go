@@ -416,17 +416,9 @@ func (b *Builder) Build(ctx context.Context, req Request) (*Result, error) {
 	}
 	defer logf.Close()
 	var final *kconfig.Config
-	err = whileBuilding(p.tree, func() error {
-		b.report(Progress{Phase: "config", Current: "generating .config", Elapsed: time.Since(start)})
-		if final, err = b.GenerateConfig(ctx, p.plan, p.tree, ".config"); err != nil {
-			return err
-		}
-		if err := b.verifyError(ctx, p.tree, verify(p.plan, final, kc)); err != nil {
-			return err
-		}
-		b.logger().Info("building kernel", "tree", p.tree, "log", logPath, "key", p.key)
-		b.report(Progress{Phase: "make", Current: "make LLVM=1 in the toolchain root; full log in " + logPath, Elapsed: time.Since(start)})
-		return b.makeWithProgress(ctx, p.tree, logf, start)
+	err = whileBuilding(p.tree, func() (err error) {
+		final, err = b.configAndMake(ctx, p, kc, logf, start)
+		return err
 	})
 	if err != nil {
 		return nil, err
@@ -447,6 +439,21 @@ func (b *Builder) Build(ctx context.Context, req Request) (*Result, error) {
 	}
 	res.Dir = dir
 	return res, nil
+}
+
+// configAndMake generates and verifies the config in the tree, then runs the full make.
+func (b *Builder) configAndMake(ctx context.Context, p *prepared, kc *kconfig.Kconfig, logf *os.File, start time.Time) (*kconfig.Config, error) {
+	b.report(Progress{Phase: "config", Current: "generating .config", Elapsed: time.Since(start)})
+	final, err := b.GenerateConfig(ctx, p.plan, p.tree, ".config")
+	if err != nil {
+		return nil, err
+	}
+	if err := b.verifyError(ctx, p.tree, verify(p.plan, final, kc)); err != nil {
+		return nil, err
+	}
+	b.logger().Info("building kernel", "tree", p.tree, "log", logf.Name(), "key", p.key)
+	b.report(Progress{Phase: "make", Current: "make LLVM=1 in the toolchain root; full log in " + logf.Name(), Elapsed: time.Since(start)})
+	return final, b.makeWithProgress(ctx, p.tree, logf, start)
 }
 
 // fillEntry installs and stages a finished build into the cache entry directory tmp.
