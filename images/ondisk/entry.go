@@ -79,8 +79,9 @@ func Entry(ctx context.Context, log *slog.Logger, parent, key string, build Buil
 func lockPath(parent, key string) string { return filepath.Join(parent, key+".lock") }
 
 // sweepStale removes parent's temporary entries whose builder is gone. Those of key are
-// stale for sure (the caller holds key's lock); another key's are stale when its lock is
-// free. A builder alive in another process holds its lock, so its directory stays.
+// stale for sure (the caller holds key's lock) and must go; another key's are stale when its
+// lock is free (a live builder holds it) and are removed if they can be: one that cannot
+// (a mount left inside) is logged, and must not stop this build.
 func sweepStale(log *slog.Logger, parent, key string) error {
 	tmps, err := filepath.Glob(filepath.Join(parent, tmpPrefix+"*"))
 	if err != nil {
@@ -91,23 +92,31 @@ func sweepStale(log *slog.Logger, parent, key string) error {
 		if !ok || !isDir(t) {
 			continue
 		}
-		if k != key {
-			unlock, free, err := TryLock(lockPath(parent, k))
-			if err != nil || !free {
-				continue
-			}
-			err = removeStale(log, t)
-			unlock()
-			if err != nil {
+		if k == key {
+			if err := removeStale(log, t); err != nil {
 				return err
 			}
 			continue
 		}
-		if err := removeStale(log, t); err != nil {
-			return err
+		if err := removeIfUnlocked(log, lockPath(parent, k), t); err != nil {
+			log.Warn("cannot remove a partial cache entry left by an interrupted build", "dir", t, "err", err)
 		}
 	}
 	return nil
+}
+
+// removeIfUnlocked removes dir when nobody holds the lock at lockFile. A builder creates its
+// lock before its temporary directory, so without a lock file there is no builder.
+func removeIfUnlocked(log *slog.Logger, lockFile, dir string) error {
+	if _, err := os.Stat(lockFile); errors.Is(err, os.ErrNotExist) {
+		return removeStale(log, dir)
+	}
+	unlock, free, err := TryLock(lockFile)
+	if err != nil || !free {
+		return err
+	}
+	defer unlock()
+	return removeStale(log, dir)
 }
 
 func removeStale(log *slog.Logger, dir string) error {

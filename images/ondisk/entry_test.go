@@ -108,7 +108,11 @@ func TestEntrySweepsStaleTemps(t *testing.T) {
 	sameKey := filepath.Join(parent, ".tmp-h3-12345")
 	deadOther := filepath.Join(parent, ".tmp-other-1")
 	liveOther := filepath.Join(parent, ".tmp-busy-2")
-	for _, d := range []string{filepath.Join(sameKey, "root", "etc"), deadOther, liveOther} {
+	freeLock := filepath.Join(parent, ".tmp-free-3") // its builder's lock file is there, not held
+	if err := os.WriteFile(filepath.Join(parent, "free.lock"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{filepath.Join(sameKey, "root", "etc"), deadOther, liveOther, freeLock} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -121,7 +125,7 @@ func TestEntrySweepsStaleTemps(t *testing.T) {
 	if _, _, err := Entry(context.Background(), discardLogger(), parent, "h3", func(tmp, _ string) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
-	for _, gone := range []string{sameKey, deadOther} {
+	for _, gone := range []string{sameKey, deadOther, freeLock} {
 		if _, err := os.Stat(gone); !os.IsNotExist(err) {
 			t.Errorf("stale temp dir %s not removed", gone)
 		}
