@@ -1,7 +1,9 @@
 package kernel
 
 import (
+	"crypto/sha256"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -277,5 +279,34 @@ func TestBuildSweepsStaleEntries(t *testing.T) {
 	}
 	if exists(stale) {
 		t.Errorf("the stale temporary entry is still there")
+	}
+}
+
+// A tarball source is verified against its sha256, kept in the download cache and unpacked
+// once; a wrong checksum leaves nothing behind.
+func TestBuildTarball(t *testing.T) {
+	root := newFakeRoot(t)
+	root.fakePackage(t) // the package tarball serves as a downloaded one
+	tarball := filepath.Join(root.dir, "usr/src/linux-source-7.2.tar.xz")
+	data, err := os.ReadFile(tarball)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := fmt.Sprintf("%x", sha256.Sum256(data))
+	b := &Builder{Root: root, RootHash: "roothash", Cache: t.TempDir()}
+
+	bad := Request{Source: Source{Kind: SourceTarball, Path: tarball, SHA256: strings.Repeat("0", 64)}}
+	if _, err := b.Build(t.Context(), bad); err == nil || !strings.Contains(err.Error(), "nothing was cached") {
+		t.Fatalf("wrong checksum: %v", err)
+	}
+	res, err := b.Build(t.Context(), Request{Source: Source{Kind: SourceTarball, Path: tarball, SHA256: sum}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.SourceID != "tarball:"+sum {
+		t.Errorf("source = %s", res.SourceID)
+	}
+	if _, err := os.Stat(filepath.Join(b.Cache, "downloads", sum+".tar.xz")); err != nil {
+		t.Errorf("the download cache lacks the tarball: %v", err)
 	}
 }
