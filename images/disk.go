@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kmodvm/kmodvm/images/ondisk"
 	"github.com/kmodvm/kmodvm/vm/remedy"
 	"github.com/kmodvm/kmodvm/vm/shellquote"
 )
@@ -178,7 +179,7 @@ func BuildDisk(ctx context.Context, log *slog.Logger, cacheDir string, spec Disk
 		return nil, fmt.Errorf("cache directory: %w", err)
 	}
 	key := spec.Hash()
-	dir, hit, err := buildEntry(ctx, log, filepath.Join(cacheDir, "disks"), key, func(tmp, failedLog string) error {
+	dir, hit, err := ondisk.Entry(ctx, log, filepath.Join(cacheDir, "disks"), key, func(tmp, failedLog string) error {
 		return buildDisk(ctx, log, tmp, failedLog, spec, progress)
 	})
 	if err != nil {
@@ -277,7 +278,7 @@ func buildDisk(ctx context.Context, log *slog.Logger, tmp, failedLog string, spe
 	if err := os.Remove(raw); err != nil {
 		return fmt.Errorf("remove raw image: %w", err)
 	}
-	if err := removeTree(stage); err != nil {
+	if err := ondisk.RemoveTree(stage); err != nil {
 		return fmt.Errorf("remove disk stage: %w", err)
 	}
 	dsts := make([]string, len(spec.Extras))
@@ -313,10 +314,10 @@ func (b *diskBuild) fillStage(stage string, spec DiskSpec) error {
 		if err != nil {
 			return err
 		}
-		// --remove-destination: a file already there is a hardlink shared with the root;
-		// cp must unlink it, not overwrite it.
-		if err := b.run("cp", "-a", "--remove-destination", "--", t.Src+"/.", dst+"/"); err != nil {
-			return err
+		// A file already there is a hardlink shared with the root: CopyTree replaces it
+		// (rename over it), never writes into it.
+		if _, err := ondisk.CopyTree(b.ctx, t.Src, dst, ondisk.CopyOptions{}); err != nil {
+			return fmt.Errorf("copy %s into the disk: %w", t.Dst, err)
 		}
 	}
 	b.step("generating ssh keys")

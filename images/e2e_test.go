@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/kmodvm/kmodvm/images/ondisk"
 )
 
 // TestE2E builds a real root and disk. It runs only with KMODVM_E2E=1, as root, with
@@ -74,7 +76,7 @@ func TestE2E(t *testing.T) {
 		if tmps, _ := filepath.Glob(filepath.Join(cache, "roots", ".tmp-*")); len(tmps) > 0 {
 			t.Errorf("cancelled build left %v", tmps)
 		}
-		if m, _ := mountsUnder(filepath.Join(cache, "roots")); len(m) > 0 {
+		if m, _ := ondisk.MountsUnder(filepath.Join(cache, "roots")); len(m) > 0 {
 			t.Errorf("cancelled build left mounts: %v", m)
 		}
 	})

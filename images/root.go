@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kmodvm/kmodvm/images/ondisk"
 	"github.com/kmodvm/kmodvm/vm/remedy"
 	"github.com/kmodvm/kmodvm/vm/shellquote"
 )
@@ -53,7 +54,7 @@ func BuildRoot(ctx context.Context, log *slog.Logger, cacheDir string, spec Spec
 	}
 	spec = spec.normalized()
 	hash := spec.Hash()
-	dir, hit, err := buildEntry(ctx, log, filepath.Join(cacheDir, "roots"), hash, func(tmp, failedLog string) error {
+	dir, hit, err := ondisk.Entry(ctx, log, filepath.Join(cacheDir, "roots"), hash, func(tmp, failedLog string) error {
 		return buildRoot(ctx, log, tmp, failedLog, spec, progress)
 	})
 	if err != nil {

@@ -9,7 +9,6 @@ import (
 	"path"
 	"slices"
 	"strings"
-	"time"
 )
 
 // GuestPath is PATH inside the root: the host's PATH (rustup, pyenv shims) must not leak in.
@@ -36,13 +35,15 @@ type RunOptions struct {
 
 // Command returns a command running argv inside the root with bwrap: the root bound
 // read-write at /, fresh /proc, /dev and /tmp, /sys read-only, a PID namespace, a clean
-// environment. Cancelling ctx kills bwrap; the PID namespace and --die-with-parent then take
-// every process of the command with it. Invalid options make Start return an error.
+// environment. Cancelling ctx interrupts the command like Ctrl-C (see InterruptOnCancel) and
+// kills bwrap if it has not exited after InterruptGrace; the PID namespace and
+// --die-with-parent then take every process of the command with it. Invalid options make
+// Start return an error.
 func (r *Root) Command(ctx context.Context, opt RunOptions, argv ...string) *exec.Cmd {
 	args, err := bwrapArgs(r.Dir, opt.ReadOnlyRoot, nil, opt, argv)
 	cmd := exec.CommandContext(ctx, "bwrap", args...)
 	cmd.Stdout, cmd.Stderr = opt.Stdout, opt.Stderr
-	cmd.WaitDelay = 5 * time.Second
+	InterruptOnCancel(cmd, InterruptGrace)
 	if err != nil {
 		cmd.Err = fmt.Errorf("run %q in the toolchain root: %w", strings.Join(argv, " "), err)
 	}

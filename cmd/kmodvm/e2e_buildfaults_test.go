@@ -14,9 +14,10 @@ import (
 )
 
 // TestE2EInterruptKernelAndDisk interrupts `kernel build` and `image build` of a kernel
-// variant at each phase (config, make, modules_install, disk), in the real cache: no partial
-// entry may appear, no lock stay taken, no process outlive kmodvm, and the next build
-// finishes from where the tree is. The variant differs from the tree's current config, so
+// variant at each phase (config, make, modules_install, disk), and once SIGKILLs kmodvm
+// mid-make, in the real cache: no partial entry may appear, no lock stay taken, no process
+// outlive kmodvm, and the next build finishes from where the tree is, with no half-written
+// target left in the tree. The variant differs from the tree's current config, so
 // make has real work every run; its cache entries are removed afterwards.
 func TestE2EInterruptKernelAndDisk(t *testing.T) {
 	e2eEnv(t)
@@ -77,20 +78,34 @@ func TestE2EInterruptKernelAndDisk(t *testing.T) {
 		}
 	}
 
+	// kmodvm SIGKILLed mid-make cannot stop make gently: make dies with it (bwrap's
+	// --die-with-parent) and may leave targets half-written with fresh mtimes; the tree keeps
+	// its in-progress marker and the next build removes them, saying so.
+	recovered := "stopped before it could clean up"
 	steps := []struct {
 		phase, marker string
 		at            landing
 		sig           syscall.Signal
 		cmd           []string
+		wantSaid      string // printed by this run
 	}{
-		{"config", "==> kernel: generating .config", atOnce, syscall.SIGINT, []string{"kernel", "build"}},
-		{"make", "==> kernel: make LLVM=1", whenTrue("a compiler runs", hostNamed("clang", "rustc")), syscall.SIGTERM, []string{"kernel", "build"}},
-		{"modules_install", "==> kernel: modules_install", atOnce, syscall.SIGINT, []string{"image", "build"}},
-		{"disk", "==> staging the root", whenTrue("the disk is being staged or packed", hostNamed("cp", "mkfs.ext4", "qemu-img")), syscall.SIGTERM, []string{"image", "build"}},
+		{"config", "==> kernel: generating .config", atOnce, syscall.SIGINT, []string{"kernel", "build"}, ""},
+		{"make", "==> kernel: make LLVM=1", whenTrue("a compiler runs", hostNamed("clang", "rustc")), syscall.SIGTERM, []string{"kernel", "build"}, ""},
+		{"make, kmodvm killed", "==> kernel: make LLVM=1", whenTrue("bindgen or a compiler runs", hostNamed("bindgen", "clang", "rustc")), syscall.SIGKILL, []string{"kernel", "build"}, ""},
+		{"modules_install", "==> kernel: modules_install", atOnce, syscall.SIGINT, []string{"image", "build"}, recovered},
+		{"disk", "==> staging the root", whenTrue("the disk is being staged or packed", hostNamed("cp", "mkfs.ext4", "qemu-img")), syscall.SIGTERM, []string{"image", "build"}, ""},
 	}
 	for _, s := range steps {
-		if _, code := interruptAt(t, nil, s.marker, 30*time.Minute, s.at, s.sig, append([]string{"--config", cfg}, s.cmd...)...); code != 130 {
-			t.Errorf("%s interrupted at %s: exit %d, want 130", strings.Join(s.cmd, " "), s.phase, code)
+		p, code := interruptAt(t, nil, s.marker, 30*time.Minute, s.at, s.sig, append([]string{"--config", cfg}, s.cmd...)...)
+		want := 130
+		if s.sig == syscall.SIGKILL {
+			want = 128 + int(syscall.SIGKILL)
+		}
+		if code != want {
+			t.Errorf("%s stopped at %s with %s: exit %d, want %d", strings.Join(s.cmd, " "), s.phase, s.sig, code, want)
+		}
+		if s.wantSaid != "" && !strings.Contains(p.stderr.String()+p.stdout.String(), s.wantSaid) {
+			t.Errorf("%s at %s did not say %q", strings.Join(s.cmd, " "), s.phase, s.wantSaid)
 		}
 		nothingLeft(s.phase, s.phase == "disk")
 	}
@@ -109,6 +124,13 @@ func TestE2EInterruptKernelAndDisk(t *testing.T) {
 			t.Error(err)
 		}
 		os.Remove(dir + ".lock")
+	}
+	// The tree is sound for the next variant: no marker, no empty generated bindings.
+	if _, err := os.Stat(filepath.Join(kc.Tree, ".kmodvm-building")); !os.IsNotExist(err) {
+		t.Errorf("the in-progress marker is still in %s after a complete build", kc.Tree)
+	}
+	if fi, err := os.Stat(filepath.Join(kc.Tree, "rust/uapi/uapi_generated.rs")); err != nil || fi.Size() == 0 {
+		t.Errorf("rust/uapi/uapi_generated.rs after the build: %v, %v", fi, err)
 	}
 }
 

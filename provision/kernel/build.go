@@ -16,10 +16,10 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/kmodvm/kmodvm/images"
+	"github.com/kmodvm/kmodvm/images/ondisk"
 	"github.com/kmodvm/kmodvm/provision/kconfig"
 )
 
@@ -108,11 +108,14 @@ func (r *Result) Extras() []images.Tree {
 	}
 }
 
-// prepared is a source unpacked into its build tree, with its identity.
+// prepared is a request's source, identified, with the build tree it builds in and, once
+// planned, its config plan and cache key.
 type prepared struct {
+	src       Source
 	tree      string // host path of the build tree
 	slot      string
 	sourceID  string
+	tarball   string // package sources: the tarball inside the root
 	plan      *ConfigPlan
 	key       string
 	toolchain map[string]string
@@ -131,42 +134,81 @@ func (b *Builder) report(p Progress) {
 	}
 }
 
-// prepare makes sure the source is unpacked in its build tree and computes the cache key.
-func (b *Builder) prepare(ctx context.Context, req Request) (*prepared, error) {
-	var pkgName, sourceID, tarball string
+// identify finds out what the source is, without touching its build tree.
+func (b *Builder) identify(ctx context.Context, req Request) (*prepared, error) {
+	p := &prepared{src: req.Source}
+	var pkgName string
 	switch req.Source.Kind {
 	case SourcePackage:
 		name, version, tb, err := packageSource(ctx, b.Root)
 		if err != nil {
 			return nil, err
 		}
-		pkgName, tarball, sourceID = name, tb, "package:"+name+"="+version
+		pkgName, p.tarball, p.sourceID = name, tb, "package:"+name+"="+version
 	case SourceTarball:
-		sourceID = "tarball:" + req.Source.SHA256
+		p.sourceID = "tarball:" + req.Source.SHA256
 	case SourceTree:
 		id, err := treeIdentity(ctx, req.Source.Path)
 		if err != nil {
 			return nil, err
 		}
-		sourceID = "tree:" + req.Source.Path + "@" + id
+		p.sourceID = "tree:" + req.Source.Path + "@" + id
 	default:
 		return nil, fmt.Errorf("unknown kernel source kind %q", req.Source.Kind)
 	}
-	p := &prepared{slot: req.Source.treeSlot(b.RootHash, pkgName), sourceID: sourceID}
+	p.slot = req.Source.treeSlot(b.RootHash, pkgName)
 	p.tree = filepath.Join(b.Cache, "trees", p.slot)
-	if err := b.unpack(ctx, req.Source, p, tarball); err != nil {
-		return nil, err
-	}
-	plan, err := PlanConfig(req.Config, p.tree, sourceID)
+	return p, nil
+}
+
+// planFrom resolves the config request against the kernel sources in dir and computes the
+// cache key.
+func (b *Builder) planFrom(ctx context.Context, req Request, p *prepared, dir string) error {
+	plan, err := PlanConfig(req.Config, dir, p.sourceID)
 	if err != nil {
-		return nil, configError(err)
+		return configError(err)
 	}
 	p.plan = plan
 	if p.toolchain, err = b.toolchain(ctx); err != nil {
+		return err
+	}
+	p.key = cacheKey(p.sourceID, plan, p.toolchain)
+	return nil
+}
+
+// readySources returns a directory holding the request's kernel sources as they are now,
+// readable without the tree's lock: a local tree itself, or a build tree completely
+// unpacked from this very source (unpacking is the only writer of its sources). "" when
+// the build tree must be filled first.
+func (p *prepared) readySources() string {
+	if p.src.Kind == SourceTree {
+		return p.src.Path
+	}
+	if data, err := os.ReadFile(filepath.Join(p.tree, unpackedMarker)); err == nil && string(data) == p.sourceID {
+		return p.tree
+	}
+	return ""
+}
+
+// useTree takes the build tree's lock (saying so when another kmodvm holds it), cleans up
+// after a build in it that was interrupted, and fills it from the source. The caller must
+// call unlock.
+func (b *Builder) useTree(ctx context.Context, p *prepared) (unlock func(), err error) {
+	unlock, err = ondisk.Lock(ctx, filepath.Join(b.Cache, "trees", p.slot+".lock"), func() {
+		b.report(Progress{Phase: "wait", Current: "waiting for another kmodvm using the kernel tree " + p.tree})
+	})
+	if err != nil {
 		return nil, err
 	}
-	p.key = cacheKey(sourceID, plan, p.toolchain)
-	return p, nil
+	if err := b.recoverInterrupted(p.tree); err != nil {
+		unlock()
+		return nil, err
+	}
+	if err := b.unpack(ctx, p); err != nil {
+		unlock()
+		return nil, err
+	}
+	return unlock, nil
 }
 
 // cacheKey identifies a built kernel: the build recipe, the source, everything requested of
@@ -202,22 +244,26 @@ func (b *Builder) toolchain(ctx context.Context) (map[string]string, error) {
 	}
 	data, _ := json.MarshalIndent(v, "", "  ")
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err == nil {
-		_ = writeFileAtomic(path, data, 0o644)
+		_ = ondisk.WriteFileAtomic(path, data, 0o644)
 	}
 	return v, nil
 }
 
+// unpackedMarker, in a build tree unpacked from a package or tarball, holds the identity of
+// that source; it is written last, so a tree that has it is complete.
+const unpackedMarker = ".kmodvm-source"
+
 // unpack fills the build tree from the source once; a tree from another source identity
 // (package upgraded, tarball changed) is replaced. A local tree is mirrored every time.
-func (b *Builder) unpack(ctx context.Context, src Source, p *prepared, tarball string) error {
-	marker := filepath.Join(p.tree, ".kmodvm-source")
-	if src.Kind == SourceTree {
+// The caller holds the tree's lock.
+func (b *Builder) unpack(ctx context.Context, p *prepared) error {
+	if p.src.Kind == SourceTree {
 		if err := os.MkdirAll(p.tree, 0o755); err != nil {
 			return err
 		}
-		return mirrorTree(src.Path, p.tree)
+		return mirrorTree(ctx, p.src.Path, p.tree)
 	}
-	if data, err := os.ReadFile(marker); err == nil && string(data) == p.sourceID {
+	if p.readySources() != "" {
 		return nil
 	}
 	b.report(Progress{Phase: "unpack", Current: "unpacking kernel source"})
@@ -228,9 +274,9 @@ func (b *Builder) unpack(ctx context.Context, src Source, p *prepared, tarball s
 		return err
 	}
 	binds := []images.Bind{{Host: p.tree, Guest: GuestTree}}
-	inside := tarball
-	if src.Kind == SourceTarball {
-		local, err := fetchTarball(ctx, src, filepath.Join(b.Cache, "downloads"))
+	inside := p.tarball
+	if p.src.Kind == SourceTarball {
+		local, err := fetchTarball(ctx, p.src, filepath.Join(b.Cache, "downloads"))
 		if err != nil {
 			return err
 		}
@@ -244,7 +290,18 @@ func (b *Builder) unpack(ctx context.Context, src Source, p *prepared, tarball s
 		os.RemoveAll(p.tree)
 		return fmt.Errorf("unpack kernel source: %w\n%s", err, lastLines(out.String(), 10))
 	}
-	return os.WriteFile(marker, []byte(p.sourceID), 0o644)
+	var sources []string
+	err := walkSource(p.tree, func(rel string, _ os.FileInfo) error {
+		sources = append(sources, rel)
+		return nil
+	})
+	if err == nil {
+		err = writeManifest(p.tree, sources)
+	}
+	if err != nil {
+		return fmt.Errorf("list the unpacked kernel source: %w", err)
+	}
+	return os.WriteFile(filepath.Join(p.tree, unpackedMarker), []byte(p.sourceID), 0o644)
 }
 
 func (b *Builder) cached(key string) (*Result, error) {
@@ -276,15 +333,18 @@ type ConfigCheck struct {
 
 // CheckConfig generates the final config and verifies it, without building.
 func (b *Builder) CheckConfig(ctx context.Context, req Request) (*ConfigCheck, error) {
-	p, err := b.prepare(ctx, req)
+	p, err := b.identify(ctx, req)
 	if err != nil {
 		return nil, err
 	}
-	unlock, err := lockFile(ctx, filepath.Join(b.Cache, "trees", p.slot+".lock"))
+	unlock, err := b.useTree(ctx, p)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
+	if err := b.planFrom(ctx, req, p, p.tree); err != nil {
+		return nil, err
+	}
 	if err := b.gate(ctx, p.tree); err != nil {
 		return nil, err
 	}
@@ -312,18 +372,26 @@ func (b *Builder) CheckConfig(ctx context.Context, req Request) (*ConfigCheck, e
 // make, install, stage. Only a complete build becomes a cache entry.
 func (b *Builder) Build(ctx context.Context, req Request) (*Result, error) {
 	start := time.Now()
-	p, err := b.prepare(ctx, req)
+	p, err := b.identify(ctx, req)
 	if err != nil {
 		return nil, err
 	}
-	if r, err := b.cached(p.key); r != nil || err != nil {
-		return r, err
+	if dir := p.readySources(); dir != "" { // a cache hit needs no lock
+		if err := b.planFrom(ctx, req, p, dir); err != nil {
+			return nil, err
+		}
+		if r, err := b.cached(p.key); r != nil || err != nil {
+			return r, err
+		}
 	}
-	unlock, err := lockFile(ctx, filepath.Join(b.Cache, "trees", p.slot+".lock"))
+	unlock, err := b.useTree(ctx, p)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
+	if err := b.planFrom(ctx, req, p, p.tree); err != nil {
+		return nil, err
+	}
 	if r, err := b.cached(p.key); r != nil || err != nil { // built while we waited
 		return r, err
 	}
@@ -337,14 +405,6 @@ func (b *Builder) Build(ctx context.Context, req Request) (*Result, error) {
 	if err := Precheck(p.plan, kc); err != nil {
 		return nil, err
 	}
-	b.report(Progress{Phase: "config", Current: "generating .config", Elapsed: time.Since(start)})
-	final, err := b.GenerateConfig(ctx, p.plan, p.tree, ".config")
-	if err != nil {
-		return nil, err
-	}
-	if err := b.verifyError(ctx, p.tree, verify(p.plan, final, kc)); err != nil {
-		return nil, err
-	}
 
 	logPath := filepath.Join(b.Cache, "logs", p.key+".log")
 	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
@@ -355,73 +415,84 @@ func (b *Builder) Build(ctx context.Context, req Request) (*Result, error) {
 		return nil, err
 	}
 	defer logf.Close()
-	b.logger().Info("building kernel", "tree", p.tree, "log", logPath, "key", p.key)
-	b.report(Progress{Phase: "make", Current: "make LLVM=1 in the toolchain root; full log in " + logPath, Elapsed: time.Since(start)})
-	if err := b.makeWithProgress(ctx, p.tree, logf, start); err != nil {
+	var final *kconfig.Config
+	err = whileBuilding(p.tree, func() (err error) {
+		final, err = b.configAndMake(ctx, p, kc, logf, start)
+		return err
+	})
+	if err != nil {
 		return nil, err
 	}
 	release, err := b.kernelRelease(ctx, p.tree)
 	if err != nil {
 		return nil, err
 	}
-
-	// Assemble the entry under a temporary name; rename it into place last.
-	builds := filepath.Join(b.Cache, "builds")
-	if err := os.MkdirAll(builds, 0o755); err != nil {
-		return nil, err
+	res := &Result{
+		Key: p.key, Release: release, ConfigHash: final.Hash(), SourceID: p.sourceID,
+		Base: p.plan.Base, Toolchain: p.toolchain,
 	}
-	tmp, err := os.MkdirTemp(builds, ".tmp-"+p.key+"-")
+	dir, _, err := ondisk.Entry(ctx, b.logger(), filepath.Join(b.Cache, "builds"), p.key, func(tmp, _ string) error {
+		return b.fillEntry(ctx, p.tree, tmp, res, logf, start)
+	})
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(tmp)
+	res.Dir = dir
+	return res, nil
+}
+
+// configAndMake generates and verifies the config in the tree, then runs the full make.
+func (b *Builder) configAndMake(ctx context.Context, p *prepared, kc *kconfig.Kconfig, logf *os.File, start time.Time) (*kconfig.Config, error) {
+	b.report(Progress{Phase: "config", Current: "generating .config", Elapsed: time.Since(start)})
+	final, err := b.GenerateConfig(ctx, p.plan, p.tree, ".config")
+	if err != nil {
+		return nil, err
+	}
+	if err := b.verifyError(ctx, p.tree, verify(p.plan, final, kc)); err != nil {
+		return nil, err
+	}
+	b.logger().Info("building kernel", "tree", p.tree, "log", logf.Name(), "key", p.key)
+	b.report(Progress{Phase: "make", Current: "make LLVM=1 in the toolchain root; full log in " + logf.Name(), Elapsed: time.Since(start)})
+	return final, b.makeWithProgress(ctx, p.tree, logf, start)
+}
+
+// fillEntry installs and stages a finished build into the cache entry directory tmp.
+func (b *Builder) fillEntry(ctx context.Context, tree, tmp string, res *Result, logf *os.File, start time.Time) error {
 	b.report(Progress{Phase: "install", Current: "modules_install", Elapsed: time.Since(start)})
 	modules := filepath.Join(tmp, "modules")
 	if err := os.MkdirAll(modules, 0o755); err != nil {
-		return nil, err
+		return err
 	}
-	if err := b.make(ctx, p.tree, []images.Bind{{Host: modules, Guest: "/tmp/kmodvm-modules"}}, nil,
+	if err := b.make(ctx, tree, []images.Bind{{Host: modules, Guest: "/tmp/kmodvm-modules"}}, nil,
 		"modules_install", "INSTALL_MOD_PATH=/tmp/kmodvm-modules"); err != nil {
-		return nil, fmt.Errorf("install kernel modules: %w", err)
+		return fmt.Errorf("install kernel modules: %w", err)
 	}
-	modDir := filepath.Join(modules, "lib", "modules", release)
+	modDir := filepath.Join(modules, "lib", "modules", res.Release)
 	for _, l := range []string{"build", "source"} {
 		os.Remove(filepath.Join(modDir, l))
 	}
 	if err := os.Symlink(GuestTree, filepath.Join(modDir, "build")); err != nil {
-		return nil, err
+		return err
 	}
-	if err := copyFile(filepath.Join(p.tree, "arch/x86/boot/bzImage"), filepath.Join(tmp, bzimageName)); err != nil {
-		return nil, fmt.Errorf("copy bzImage: %w", err)
+	if err := ondisk.CopyFile(filepath.Join(tree, "arch/x86/boot/bzImage"), filepath.Join(tmp, bzimageName)); err != nil {
+		return fmt.Errorf("copy bzImage: %w", err)
 	}
-	if err := copyFile(filepath.Join(p.tree, ".config"), filepath.Join(tmp, "config")); err != nil {
-		return nil, err
+	if err := ondisk.CopyFile(filepath.Join(tree, ".config"), filepath.Join(tmp, "config")); err != nil {
+		return err
 	}
 	b.report(Progress{Phase: "stage", Current: "staging the module build tree", Elapsed: time.Since(start)})
-	if err := StageKDir(ctx, p.tree, filepath.Join(tmp, "kdir")); err != nil {
-		return nil, fmt.Errorf("stage kernel build tree: %w", err)
+	if err := StageKDir(ctx, tree, filepath.Join(tmp, "kdir")); err != nil {
+		return fmt.Errorf("stage kernel build tree: %w", err)
 	}
-	res := &Result{
-		Key: p.key, Release: release, ConfigHash: final.Hash(), SourceID: p.sourceID,
-		Base: p.plan.Base, Toolchain: p.toolchain, BuildTime: time.Since(start),
-	}
+	res.BuildTime = time.Since(start)
 	data, _ := json.MarshalIndent(res, "", "  ")
 	if err := os.WriteFile(filepath.Join(tmp, "info.json"), data, 0o644); err != nil {
-		return nil, err
+		return err
 	}
-	logf.Close()
-	if err := copyFile(logPath, filepath.Join(tmp, "build.log")); err != nil {
-		return nil, err
+	if err := logf.Close(); err != nil {
+		return err
 	}
-	if err := ctx.Err(); err != nil { // interrupted: keep nothing, even what is complete
-		return nil, err
-	}
-	final2 := filepath.Join(builds, p.key)
-	if err := os.Rename(tmp, final2); err != nil {
-		return nil, fmt.Errorf("store kernel build: %w", err)
-	}
-	res.Dir = final2
-	return res, nil
+	return ondisk.CopyFile(logf.Name(), filepath.Join(tmp, ondisk.LogName))
 }
 
 // gate is the toolchain check before any long work: `make rustavailable`.
@@ -463,7 +534,14 @@ func (b *Builder) make(ctx context.Context, tree string, binds []images.Bind, en
 func (b *Builder) makeTo(ctx context.Context, tree string, binds []images.Bind, env []string, out io.Writer, args ...string) error {
 	argv := append([]string{"make", "LLVM=1", "ARCH=x86_64"}, args...)
 	cmd := b.Root.Command(ctx, runOptions(append([]images.Bind{{Host: tree, Guest: GuestTree}}, binds...), GuestTree, env, out, out), argv...)
-	return cmd.Run()
+	err := cmd.Run()
+	if err != nil && images.KilledHard(cmd) {
+		err = fmt.Errorf("%w: %w", errKilled, err)
+	}
+	if err != nil && ctx.Err() != nil {
+		err = fmt.Errorf("%w (make %s: %w)", ctx.Err(), strings.Join(args, " "), err)
+	}
+	return err
 }
 
 var stepRe = regexp.MustCompile(`^  ([A-Z][A-Z0-9_]*(?: [A-Z])?)\s+(\S+)`)
@@ -538,28 +616,4 @@ func lastLines(s string, n int) string {
 
 func runOptions(binds []images.Bind, dir string, env []string, stdout, stderr io.Writer) images.RunOptions {
 	return images.RunOptions{Binds: binds, Dir: dir, Env: env, Stdout: stdout, Stderr: stderr}
-}
-
-// lockFile takes an exclusive flock, waiting for ctx.
-func lockFile(ctx context.Context, path string) (func(), error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, err
-	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	t := time.NewTicker(200 * time.Millisecond)
-	defer t.Stop()
-	for {
-		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err == nil {
-			return func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, ctx.Err()
-		case <-t.C:
-		}
-	}
 }

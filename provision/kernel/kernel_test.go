@@ -222,13 +222,13 @@ func TestMirrorTree(t *testing.T) {
 	write("Makefile", "a")
 	write("kernel/fork.c", "b")
 	write("kernel/gone.c", "c")
-	if err := mirrorTree(src, dst); err != nil {
+	if err := mirrorTree(t.Context(), src, dst); err != nil {
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(dst, "kernel/fork.o"), []byte("obj"), 0o644) // a build output
 	os.Remove(filepath.Join(src, "kernel/gone.c"))
 	write("kernel/fork.c", "b2")
-	if err := mirrorTree(src, dst); err != nil {
+	if err := mirrorTree(t.Context(), src, dst); err != nil {
 		t.Fatal(err)
 	}
 	if b, _ := os.ReadFile(filepath.Join(dst, "kernel/fork.c")); string(b) != "b2" {

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,6 +18,8 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+
+	"github.com/kmodvm/kmodvm/images/ondisk"
 )
 
 // Source kinds.
@@ -173,16 +176,14 @@ func fetchTarball(ctx context.Context, s Source, downloads string) (string, erro
 	return dst, nil
 }
 
-// treeIdentity identifies the content of a local kernel tree: git describe plus a hash of
-// uncommitted changes, or, outside git, a hash of every file's path, size and mtime.
+// treeIdentity identifies the content of a local kernel tree. In a git checkout: git
+// describe, the diff of tracked files against HEAD, and the path, size and mtime of every
+// untracked file git does not ignore (a new driver not yet added) — git's index tells what
+// changed without reading the whole tree. Outside git: every file's path, size and mtime.
 func treeIdentity(ctx context.Context, dir string) (string, error) {
 	if _, err := os.Stat(filepath.Join(dir, ".git")); err == nil {
-		desc, err := exec.CommandContext(ctx, "git", "-C", dir, "describe", "--always", "--tags", "--dirty").Output()
-		if err == nil {
-			diff, err := exec.CommandContext(ctx, "git", "-C", dir, "diff", "HEAD").Output()
-			if err == nil {
-				return "git:" + strings.TrimSpace(string(desc)) + ":" + shortHash(string(diff)), nil
-			}
+		if id, err := gitIdentity(ctx, dir); err == nil {
+			return id, nil
 		}
 	}
 	h := sha256.New()
@@ -194,6 +195,37 @@ func treeIdentity(ctx context.Context, dir string) (string, error) {
 		return "", fmt.Errorf("hash kernel tree %s: %w", dir, err)
 	}
 	return "files:" + hex.EncodeToString(h.Sum(nil))[:16], nil
+}
+
+func gitIdentity(ctx context.Context, dir string) (string, error) {
+	git := func(args ...string) ([]byte, error) {
+		return exec.CommandContext(ctx, "git", append([]string{"-C", dir}, args...)...).Output()
+	}
+	desc, err := git("describe", "--always", "--tags", "--dirty")
+	if err != nil {
+		return "", err
+	}
+	diff, err := git("diff", "HEAD", "--binary")
+	if err != nil {
+		return "", err
+	}
+	untracked, err := git("ls-files", "--others", "--exclude-standard", "-z")
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	h.Write(diff)
+	for _, rel := range strings.Split(string(untracked), "\x00") {
+		if rel == "" {
+			continue
+		}
+		fi, err := os.Lstat(filepath.Join(dir, rel))
+		if err != nil {
+			continue // removed meanwhile
+		}
+		fmt.Fprintf(h, "\x00untracked %s %d %d", rel, fi.Size(), fi.ModTime().UnixNano())
+	}
+	return "git:" + strings.TrimSpace(string(desc)) + ":" + hex.EncodeToString(h.Sum(nil))[:16], nil
 }
 
 // walkSource calls fn for every regular file of a kernel source tree, skipping .git and
@@ -226,95 +258,55 @@ func isBuildOutput(name string) bool {
 	return name == ".config" || name == ".config.old" || strings.HasPrefix(name, ".tmp")
 }
 
-// mirrorTree copies a local kernel tree into the private build tree: only files whose size
-// or mtime changed are copied (mtimes kept, so make rebuilds only what changed); files that
-// were copied before and are gone from the source are removed. Build outputs in the build
-// tree are never touched.
-func mirrorTree(src, dst string) error {
-	manifestPath := filepath.Join(dst, ".kmodvm-mirror")
-	old := map[string]bool{}
-	if data, err := os.ReadFile(manifestPath); err == nil {
-		for _, l := range strings.Split(string(data), "\n") {
-			if l != "" {
-				old[l] = true
+// sourcesManifest, in a build tree, lists the source files it was filled with (one path
+// relative to the tree per line): everything else in it is a build output.
+const sourcesManifest = ".kmodvm-mirror"
+
+// mirrorTree copies a local kernel tree into the private build tree: only files whose size,
+// mode or mtime changed are copied (mtimes kept, so make rebuilds only what changed); files
+// that were copied before and are gone from the source are removed. Build outputs in the
+// build tree are never touched.
+func mirrorTree(ctx context.Context, src, dst string) error {
+	old := readManifest(dst)
+	now, err := ondisk.CopyTree(ctx, src, dst, ondisk.CopyOptions{
+		SkipUnchanged: true,
+		Skip: func(rel string, d fs.DirEntry) bool {
+			if d.IsDir() {
+				return d.Name() == ".git"
 			}
-		}
-	}
-	var now []string
-	err := walkSource(src, func(rel string, fi os.FileInfo) error {
-		now = append(now, rel)
-		delete(old, rel)
-		d := filepath.Join(dst, rel)
-		if st, err := os.Stat(d); err == nil && st.Size() == fi.Size() && st.ModTime().Equal(fi.ModTime()) && st.Mode() == fi.Mode() {
-			return nil
-		}
-		return copyFile(filepath.Join(src, rel), d)
+			return isBuildOutput(d.Name())
+		},
 	})
 	if err != nil {
-		return fmt.Errorf("copy kernel tree %s: %w", src, err)
+		return fmt.Errorf("copy kernel tree: %w", err)
+	}
+	for _, rel := range now {
+		delete(old, rel)
 	}
 	for rel := range old {
 		if err := os.Remove(filepath.Join(dst, rel)); err != nil && !os.IsNotExist(err) {
 			return err
 		}
 	}
-	return writeFileAtomic(manifestPath, []byte(strings.Join(now, "\n")+"\n"), 0o644)
+	return writeManifest(dst, now)
 }
 
-// copyFile copies a regular file with its mode and mtime, through a temporary name.
-func copyFile(src, dst string) error {
-	fi, err := os.Stat(src)
+func readManifest(tree string) map[string]bool {
+	m := map[string]bool{}
+	data, err := os.ReadFile(filepath.Join(tree, sourcesManifest))
 	if err != nil {
-		return err
+		return m
 	}
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return err
+	for _, l := range strings.Split(string(data), "\n") {
+		if l != "" {
+			m[l] = true
+		}
 	}
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	tmp := dst + ".kmodvm-tmp"
-	out, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, fi.Mode().Perm())
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		os.Remove(tmp)
-		return err
-	}
-	if err := out.Close(); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if err := os.Chtimes(tmp, fi.ModTime(), fi.ModTime()); err != nil {
-		return err
-	}
-	return os.Rename(tmp, dst)
+	return m
 }
 
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+func writeManifest(tree string, rels []string) error {
+	return ondisk.WriteFileAtomic(filepath.Join(tree, sourcesManifest), []byte(strings.Join(rels, "\n")+"\n"), 0o644)
 }
 
 // shortHash is the first 16 hex digits of the sha256 of its parts joined by NULs.

@@ -3,10 +3,13 @@ package kernel
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/kmodvm/kmodvm/images/ondisk"
 )
 
 // StageKDir copies from a built kernel tree what an out-of-tree module build reads (in the
@@ -20,42 +23,12 @@ func StageKDir(ctx context.Context, tree, dst string) error {
 	if _, err := os.Stat(filepath.Join(tree, "Module.symvers")); err != nil {
 		return fmt.Errorf("%s has no Module.symvers: the kernel build did not finish", tree)
 	}
-	err := filepath.Walk(tree, func(p string, fi os.FileInfo, err error) error {
-		if err != nil {
-			return err
+	_, err := ondisk.CopyTree(ctx, tree, dst, ondisk.CopyOptions{Skip: func(rel string, d fs.DirEntry) bool {
+		if d.IsDir() {
+			return skipDir(rel)
 		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(tree, p)
-		if rel == "." {
-			return os.MkdirAll(dst, 0o755)
-		}
-		if fi.IsDir() {
-			if skipDir(rel) {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if !keepFile(rel) {
-			return nil
-		}
-		out := filepath.Join(dst, rel)
-		if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
-			return err
-		}
-		if fi.Mode()&os.ModeSymlink != 0 {
-			target, err := os.Readlink(p)
-			if err != nil {
-				return err
-			}
-			return os.Symlink(target, out)
-		}
-		if !fi.Mode().IsRegular() {
-			return nil
-		}
-		return copyFile(p, out)
-	})
+		return !keepFile(rel)
+	}})
 	if err != nil {
 		return err
 	}

@@ -10,10 +10,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/kmodvm/kmodvm/images"
+	"github.com/kmodvm/kmodvm/images/ondisk"
 	"github.com/kmodvm/kmodvm/provision/kernel"
 	"github.com/kmodvm/kmodvm/vm"
 	"github.com/kmodvm/kmodvm/vm/remedy"
@@ -578,22 +578,7 @@ func indent(s string) string {
 
 // lock takes the VM's lock, saying so when it has to wait for another kmodvm.
 func lock(ctx context.Context, path string, status func(string)) (func(), error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("open lock %s: %w", path, err)
-	}
-	if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+	return ondisk.Lock(ctx, path, func() {
 		status("waiting for another kmodvm command using this VM to finish...")
-		t := time.NewTicker(100 * time.Millisecond)
-		defer t.Stop()
-		for syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
-			select {
-			case <-ctx.Done():
-				f.Close()
-				return nil, ctx.Err()
-			case <-t.C:
-			}
-		}
-	}
-	return func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
+	})
 }

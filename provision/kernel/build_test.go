@@ -1,0 +1,312 @@
+package kernel
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// The whole flow on a fake toolchain: unpack, gate, config, verify, make, install, stage,
+// publish; then a cache hit that runs no make at all.
+func TestBuildAndCacheHit(t *testing.T) {
+	b, root, pl := newTestBuilder(t)
+	res, err := b.Build(t.Context(), Request{Source: Source{Kind: SourcePackage}})
+	if err != nil {
+		t.Fatalf("build: %v\nprogress:\n%s", err, pl.text())
+	}
+	if res.Cached || res.Release != "7.2.13-kmodvm" || res.Key == "" {
+		t.Errorf("result = %+v", res)
+	}
+	for _, p := range []string{res.Bzimage(), res.ConfigFile(), res.Log(), filepath.Join(res.ModulesDir(), "kernel/samples/rust/rust_minimal.ko"),
+		filepath.Join(res.KDir(), "Module.symvers"), filepath.Join(res.KDir(), "rust/kernel.rmeta"), filepath.Join(res.KDir(), "include/linux/module.h")} {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("the entry lacks %s: %v", p, err)
+		}
+	}
+	if l, err := os.Readlink(filepath.Join(res.ModulesDir(), "build")); err != nil || l != GuestTree {
+		t.Errorf("modules build link = %q, %v", l, err)
+	}
+	cfg, _ := os.ReadFile(res.ConfigFile())
+	if !strings.Contains(string(cfg), "CONFIG_RUST=y") {
+		t.Errorf("config lacks CONFIG_RUST=y")
+	}
+	for _, phase := range []string{"unpack", "config", "make", "build", "install", "stage"} {
+		if !strings.Contains(pl.text(), phase+": ") {
+			t.Errorf("no %s progress in:\n%s", phase, pl.text())
+		}
+	}
+	made := len(root.makeTargets(t))
+
+	again, err := b.Build(t.Context(), Request{Source: Source{Kind: SourcePackage}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !again.Cached || again.Key != res.Key || again.Dir != res.Dir {
+		t.Errorf("second build = %+v, want the cached %s", again, res.Key)
+	}
+	if n := len(root.makeTargets(t)); n != made {
+		t.Errorf("a cache hit ran make %d times: %v", n-made, root.makeTargets(t)[made:])
+	}
+	if tmps, _ := filepath.Glob(filepath.Join(b.Cache, "builds", ".tmp-*")); len(tmps) > 0 {
+		t.Errorf("temporary entries left: %v", tmps)
+	}
+}
+
+// Two builds of one source at once: the second waits for the first to finish with the
+// tree, and never unpacks into it while the first does.
+func TestConcurrentBuildsShareTheTreeInTurn(t *testing.T) {
+	b1, root, pl1 := newTestBuilder(t)
+	// tar stand-in: records an unpack that overlaps another, pauses the first until resumed.
+	realTar, err := exec.LookPath("tar")
+	if err != nil {
+		t.Skip("no tar")
+	}
+	tarShim := filepath.Join(root.dir, "tar")
+	writeFile(t, tarShim, `#!/bin/sh
+if ! mkdir "`+root.dir+`/unpacking" 2>/dev/null; then echo overlap >> "`+root.dir+`/overlaps"; exit 1; fi
+if [ ! -e "`+root.dir+`/paused-once" ]; then
+	touch "`+root.dir+`/paused-once"
+	cat "`+root.dir+`/resume" > /dev/null
+fi
+"`+realTar+`" "$@"; rc=$?
+rmdir "`+root.dir+`/unpacking"
+exit $rc
+`)
+	os.Chmod(tarShim, 0o755)
+	if err := mkfifo(filepath.Join(root.dir, "resume")); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", root.dir+":"+os.Getenv("PATH"))
+	pl2 := &progressLog{}
+	b2 := *b1
+	b2.Progress = pl2.add
+
+	errs := make(chan error, 2)
+	go func() { _, err := b1.Build(t.Context(), Request{Source: Source{Kind: SourcePackage}}); errs <- err }()
+	waitUntil(t, "the first unpack to start", func() bool { return exists(filepath.Join(root.dir, "paused-once")) })
+	go func() { _, err := b2.Build(t.Context(), Request{Source: Source{Kind: SourcePackage}}); errs <- err }()
+	waitUntil(t, "the second build to wait or to unpack", func() bool {
+		return exists(filepath.Join(root.dir, "overlaps")) || strings.Contains(pl2.text(), "waiting")
+	})
+	if err := os.WriteFile(filepath.Join(root.dir, "resume"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Errorf("build: %v\nfirst:\n%s\nsecond:\n%s", err, pl1.text(), pl2.text())
+		}
+	}
+	if exists(filepath.Join(root.dir, "overlaps")) {
+		t.Errorf("the second build unpacked into the tree while the first did")
+	}
+}
+
+// A config that loses CONFIG_RUST in Kconfig fails verification before make runs, with
+// rustavailable's word on why; a toolchain that cannot build Rust fails the gate.
+func TestBuildRefusals(t *testing.T) {
+	cases := []struct {
+		name  string
+		steer string // file put in the tree after the first build
+		want  []string
+	}{
+		{"Kconfig drops RUST", ".fake-drop", []string{"RUST", "rustavailable", "Rust is available!"}},
+		{"no Rust toolchain", ".fake-no-rust", []string{"cannot build Rust kernel code", "bindgen' is too old", "hint:"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			b, root, _ := newTestBuilder(t)
+			if _, err := b.Build(t.Context(), Request{Source: Source{Kind: SourcePackage}}); err != nil {
+				t.Fatal(err)
+			}
+			writeFile(t, filepath.Join(treeOf(t, b), tc.steer), "RUST")
+			made := len(root.makeTargets(t))
+			_, err := b.Build(t.Context(), Request{Source: Source{Kind: SourcePackage}, Config: ConfigSpec{Fragments: []string{"CONFIG_CONFIGFS_FS=y"}}})
+			if err == nil {
+				t.Fatal("the build succeeded")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q:\n%v", w, err)
+				}
+			}
+			for _, target := range root.makeTargets(t)[made:] {
+				if target == "all" {
+					t.Errorf("make all ran after a refusal")
+				}
+			}
+			if exists(filepath.Join(treeOf(t, b), buildingMarker)) {
+				t.Errorf("a refused build left the in-progress marker")
+			}
+		})
+	}
+}
+
+// An unknown option is refused before any Kconfig run, as a config error.
+func TestBuildUnknownOption(t *testing.T) {
+	b, root, _ := newTestBuilder(t)
+	_, err := b.Build(t.Context(), Request{Source: Source{Kind: SourcePackage}, Config: ConfigSpec{Fragments: []string{"CONFIG_NO_SUCH_THING=y"}}})
+	var ce *ConfigError
+	if !errors.As(err, &ce) || !strings.Contains(err.Error(), "NO_SUCH_THING") {
+		t.Fatalf("err = %v, want a ConfigError naming the option", err)
+	}
+	for _, target := range root.makeTargets(t) {
+		if target == "allnoconfig" || target == "all" {
+			t.Errorf("make %s ran for an unknown option", target)
+		}
+	}
+}
+
+// Variants: each config is its own cache entry, built incrementally in the one tree of
+// the source; the defconfig base goes through x86_64_defconfig and olddefconfig.
+func TestVariantsShareTheTree(t *testing.T) {
+	b, root, pl := newTestBuilder(t)
+	reqs := map[string]Request{
+		"small":     {Source: Source{Kind: SourcePackage}},
+		"configfs":  {Source: Source{Kind: SourcePackage}, Config: ConfigSpec{Fragments: []string{"CONFIG_CONFIGFS_FS=y"}}},
+		"defconfig": {Source: Source{Kind: SourcePackage}, Config: ConfigSpec{Base: BaseDefconfig}},
+	}
+	keys := map[string]string{}
+	for name, req := range reqs {
+		res, err := b.Build(t.Context(), req)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		for other, k := range keys {
+			if k == res.Key {
+				t.Errorf("%s and %s share the key %s", name, other, k)
+			}
+		}
+		keys[name] = res.Key
+		if base := res.Base; (name == "defconfig") != (base == BaseDefconfig) {
+			t.Errorf("%s: base %s", name, base)
+		}
+	}
+	treeOf(t, b) // exactly one tree
+	if n := strings.Count(pl.text(), "unpack: "); n != 1 {
+		t.Errorf("the source was unpacked %d times", n)
+	}
+	targets := strings.Join(root.makeTargets(t), " ")
+	for _, want := range []string{"x86_64_defconfig", "olddefconfig"} {
+		if !strings.Contains(targets, want) {
+			t.Errorf("no make %s in %s", want, targets)
+		}
+	}
+	for name, req := range reqs { // each a cache hit now
+		got, err := b.Build(t.Context(), req)
+		if err != nil || got == nil || got.Key != keys[name] {
+			t.Errorf("Build(%s) again = %+v, %v", name, got, err)
+		}
+	}
+}
+
+// A local kernel tree is mirrored into the build tree; an edit (even a new untracked file)
+// makes a new kernel, and the mirror drops files removed from the source.
+func TestBuildLocalTree(t *testing.T) {
+	root := newFakeRoot(t)
+	src := filepath.Join(t.TempDir(), "linux")
+	fakeKernelSource(t, src)
+	b := &Builder{Root: root, RootHash: "roothash", Cache: t.TempDir()}
+	req := Request{Source: Source{Kind: SourceTree, Path: src}}
+	first, err := b.Build(t.Context(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree := treeOf(t, b)
+	if data, err := os.ReadFile(filepath.Join(tree, "kernel/fork.c")); err != nil || string(data) != "int fork;\n" {
+		t.Fatalf("mirrored source: %q, %v", data, err)
+	}
+	if again, err := b.Build(t.Context(), req); err != nil || !again.Cached {
+		t.Fatalf("unchanged tree: %+v, %v; want a cache hit", again, err)
+	}
+	writeFile(t, filepath.Join(src, "drivers/new.c"), "int n;\n")
+	os.Remove(filepath.Join(src, "drivers/gpu/private.h"))
+	second, err := b.Build(t.Context(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.Cached || second.Key == first.Key {
+		t.Errorf("an edited tree reused the kernel %s", first.Key)
+	}
+	if !exists(filepath.Join(tree, "drivers/new.c")) || exists(filepath.Join(tree, "drivers/gpu/private.h")) {
+		t.Errorf("the mirror did not follow the source")
+	}
+}
+
+// CheckConfig generates and verifies the config without building, and reports what the
+// request changed relative to the base.
+func TestCheckConfig(t *testing.T) {
+	b, root, _ := newTestBuilder(t)
+	chk, err := b.CheckConfig(t.Context(), Request{Source: Source{Kind: SourcePackage}, Config: ConfigSpec{Fragments: []string{"CONFIG_CONFIGFS_FS=y"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := chk.Report.Err(); err != nil {
+		t.Errorf("report: %v", err)
+	}
+	if v, _ := chk.Final.Value("CONFIGFS_FS"); v != "y" {
+		t.Errorf("final CONFIGFS_FS = %q", v)
+	}
+	found := false
+	for _, c := range chk.Changes {
+		found = found || strings.Contains(c.String(), "CONFIGFS_FS")
+	}
+	if !found {
+		t.Errorf("changes lack CONFIGFS_FS: %v", chk.Changes)
+	}
+	for _, target := range root.makeTargets(t) {
+		if target == "all" {
+			t.Errorf("CheckConfig ran make all")
+		}
+	}
+	if exists(filepath.Join(chk.Tree, ".config")) {
+		t.Errorf("CheckConfig wrote the build's .config")
+	}
+}
+
+// A kernel build SIGKILLed while publishing left a temporary entry; the next build of any
+// kernel sweeps it.
+func TestBuildSweepsStaleEntries(t *testing.T) {
+	b, _, _ := newTestBuilder(t)
+	stale := filepath.Join(b.Cache, "builds", ".tmp-0123456789abcdef-42")
+	writeFile(t, filepath.Join(stale, "kdir/Makefile"), "")
+	if _, err := b.Build(t.Context(), Request{Source: Source{Kind: SourcePackage}}); err != nil {
+		t.Fatal(err)
+	}
+	if exists(stale) {
+		t.Errorf("the stale temporary entry is still there")
+	}
+}
+
+// A tarball source is verified against its sha256, kept in the download cache and unpacked
+// once; a wrong checksum leaves nothing behind.
+func TestBuildTarball(t *testing.T) {
+	root := newFakeRoot(t)
+	root.fakePackage(t) // the package tarball serves as a downloaded one
+	tarball := filepath.Join(root.dir, "usr/src/linux-source-7.2.tar.xz")
+	data, err := os.ReadFile(tarball)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := fmt.Sprintf("%x", sha256.Sum256(data))
+	b := &Builder{Root: root, RootHash: "roothash", Cache: t.TempDir()}
+
+	bad := Request{Source: Source{Kind: SourceTarball, Path: tarball, SHA256: strings.Repeat("0", 64)}}
+	if _, err := b.Build(t.Context(), bad); err == nil || !strings.Contains(err.Error(), "nothing was cached") {
+		t.Fatalf("wrong checksum: %v", err)
+	}
+	res, err := b.Build(t.Context(), Request{Source: Source{Kind: SourceTarball, Path: tarball, SHA256: sum}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.SourceID != "tarball:"+sum {
+		t.Errorf("source = %s", res.SourceID)
+	}
+	if _, err := os.Stat(filepath.Join(b.Cache, "downloads", sum+".tar.xz")); err != nil {
+		t.Errorf("the download cache lacks the tarball: %v", err)
+	}
+}
