@@ -55,9 +55,14 @@ func withCode(code int, err error) error {
 func silentExit(code int) error { return &exitError{code: code} }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// Not signal.NotifyContext: it keeps catching after the first signal, so a second Ctrl-C
+	// would be swallowed while kmodvm cleans up.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	ctx, stop := cancelOnSignals(context.Background(), sigs, os.Stderr, os.Exit)
 	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
+	signal.Stop(sigs)
 	os.Exit(code)
 }
 
@@ -83,7 +88,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	if ctx.Err() != nil && code == exitFailure {
 		fmt.Fprintln(stderr, "kmodvm: interrupted; nothing was left half-done (see `kmodvm status`)")
-		return 130
+		return exitInterrupted
 	}
 	msg := strings.TrimRight(err.Error(), "\n")
 	if re := remedy.Find(err); re != nil {
