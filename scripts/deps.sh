@@ -29,7 +29,7 @@ if ! pidof systemd >/dev/null 2>&1 || [ "$(cat /proc/1/comm 2>/dev/null)" != sys
 else
 	systemctl start virtlogd libvirtd
 fi
-for i in $(seq 1 50); do
+for _ in $(seq 1 50); do
 	[ -S /run/libvirt/libvirt-sock ] && break
 	sleep 0.2
 done
