@@ -53,6 +53,7 @@ type Server struct {
 	config     *ssh.ServerConfig
 	authorized ssh.PublicKey
 	dir        string
+	env        []string
 	closed     chan struct{}
 	closeOnce  sync.Once
 	wg         sync.WaitGroup
@@ -77,6 +78,11 @@ type Option func(*Server)
 // WithDir sets the working directory of processes and the base of relative
 // SFTP paths (default: a fresh t.TempDir()).
 func WithDir(dir string) Option { return func(s *Server) { s.dir = dir } }
+
+// WithEnv adds env ("KEY=value") to the environment of processes, after the test's own
+// (so it overrides it): e.g. a PATH of fake commands, so a script run as if in a guest
+// reaches no real insmod.
+func WithEnv(env ...string) Option { return func(s *Server) { s.env = append(s.env, env...) } }
 
 // NewServer starts a server with the given host key that accepts only the
 // authorized client key. t.Cleanup closes it.
@@ -501,7 +507,7 @@ func (se *session) resize(width, height int) {
 // exit status and closes the channel.
 func (se *session) start(command string, cmd *exec.Cmd) bool {
 	cmd.Dir = se.s.dir
-	cmd.Env = append(os.Environ(), se.env...)
+	cmd.Env = append(append(os.Environ(), se.s.env...), se.env...)
 	var copies sync.WaitGroup
 	if se.pty != nil {
 		tty := se.pty.tty
