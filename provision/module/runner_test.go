@@ -3,6 +3,7 @@ package module
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -333,5 +334,35 @@ func TestRunInterruptedInTheGuest(t *testing.T) {
 				t.Errorf("the guest's job still runs: %v", err)
 			}
 		})
+	}
+}
+
+// A job an earlier run left running when its connection was cut (a make) is stopped when
+// the next run's first job starts, so the two never compete.
+func TestLeftoverJobIsStopped(t *testing.T) {
+	g := newFakeGuest(t)
+	g.write("make.sh", `if [ ! -f "$G/first" ]; then : > "$G/first"; sleep 60; fi`, 0o644)
+	ctx := testCtx(t)
+	dir := filepath.Join(g.files.Root, "leftover")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	go g.SSH().Run(ctx, g.files.guestCommand("build", dir), nil, io.Discard, io.Discard)
+	if err := g.waitFile(ctx, "first"); err != nil {
+		t.Fatal(err)
+	}
+	g.srv.DropConnections() // the make runs on, like one under sshd
+	g.dial()
+
+	r := g.runner(nil)
+	defer r.Close()
+	res, err := r.Run(ctx, Options{Source: moduleSource(t), Where: BuildGuest})
+	if err != nil || res.Verdict != VerdictOK {
+		t.Fatalf("res %+v err %v", res, err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := g.srv.WaitIdle(wctx); err != nil {
+		t.Errorf("the leftover make still runs: %v", err)
 	}
 }
