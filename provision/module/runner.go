@@ -13,6 +13,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -420,7 +421,7 @@ func (r *Runner) guestBuild(ctx context.Context, opt Options, remote string) bui
 	start := time.Now()
 	args := makeArgs("/lib/modules/$(uname -r)/build", remote)
 	b := builtModule{result: BuildResult{Where: BuildGuest, Command: strings.Join(args, " ")}}
-	var out bytes.Buffer
+	var out streamsBuffer
 	code, err := r.guest.SSH().Run(ctx, r.files().guestCommand("build", remote), nil, &out, &out)
 	if ctx.Err() != nil {
 		r.abandon(ctx, opt, "build")
@@ -439,6 +440,26 @@ func (r *Runner) guestBuild(ctx context.Context, opt Options, remote string) bui
 	}
 	b.finish(start, code, out.String(), remote, opt.Source.Dir)
 	return b
+}
+
+// streamsBuffer collects a command's stdout and stderr in the order written. The SSH
+// session copies each stream in a goroutine of its own; into one bytes.Buffer, the two
+// copies (ReadFrom) overwrite and cut each other's output.
+type streamsBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *streamsBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *streamsBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func (b *builtModule) finish(start time.Time, code int, out, remote, hostDir string) {
@@ -474,17 +495,27 @@ func syncLocal(ctx context.Context, src, dst string) (treesync.Summary, error) {
 // the module's own Makefile, which could leave a symlink named x.ko pointing anywhere on the
 // host; kmodvm, reading it outside the build's sandbox, must not follow it.
 func builtKos(dir string) ([]string, error) {
-	ents, err := os.ReadDir(dir)
+	f, err := os.Open(dir)
 	if err != nil {
 		return nil, fmt.Errorf("list the host build's output: %w", err)
 	}
+	defer f.Close()
+	ents, err := f.Readdir(-1) // lstat: a symlink is no regular file
+	if err != nil {
+		return nil, fmt.Errorf("list the host build's output: %w", err)
+	}
+	return regularKos(ents), nil
+}
+
+// regularKos names the .ko files among ents that are regular files.
+func regularKos(ents []os.FileInfo) []string {
 	var names []string
 	for _, e := range ents {
-		if e.Type().IsRegular() {
+		if e.Mode().IsRegular() {
 			names = append(names, e.Name())
 		}
 	}
-	return kosIn(names), nil
+	return kosIn(names)
 }
 
 // readKo reads a host-built .ko without following a symlink put in its place.
@@ -511,13 +542,7 @@ func (r *Runner) guestKos(remote string) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list the guest build's output: %w", err)
 	}
-	var names []string
-	for _, e := range ents {
-		if e.Mode().IsRegular() {
-			names = append(names, e.Name())
-		}
-	}
-	return kosIn(names), nil
+	return regularKos(ents), nil
 }
 
 // uploadKos puts host-built .ko files into the guest (temp name, then rename).

@@ -366,3 +366,24 @@ func TestLeftoverJobIsStopped(t *testing.T) {
 		t.Errorf("the leftover make still runs: %v", err)
 	}
 }
+
+// The guest build's output keeps every line of both of make's streams (the SSH session
+// copies them concurrently).
+func TestGuestBuildKeepsBothStreams(t *testing.T) {
+	g := newFakeGuest(t)
+	g.write("make.sh", `i=0; while [ $i -lt 300 ]; do echo "out $i"; echo "err $i" >&2; i=$((i + 1)); done; exit 2`, 0o644)
+	r := g.runner(nil)
+	defer r.Close()
+	res, err := r.Run(testCtx(t), Options{Source: moduleSource(t), Where: BuildGuest})
+	if err != nil || res.Verdict != VerdictBuildFailed {
+		t.Fatalf("res %+v err %v", res, err)
+	}
+	for _, want := range []string{"out 0\n", "err 0\n", "out 299\n", "err 299\n"} {
+		if !strings.Contains(res.Build.Output, want) {
+			t.Errorf("build output lacks %q", want)
+		}
+	}
+	if n := strings.Count(res.Build.Output, "\n"); n < 600 {
+		t.Errorf("build output has %d lines, want 600", n)
+	}
+}
