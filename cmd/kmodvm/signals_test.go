@@ -4,35 +4,16 @@ import (
 	"context"
 	"os"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 )
 
-// syncBuffer is a strings.Builder safe for the signal goroutine and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // The first signal cancels the context (cleanup runs); the second exits at once with 130 and
 // one line on stderr, whatever the cleanup is doing.
 func TestSecondSignalExitsAtOnce(t *testing.T) {
 	sigs := make(chan os.Signal, 2)
-	var stderr syncBuffer
+	var stderr lockedBuffer
 	exited := make(chan int, 1)
 	ctx, stop := cancelOnSignals(context.Background(), sigs, &stderr, func(code int) { exited <- code })
 	defer stop()
@@ -68,7 +49,7 @@ func TestRunInterruptedBySignal(t *testing.T) {
 	isolate(t)
 	t.Chdir(t.TempDir())
 	sigs := make(chan os.Signal, 2)
-	ctx, stop := cancelOnSignals(context.Background(), sigs, &syncBuffer{}, func(code int) { t.Errorf("exit(%d)", code) })
+	ctx, stop := cancelOnSignals(context.Background(), sigs, &lockedBuffer{}, func(code int) { t.Errorf("exit(%d)", code) })
 	defer stop()
 	sigs <- os.Interrupt
 	<-ctx.Done()

@@ -46,40 +46,41 @@ func TestReadSnapshot(t *testing.T) {
 	}
 }
 
-// fakeDD writes a dd that acts as /dev/kmsg's reader after an overrun: its first run prints
-// records 1-2 and fails with EPIPE's message, the next prints 7-8 and fails as at the end of
-// the log (EAGAIN). kmsg_drain must run it again after the first and stop after the second.
-func fakeDD(t *testing.T) string {
+// fakeTool writes a command name into a new bin dir whose runs go through the cases of
+// script's `case $n in` in turn (n counts the runs from 0), and returns the dir.
+func fakeTool(t *testing.T, name, cases string) string {
 	t.Helper()
 	bin := t.TempDir()
 	state := filepath.Join(bin, "runs")
-	script := `#!/bin/sh
-n=0; [ -f ` + state + ` ] && read -r n < ` + state + `
-echo $((n + 1)) > ` + state + `
-case $n in
-0) printf '6,1,1,-;a\n6,2,2,-;b\n'; echo "dd: error reading 'standard input': Broken pipe" >&2; exit 1 ;;
-1) printf '6,7,7,-;g\n6,8,8,-;h\n'; echo "dd: error reading 'standard input': Resource temporarily unavailable" >&2; exit 1 ;;
-*) echo "dd: ran again after the end" >&2; exit 1 ;;
-esac
-`
-	if err := os.WriteFile(filepath.Join(bin, "dd"), []byte(script), 0o755); err != nil {
+	script := "#!/bin/sh\nn=0; [ -f " + state + " ] && read -r n < " + state + "\necho $((n + 1)) > " + state + "\ncase $n in\n" + cases + "esac\n"
+	if err := os.WriteFile(filepath.Join(bin, name), []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	return bin
 }
 
-// After an overrun the snapshot reads on, and the gap is reported as lost records.
-func TestReadSnapshotAfterOverrun(t *testing.T) {
-	bin := fakeDD(t)
+// readWith runs Read on an empty log file with bin first on PATH.
+func readWith(t *testing.T, bin string, follow bool) (seqs []uint64, lost []lostRange, code int, err error) {
+	t.Helper()
 	dev := filepath.Join(t.TempDir(), "kmsg")
 	if err := os.WriteFile(dev, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var got []uint64
-	var lost []lostRange
-	_, err := Read(context.Background(), localShell{bin + ":" + os.Getenv("PATH")}, dev, false,
-		func(r kmsg.Record) { got = append(got, r.Seq) },
+	code, err = Read(context.Background(), localShell{bin + ":" + os.Getenv("PATH")}, dev, follow,
+		func(r kmsg.Record) { seqs = append(seqs, r.Seq) },
 		func(from, n uint64) { lost = append(lost, lostRange{from, n}) })
+	return seqs, lost, code, err
+}
+
+// After an overrun the snapshot reads on, and the gap is reported as lost records: the fake
+// dd acts as /dev/kmsg's reader after an overrun (EPIPE's message), then at the end of the
+// log (EAGAIN's). kmsg_drain must run it again after the first and stop after the second.
+func TestReadSnapshotAfterOverrun(t *testing.T) {
+	bin := fakeTool(t, "dd", `0) printf '6,1,1,-;a\n6,2,2,-;b\n'; echo "dd: error reading 'standard input': Broken pipe" >&2; exit 1 ;;
+1) printf '6,7,7,-;g\n6,8,8,-;h\n'; echo "dd: error reading 'standard input': Resource temporarily unavailable" >&2; exit 1 ;;
+*) echo "dd: ran again after the end" >&2; exit 1 ;;
+`)
+	got, lost, _, err := readWith(t, bin, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,28 +91,10 @@ func TestReadSnapshotAfterOverrun(t *testing.T) {
 
 // follow reads on after cat ends with a read error, and ends with cat's status otherwise.
 func TestFollowReadsOnAfterAReadError(t *testing.T) {
-	bin := t.TempDir()
-	state := filepath.Join(bin, "runs")
-	cat := `#!/bin/sh
-n=0; [ -f ` + state + ` ] && read -r n < ` + state + `
-echo $((n + 1)) > ` + state + `
-case $n in
-0) printf '6,1,1,-;a\n'; exit 1 ;;
+	bin := fakeTool(t, "cat", `0) printf '6,1,1,-;a\n'; exit 1 ;;
 *) printf '6,5,1,-;e\n'; exit 3 ;;
-esac
-`
-	if err := os.WriteFile(filepath.Join(bin, "cat"), []byte(cat), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	dev := filepath.Join(t.TempDir(), "kmsg")
-	if err := os.WriteFile(dev, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var got []uint64
-	var lost []lostRange
-	code, err := Read(context.Background(), localShell{bin + ":" + os.Getenv("PATH")}, dev, true,
-		func(r kmsg.Record) { got = append(got, r.Seq) },
-		func(from, n uint64) { lost = append(lost, lostRange{from, n}) })
+`)
+	got, lost, code, err := readWith(t, bin, true)
 	if err != nil || code != 3 {
 		t.Fatalf("code %d err %v, want 3 and no error", code, err)
 	}
