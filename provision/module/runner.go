@@ -442,9 +442,9 @@ func (r *Runner) guestBuild(ctx context.Context, opt Options, remote string) bui
 	return b
 }
 
-// streamsBuffer collects a command's stdout and stderr in the order written. The SSH
-// session copies each stream in a goroutine of its own; into one bytes.Buffer, the two
-// copies (ReadFrom) overwrite and cut each other's output.
+// streamsBuffer collects a command's output safely from the SSH session's copying
+// goroutines: one per stream (into one bytes.Buffer, two copies' ReadFrom calls cut each
+// other's output), and they may still run when a cancelled Run has returned.
 type streamsBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
@@ -594,7 +594,7 @@ func (r *Runner) step(ctx context.Context, opt Options, action, name string, it 
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
-		var out bytes.Buffer
+		var out streamsBuffer // Run returns on cancellation while the session may still copy
 		code, err := r.guest.SSH().Run(sctx, r.files().guestCommand(append([]string{action}, args...)...), nil, &out, io.Discard)
 		done <- result{out.String(), code, err}
 	}()
