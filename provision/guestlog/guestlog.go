@@ -68,7 +68,7 @@ func Read(ctx context.Context, g Execer, dev string, follow bool, emit func(kmsg
 		done <- ended{code, err}
 	}()
 	var sc Scanner
-	serr := sc.Scan(pr, func(r kmsg.Record) { emit(r) }, lost)
+	serr := sc.Scan(pr, emit, lost)
 	stop() // the session has ended, or the scanner gave up on a record too long to hold
 	pr.Close()
 	e := <-done

@@ -74,12 +74,11 @@ type fakeGuest struct {
 	files   guestFiles
 	console string
 
-	mu        sync.Mutex
-	ssh       *vm.SSHClient
-	outside   string // StoppedFromOutside's answer
-	restarts  int
-	onRestart func() // runs during Restart, before reconnecting
-	closed    bool
+	mu       sync.Mutex
+	ssh      *vm.SSHClient
+	outside  string // StoppedFromOutside's answer
+	restarts int
+	closed   bool
 }
 
 func newFakeGuest(t *testing.T) *fakeGuest {
@@ -171,13 +170,9 @@ func (g *fakeGuest) StoppedFromOutside(context.Context) (string, error) {
 func (g *fakeGuest) Restart(context.Context) error {
 	g.mu.Lock()
 	g.restarts++
-	f := g.onRestart
 	old := g.ssh
 	g.mu.Unlock()
 	old.Close()
-	if f != nil {
-		f()
-	}
 	g.write("seq", "1\n", 0o644)
 	g.write("kmsg", "6,1,100,-;booted again\n", 0o644)
 	g.write("tainted", "0\n", 0o644)
