@@ -49,7 +49,8 @@ lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change: $$out" >&2; exit 1; fi
 	go vet ./...
 	staticcheck ./...
-	shellcheck -S warning scripts/*.sh .ci/run
+	# The scripts kmodvm embeds and runs in the guest (go:embed, next to their Go code) and ours.
+	shellcheck .ci/run $$(git ls-files '*.sh')
 
 clean:
 	rm -rf bin

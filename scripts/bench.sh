@@ -41,7 +41,7 @@ field() { sed -n -e "s/^ *\"$1\": \"\(.*\)\",\{0,1\}$/\1/p" -e "s/^ *\"$1\": \([
 tmp=$(mktemp -d)
 started=
 cleanup() {
-	[ -n "${qpid:-}" ] && kill "$qpid" 2>/dev/null || true
+	if [ -n "${qpid:-}" ]; then kill "$qpid" 2>/dev/null || true; fi
 	# Only a VM this run brought up: a mode without one must not remove a "bench" VM
 	# that someone else's run is using.
 	[ -n "$started" ] && { "$K" -n "$VM" destroy >/dev/null 2>&1 || true; }
@@ -80,9 +80,9 @@ bench_up() {
 		"$K" -n "$VM" down >/dev/null
 
 		rm -f "$tmp/ov.qcow2"; qemu-img create -q -f qcow2 -F qcow2 -b "$base" "$tmp/ov.qcow2"
-		local acc="-accel tcg -cpu qemu64"; [ "$accel" = kvm ] && acc="-accel kvm -cpu host"
+		local acc=(-accel tcg -cpu qemu64); [ "$accel" = kvm ] && acc=(-accel kvm -cpu host)
 		t0=$(now)
-		qemu-system-x86_64 $acc -M pc -m "$mem" -smp 1 -display none -no-reboot \
+		qemu-system-x86_64 "${acc[@]}" -M pc -m "$mem" -smp 1 -display none -no-reboot \
 			-kernel "$kernel" -append "$cmdline" \
 			-drive file="$tmp/ov.qcow2",format=qcow2,if=virtio \
 			-device virtio-rng-pci \
@@ -120,9 +120,12 @@ bench_kernel_full() {
 	local home="$tmp/home"
 	mkdir -p "$home/cache"
 	cp -al "$CACHE/images" "$home/cache/images" # the root, hardlinked: no rebuild
-	local root; root=$(ls -d "$CACHE"/images/roots/*/root | head -n1)
+	local root
+	# shellcheck disable=SC2012 # cache paths are hex digests
+	root=$(ls -d "$CACHE"/images/roots/*/root | head -n1)
 	# The seed config kmodvm feeds Kconfig, from `kernel config` in the usual cache.
 	"$K" kernel config >/dev/null
+	# shellcheck disable=SC2012 # cache paths are hex digests, and ls -t picks the newest
 	cp "$(ls -td "$CACHE"/kernels/trees/*/ | head -n1)/.kmodvm-allconfig" "$tmp/allconfig"
 	local tk th
 	by_kmodvm() {
@@ -134,6 +137,7 @@ bench_kernel_full() {
 	by_hand() {
 		mkdir -p "$tmp/hand"
 		t0=$(now)
+		# shellcheck disable=SC2016 # expanded by the shell inside, not here
 		bwrap --bind "$root" / --bind "$tmp/hand" /usr/src/kmodvm/linux --ro-bind "$tmp/allconfig" /kmodvm-allconfig \
 			--proc /proc --dev /dev --tmpfs /tmp --unshare-pid --die-with-parent --clearenv \
 			--setenv HOME /root --setenv PATH /usr/sbin:/usr/bin:/sbin:/bin --chdir /usr/src/kmodvm/linux \
@@ -168,6 +172,7 @@ bench_loop() {
 			"${SSH[@]}" 'cat > /root/irr.ko && insmod /root/irr.ko && rmmod rust_hello' <"$tmp/irr/rust_hello.ko"
 		else
 			"${SSH[@]}" 'cat > /root/irr/rust_hello.rs' <"$tmp/irr/rust_hello.rs"
+			# shellcheck disable=SC2016 # expanded by the shell inside, not here
 			"${SSH[@]}" 'make -s -C /lib/modules/$(uname -r)/build M=/root/irr LLVM=1 modules >/dev/null && insmod /root/irr/rust_hello.ko && rmmod rust_hello'
 		fi
 	}
@@ -182,6 +187,7 @@ bench_loop() {
 		echo "// script change $i" >>"$tmp/mod/rust_hello.rs"
 		t0=$(now)
 		scp -q -r -o UserKnownHostsFile="$tmp/known_hosts" -i "$key" -P "$port" "$tmp/mod" root@127.0.0.1:/root/script-mod
+		# shellcheck disable=SC2016 # expanded by the shell inside, not here
 		"${SSH[@]}" 'make -s -C /lib/modules/$(uname -r)/build M=/root/script-mod LLVM=1 modules >/dev/null'
 		"${SSH[@]}" 'insmod /root/script-mod/rust_hello.ko'
 		"${SSH[@]}" 'dmesg | tail -n 5 >/dev/null'

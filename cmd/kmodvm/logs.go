@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kmodvm/kmodvm/provision/guestlog"
 	"github.com/kmodvm/kmodvm/provision/kmsg"
 	"github.com/kmodvm/kmodvm/provision/sandbox"
 )
@@ -97,31 +98,14 @@ guest overwrites some before they are read: -f says how many on stderr and carri
 					return followConsole(ctx, in.ConsoleLog(), follow, emit)
 				}
 				defer g.Close()
-				cmdline := "dd if=/dev/kmsg iflag=nonblock bs=65536 2>/dev/null"
-				if follow {
-					cmdline = kmsgFollowCmd
-				}
-				pr, pw := io.Pipe()
-				var code int
-				done := make(chan error, 1)
-				sctx, stop := context.WithCancel(ctx)
-				defer stop()
-				go func() {
-					var err error
-					code, err = g.SSH().Run(sctx, cmdline, nil, pw, io.Discard)
-					pw.CloseWithError(err)
-					done <- err
-				}()
-				rerr := readKmsg(pr, emit, func(from, n uint64) {
+				code, err := guestlog.Read(ctx, g.SSH(), guestlog.Device, follow, func(r kmsg.Record) { emit(r, "kmsg") }, func(from, n uint64) {
 					fmt.Fprintf(a.stderr, "==> lost %d kernel log records (seq %d-%d): the guest overwrote them before kmodvm could read them\n", n, from, from+n-1)
 				})
-				stop() // the session has ended, or the reader gave up on a record too long to hold
-				err = <-done
 				if ctx.Err() != nil {
 					return nil // Ctrl-C ends a follow
 				}
-				if errors.Is(rerr, bufio.ErrTooLong) {
-					return fmt.Errorf("read the guest's kernel log: %w", rerr)
+				if errors.Is(err, bufio.ErrTooLong) {
+					return err
 				}
 				if err != nil && follow {
 					fmt.Fprintf(a.stderr, "==> lost SSH to the guest (%v); following the console log %s\n", firstLine(err.Error()), in.ConsoleLog())
@@ -140,37 +124,6 @@ guest overwrites some before they are read: -f says how many on stderr and carri
 	fl.StringVar(&mod, "module", "", "only records that mention this module")
 	fl.BoolVar(&a.jsonOut, "json", false, "one JSON object per record")
 	return c
-}
-
-// kmsgFollowCmd follows /dev/kmsg in the guest. A reader that falls more than the kernel's
-// log buffer behind gets one EPIPE, and the kernel moves that open file on to the oldest
-// record left; `cat /dev/kmsg` would end there. So cat runs again on the same open file
-// (fd 3) whenever it ends with status 1 (its read error); a cat killed by SIGPIPE (the
-// session is gone) ends the loop, and the trap stops cat when kmodvm ends the session.
-// The records lost in between show as a gap in their sequence numbers (readKmsg).
-const kmsgFollowCmd = `exec 3</dev/kmsg; trap 'kill $c 2>/dev/null; exit 143' TERM HUP; ` +
-	`while :; do cat <&3 & c=$!; wait $c; rc=$?; [ $rc -eq 1 ] || exit $rc; done`
-
-// readKmsg emits the records of /dev/kmsg lines read from r until it ends, and calls lost
-// for each gap in their sequence numbers: the n records from seq `from` on were overwritten
-// before they were read. It holds one line at a time, however long the stream.
-func readKmsg(r io.Reader, emit func(kmsg.Record, string), lost func(from, n uint64)) error {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	var next uint64 // the sequence number expected next, once a record was seen
-	seen := false
-	for sc.Scan() {
-		rec, ok := kmsg.ParseKmsgLine(sc.Text())
-		if !ok {
-			continue
-		}
-		if seen && rec.Seq > next {
-			lost(next, rec.Seq-next)
-		}
-		seen, next = true, rec.Seq+1
-		emit(rec, "kmsg")
-	}
-	return sc.Err()
 }
 
 func (a *app) logEmitter(f logFilter) func(kmsg.Record, string) {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kmodvm/kmodvm/provision/guestlog"
 	"github.com/kmodvm/kmodvm/provision/kmsg"
 )
 
@@ -255,47 +256,6 @@ func TestFollowConsoleFollows(t *testing.T) {
 	}
 }
 
-// TestReadKmsg: records come out in order, and every gap in the sequence numbers is
-// reported once, with its size and first missing number. The first record's number is
-// where the log starts, not a loss.
-func TestReadKmsg(t *testing.T) {
-	tests := []struct {
-		name     string
-		in       string
-		wantSeqs []uint64
-		wantLost []lostRange
-	}{
-		{"no gap", "6,10,1,-;a\n6,11,2,-;b\n6,12,3,-;c\n", []uint64{10, 11, 12}, nil},
-		{"starts late", "6,5000,1,-;oldest left\n6,5001,2,-;next\n", []uint64{5000, 5001}, nil},
-		{"one gap", "6,10,1,-;a\n6,15,2,-;f\n", []uint64{10, 15}, []lostRange{{11, 4}}},
-		{"two gaps", "6,0,1,-;a\n6,2,2,-;c\n6,3,3,-;d\n6,100,4,-;x\n", []uint64{0, 2, 3, 100}, []lostRange{{1, 1}, {4, 96}}},
-		{"dictionary lines and noise are no records", "6,7,1,-;a\n SUBSYSTEM=virtio\n DEVICE=+virtio:1\ngarbage\n6,8,2,-;b\n", []uint64{7, 8}, nil},
-		{"last line without newline", "6,7,1,-;a\n6,9,2,-;c", []uint64{7, 9}, []lostRange{{8, 1}}},
-		{"empty", "", nil, nil},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var seqs []uint64
-			var lost []lostRange
-			err := readKmsg(strings.NewReader(tt.in), func(r kmsg.Record, src string) {
-				if src != "kmsg" {
-					t.Errorf("source %q, want kmsg", src)
-				}
-				seqs = append(seqs, r.Seq)
-			}, func(from, n uint64) { lost = append(lost, lostRange{from, n}) })
-			if err != nil {
-				t.Fatal(err)
-			}
-			if fmt.Sprint(seqs) != fmt.Sprint(tt.wantSeqs) {
-				t.Errorf("seqs %v, want %v", seqs, tt.wantSeqs)
-			}
-			if fmt.Sprint(lost) != fmt.Sprint(tt.wantLost) {
-				t.Errorf("lost %v, want %v", lost, tt.wantLost)
-			}
-		})
-	}
-}
-
 // kmsgStream produces n /dev/kmsg lines ("6,SEQ,USEC,-;spam: line I/N"), generated as they
 // are read, so the test itself holds no more than one line either.
 type kmsgStream struct {
@@ -330,8 +290,8 @@ func TestFollowMemoryFlat(t *testing.T) {
 	}
 	var at10k, atEnd uint64
 	count := 0
-	err := readKmsg(&kmsgStream{n: n}, func(r kmsg.Record, src string) {
-		emit(r, src)
+	err := (&guestlog.Scanner{}).Scan(&kmsgStream{n: n}, func(r kmsg.Record) {
+		emit(r, "kmsg")
 		count++
 		switch count {
 		case early:
@@ -357,7 +317,7 @@ func TestFollowMemoryFlat(t *testing.T) {
 func BenchmarkFollowKmsg(b *testing.B) {
 	emit := (&app{stdout: io.Discard}).logEmitter(logFilter{maxLevel: -1})
 	b.ReportAllocs()
-	err := readKmsg(&kmsgStream{n: b.N}, emit, func(uint64, uint64) {})
+	err := (&guestlog.Scanner{}).Scan(&kmsgStream{n: b.N}, func(r kmsg.Record) { emit(r, "kmsg") }, func(uint64, uint64) {})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -72,9 +72,14 @@ func withCode(code int, err error) error {
 func silentExit(code int) error { return &exitError{code: code} }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// Not signal.NotifyContext: it keeps catching after the first signal, so a second Ctrl-C
+	// would be swallowed while kmodvm cleans up.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	ctx, stop := cancelOnSignals(context.Background(), sigs, os.Stderr, os.Exit)
 	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
+	signal.Stop(sigs)
 	os.Exit(code)
 }
 

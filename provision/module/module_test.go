@@ -4,11 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kmodvm/kmodvm/provision/treesync"
 )
@@ -103,22 +103,19 @@ func TestRewriteRelativePaths(t *testing.T) {
 
 func TestParseStep(t *testing.T) {
 	out := strings.Join([]string{
-		"@@TAINT 0",
-		"@@BEFORE",
+		"kmodvm-taint 0",
 		"6,40,100,-;old record",
 		"6,41,101,-;the newest record before the command",
 		" SUBSYSTEM=foo",
-		"@@RUN",
-		"@@TAINT2 12288",
-		"@@RC 1",
-		"@@ERR",
-		"insmod: ERROR: could not insert module x.ko: Invalid parameters",
-		"@@KMSG",
-		"6,40,100,-;old record",
-		"6,41,101,-;the newest record before the command",
+		"kmodvm-run",
+		"kmodvm-taint 12288",
+		"kmodvm-rc 1",
 		"4,42,2000000,-;x: loading out-of-tree module taints kernel.",
 		" SUBSYSTEM=foo",
 		"6,43,2000100,-;x: init failed",
+		"kmodvm-err insmod: ERROR: could not insert module x.ko: Invalid parameters",
+		"kmodvm-err ",
+		"kmodvm-end",
 	}, "\n")
 	so := parseStep(out, logCursor{})
 	if !so.complete || so.rc != 1 || so.taint != 0 || so.taint2 != 12288 || so.stale || so.staleFail != "" {
@@ -130,22 +127,22 @@ func TestParseStep(t *testing.T) {
 	if len(so.errText) != 1 || !strings.Contains(so.errText[0], "Invalid parameters") {
 		t.Fatalf("errText %q", so.errText)
 	}
-	if parseStep("@@TAINT 0\n@@BEFORE\n6,3,1,-;x\n", logCursor{}).complete {
-		t.Error("a step cut off before @@KMSG counts as complete")
+	if parseStep("kmodvm-taint 0\n6,3,1,-;x\nkmodvm-run\n", logCursor{}).complete {
+		t.Error("a step cut off before kmodvm-end counts as complete")
 	}
-	so = parseStep("@@STALE\n@@STALEFAIL rmmod: ERROR: Module x is in use\n", logCursor{})
-	if !so.stale || !strings.Contains(so.staleFail, "in use") {
+	so = parseStep("kmodvm-stale\nkmodvm-stale-failed rmmod: ERROR: Module x is in use\nkmodvm-stale-failed second line\n", logCursor{})
+	if !so.stale || so.staleFail != "rmmod: ERROR: Module x is in use; second line" {
 		t.Errorf("stale unload failure not parsed: %+v", so)
 	}
 }
 
 // TestParseStepCursor: a step's records are those after the last one the previous step
-// read (or, for the first step, after the newest before the command), so what a module
-// logs between two steps is judged too; records the guest overwrote before the read are
-// counted, never guessed from records before the cursor.
+// read (or, for the first step, those after the command started), so what a module logs
+// between two steps is judged too; records the guest overwrote before the read are counted
+// from the gaps in the numbers, never guessed from records before the cursor.
 func TestParseStepCursor(t *testing.T) {
 	step := func(before string, after ...string) string {
-		return "@@BEFORE\n" + before + "@@RUN\n@@RC 0\n@@ERR\n@@KMSG\n" + strings.Join(after, "\n") + "\n"
+		return "kmodvm-taint 0\n" + before + "kmodvm-run\nkmodvm-rc 0\n" + strings.Join(after, "\n") + "\nkmodvm-end\n"
 	}
 	none := logCursor{}
 	tests := []struct {
@@ -156,19 +153,21 @@ func TestParseStepCursor(t *testing.T) {
 		wantLost int
 		wantLast logCursor
 	}{
-		{"nothing lost", step("6,40,1,-;a\n6,41,1,-;b\n", "6,40,1,-;a", "6,41,1,-;b", "6,42,2,-;c", "6,43,2,-;d"), none, "[42 43]", 0, logCursor{43, true}},
+		{"nothing lost", step("6,40,1,-;a\n6,41,1,-;b\n", "6,42,2,-;c", "6,43,2,-;d"), none, "[42 43]", 0, logCursor{43, true}},
 		{"the buffer wrapped past the cursor", step("6,40,1,-;a\n6,41,1,-;b\n", "6,45,2,-;f", "6,46,2,-;g"), none, "[45 46]", 3, logCursor{46, true}},
 		{"a gap among the new records", step("6,41,1,-;b\n", "6,42,2,-;c", "6,44,2,-;e", "6,47,2,-;h"), none, "[42 44 47]", 3, logCursor{47, true}},
 		{"no cursor, nothing to compare with", step("", "6,45,2,-;f", "6,46,2,-;g"), none, "[45 46]", 0, logCursor{46, true}},
-		{"nothing new", step("6,41,1,-;b\n", "6,40,1,-;a", "6,41,1,-;b"), none, "[]", 0, logCursor{41, true}},
-		{"logged between the steps", step("6,41,1,-;b\n", "6,39,1,-;z", "6,40,1,-;a", "6,41,1,-;b", "6,42,2,-;c"), logCursor{39, true}, "[40 41 42]", 0, logCursor{42, true}},
-		{"logged between the steps, partly overwritten", step("6,41,1,-;b\n", "6,38,1,-;y", "6,39,1,-;z", "6,40,1,-;a", "6,41,1,-;b"), logCursor{30, true}, "[38 39 40 41]", 7, logCursor{41, true}},
-		{"previous step before a guest restart", step("6,41,1,-;b\n", "6,41,1,-;b", "6,42,2,-;c"), logCursor{500, true}, "[42]", 0, logCursor{42, true}},
+		{"nothing new", step("6,40,1,-;a\n6,41,1,-;b\n"), none, "[]", 0, logCursor{41, true}},
+		{"logged between the steps", step("6,39,1,-;z\n6,40,1,-;a\n6,41,1,-;b\n", "6,42,2,-;c"), logCursor{39, true}, "[40 41 42]", 0, logCursor{42, true}},
+		{"logged between the steps, partly overwritten", step("6,38,1,-;y\n6,39,1,-;z\n6,40,1,-;a\n6,41,1,-;b\n"), logCursor{30, true}, "[38 39 40 41]", 7, logCursor{41, true}},
+		{"previous step before a guest restart", step("6,41,1,-;b\n", "6,42,2,-;c"), logCursor{500, true}, "[42]", 0, logCursor{42, true}},
+		{"previous step, nothing before", step("", "6,42,2,-;c"), logCursor{40, true}, "[42]", 1, logCursor{42, true}},
+		{"the overrun during the drain before", step("6,30,1,-;a\n6,35,1,-;f\n", "6,36,2,-;g"), logCursor{30, true}, "[35 36]", 4, logCursor{36, true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			so := parseStep(tt.out, tt.prev)
-			var seqs []uint64
+			seqs := []uint64{}
 			for _, r := range so.records {
 				seqs = append(seqs, r.Seq)
 			}
@@ -179,61 +178,53 @@ func TestParseStepCursor(t *testing.T) {
 	}
 }
 
-// The step scripts run for real with sh against fake /proc and /dev/kmsg files (paths
-// rewritten) and a fake insmod/rmmod on PATH: markers, exit status, the stale-module
-// unload, and arguments that reach insmod as single words whatever they contain.
-func TestStepScriptsRun(t *testing.T) {
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "bin")
-	os.MkdirAll(bin, 0o755)
-	write := func(p, s string, mode os.FileMode) {
-		t.Helper()
-		if err := os.WriteFile(p, []byte(s), mode); err != nil {
-			t.Fatal(err)
+// FuzzParseStep: whatever a step prints (a guest cut off mid-line, a module printing
+// garbage), parseStep returns records in order after the cursor, and counts no loss the
+// numbers do not show.
+func FuzzParseStep(f *testing.F) {
+	f.Add("kmodvm-taint 0\n6,40,1,-;a\nkmodvm-run\nkmodvm-rc 1\n6,42,2,-;c\nkmodvm-err x\nkmodvm-end\n", uint64(39), true)
+	f.Add("kmodvm-stale\nkmodvm-stale-failed in use\n", uint64(0), false)
+	f.Fuzz(func(t *testing.T, out string, prevSeq uint64, prevOK bool) {
+		prev := logCursor{prevSeq, prevOK}
+		so := parseStep(out, prev)
+		if so.lost < 0 {
+			t.Fatalf("lost %d", so.lost)
 		}
-	}
-	write(filepath.Join(dir, "tainted"), "0\n", 0o644)
-	write(filepath.Join(dir, "modules"), "rust_hello 16384 0 - Live 0x0\nother 1 0 - Live 0x0\n", 0o644)
-	write(filepath.Join(dir, "kmsg"), "6,7,100,-;booted\n", 0o644)
-	// The fake insmod prints its words and fails, like insmod on EINVAL.
-	write(filepath.Join(bin, "insmod"), "#!/bin/sh\nfor a; do echo \"[$a]\"; done\necho 'insmod: ERROR: could not insert module: Invalid parameters' >&2\nexit 1\n", 0o755)
-	write(filepath.Join(bin, "rmmod"), "#!/bin/sh\necho \"rmmod $*\" >> "+filepath.Join(dir, "rmmod.log")+"\n", 0o755)
-	fake := func(script string) string {
-		script = strings.ReplaceAll(script, "/proc/sys/kernel/tainted", filepath.Join(dir, "tainted"))
-		script = strings.ReplaceAll(script, "/proc/modules", filepath.Join(dir, "modules"))
-		return strings.ReplaceAll(script, "dd if=/dev/kmsg iflag=nonblock bs=65536", "cat "+filepath.Join(dir, "kmsg"))
-	}
-	params := []string{"greeting=hello world", "x=$(touch " + filepath.Join(dir, "pwned") + ")", "y=a;b", `z='"q"'`}
-	cmd := exec.Command("sh", "-c", fake(loadScript("rust_hello", "/root/kmodvm/src/my mod/a.ko", params)))
-	cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"))
-	out, err := cmd.Output()
+		for i, r := range so.records {
+			if i > 0 && r.Seq <= so.records[i-1].Seq {
+				t.Fatalf("records out of order: %d after %d", r.Seq, so.records[i-1].Seq)
+			}
+		}
+		if n := len(so.records); n > 0 && so.last.seq != so.records[n-1].Seq {
+			t.Errorf("last %d, want the last record %d", so.last.seq, so.records[n-1].Seq)
+		}
+	})
+}
+
+// The load step runs guest.sh for real in the fake guest: the module path and parameter
+// words reach insmod as single words whatever they contain, and none runs in the shell.
+func TestLoadArgumentsReachInsmodExactly(t *testing.T) {
+	g := newFakeGuest(t)
+	g.write("insmod.sh", `for a; do echo "[$a]"; done; echo 'insmod: ERROR: could not insert module: Invalid parameters' >&2; exit 1`, 0o644)
+	r := g.runner(nil)
+	r.guest = g
+	canary := filepath.Join(g.dir, "pwned")
+	params := []string{"greeting=hello world", "x=$(touch " + canary + ")", "y=a;b", `z='"q"'`}
+	st, err := r.step(testCtx(t), Options{Timeout: time.Minute}, "load", "rust_hello", 1, append([]string{"rust_hello", "/root/kmodvm/src/my mod/a.ko"}, params...)...)
 	if err != nil {
-		t.Fatalf("load script: %v\n%s", err, out)
+		t.Fatal(err)
 	}
-	so := parseStep(string(out), logCursor{})
-	if !so.complete || so.rc != 1 || !so.stale {
-		t.Fatalf("parsed %+v from\n%s", so, out)
+	want := "[/root/kmodvm/src/my mod/a.ko]; [greeting=hello world]; [x=$(touch " + canary + ")]; [y=a;b]; [z='\"q\"']; insmod: ERROR: could not insert module: Invalid parameters"
+	if st.OK || !strings.HasPrefix(st.Error, want) {
+		t.Errorf("step %+v\nwant error starting with\n%s", st, want)
 	}
-	want := "[/root/kmodvm/src/my mod/a.ko] [greeting=hello world] [x=$(touch " + filepath.Join(dir, "pwned") + ")] [y=a;b] [z='\"q\"'] insmod: ERROR: could not insert module: Invalid parameters"
-	if got := strings.Join(so.errText, " "); got != want {
-		t.Errorf("insmod got\n%s\nwant\n%s", got, want)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "pwned")); err == nil {
+	if _, err := os.Stat(canary); err == nil {
 		t.Error("a parameter was interpreted by the shell")
-	}
-	if log, _ := os.ReadFile(filepath.Join(dir, "rmmod.log")); string(log) != "rmmod rust_hello\n" {
-		t.Errorf("stale module not unloaded first: %q", log)
-	}
-	cmd = exec.Command("sh", "-c", fake(unloadScript("rust_hello")))
-	cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"))
-	out, err = cmd.Output()
-	if so := parseStep(string(out), logCursor{}); err != nil || !so.complete || so.rc != 0 || so.stale {
-		t.Fatalf("unload script: %v %+v\n%s", err, so, out)
 	}
 }
 
 func TestExplainFailure(t *testing.T) {
-	so := parseStep("@@KMSG\n3,5,1,-;hello: Unknown symbol not_a_symbol (err -2)\n", logCursor{})
+	so := parseStep("kmodvm-run\n3,5,1,-;hello: Unknown symbol not_a_symbol (err -2)\n", logCursor{})
 	msg := explainFailure("load", "hello", []string{"insmod: ERROR: could not insert module hello.ko: Unknown symbol in module"}, so.records)
 	if !strings.Contains(msg, "not_a_symbol") {
 		t.Errorf("unknown symbol not named: %s", msg)

@@ -2,12 +2,12 @@ package module
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // kparam is one parameter as the kernel's parser hands it to the module loader.
@@ -162,21 +162,13 @@ func TestParamWordRefuses(t *testing.T) {
 	}
 }
 
-// TestParamsThroughShellAndInsmod runs the real load script through sh with an insmod that
+// TestParamsThroughShellAndInsmod runs the real load step in the fake guest with an insmod that
 // joins its parameter arguments with spaces, as kmod's insmod does, and feeds the result to
 // the kernel's parser: every value arrives exactly, and no shell syntax in it ran.
 func TestParamsThroughShellAndInsmod(t *testing.T) {
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "bin")
-	if err := os.Mkdir(bin, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	joined := filepath.Join(dir, "init_module-args")
-	insmod := "#!/bin/sh\nshift\nprintf '%s' \"$*\" > '" + joined + "'\n"
-	if err := os.WriteFile(filepath.Join(bin, "insmod"), []byte(insmod), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	canary := filepath.Join(dir, "pwned")
+	g := newFakeGuest(t)
+	g.write("insmod.sh", `shift; printf '%s' "$*" > "$G/init_module-args"`, 0o644)
+	canary := filepath.Join(g.dir, "pwned")
 	var params []string
 	var want []kparam
 	for i, tt := range paramValues {
@@ -192,20 +184,13 @@ func TestParamsThroughShellAndInsmod(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	script := loadScript("m", "/root/kmodvm/src/m/m.ko", words)
-	script = strings.ReplaceAll(script, "/proc/modules", "/dev/null")
-	script = strings.ReplaceAll(script, "/proc/sys/kernel/tainted", "/dev/null")
-	script = strings.ReplaceAll(script, kmsgSnapshot, "true")
-	cmd := exec.Command("sh", "-c", script)
-	cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"))
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("load script: %v\n%s", err, out)
+	r := g.runner(nil)
+	r.guest = g
+	st, err := r.step(testCtx(t), Options{Timeout: time.Minute}, "load", "m", 1, append([]string{"m", "/root/kmodvm/src/m/m.ko"}, words...)...)
+	if err != nil || !st.OK {
+		t.Fatalf("load step %+v: %v", st, err)
 	}
-	args, err := os.ReadFile(joined)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := kernelParseArgs(string(args)); !slices.Equal(got, want) {
+	if got := kernelParseArgs(g.read("init_module-args")); !slices.Equal(got, want) {
 		t.Errorf("the kernel would get\n%v\nwant\n%v", got, want)
 	}
 	if _, err := os.Stat(canary); err == nil {

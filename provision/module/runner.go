@@ -12,8 +12,8 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
-	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -24,7 +24,6 @@ import (
 	"github.com/kmodvm/kmodvm/provision/kmsg"
 	"github.com/kmodvm/kmodvm/provision/treesync"
 	"github.com/kmodvm/kmodvm/vm/remedy"
-	"github.com/kmodvm/kmodvm/vm/shellquote"
 	"github.com/kmodvm/kmodvm/vm/sshclient"
 )
 
@@ -80,8 +79,16 @@ type Runner struct {
 	Toolchain Toolchain // for host builds
 	KDir      string    // host path of the staged build tree (bound at kernel.GuestTree)
 
-	guest Guest
-	seen  logCursor // the last kernel log record a step read
+	guest      Guest
+	seen       logCursor  // the last kernel log record a step read
+	guestFiles guestFiles // the files guest.sh uses; zero: the real ones (tests change them)
+}
+
+func (r *Runner) files() guestFiles {
+	if r.guestFiles == (guestFiles{}) {
+		return realGuestFiles
+	}
+	return r.guestFiles
 }
 
 // logCursor is the last kernel log record a step has read. The next step judges every
@@ -175,7 +182,7 @@ func (r *Runner) Run(ctx context.Context, opt Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	remote := RemoteDir(opt.Source.Dir)
+	remote := path.Join(r.files().Root, RemoteDir(opt.Source.Dir))
 	res := &Result{Module: opt.Source.Dir, Modules: opt.Source.Modules}
 	defer func() { res.Duration = time.Since(start) }()
 
@@ -204,7 +211,7 @@ func (r *Runner) Run(ctx context.Context, opt Options) (*Result, error) {
 	}
 	r.guest = g
 	opt.status("syncing " + opt.Source.Dir)
-	sum, err := Sync(ctx, r.guest.SSH(), opt.Source.Dir)
+	sum, err := syncTo(ctx, r.guest.SSH(), opt.Source.Dir, remote)
 	if err != nil {
 		return nil, r.explainLost(ctx, "sync", err)
 	}
@@ -239,7 +246,7 @@ func (r *Runner) Run(ctx context.Context, opt Options) (*Result, error) {
 		for _, ko := range kos {
 			name := strings.ReplaceAll(strings.TrimSuffix(ko, ".ko"), "-", "_")
 			opt.status(fmt.Sprintf("loading %s", ko))
-			st, err := r.step(ctx, opt, "load", name, it, loadScript(name, path.Join(remote, ko), words))
+			st, err := r.step(ctx, opt, "load", name, it, append([]string{name, path.Join(remote, ko)}, words...)...)
 			if err != nil || ctx.Err() != nil {
 				return nil, interrupted(ctx, "load of "+name, err)
 			}
@@ -258,7 +265,7 @@ func (r *Runner) Run(ctx context.Context, opt Options) (*Result, error) {
 		if !opt.Keep || it < opt.Reload {
 			for i := len(loaded) - 1; i >= 0; i-- {
 				opt.status("unloading " + loaded[i])
-				st, err := r.step(ctx, opt, "unload", loaded[i], it, unloadScript(loaded[i]))
+				st, err := r.step(ctx, opt, "unload", loaded[i], it, loaded[i])
 				if err != nil || ctx.Err() != nil {
 					return nil, interrupted(ctx, "unload of "+loaded[i], err)
 				}
@@ -313,7 +320,10 @@ func judge(steps []Step) (string, string) {
 
 // Sync mirrors a module directory into the guest, at RemoteDir(local).
 func Sync(ctx context.Context, ssh *sshclient.Client, local string) (treesync.Summary, error) {
-	remote := RemoteDir(local)
+	return syncTo(ctx, ssh, local, RemoteDir(local))
+}
+
+func syncTo(ctx context.Context, ssh *sshclient.Client, local, remote string) (treesync.Summary, error) {
 	c, err := ssh.SFTP()
 	if err != nil {
 		return treesync.Summary{}, fmt.Errorf("open SFTP to the guest: %w", err)
@@ -398,9 +408,8 @@ func (r *Runner) guestBuild(ctx context.Context, opt Options, remote string) bui
 	start := time.Now()
 	args := makeArgs("/lib/modules/$(uname -r)/build", remote)
 	b := builtModule{result: BuildResult{Where: BuildGuest, Command: strings.Join(args, " ")}}
-	cmd := "cd " + shellquote.Quote(remote) + " && make -C \"/lib/modules/$(uname -r)/build\" " + shellquote.Join("M="+remote, "LLVM=1", "modules")
-	var out bytes.Buffer
-	code, err := r.guest.SSH().Run(ctx, guestJob(cmd), nil, &out, &out)
+	var out streamsBuffer
+	code, err := r.guest.SSH().Run(ctx, r.files().guestCommand("build", remote), nil, &out, &out)
 	if ctx.Err() != nil {
 		r.abandon(ctx, opt, "build")
 		b.err = interrupted(ctx, "guest build", nil)
@@ -411,15 +420,33 @@ func (r *Runner) guestBuild(ctx context.Context, opt Options, remote string) bui
 		return b
 	}
 	if code == 0 {
-		ls, err := r.guest.SSH().Output(ctx, "ls -1 "+shellquote.Quote(remote))
-		if err != nil {
+		if b.kos, err = r.guestKos(remote); err != nil {
 			b.err = err
 			return b
 		}
-		b.kos = kosIn(strings.Split(strings.TrimSpace(string(ls)), "\n"))
 	}
 	b.finish(start, code, out.String(), remote, opt.Source.Dir)
 	return b
+}
+
+// streamsBuffer collects a command's output safely from the SSH session's copying
+// goroutines: one per stream (into one bytes.Buffer, two copies' ReadFrom calls cut each
+// other's output), and they may still run when a cancelled Run has returned.
+type streamsBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *streamsBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *streamsBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func (b *builtModule) finish(start time.Time, code int, out, remote, hostDir string) {
@@ -455,17 +482,27 @@ func syncLocal(ctx context.Context, src, dst string) (treesync.Summary, error) {
 // the module's own Makefile, which could leave a symlink named x.ko pointing anywhere on the
 // host; kmodvm, reading it outside the build's sandbox, must not follow it.
 func builtKos(dir string) ([]string, error) {
-	ents, err := os.ReadDir(dir)
+	f, err := os.Open(dir)
 	if err != nil {
 		return nil, fmt.Errorf("list the host build's output: %w", err)
 	}
+	defer f.Close()
+	ents, err := f.Readdir(-1) // lstat: a symlink is no regular file
+	if err != nil {
+		return nil, fmt.Errorf("list the host build's output: %w", err)
+	}
+	return regularKos(ents), nil
+}
+
+// regularKos names the .ko files among ents that are regular files.
+func regularKos(ents []os.FileInfo) []string {
 	var names []string
 	for _, e := range ents {
-		if e.Type().IsRegular() {
+		if e.Mode().IsRegular() {
 			names = append(names, e.Name())
 		}
 	}
-	return kosIn(names), nil
+	return kosIn(names)
 }
 
 // readKo reads a host-built .ko without following a symlink put in its place.
@@ -479,6 +516,20 @@ func readKo(p string) ([]byte, error) {
 		return nil, fmt.Errorf("read the built module %s: not a regular file", p)
 	}
 	return io.ReadAll(f)
+}
+
+// guestKos lists the .ko files a guest build left in remote.
+func (r *Runner) guestKos(remote string) ([]string, error) {
+	c, err := r.guest.SSH().SFTP()
+	if err != nil {
+		return nil, fmt.Errorf("open SFTP to the guest: %w", err)
+	}
+	defer c.Close()
+	ents, err := c.ReadDir(remote)
+	if err != nil {
+		return nil, fmt.Errorf("list the guest build's output: %w", err)
+	}
+	return regularKos(ents), nil
 }
 
 // uploadKos puts host-built .ko files into the guest (temp name, then rename).
@@ -515,116 +566,9 @@ func (r *Runner) uploadKos(ctx context.Context, local, remote string, kos []stri
 	return nil
 }
 
-// The step scripts print markers the runner parses. They fork as little as they can (under
-// TCG every exec in the guest costs tens of milliseconds): the taint is read with the
-// shell's own read, the kernel log with one dd before and one after. All arguments are
-// quoted, never interpreted by the guest's shell.
-const kmsgSnapshot = "dd if=/dev/kmsg iflag=nonblock bs=65536 2>/dev/null"
-
-func stepScript(prelude, cmd string) string {
-	return strings.Join([]string{
-		prelude,
-		`read -r t < /proc/sys/kernel/tainted; echo "@@TAINT $t"`,
-		`echo @@BEFORE`,
-		kmsgSnapshot,
-		`echo @@RUN`,
-		`err=$(` + cmd + ` 2>&1); rc=$?`,
-		`read -r t < /proc/sys/kernel/tainted; echo "@@TAINT2 $t"`,
-		`echo "@@RC $rc"`,
-		`echo @@ERR`,
-		`[ -z "$err" ] || printf '%s\n' "$err"`,
-		`echo @@KMSG`,
-		kmsgSnapshot,
-	}, "\n")
-}
-
-// insmodArgs is the insmod command line: words are the parameters as ParamWords made them,
-// each quoted for the shell.
-func insmodArgs(ko string, words []string) string {
-	return "insmod " + shellquote.Join(append([]string{ko}, words...)...)
-}
-
-// loadScript unloads a module of the same name left loaded by an earlier run (saying so,
-// or why it cannot), then loads the new one with the parameter words.
-func loadScript(name, ko string, words []string) string {
-	q := shellquote.Quote(name)
-	stale := `while read -r m _; do [ "$m" = ` + q + ` ] || continue; echo @@STALE; ` +
-		`if ! e=$(rmmod ` + q + ` 2>&1); then echo "@@STALEFAIL $e"; exit 0; fi; done < /proc/modules`
-	return stepScript(stale, insmodArgs(ko, words))
-}
-
-func unloadScript(name string) string {
-	return stepScript("", "rmmod "+shellquote.Quote(name))
-}
-
-// stepOutput is the parsed output of a step script.
-type stepOutput struct {
-	taint, taint2 kmsg.Taint
-	rc            int
-	errText       []string
-	records       []kmsg.Record // the kernel log records since the cursor
-	lost          int           // records after the cursor overwritten before they were read
-	last          logCursor     // the last record read
-	complete      bool
-	stale         bool   // a module of that name was loaded and was unloaded first
-	staleFail     string // ... and could not be unloaded: rmmod's reason
-}
-
-// parseStep reads a step script's output. The step's records are those after prev, the
-// last record the previous step read, or without one, after the last record before the
-// command ran.
-func parseStep(out string, prev logCursor) stepOutput {
-	so := stepOutput{rc: -1}
-	var cursor logCursor // the newest record before the command
-	section := ""
-	sc := bufio.NewScanner(strings.NewReader(out))
-	sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
-	for sc.Scan() {
-		l := sc.Text()
-		switch {
-		case l == "@@STALE":
-			so.stale = true
-		case strings.HasPrefix(l, "@@STALEFAIL"):
-			so.staleFail = strings.TrimSpace(strings.TrimPrefix(l, "@@STALEFAIL"))
-		case strings.HasPrefix(l, "@@TAINT2 "):
-			so.taint2, _ = kmsg.ParseTaint(strings.TrimPrefix(l, "@@TAINT2 "))
-		case strings.HasPrefix(l, "@@TAINT "):
-			so.taint, _ = kmsg.ParseTaint(strings.TrimPrefix(l, "@@TAINT "))
-		case strings.HasPrefix(l, "@@RC "):
-			so.rc, _ = strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(l, "@@RC ")))
-		case l == "@@BEFORE", l == "@@RUN", l == "@@ERR", l == "@@KMSG":
-			section = l
-			so.complete = l == "@@KMSG"
-			if l == "@@KMSG" && prev.ok && (!cursor.ok || prev.seq <= cursor.seq) {
-				cursor = prev // (a prev after the cursor is from before a guest restart)
-			}
-			so.last = cursor
-		case section == "@@BEFORE":
-			if rec, ok := kmsg.ParseKmsgLine(l); ok && rec.Seq >= cursor.seq {
-				cursor = logCursor{rec.Seq, true}
-			}
-		case section == "@@ERR":
-			if t := strings.TrimSpace(l); t != "" {
-				so.errText = append(so.errText, t)
-			}
-		case section == "@@KMSG":
-			if rec, ok := kmsg.ParseKmsgLine(l); ok && rec.Seq > cursor.seq {
-				// The records after the cursor come in order; a gap is what the guest
-				// overwrote before this read.
-				if cursor.ok && rec.Seq > so.last.seq+1 {
-					so.lost += int(rec.Seq - so.last.seq - 1)
-				}
-				so.records = append(so.records, rec)
-				so.last = logCursor{rec.Seq, true}
-			}
-		}
-	}
-	return so
-}
-
 // step runs one load or unload, watching the guest: if it dies or hangs, the console log
 // has the story, and the guest is restarted.
-func (r *Runner) step(ctx context.Context, opt Options, action, name string, it int, script string) (Step, error) {
+func (r *Runner) step(ctx context.Context, opt Options, action, name string, it int, args ...string) (Step, error) {
 	start := time.Now()
 	st := Step{Action: action, Module: name, Iteration: it}
 	consoleOff := fileSize(r.guest.ConsoleLog())
@@ -637,8 +581,8 @@ func (r *Runner) step(ctx context.Context, opt Options, action, name string, it 
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
-		var out bytes.Buffer
-		code, err := r.guest.SSH().Run(sctx, guestJob(script), nil, &out, io.Discard)
+		var out streamsBuffer // Run returns on cancellation while the session may still copy
+		code, err := r.guest.SSH().Run(sctx, r.files().guestCommand(append([]string{action}, args...)...), nil, &out, io.Discard)
 		done <- result{out.String(), code, err}
 	}()
 	tick := time.NewTicker(time.Second)
@@ -723,33 +667,12 @@ wait:
 	return st, nil
 }
 
-// jobFile holds the process group of the long command the runner has running in the guest
-// (a build, a load or unload step). sshd starts every command in a session of its own, so the
-// command's shell leads a process group holding everything it started.
-const jobFile = "/run/kmodvm.job"
-
-// guestJob wraps a long guest command so that abandon can stop it. The file goes when the
-// shell exits, however it does (a step script may exit early), unless a later job owns it
-// by then. A job file already there names a job an earlier run left when its connection was
-// cut (runs on one VM hold its lock, so no other run's job is live): that job is stopped
-// first, or it would go on competing with this one (a make in the same tree, a load).
-func guestJob(cmd string) string {
-	return abandonScript + "; echo $$ > " + jobFile + "; " +
-		"trap 'read -r q < " + jobFile + " 2>/dev/null && [ \"$q\" = $$ ] && rm -f " + jobFile + "' EXIT; " + cmd
-}
-
-// abandonScript stops the job: closing the SSH session does not (no terminal, no SIGHUP), and
-// a make left running, or a module left half-loaded, would spoil the next run. make removes
-// the targets it was writing; an init sleeping interruptibly fails with -EINTR; one that
-// does not listen stays loading, and the next run says so.
-const abandonScript = `if read -r p < ` + jobFile + ` 2>/dev/null; then kill -s TERM -- "-$p" 2>/dev/null; rm -f ` + jobFile + `; fi`
-
-// abandon runs abandonScript after kmodvm was interrupted during what, within a few seconds
-// of its own (the user is waiting to get the prompt back).
+// abandon stops the guest's job (guest.sh abandon) after kmodvm was interrupted during what,
+// within a few seconds of its own (the user is waiting to get the prompt back).
 func (r *Runner) abandon(ctx context.Context, opt Options, what string) {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if _, err := r.guest.SSH().Run(cctx, abandonScript, nil, io.Discard, io.Discard); err != nil {
+	if _, err := r.guest.SSH().Run(cctx, r.files().guestCommand("abandon"), nil, io.Discard, io.Discard); err != nil {
 		opt.status(fmt.Sprintf("interrupted during the %s, and could not stop it in the guest: %v", what, err))
 		return
 	}

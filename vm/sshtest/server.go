@@ -78,6 +78,7 @@ type Server struct {
 	config     *ssh.ServerConfig
 	authorized ssh.PublicKey
 	dir        string
+	env        []string
 	closed     chan struct{}
 	closeOnce  sync.Once
 	wg         sync.WaitGroup
@@ -96,10 +97,22 @@ type Server struct {
 	window       [2]int // last pty size, width and height
 }
 
+// Option configures a Server.
+type Option func(*Server)
+
+// WithDir sets the working directory of processes and the base of relative
+// SFTP paths (default: a fresh t.TempDir()).
+func WithDir(dir string) Option { return func(s *Server) { s.dir = dir } }
+
+// WithEnv adds env ("KEY=value") to the environment of processes, after the test's own
+// (so it overrides it): e.g. a PATH of fake commands, so a script run as if in a guest
+// reaches no real insmod.
+func WithEnv(env ...string) Option { return func(s *Server) { s.env = append(s.env, env...) } }
+
 // NewServer starts a server with the given host key that accepts only the
 // authorized client key. Processes run, and relative SFTP paths resolve, in a fresh
-// t.TempDir() (see Dir). t.Cleanup closes it.
-func NewServer(t testing.TB, hostKey ssh.Signer, authorized ssh.PublicKey) *Server {
+// t.TempDir() (see Dir) unless WithDir says otherwise. t.Cleanup closes it.
+func NewServer(t testing.TB, hostKey ssh.Signer, authorized ssh.PublicKey, opts ...Option) *Server {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -113,7 +126,12 @@ func NewServer(t testing.TB, hostKey ssh.Signer, authorized ssh.PublicKey) *Serv
 		changed:    make(chan struct{}),
 		conns:      make(map[net.Conn]struct{}),
 		running:    make(map[*session]struct{}),
-		dir:        t.TempDir(),
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	if s.dir == "" {
+		s.dir = t.TempDir()
 	}
 	s.config = &ssh.ServerConfig{
 		PublicKeyCallback: func(_ ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
@@ -515,7 +533,7 @@ func (se *session) resize(width, height int) {
 // exit status and closes the channel.
 func (se *session) start(command string, cmd *exec.Cmd) bool {
 	cmd.Dir = se.s.dir
-	cmd.Env = append(os.Environ(), se.env...)
+	cmd.Env = append(append(os.Environ(), se.s.env...), se.env...)
 	var copies sync.WaitGroup
 	if se.pty != nil {
 		tty := se.pty.tty
