@@ -129,14 +129,14 @@ func OpenDisk(cacheDir string, spec DiskSpec) (*Disk, error) {
 	if err := spec.validate(); err != nil {
 		return nil, err
 	}
-	cacheDir, err := filepath.Abs(cacheDir)
+	disks, err := entriesDir(cacheDir, "disks")
 	if err != nil {
-		return nil, fmt.Errorf("cache directory: %w", err)
+		return nil, err
 	}
 	key := spec.Hash()
-	dir := filepath.Join(cacheDir, "disks", key)
+	dir := filepath.Join(disks, key)
 	if !isDir(dir) {
-		return nil, remedy.With(fmt.Errorf("%w: no guest disk %s in %s", ErrNotBuilt, shortHash(key), filepath.Dir(dir)), "", remedy.BuildImage)
+		return nil, remedy.With(fmt.Errorf("%w: no guest disk %s in %s", ErrNotBuilt, shortHash(key), disks), "", remedy.BuildImage)
 	}
 	d := diskAt(dir, key)
 	if err := protectBase(d.Base); err != nil {
@@ -174,21 +174,16 @@ func BuildDisk(ctx context.Context, log *slog.Logger, cacheDir string, spec Disk
 	if err := spec.validate(); err != nil {
 		return nil, err
 	}
-	cacheDir, err := filepath.Abs(cacheDir)
+	disks, err := entriesDir(cacheDir, "disks")
 	if err != nil {
-		return nil, fmt.Errorf("cache directory: %w", err)
+		return nil, err
 	}
 	key := spec.Hash()
-	dir, hit, err := ondisk.Entry(ctx, log, filepath.Join(cacheDir, "disks"), key, func(tmp, failedLog string) error {
+	dir, err := cachedEntry(ctx, log, "guest disk", disks, key, func(tmp, failedLog string) error {
 		return buildDisk(ctx, log, tmp, failedLog, spec, progress)
 	})
 	if err != nil {
 		return nil, err
-	}
-	if hit {
-		log.Debug("guest disk cached", "dir", dir)
-	} else {
-		log.Info("guest disk built", "dir", dir)
 	}
 	d := diskAt(dir, key)
 	if err := protectBase(d.Base); err != nil {

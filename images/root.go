@@ -13,7 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/kmodvm/kmodvm/images/ondisk"
 	"github.com/kmodvm/kmodvm/vm/remedy"
 	"github.com/kmodvm/kmodvm/vm/shellquote"
 )
@@ -48,22 +47,17 @@ func BuildRoot(ctx context.Context, log *slog.Logger, cacheDir string, spec Spec
 	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
-	cacheDir, err := filepath.Abs(cacheDir)
+	roots, err := entriesDir(cacheDir, "roots")
 	if err != nil {
-		return nil, fmt.Errorf("cache directory: %w", err)
+		return nil, err
 	}
 	spec = spec.normalized()
 	hash := spec.Hash()
-	dir, hit, err := ondisk.Entry(ctx, log, filepath.Join(cacheDir, "roots"), hash, func(tmp, failedLog string) error {
+	dir, err := cachedEntry(ctx, log, "toolchain root", roots, hash, func(tmp, failedLog string) error {
 		return buildRoot(ctx, log, tmp, failedLog, spec, progress)
 	})
 	if err != nil {
 		return nil, err
-	}
-	if hit {
-		log.Debug("toolchain root cached", "dir", dir)
-	} else {
-		log.Info("toolchain root built", "dir", dir)
 	}
 	return rootAt(dir, hash, spec), nil
 }
@@ -73,16 +67,16 @@ func OpenRoot(cacheDir string, spec Spec) (*Root, error) {
 	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
-	cacheDir, err := filepath.Abs(cacheDir)
+	roots, err := entriesDir(cacheDir, "roots")
 	if err != nil {
-		return nil, fmt.Errorf("cache directory: %w", err)
+		return nil, err
 	}
 	spec = spec.normalized()
 	hash := spec.Hash()
-	dir := filepath.Join(cacheDir, "roots", hash)
+	dir := filepath.Join(roots, hash)
 	if !isDir(filepath.Join(dir, "root")) {
 		return nil, remedy.With(fmt.Errorf("%w: no toolchain root for suite %s (spec %s) in %s",
-			ErrNotBuilt, spec.Suite, shortHash(hash), filepath.Join(cacheDir, "roots")), "", remedy.BuildImage)
+			ErrNotBuilt, spec.Suite, shortHash(hash), roots), "", remedy.BuildImage)
 	}
 	return rootAt(dir, hash, spec), nil
 }
