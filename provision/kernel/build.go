@@ -345,14 +345,8 @@ func (b *Builder) CheckConfig(ctx context.Context, req Request) (*ConfigCheck, e
 	if err := b.planFrom(ctx, req, p, p.tree); err != nil {
 		return nil, err
 	}
-	if err := b.gate(ctx, p.tree); err != nil {
-		return nil, err
-	}
-	kc, err := loadKconfig(p.tree)
+	kc, err := b.checkTree(ctx, p)
 	if err != nil {
-		return nil, err
-	}
-	if err := Precheck(p.plan, kc); err != nil {
 		return nil, err
 	}
 	b.report(Progress{Phase: "config", Current: "make allnoconfig/olddefconfig"})
@@ -366,6 +360,22 @@ func (b *Builder) CheckConfig(ctx context.Context, req Request) (*ConfigCheck, e
 	}
 	rep := verify(p.plan, final, kc)
 	return &ConfigCheck{Plan: p.plan, Final: final, Changes: kconfig.Diff(base, final), Report: rep, Tree: p.tree}, nil
+}
+
+// checkTree gates the toolchain on p's tree and prechecks p's plan against the tree's
+// Kconfig, which it returns: what needs no Kconfig run fails before one.
+func (b *Builder) checkTree(ctx context.Context, p *prepared) (*kconfig.Kconfig, error) {
+	if err := b.gate(ctx, p.tree); err != nil {
+		return nil, err
+	}
+	kc, err := loadKconfig(p.tree)
+	if err != nil {
+		return nil, err
+	}
+	if err := Precheck(p.plan, kc); err != nil {
+		return nil, err
+	}
+	return kc, nil
 }
 
 // Build returns the cached kernel for req or builds it: toolchain gate, config, verify,
@@ -395,14 +405,8 @@ func (b *Builder) Build(ctx context.Context, req Request) (*Result, error) {
 	if r, err := b.cached(p.key); r != nil || err != nil { // built while we waited
 		return r, err
 	}
-	if err := b.gate(ctx, p.tree); err != nil {
-		return nil, err
-	}
-	kc, err := loadKconfig(p.tree)
+	kc, err := b.checkTree(ctx, p)
 	if err != nil {
-		return nil, err
-	}
-	if err := Precheck(p.plan, kc); err != nil {
 		return nil, err
 	}
 
