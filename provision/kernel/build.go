@@ -191,24 +191,30 @@ func (p *prepared) readySources() string {
 }
 
 // useTree takes the build tree's lock (saying so when another kmodvm holds it), cleans up
-// after a build in it that was interrupted, and fills it from the source. The caller must
-// call unlock.
-func (b *Builder) useTree(ctx context.Context, p *prepared) (unlock func(), err error) {
-	unlock, err = ondisk.Lock(ctx, filepath.Join(b.Cache, "trees", p.slot+".lock"), func() {
+// after a build in it that was interrupted, fills it from the source and plans req on it.
+// The caller must call unlock.
+func (b *Builder) useTree(ctx context.Context, req Request, p *prepared) (unlock func(), err error) {
+	release, err := ondisk.Lock(ctx, filepath.Join(b.Cache, "trees", p.slot+".lock"), func() {
 		b.report(Progress{Phase: "wait", Current: "waiting for another kmodvm using the kernel tree " + p.tree})
 	})
 	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		if err != nil {
+			release()
+		}
+	}()
 	if err := b.recoverInterrupted(p.tree); err != nil {
-		unlock()
 		return nil, err
 	}
 	if err := b.unpack(ctx, p); err != nil {
-		unlock()
 		return nil, err
 	}
-	return unlock, nil
+	if err := b.planFrom(ctx, req, p, p.tree); err != nil {
+		return nil, err
+	}
+	return release, nil
 }
 
 // cacheKey identifies a built kernel: the build recipe, the source, everything requested of
@@ -337,14 +343,11 @@ func (b *Builder) CheckConfig(ctx context.Context, req Request) (*ConfigCheck, e
 	if err != nil {
 		return nil, err
 	}
-	unlock, err := b.useTree(ctx, p)
+	unlock, err := b.useTree(ctx, req, p)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	if err := b.planFrom(ctx, req, p, p.tree); err != nil {
-		return nil, err
-	}
 	kc, err := b.checkTree(ctx, p)
 	if err != nil {
 		return nil, err
@@ -394,14 +397,11 @@ func (b *Builder) Build(ctx context.Context, req Request) (*Result, error) {
 			return r, err
 		}
 	}
-	unlock, err := b.useTree(ctx, p)
+	unlock, err := b.useTree(ctx, req, p)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	if err := b.planFrom(ctx, req, p, p.tree); err != nil {
-		return nil, err
-	}
 	if r, err := b.cached(p.key); r != nil || err != nil { // built while we waited
 		return r, err
 	}
