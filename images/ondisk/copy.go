@@ -116,22 +116,13 @@ func CopyFile(src, dst string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		os.Remove(tmp)
-		return err
+	_, werr := io.Copy(out, in)
+	cerr := out.Chmod(fi.Mode().Perm()) // the umask may have narrowed the mode
+	err = firstErr(werr, cerr, out.Close())
+	if err == nil {
+		err = os.Chtimes(tmp, fi.ModTime(), fi.ModTime())
 	}
-	// The umask may have narrowed the mode.
-	if err := out.Chmod(fi.Mode().Perm()); err != nil {
-		out.Close()
-		os.Remove(tmp)
-		return err
-	}
-	if err := out.Close(); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if err := os.Chtimes(tmp, fi.ModTime(), fi.ModTime()); err != nil {
+	if err != nil {
 		os.Remove(tmp)
 		return err
 	}
