@@ -8,12 +8,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -225,13 +226,8 @@ func cacheKey(sourceID string, plan *ConfigPlan, toolchain map[string]string) st
 }
 
 func versionsString(v map[string]string) string {
-	keys := make([]string, 0, len(v))
-	for k := range v {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
 	var s strings.Builder
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(v)) {
 		fmt.Fprintf(&s, "%s=%s\n", k, v[k])
 	}
 	return s.String()
