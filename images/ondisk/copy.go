@@ -2,6 +2,7 @@ package ondisk
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -118,7 +119,7 @@ func CopyFile(src, dst string) error {
 	}
 	_, werr := io.Copy(out, in)
 	cerr := out.Chmod(fi.Mode().Perm()) // the umask may have narrowed the mode
-	err = firstErr(werr, cerr, out.Close())
+	err = errors.Join(werr, cerr, out.Close())
 	if err == nil {
 		err = os.Chtimes(tmp, fi.ModTime(), fi.ModTime())
 	}
@@ -138,18 +139,9 @@ func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
 	}
 	_, werr := tmp.Write(data)
 	cerr := tmp.Chmod(mode)
-	if err := firstErr(werr, cerr, tmp.Close()); err != nil {
+	if err := errors.Join(werr, cerr, tmp.Close()); err != nil {
 		os.Remove(tmp.Name())
 		return err
 	}
 	return os.Rename(tmp.Name(), path)
-}
-
-func firstErr(errs ...error) error {
-	for _, e := range errs {
-		if e != nil {
-			return e
-		}
-	}
-	return nil
 }
