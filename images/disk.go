@@ -114,14 +114,19 @@ const (
 	hostPubName   = "ssh_host_ed25519_key.pub"
 )
 
-func diskAt(dir, key string) *Disk {
-	return &Disk{
+// diskAt is the disk of the cache entry dir, its base made private (see protectBase).
+func diskAt(dir, key string) (*Disk, error) {
+	d := &Disk{
 		Dir: dir, Key: key, Log: filepath.Join(dir, logName),
 		Base:      filepath.Join(dir, baseName),
 		ClientKey: filepath.Join(dir, clientKeyName),
 		ClientPub: filepath.Join(dir, clientKeyName+".pub"),
 		HostPub:   filepath.Join(dir, hostPubName),
 	}
+	if err := protectBase(d.Base); err != nil {
+		return nil, err
+	}
+	return d, nil
 }
 
 // OpenDisk returns the cached disk for spec, or an error wrapping ErrNotBuilt.
@@ -138,11 +143,7 @@ func OpenDisk(cacheDir string, spec DiskSpec) (*Disk, error) {
 	if !isDir(dir) {
 		return nil, remedy.With(fmt.Errorf("%w: no guest disk %s in %s", ErrNotBuilt, shortHash(key), disks), "", remedy.BuildImage)
 	}
-	d := diskAt(dir, key)
-	if err := protectBase(d.Base); err != nil {
-		return nil, err
-	}
-	return d, nil
+	return diskAt(dir, key)
 }
 
 // protectBase makes a base disk readable by its owner only: it holds the guest's private
@@ -185,11 +186,7 @@ func BuildDisk(ctx context.Context, log *slog.Logger, cacheDir string, spec Disk
 	if err != nil {
 		return nil, err
 	}
-	d := diskAt(dir, key)
-	if err := protectBase(d.Base); err != nil {
-		return nil, err
-	}
-	return d, nil
+	return diskAt(dir, key)
 }
 
 // diskBuild is one disk build in progress: its log and its steps.
