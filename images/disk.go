@@ -129,16 +129,24 @@ func diskAt(dir, key string) (*Disk, error) {
 	return d, nil
 }
 
+// diskEntry validates spec and returns the directory that holds disk entries and spec's key
+// there.
+func diskEntry(cacheDir string, spec DiskSpec) (disks, key string, err error) {
+	if err := spec.validate(); err != nil {
+		return "", "", err
+	}
+	if disks, err = entriesDir(cacheDir, "disks"); err != nil {
+		return "", "", err
+	}
+	return disks, spec.Hash(), nil
+}
+
 // OpenDisk returns the cached disk for spec, or an error wrapping ErrNotBuilt.
 func OpenDisk(cacheDir string, spec DiskSpec) (*Disk, error) {
-	if err := spec.validate(); err != nil {
-		return nil, err
-	}
-	disks, err := entriesDir(cacheDir, "disks")
+	disks, key, err := diskEntry(cacheDir, spec)
 	if err != nil {
 		return nil, err
 	}
-	key := spec.Hash()
 	dir := filepath.Join(disks, key)
 	if !isDir(dir) {
 		return nil, remedy.With(fmt.Errorf("%w: no guest disk %s in %s", ErrNotBuilt, shortHash(key), disks), "", remedy.BuildImage)
@@ -172,14 +180,10 @@ func protectBase(base string) error {
 // The root is staged with hardlinks (its files are never modified), the extras copied in,
 // keys and guest files written, the stage packed into ext4 and converted to qcow2.
 func BuildDisk(ctx context.Context, log *slog.Logger, cacheDir string, spec DiskSpec, progress Progress) (*Disk, error) {
-	if err := spec.validate(); err != nil {
-		return nil, err
-	}
-	disks, err := entriesDir(cacheDir, "disks")
+	disks, key, err := diskEntry(cacheDir, spec)
 	if err != nil {
 		return nil, err
 	}
-	key := spec.Hash()
 	dir, err := cachedEntry(ctx, log, "guest disk", disks, key, func(tmp, failedLog string) error {
 		return buildDisk(ctx, log, tmp, failedLog, spec, progress)
 	})

@@ -44,15 +44,10 @@ const tailLines = 15
 // cacheDir/roots/<hash>/ holds root/, spec.json and build.log. A second call with the same
 // spec returns at once.
 func BuildRoot(ctx context.Context, log *slog.Logger, cacheDir string, spec Spec, progress Progress) (*Root, error) {
-	if err := spec.Validate(); err != nil {
-		return nil, err
-	}
-	roots, err := entriesDir(cacheDir, "roots")
+	spec, roots, hash, err := rootEntry(cacheDir, spec)
 	if err != nil {
 		return nil, err
 	}
-	spec = spec.normalized()
-	hash := spec.Hash()
 	dir, err := cachedEntry(ctx, log, "toolchain root", roots, hash, func(tmp, failedLog string) error {
 		return buildRoot(ctx, log, tmp, failedLog, spec, progress)
 	})
@@ -62,17 +57,25 @@ func BuildRoot(ctx context.Context, log *slog.Logger, cacheDir string, spec Spec
 	return rootAt(dir, hash, spec), nil
 }
 
+// rootEntry validates spec and returns it normalized, with the directory that holds root
+// entries and spec's key there.
+func rootEntry(cacheDir string, spec Spec) (norm Spec, roots, hash string, err error) {
+	if err := spec.Validate(); err != nil {
+		return Spec{}, "", "", err
+	}
+	if roots, err = entriesDir(cacheDir, "roots"); err != nil {
+		return Spec{}, "", "", err
+	}
+	norm = spec.normalized()
+	return norm, roots, norm.Hash(), nil
+}
+
 // OpenRoot returns the cached root for spec, or an error wrapping ErrNotBuilt.
 func OpenRoot(cacheDir string, spec Spec) (*Root, error) {
-	if err := spec.Validate(); err != nil {
-		return nil, err
-	}
-	roots, err := entriesDir(cacheDir, "roots")
+	spec, roots, hash, err := rootEntry(cacheDir, spec)
 	if err != nil {
 		return nil, err
 	}
-	spec = spec.normalized()
-	hash := spec.Hash()
 	dir := filepath.Join(roots, hash)
 	if !isDir(filepath.Join(dir, "root")) {
 		return nil, remedy.With(fmt.Errorf("%w: no toolchain root for suite %s (spec %s) in %s",
