@@ -1,9 +1,12 @@
 package images
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -22,6 +25,29 @@ func (p Progress) report(format string, args ...any) {
 }
 
 const logName = ondisk.LogName
+
+// entriesDir is the absolute directory that holds one kind of cache entry ("roots", "disks").
+func entriesDir(cacheDir, kind string) (string, error) {
+	abs, err := filepath.Abs(cacheDir)
+	if err != nil {
+		return "", fmt.Errorf("cache directory: %w", err)
+	}
+	return filepath.Join(abs, kind), nil
+}
+
+// cachedEntry is ondisk.Entry that logs whether what (a "guest disk") was found or built.
+func cachedEntry(ctx context.Context, log *slog.Logger, what, parent, key string, build ondisk.BuildFunc) (string, error) {
+	dir, hit, err := ondisk.Entry(ctx, log, parent, key, build)
+	if err != nil {
+		return "", err
+	}
+	if hit {
+		log.Debug(what+" cached", "dir", dir)
+	} else {
+		log.Info(what+" built", "dir", dir)
+	}
+	return dir, nil
+}
 
 func isDir(p string) bool {
 	fi, err := os.Stat(p)

@@ -114,35 +114,44 @@ const (
 	hostPubName   = "ssh_host_ed25519_key.pub"
 )
 
-func diskAt(dir, key string) *Disk {
-	return &Disk{
+// diskAt is the disk of the cache entry dir, its base made private (see protectBase).
+func diskAt(dir, key string) (*Disk, error) {
+	d := &Disk{
 		Dir: dir, Key: key, Log: filepath.Join(dir, logName),
 		Base:      filepath.Join(dir, baseName),
 		ClientKey: filepath.Join(dir, clientKeyName),
 		ClientPub: filepath.Join(dir, clientKeyName+".pub"),
 		HostPub:   filepath.Join(dir, hostPubName),
 	}
-}
-
-// OpenDisk returns the cached disk for spec, or an error wrapping ErrNotBuilt.
-func OpenDisk(cacheDir string, spec DiskSpec) (*Disk, error) {
-	if err := spec.validate(); err != nil {
-		return nil, err
-	}
-	cacheDir, err := filepath.Abs(cacheDir)
-	if err != nil {
-		return nil, fmt.Errorf("cache directory: %w", err)
-	}
-	key := spec.Hash()
-	dir := filepath.Join(cacheDir, "disks", key)
-	if !isDir(dir) {
-		return nil, remedy.With(fmt.Errorf("%w: no guest disk %s in %s", ErrNotBuilt, shortHash(key), filepath.Dir(dir)), "", remedy.BuildImage)
-	}
-	d := diskAt(dir, key)
 	if err := protectBase(d.Base); err != nil {
 		return nil, err
 	}
 	return d, nil
+}
+
+// diskEntry validates spec and returns the directory that holds disk entries and spec's key
+// there.
+func diskEntry(cacheDir string, spec DiskSpec) (disks, key string, err error) {
+	if err := spec.validate(); err != nil {
+		return "", "", err
+	}
+	if disks, err = entriesDir(cacheDir, "disks"); err != nil {
+		return "", "", err
+	}
+	return disks, spec.Hash(), nil
+}
+
+// OpenDisk returns the cached disk for spec, or an error wrapping ErrNotBuilt.
+func OpenDisk(cacheDir string, spec DiskSpec) (*Disk, error) {
+	disks, key, err := diskEntry(cacheDir, spec)
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(disks, key)
+	if !isDir(dir) {
+		return nil, remedy.With(fmt.Errorf("%w: no guest disk %s in %s", ErrNotBuilt, shortHash(key), disks), "", remedy.BuildImage)
+	}
+	return diskAt(dir, key)
 }
 
 // protectBase makes a base disk readable by its owner only: it holds the guest's private
@@ -171,30 +180,17 @@ func protectBase(base string) error {
 // The root is staged with hardlinks (its files are never modified), the extras copied in,
 // keys and guest files written, the stage packed into ext4 and converted to qcow2.
 func BuildDisk(ctx context.Context, log *slog.Logger, cacheDir string, spec DiskSpec, progress Progress) (*Disk, error) {
-	if err := spec.validate(); err != nil {
+	disks, key, err := diskEntry(cacheDir, spec)
+	if err != nil {
 		return nil, err
 	}
-	cacheDir, err := filepath.Abs(cacheDir)
-	if err != nil {
-		return nil, fmt.Errorf("cache directory: %w", err)
-	}
-	key := spec.Hash()
-	dir, hit, err := ondisk.Entry(ctx, log, filepath.Join(cacheDir, "disks"), key, func(tmp, failedLog string) error {
+	dir, err := cachedEntry(ctx, log, "guest disk", disks, key, func(tmp, failedLog string) error {
 		return buildDisk(ctx, log, tmp, failedLog, spec, progress)
 	})
 	if err != nil {
 		return nil, err
 	}
-	if hit {
-		log.Debug("guest disk cached", "dir", dir)
-	} else {
-		log.Info("guest disk built", "dir", dir)
-	}
-	d := diskAt(dir, key)
-	if err := protectBase(d.Base); err != nil {
-		return nil, err
-	}
-	return d, nil
+	return diskAt(dir, key)
 }
 
 // diskBuild is one disk build in progress: its log and its steps.

@@ -1,7 +1,6 @@
 package images
 
 import (
-	"flag"
 	"os"
 	"os/exec"
 	"path"
@@ -10,9 +9,9 @@ import (
 	"testing"
 
 	"golang.org/x/crypto/ssh"
-)
 
-var update = flag.Bool("update", false, "rewrite golden files")
+	"github.com/kmodvm/kmodvm/vm/golden"
+)
 
 // TestGuestFilesGolden compares every file written into the guest with
 // testdata/guest/<name>.golden, and checks the shell scripts' syntax with sh -n.
@@ -24,22 +23,7 @@ func TestGuestFilesGolden(t *testing.T) {
 				if f.Path == GuestInit {
 					name += "-" + init // the only file that differs between the inits
 				}
-				golden := filepath.Join("testdata", "guest", name+".golden")
-				if *update {
-					if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
-						t.Fatal(err)
-					}
-					if err := os.WriteFile(golden, []byte(f.Data), 0o644); err != nil {
-						t.Fatal(err)
-					}
-				}
-				want, err := os.ReadFile(golden)
-				if err != nil {
-					t.Fatalf("%v (run go test ./images -run TestGuestFilesGolden -update)", err)
-				}
-				if f.Data != string(want) {
-					t.Errorf("%s differs from %s; rerun with -update if intended\n got:\n%s", f.Path, golden, f.Data)
-				}
+				golden.Check(t, filepath.Join("testdata", "guest", name+".golden"), []byte(f.Data))
 				if strings.HasPrefix(f.Data, "#!/bin/sh") {
 					if f.Mode != 0o755 {
 						t.Errorf("script %s has mode %o", f.Path, f.Mode)

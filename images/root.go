@@ -13,7 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/kmodvm/kmodvm/images/ondisk"
 	"github.com/kmodvm/kmodvm/vm/remedy"
 	"github.com/kmodvm/kmodvm/vm/shellquote"
 )
@@ -45,44 +44,42 @@ const tailLines = 15
 // cacheDir/roots/<hash>/ holds root/, spec.json and build.log. A second call with the same
 // spec returns at once.
 func BuildRoot(ctx context.Context, log *slog.Logger, cacheDir string, spec Spec, progress Progress) (*Root, error) {
-	if err := spec.Validate(); err != nil {
+	spec, roots, hash, err := rootEntry(cacheDir, spec)
+	if err != nil {
 		return nil, err
 	}
-	cacheDir, err := filepath.Abs(cacheDir)
-	if err != nil {
-		return nil, fmt.Errorf("cache directory: %w", err)
-	}
-	spec = spec.normalized()
-	hash := spec.Hash()
-	dir, hit, err := ondisk.Entry(ctx, log, filepath.Join(cacheDir, "roots"), hash, func(tmp, failedLog string) error {
+	dir, err := cachedEntry(ctx, log, "toolchain root", roots, hash, func(tmp, failedLog string) error {
 		return buildRoot(ctx, log, tmp, failedLog, spec, progress)
 	})
 	if err != nil {
 		return nil, err
 	}
-	if hit {
-		log.Debug("toolchain root cached", "dir", dir)
-	} else {
-		log.Info("toolchain root built", "dir", dir)
-	}
 	return rootAt(dir, hash, spec), nil
+}
+
+// rootEntry validates spec and returns it normalized, with the directory that holds root
+// entries and spec's key there.
+func rootEntry(cacheDir string, spec Spec) (norm Spec, roots, hash string, err error) {
+	if err := spec.Validate(); err != nil {
+		return Spec{}, "", "", err
+	}
+	if roots, err = entriesDir(cacheDir, "roots"); err != nil {
+		return Spec{}, "", "", err
+	}
+	norm = spec.normalized()
+	return norm, roots, norm.Hash(), nil
 }
 
 // OpenRoot returns the cached root for spec, or an error wrapping ErrNotBuilt.
 func OpenRoot(cacheDir string, spec Spec) (*Root, error) {
-	if err := spec.Validate(); err != nil {
+	spec, roots, hash, err := rootEntry(cacheDir, spec)
+	if err != nil {
 		return nil, err
 	}
-	cacheDir, err := filepath.Abs(cacheDir)
-	if err != nil {
-		return nil, fmt.Errorf("cache directory: %w", err)
-	}
-	spec = spec.normalized()
-	hash := spec.Hash()
-	dir := filepath.Join(cacheDir, "roots", hash)
+	dir := filepath.Join(roots, hash)
 	if !isDir(filepath.Join(dir, "root")) {
 		return nil, remedy.With(fmt.Errorf("%w: no toolchain root for suite %s (spec %s) in %s",
-			ErrNotBuilt, spec.Suite, shortHash(hash), filepath.Join(cacheDir, "roots")), "", remedy.BuildImage)
+			ErrNotBuilt, spec.Suite, shortHash(hash), roots), "", remedy.BuildImage)
 	}
 	return rootAt(dir, hash, spec), nil
 }

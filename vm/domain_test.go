@@ -1,29 +1,14 @@
 package vm
 
 import (
-	"flag"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"libvirt.org/go/libvirtxml"
+
+	"github.com/kmodvm/kmodvm/vm/golden"
 )
-
-// TestMain registers -update (rewrite golden files) unless another test file of the package
-// already did, so the package's tests can share one flag.
-func TestMain(m *testing.M) {
-	if flag.Lookup("update") == nil {
-		flag.Bool("update", false, "rewrite golden files")
-	}
-	os.Exit(m.Run())
-}
-
-// updateGolden reports whether -update was given.
-func updateGolden() bool {
-	f := flag.Lookup("update")
-	return f != nil && f.Value.String() == "true"
-}
 
 // baseSpec is a valid TCG spec the test cases start from.
 func baseSpec() DomainSpec {
@@ -38,28 +23,6 @@ func baseSpec() DomainSpec {
 		Disk:       "/var/lib/kmodvm/vms/dev/disk.qcow2",
 		ConsoleLog: "/var/lib/kmodvm/vms/dev/console.log",
 		SSHPort:    2222,
-	}
-}
-
-// assertGolden compares got with testdata/domain/name, or rewrites the file under -update.
-func assertGolden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", "domain", name)
-	if updateGolden() {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("read golden (run go test -update to create it): %v", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs from the generated XML (go test ./vm -run %s -update rewrites it)\n--- got:\n%s\n--- want:\n%s", path, t.Name(), got, want)
 	}
 }
 
@@ -97,7 +60,7 @@ func TestDomainXMLGolden(t *testing.T) {
 			if err != nil {
 				t.Fatalf("DomainXML: %v", err)
 			}
-			assertGolden(t, tt.golden, got)
+			golden.Check(t, filepath.Join("testdata", "domain", tt.golden), []byte(got))
 		})
 	}
 }

@@ -1,11 +1,27 @@
 package main
 
 import (
-	"fmt"
 	"strings"
 
 	"github.com/kmodvm/kmodvm/vm/remedy"
 )
+
+// actionHints renders each remedy action as the command that does it; {n} stands for
+// " -n VM" (or nothing when no VM is known).
+var actionHints = map[remedy.Action]string{
+	remedy.StartVM:      "`kmodvm up{n}` starts it",
+	remedy.RestartVM:    "`kmodvm down{n} && kmodvm up{n}` restarts it",
+	remedy.RecreateVM:   "`kmodvm destroy{n} && kmodvm up{n}` recreates it",
+	remedy.RemoveVM:     "`kmodvm destroy{n}` removes it",
+	remedy.ListVMs:      "`kmodvm list` shows the VMs",
+	remedy.ShowConsole:  "`kmodvm logs{n}` shows its console",
+	remedy.FollowLog:    "`kmodvm logs -f{n}` follows it again",
+	remedy.PickName:     "pick another name with -n",
+	remedy.CreateVM:     "`kmodvm up{n}` creates it",
+	remedy.BuildImage:   "`kmodvm image build` builds it",
+	remedy.UseTCG:       "`--accel tcg` runs without KVM (slow)",
+	remedy.UseAutoAccel: "`--accel auto` falls back by itself",
+}
 
 // renderHint turns the actions a package below cmd/ attached to an error into the commands
 // that do them, for the VM the error names or, when it names none, the VM of this command.
@@ -19,31 +35,8 @@ func renderHint(re *remedy.Error, vmName string) string {
 	}
 	var parts []string
 	for _, a := range re.Do {
-		switch a {
-		case remedy.StartVM:
-			parts = append(parts, fmt.Sprintf("`kmodvm up%s` starts it", n))
-		case remedy.RestartVM:
-			parts = append(parts, fmt.Sprintf("`kmodvm down%s && kmodvm up%s` restarts it", n, n))
-		case remedy.RecreateVM:
-			parts = append(parts, fmt.Sprintf("`kmodvm destroy%s && kmodvm up%s` recreates it", n, n))
-		case remedy.RemoveVM:
-			parts = append(parts, fmt.Sprintf("`kmodvm destroy%s` removes it", n))
-		case remedy.ListVMs:
-			parts = append(parts, "`kmodvm list` shows the VMs")
-		case remedy.ShowConsole:
-			parts = append(parts, fmt.Sprintf("`kmodvm logs%s` shows its console", n))
-		case remedy.FollowLog:
-			parts = append(parts, fmt.Sprintf("`kmodvm logs -f%s` follows it again", n))
-		case remedy.PickName:
-			parts = append(parts, "pick another name with -n")
-		case remedy.CreateVM:
-			parts = append(parts, fmt.Sprintf("`kmodvm up%s` creates it", n))
-		case remedy.BuildImage:
-			parts = append(parts, "`kmodvm image build` builds it")
-		case remedy.UseTCG:
-			parts = append(parts, "`--accel tcg` runs without KVM (slow)")
-		case remedy.UseAutoAccel:
-			parts = append(parts, "`--accel auto` falls back by itself")
+		if h, ok := actionHints[a]; ok {
+			parts = append(parts, strings.ReplaceAll(h, "{n}", n))
 		}
 	}
 	hint := strings.Join(parts, ", ")

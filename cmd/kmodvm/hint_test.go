@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/kmodvm/kmodvm/vm/remedy"
@@ -32,5 +33,15 @@ func TestRenderHint(t *testing.T) {
 				t.Errorf("got  %q\nwant %q", got, c.want)
 			}
 		})
+	}
+}
+
+// TestEveryActionHasAHint: an action added to remedy without a rendering here would vanish
+// from every hint.
+func TestEveryActionHasAHint(t *testing.T) {
+	for a := remedy.Action(1); !strings.HasPrefix(a.String(), "Action("); a++ {
+		if actionHints[a] == "" {
+			t.Errorf("remedy.%s has no hint", a)
+		}
 	}
 }

@@ -16,12 +16,18 @@ import (
 	"github.com/kmodvm/kmodvm/vm"
 )
 
-// moduleDir is the argument, else kmodvm.yaml's module.dir.
-func (a *app) moduleDir(args []string) string {
+// detectModule finds the module in the argument's directory, else kmodvm.yaml's
+// module.dir; a directory that holds no module is a usage error.
+func (a *app) detectModule(args []string) (module.Source, error) {
+	dir := a.cfg.Module.Dir
 	if len(args) > 0 {
-		return args[0]
+		dir = args[0]
 	}
-	return a.cfg.Module.Dir
+	src, err := module.Detect(dir)
+	if err != nil {
+		return module.Source{}, withCode(exitUsage, err)
+	}
+	return src, nil
 }
 
 func (a *app) runCmd() *cobra.Command {
@@ -45,9 +51,9 @@ Exit codes: 0 ok, 1 kmodvm failed, 2 usage error, 3 did not build, 4 did not loa
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			src, err := module.Detect(a.moduleDir(args))
+			src, err := a.detectModule(args)
 			if err != nil {
-				return withCode(exitUsage, err)
+				return err
 			}
 			if !cmd.Flags().Changed("param") {
 				params = a.cfg.Module.Params
@@ -203,9 +209,9 @@ func (a *app) syncCmd() *cobra.Command {
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			src, err := module.Detect(a.moduleDir(args))
+			src, err := a.detectModule(args)
 			if err != nil {
-				return withCode(exitUsage, err)
+				return err
 			}
 			return a.withLockedGuest(ctx, func(g *sandbox.Guest) error {
 				a.prog.Status("syncing " + src.Dir + " to " + module.RemoteDir(src.Dir))

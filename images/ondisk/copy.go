@@ -2,6 +2,7 @@ package ondisk
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -116,22 +117,13 @@ func CopyFile(src, dst string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		os.Remove(tmp)
-		return err
+	_, werr := io.Copy(out, in)
+	cerr := out.Chmod(fi.Mode().Perm()) // the umask may have narrowed the mode
+	err = errors.Join(werr, cerr, out.Close())
+	if err == nil {
+		err = os.Chtimes(tmp, fi.ModTime(), fi.ModTime())
 	}
-	// The umask may have narrowed the mode.
-	if err := out.Chmod(fi.Mode().Perm()); err != nil {
-		out.Close()
-		os.Remove(tmp)
-		return err
-	}
-	if err := out.Close(); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if err := os.Chtimes(tmp, fi.ModTime(), fi.ModTime()); err != nil {
+	if err != nil {
 		os.Remove(tmp)
 		return err
 	}
@@ -147,18 +139,9 @@ func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
 	}
 	_, werr := tmp.Write(data)
 	cerr := tmp.Chmod(mode)
-	if err := firstErr(werr, cerr, tmp.Close()); err != nil {
+	if err := errors.Join(werr, cerr, tmp.Close()); err != nil {
 		os.Remove(tmp.Name())
 		return err
 	}
 	return os.Rename(tmp.Name(), path)
-}
-
-func firstErr(errs ...error) error {
-	for _, e := range errs {
-		if e != nil {
-			return e
-		}
-	}
-	return nil
 }

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/kmodvm/kmodvm/vm/golden"
 )
 
 func TestParseFragment(t *testing.T) {
@@ -159,7 +161,7 @@ func TestMerge(t *testing.T) {
 					fmt.Fprintf(&out, "%-40s # from %s\n", formatAssign(s, v), merged.Origin(s))
 				}
 			}
-			golden(t, filepath.Join(dir, "want.golden"), []byte(out.String()))
+			golden.Check(t, filepath.Join(dir, "want.golden"), []byte(out.String()))
 		})
 	}
 }

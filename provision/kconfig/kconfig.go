@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/kmodvm/kmodvm/provision/editdist"
 )
 
 // Kconfig is an index of the symbols a kernel tree's Kconfig files define.
@@ -480,7 +482,7 @@ func (k *Kconfig) Suggest(sym string) []string {
 		if abs(len(n)-len(sym)) > maxDist {
 			continue
 		}
-		if d := editDistance(sym, n, maxDist); d <= maxDist {
+		if d := editdist.Distance(sym, n, maxDist); d <= maxDist {
 			cands = append(cands, cand{n, d})
 		}
 	}
@@ -497,36 +499,4 @@ func abs(x int) int {
 		return -x
 	}
 	return x
-}
-
-// editDistance is the edit distance of a and b counting a swap of two
-// neighbours as one edit (optimal string alignment), giving up (returning
-// limit+1) once every path exceeds limit.
-func editDistance(a, b string, limit int) int {
-	prev2 := make([]int, len(b)+1)
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		best := cur[0]
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
-				cur[j] = min(cur[j], prev2[j-2]+1) // a transposition
-			}
-			best = min(best, cur[j])
-		}
-		if best > limit {
-			return limit + 1
-		}
-		prev2, prev, cur = prev, cur, prev2
-	}
-	return prev[len(b)]
 }

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/kmodvm/kmodvm/vm/golden"
 )
 
 // TestVerify reads testdata/verify/<case>/requested.config and final.config,
@@ -40,7 +42,7 @@ func TestVerify(t *testing.T) {
 			if err == nil {
 				t.Fatal("Verify found no problem; every case here has some")
 			}
-			golden(t, filepath.Join(dir, "want.golden"), []byte(err.Error()+"\n"))
+			golden.Check(t, filepath.Join(dir, "want.golden"), []byte(err.Error()+"\n"))
 		})
 	}
 }

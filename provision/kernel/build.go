@@ -8,12 +8,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -191,24 +192,30 @@ func (p *prepared) readySources() string {
 }
 
 // useTree takes the build tree's lock (saying so when another kmodvm holds it), cleans up
-// after a build in it that was interrupted, and fills it from the source. The caller must
-// call unlock.
-func (b *Builder) useTree(ctx context.Context, p *prepared) (unlock func(), err error) {
-	unlock, err = ondisk.Lock(ctx, filepath.Join(b.Cache, "trees", p.slot+".lock"), func() {
+// after a build in it that was interrupted, fills it from the source and plans req on it.
+// The caller must call unlock.
+func (b *Builder) useTree(ctx context.Context, req Request, p *prepared) (unlock func(), err error) {
+	release, err := ondisk.Lock(ctx, filepath.Join(b.Cache, "trees", p.slot+".lock"), func() {
 		b.report(Progress{Phase: "wait", Current: "waiting for another kmodvm using the kernel tree " + p.tree})
 	})
 	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		if err != nil {
+			release()
+		}
+	}()
 	if err := b.recoverInterrupted(p.tree); err != nil {
-		unlock()
 		return nil, err
 	}
 	if err := b.unpack(ctx, p); err != nil {
-		unlock()
 		return nil, err
 	}
-	return unlock, nil
+	if err := b.planFrom(ctx, req, p, p.tree); err != nil {
+		return nil, err
+	}
+	return release, nil
 }
 
 // cacheKey identifies a built kernel: the build recipe, the source, everything requested of
@@ -219,13 +226,8 @@ func cacheKey(sourceID string, plan *ConfigPlan, toolchain map[string]string) st
 }
 
 func versionsString(v map[string]string) string {
-	keys := make([]string, 0, len(v))
-	for k := range v {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
 	var s strings.Builder
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(v)) {
 		fmt.Fprintf(&s, "%s=%s\n", k, v[k])
 	}
 	return s.String()
@@ -337,22 +339,13 @@ func (b *Builder) CheckConfig(ctx context.Context, req Request) (*ConfigCheck, e
 	if err != nil {
 		return nil, err
 	}
-	unlock, err := b.useTree(ctx, p)
+	unlock, err := b.useTree(ctx, req, p)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	if err := b.planFrom(ctx, req, p, p.tree); err != nil {
-		return nil, err
-	}
-	if err := b.gate(ctx, p.tree); err != nil {
-		return nil, err
-	}
-	kc, err := loadKconfig(p.tree)
+	kc, err := b.checkTree(ctx, p)
 	if err != nil {
-		return nil, err
-	}
-	if err := Precheck(p.plan, kc); err != nil {
 		return nil, err
 	}
 	b.report(Progress{Phase: "config", Current: "make allnoconfig/olddefconfig"})
@@ -366,6 +359,22 @@ func (b *Builder) CheckConfig(ctx context.Context, req Request) (*ConfigCheck, e
 	}
 	rep := verify(p.plan, final, kc)
 	return &ConfigCheck{Plan: p.plan, Final: final, Changes: kconfig.Diff(base, final), Report: rep, Tree: p.tree}, nil
+}
+
+// checkTree gates the toolchain on p's tree and prechecks p's plan against the tree's
+// Kconfig, which it returns: what needs no Kconfig run fails before one.
+func (b *Builder) checkTree(ctx context.Context, p *prepared) (*kconfig.Kconfig, error) {
+	if err := b.gate(ctx, p.tree); err != nil {
+		return nil, err
+	}
+	kc, err := loadKconfig(p.tree)
+	if err != nil {
+		return nil, err
+	}
+	if err := Precheck(p.plan, kc); err != nil {
+		return nil, err
+	}
+	return kc, nil
 }
 
 // Build returns the cached kernel for req or builds it: toolchain gate, config, verify,
@@ -384,25 +393,16 @@ func (b *Builder) Build(ctx context.Context, req Request) (*Result, error) {
 			return r, err
 		}
 	}
-	unlock, err := b.useTree(ctx, p)
+	unlock, err := b.useTree(ctx, req, p)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	if err := b.planFrom(ctx, req, p, p.tree); err != nil {
-		return nil, err
-	}
 	if r, err := b.cached(p.key); r != nil || err != nil { // built while we waited
 		return r, err
 	}
-	if err := b.gate(ctx, p.tree); err != nil {
-		return nil, err
-	}
-	kc, err := loadKconfig(p.tree)
+	kc, err := b.checkTree(ctx, p)
 	if err != nil {
-		return nil, err
-	}
-	if err := Precheck(p.plan, kc); err != nil {
 		return nil, err
 	}
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,30 +11,9 @@ import (
 	"testing"
 
 	"github.com/kmodvm/kmodvm/provision/kconfig"
+
+	"github.com/kmodvm/kmodvm/vm/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
-
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	p := filepath.Join("testdata", "golden", name)
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if string(want) != string(got) {
-		t.Errorf("%s differs from the golden file (run with -update if the change is right):\n--- got\n%s", p, got)
-	}
-}
 
 // TestPlanConfigGolden: the merged Kconfig input and the set of verified options, for each
 // base and fragment combination.
@@ -59,8 +37,8 @@ func TestPlanConfigGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden(t, tc.name+".merged.config", plan.Merged.Bytes())
-			golden(t, tc.name+".requested.config", plan.Requested.Bytes())
+			golden.Check(t, filepath.Join("testdata", "golden", tc.name+".merged.config"), plan.Merged.Bytes())
+			golden.Check(t, filepath.Join("testdata", "golden", tc.name+".requested.config"), plan.Requested.Bytes())
 		})
 	}
 }

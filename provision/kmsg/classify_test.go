@@ -1,16 +1,15 @@
 package kmsg
 
 import (
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-)
 
-var update = flag.Bool("update", false, "rewrite golden files")
+	"github.com/kmodvm/kmodvm/vm/golden"
+)
 
 const reportDir = "testdata/report"
 
@@ -124,7 +123,7 @@ func TestFixtures(t *testing.T) {
 			checkVerdict(t, recs, v)
 			verdict, title, also := expect(v)
 			seen[verdict] = true
-			if *update {
+			if golden.Update() {
 				fx.verdict, fx.title, fx.also = verdict, title, also
 				if err := os.WriteFile(path, fx.bytes(), 0o644); err != nil {
 					t.Fatal(err)
@@ -144,7 +143,7 @@ func TestFixtures(t *testing.T) {
 	}
 	// Every class the log can show has a fixture.
 	for _, c := range Classes {
-		if !seen[string(c)] && !*update {
+		if !seen[string(c)] && !golden.Update() {
 			t.Errorf("no fixture with VERDICT: %s", c)
 		}
 	}

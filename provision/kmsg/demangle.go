@@ -203,30 +203,16 @@ func (p *v0parser) path() {
 		default:
 			p.print("::{" + string(ns) + "}")
 		}
-	case 'M':
-		p.disambiguator()
-		p.quiet++
-		p.path()
-		p.quiet--
+	case 'M': // inherent impl: <Type>
+		p.implPath()
 		p.print("<")
 		p.typ()
 		p.print(">")
-	case 'X':
-		p.disambiguator()
-		p.quiet++
-		p.path()
-		p.quiet--
-		p.print("<")
-		p.typ()
-		p.print(" as ")
-		p.path()
-		p.print(">")
-	case 'Y':
-		p.print("<")
-		p.typ()
-		p.print(" as ")
-		p.path()
-		p.print(">")
+	case 'X': // trait impl: <Type as Trait>
+		p.implPath()
+		p.traitOf()
+	case 'Y': // trait definition: <Type as Trait>
+		p.traitOf()
 	case 'I':
 		p.path()
 		p.quiet++
@@ -239,6 +225,23 @@ func (p *v0parser) path() {
 	default:
 		p.fail()
 	}
+}
+
+// implPath skips an impl's disambiguator and its path, which are not printed.
+func (p *v0parser) implPath() {
+	p.disambiguator()
+	p.quiet++
+	p.path()
+	p.quiet--
+}
+
+// traitOf prints "<Type as Trait>".
+func (p *v0parser) traitOf() {
+	p.print("<")
+	p.typ()
+	p.print(" as ")
+	p.path()
+	p.print(">")
 }
 
 func (p *v0parser) genericArg() {

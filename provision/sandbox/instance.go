@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"time"
 
+	"github.com/kmodvm/kmodvm/images/ondisk"
 	"github.com/kmodvm/kmodvm/vm"
 	"github.com/kmodvm/kmodvm/vm/remedy"
 	"github.com/kmodvm/kmodvm/vm/sshclient"
@@ -112,12 +113,7 @@ func (in *Instance) save() error {
 	if err != nil {
 		return err
 	}
-	p := filepath.Join(in.dir, "instance.json")
-	tmp := p + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, p)
+	return ondisk.WriteFileAtomic(filepath.Join(in.dir, "instance.json"), data, 0o600)
 }
 
 // listInstances returns the names of VMs with a state directory.

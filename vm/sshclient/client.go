@@ -454,12 +454,11 @@ func (c *Client) Close() error {
 // down; only on a guest that stopped answering can stdout or stderr be
 // written to after Run has returned.
 func (c *Client) Run(ctx context.Context, cmd string, stdin io.Reader, stdout, stderr io.Writer) (exitCode int, err error) {
-	sess, err := c.client.NewSession()
+	sess, err := c.session(stdin, stdout, stderr)
 	if err != nil {
-		return -1, fmt.Errorf("open ssh session to guest at %s: %w", c.addr, err)
+		return -1, err
 	}
 	defer sess.Close()
-	sess.Stdin, sess.Stdout, sess.Stderr = stdin, stdout, stderr
 	if err := sess.Start(cmd); err != nil {
 		return -1, fmt.Errorf("start %s on guest at %s: %w", shortCmd(cmd), c.addr, err)
 	}
@@ -490,12 +489,11 @@ func (c *Client) Output(ctx context.Context, cmd string) ([]byte, error) {
 // arrives on resize (which may be nil). For a local terminal, put it in raw
 // mode first. It returns like Run.
 func (c *Client) Shell(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer, term string, width, height int, resize <-chan [2]int) (int, error) {
-	sess, err := c.client.NewSession()
+	sess, err := c.session(stdin, stdout, stderr)
 	if err != nil {
-		return -1, fmt.Errorf("open ssh session to guest at %s: %w", c.addr, err)
+		return -1, err
 	}
 	defer sess.Close()
-	sess.Stdin, sess.Stdout, sess.Stderr = stdin, stdout, stderr
 	modes := ssh.TerminalModes{ssh.ECHO: 1, ssh.TTY_OP_ISPEED: 38400, ssh.TTY_OP_OSPEED: 38400}
 	if err := sess.RequestPty(term, height, width, modes); err != nil {
 		return -1, fmt.Errorf("request pty from guest at %s: %w", c.addr, err)
@@ -519,6 +517,16 @@ func (c *Client) Shell(ctx context.Context, stdin io.Reader, stdout, stderr io.W
 		}
 	}()
 	return c.wait(ctx, sess, "shell")
+}
+
+// session opens a session on the connection with the given streams.
+func (c *Client) session(stdin io.Reader, stdout, stderr io.Writer) (*ssh.Session, error) {
+	sess, err := c.client.NewSession()
+	if err != nil {
+		return nil, fmt.Errorf("open ssh session to guest at %s: %w", c.addr, err)
+	}
+	sess.Stdin, sess.Stdout, sess.Stderr = stdin, stdout, stderr
+	return sess, nil
 }
 
 // closeGrace bounds how long Run waits for a cancelled session to wind

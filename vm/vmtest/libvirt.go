@@ -265,6 +265,15 @@ func (f *Libvirt) enter(method, name string) error {
 	return f.errs[method]
 }
 
+// enterDomain is enter for a call on domain d, resolved with get. Like enter, it returns
+// with f.mu held.
+func (f *Libvirt) enterDomain(method string, d libvirt.Domain) (*dom, error) {
+	if err := f.enter(method, d.Name); err != nil {
+		return nil, err
+	}
+	return f.get(d)
+}
+
 // get resolves a domain handle; a stale handle (undefined, or redefined under another UUID)
 // is not found, as in libvirt.
 func (f *Libvirt) get(d libvirt.Domain) (*dom, error) {
@@ -345,12 +354,8 @@ func (f *Libvirt) DomainDefineXML(x string) (libvirt.Domain, error) {
 }
 
 func (f *Libvirt) DomainCreate(d libvirt.Domain) error {
-	err := f.enter("DomainCreate", d.Name)
+	fd, err := f.enterDomain("DomainCreate", d)
 	defer f.mu.Unlock()
-	if err != nil {
-		return err
-	}
-	fd, err := f.get(d)
 	if err != nil {
 		return err
 	}
@@ -362,12 +367,8 @@ func (f *Libvirt) DomainCreate(d libvirt.Domain) error {
 }
 
 func (f *Libvirt) DomainGetState(d libvirt.Domain, flags uint32) (int32, int32, error) {
-	err := f.enter("DomainGetState", d.Name)
+	fd, err := f.enterDomain("DomainGetState", d)
 	defer f.mu.Unlock()
-	if err != nil {
-		return 0, 0, err
-	}
-	fd, err := f.get(d)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -379,12 +380,8 @@ func (f *Libvirt) DomainGetState(d libvirt.Domain, flags uint32) (int32, int32, 
 }
 
 func (f *Libvirt) DomainDestroy(d libvirt.Domain) error {
-	err := f.enter("DomainDestroy", d.Name)
+	fd, err := f.enterDomain("DomainDestroy", d)
 	defer f.mu.Unlock()
-	if err != nil {
-		return err
-	}
-	fd, err := f.get(d)
 	if err != nil {
 		return err
 	}
@@ -399,12 +396,8 @@ func (f *Libvirt) DomainDestroy(d libvirt.Domain) error {
 }
 
 func (f *Libvirt) DomainUndefineFlags(d libvirt.Domain, flags libvirt.DomainUndefineFlagsValues) error {
-	err := f.enter("DomainUndefineFlags", d.Name)
+	fd, err := f.enterDomain("DomainUndefineFlags", d)
 	defer f.mu.Unlock()
-	if err != nil {
-		return err
-	}
-	fd, err := f.get(d)
 	if err != nil {
 		return err
 	}
@@ -420,12 +413,8 @@ func (f *Libvirt) DomainUndefineFlags(d libvirt.Domain, flags libvirt.DomainUnde
 }
 
 func (f *Libvirt) DomainGetXMLDesc(d libvirt.Domain, flags libvirt.DomainXMLFlags) (string, error) {
-	err := f.enter("DomainGetXMLDesc", d.Name)
+	fd, err := f.enterDomain("DomainGetXMLDesc", d)
 	defer f.mu.Unlock()
-	if err != nil {
-		return "", err
-	}
-	fd, err := f.get(d)
 	if err != nil {
 		return "", err
 	}

@@ -5,6 +5,8 @@ import (
 	"reflect"
 	"sort"
 	"strings"
+
+	"github.com/kmodvm/kmodvm/provision/editdist"
 )
 
 // suggest returns " (did you mean ...?)" for an unknown key found in section (or at top
@@ -22,7 +24,7 @@ func suggest(key, section string, fields map[string]reflect.StructField) string 
 	}
 	best, bestDist := "", 1<<30
 	for k := range fields {
-		d := editDistance(lower, k)
+		d := editdist.Distance(lower, k, maxTypo)
 		if d < bestDist || (d == bestDist && k < best) {
 			best, bestDist = k, d
 		}
@@ -63,6 +65,9 @@ func suggest(key, section string, fields map[string]reflect.StructField) string 
 	return fmt.Sprintf(" (known keys: %s)", strings.Join(keysOf(t), ", "))
 }
 
+// maxTypo is the most edits a key can be away from a known one and still be its typo.
+const maxTypo = 2
+
 // likelyTypo reports whether key, at edit distance d from known, is probably a typo of it.
 func likelyTypo(key, known string, d int) bool {
 	switch {
@@ -71,38 +76,6 @@ func likelyTypo(key, known string, d int) bool {
 	case len(known) <= 4:
 		return d <= 1
 	default:
-		return d <= 2
+		return d <= maxTypo
 	}
-}
-
-// editDistance is the optimal-string-alignment distance between a and b: insertions,
-// deletions, substitutions and transpositions of adjacent bytes each cost 1.
-func editDistance(a, b string) int {
-	if len(a) > 64 || len(b) > 64 {
-		if a == b {
-			return 0
-		}
-		return 1 << 20 // not a typo of a short key; keep the cost bounded
-	}
-	prev2 := make([]int, len(b)+1)
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
-				cur[j] = min(cur[j], prev2[j-2]+1)
-			}
-		}
-		prev2, prev, cur = prev, cur, prev2
-	}
-	return prev[len(b)]
 }
