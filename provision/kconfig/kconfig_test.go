@@ -367,7 +367,7 @@ func FuzzExpr(f *testing.F) {
 		}
 		v.fixes(e)
 		v.annotate(s)
-		if !balanced(s) || nesting(s) > maxExprDepth-2 {
+		if !balanced(s) || !wrapsCleanly(s) || nesting(s) > maxExprDepth-2 {
 			return
 		}
 		if got := v.eval(parseExpr("(" + s + ")")); got != r {
@@ -392,6 +392,14 @@ func nesting(s string) int {
 
 // balanced reports whether the parentheses of s, as the tokenizer sees them,
 // pair up.
+// wrapsCleanly reports whether s reads as the same tokens inside parentheses: an
+// unterminated string or $(macro) at its end would swallow the closing one, and then the
+// parentheses say nothing about s.
+func wrapsCleanly(s string) bool {
+	in, out := tokenize(s), tokenize("("+s+")")
+	return len(out) == len(in)+2 && slices.Equal(in, out[1:len(out)-1])
+}
+
 func balanced(s string) bool {
 	open := 0
 	for _, t := range tokenize(s) {
