@@ -49,8 +49,7 @@ libvirt/QEMU sandbox, and syncs, builds, loads and judges your module there.
   kmodvm run ./mymodule     sync, build, insmod, read the kernel log, judge, rmmod
   kmodvm logs -f            follow the guest's kernel log
 
-Exit codes: 0 ok, 1 kmodvm failed, 2 usage or config error, 3 module did not build,
-4 module did not load, 5 the kernel reported a problem.`,
+` + exitCodesHelp(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {

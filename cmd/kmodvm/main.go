@@ -32,6 +32,45 @@ const (
 	exitInterrupted = 130 // SIGINT or SIGTERM stopped kmodvm
 )
 
+// exitCodes says what each exit code means, for --help (README.md's table says the same, with
+// more words; TestREADMEExitCodes keeps the two in step).
+var exitCodes = []struct {
+	code    int
+	meaning string
+}{
+	{exitOK, "ok"},
+	{exitFailure, "kmodvm failed"},
+	{exitUsage, "usage or config error"},
+	{exitBuildFailed, "the module did not build"},
+	{exitLoadFailed, "the module did not load"},
+	{exitKernelIssue, "the kernel reported a problem (Oops, BUG, WARNING, panic, taint...)"},
+	{exitInterrupted, "interrupted"},
+}
+
+// exitCodesHelp is the exit codes as one paragraph of help text, lines under 90 columns.
+func exitCodesHelp() string {
+	parts := make([]string, len(exitCodes))
+	for i, e := range exitCodes {
+		parts[i] = fmt.Sprintf("%d %s", e.code, e.meaning)
+	}
+	var b strings.Builder
+	col := 0
+	for _, w := range strings.Fields("Exit codes: " + strings.Join(parts, ", ") + ".") {
+		switch {
+		case col == 0:
+		case col+1+len(w) > 88:
+			b.WriteByte('\n')
+			col = 0
+		default:
+			b.WriteByte(' ')
+			col++
+		}
+		b.WriteString(w)
+		col += len(w)
+	}
+	return b.String()
+}
+
 // verdictExitCode is the exit code of a module run's verdict.
 func verdictExitCode(verdict string) int {
 	switch verdict {

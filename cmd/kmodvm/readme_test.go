@@ -1,7 +1,9 @@
 package main
 
 import (
+	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -17,5 +19,33 @@ func TestREADMEConfigIsExampleYAML(t *testing.T) {
 	}
 	if !strings.Contains(string(readme), "```yaml\n"+config.ExampleYAML+"```") {
 		t.Error("README.md's configuration block differs from config.ExampleYAML: paste ExampleYAML into README.md#configuration")
+	}
+}
+
+// TestREADMEExitCodes: README's exit-code table lists exactly the codes the CLI defines, in
+// the same order.
+func TestREADMEExitCodes(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, table, ok := strings.Cut(string(readme), "### Exit codes\n")
+	if !ok {
+		t.Fatal("README.md has no '### Exit codes' section")
+	}
+	table, _, _ = strings.Cut(table, "\n\n#")
+	var got []int
+	for _, line := range strings.Split(table, "\n") {
+		var code int
+		if _, err := fmt.Sscanf(line, "| %d |", &code); err == nil {
+			got = append(got, code)
+		}
+	}
+	var want []int
+	for _, e := range exitCodes {
+		want = append(want, e.code)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("README.md's exit codes %v, the CLI's %v", got, want)
 	}
 }

@@ -46,8 +46,7 @@ insmod it, read exactly the kernel log lines the load produced, judge them, rmmo
 and judge again. A module that crashes or hangs the guest is reported with the trace
 from the console log, and the guest is restarted.
 
-Exit codes: 0 ok, 1 kmodvm failed, 2 usage error, 3 did not build, 4 did not load,
-5 the kernel reported a problem (Oops, BUG, WARNING, panic, taint...).`,
+` + exitCodesHelp(),
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
