@@ -37,12 +37,17 @@ type Execer interface {
 // Command is the guest command line that runs script (its text, run after Functions) with
 // args as its positional parameters and env as its environment, every value quoted once.
 // name is $0 (what ps shows).
+//
+// The scripts are POSIX sh, but bash runs them: dash's read builtin reads one byte per
+// read(2), and a sysctl file such as /proc/sys/kernel/tainted answers any read at a
+// non-zero offset with end-of-file, so dash reads "4" of "4096". bash reads the line
+// whole (Debian's guest has bash: it is essential).
 func Command(env map[string]string, script, name string, args ...string) string {
 	cmd := ""
 	for _, k := range slices.Sorted(maps.Keys(env)) {
 		cmd += k + "=" + shellquote.Quote(env[k]) + " "
 	}
-	return cmd + "sh -c " + shellquote.Join(append([]string{Functions + "\n" + script, name}, args...)...)
+	return cmd + "bash -c " + shellquote.Join(append([]string{Functions + "\n" + script, name}, args...)...)
 }
 
 // Read runs the kernel log reader in the guest on dev (Device, or a test's file): a snapshot

@@ -27,7 +27,7 @@ import (
 // arguments); without one, insmod loads the module, rmmod unloads it, make writes hello.ko.
 
 // hostTools are the host programs the fake guest may run (guest.sh's and the fakes').
-var hostTools = []string{"sh", "dd", "cat", "rm", "sleep", "uname", "mkdir", "mv"}
+var hostTools = []string{"sh", "bash", "dd", "cat", "rm", "sleep", "uname", "mkdir", "mv"}
 
 const fakeLib = `
 klog() {

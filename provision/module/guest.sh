@@ -1,7 +1,7 @@
 # shellcheck shell=sh
 # guest.sh: what `kmodvm run` does in the guest, one SSH exec per build, load or unload.
 # kmodvm runs it after provision/guestlog's kmsg.sh, as
-#   sh -c SCRIPT kmodvm-guest COMMAND ARG...
+#   bash -c SCRIPT kmodvm-guest COMMAND ARG...   (bash: see guestlog.Command)
 # with every argument quoted once, and these files in the environment (tests point them into
 # a temporary directory):
 #   KMSG     the kernel log (/dev/kmsg)
