@@ -81,7 +81,13 @@ func TestE2EInterruptKernelAndDisk(t *testing.T) {
 	// kmodvm SIGKILLed mid-make cannot stop make gently: make dies with it (bwrap's
 	// --die-with-parent) and may leave targets half-written with fresh mtimes; the tree keeps
 	// its in-progress marker and the next build removes them, saying so.
-	recovered := "stopped before it could clean up"
+	recovered := "stopped before it could clean up; removed "
+	// The kill lands once make has written into the tree since the in-progress marker: the
+	// next build then has something to remove.
+	wroteSinceMarker := func() bool {
+		out, _ := exec.Command("find", kc.Tree, "-newer", filepath.Join(kc.Tree, ".kmodvm-building"), "-name", "*.o", "-print", "-quit").Output()
+		return len(out) > 0
+	}
 	steps := []struct {
 		phase, marker string
 		at            landing
@@ -91,7 +97,7 @@ func TestE2EInterruptKernelAndDisk(t *testing.T) {
 	}{
 		{"config", "==> kernel: generating .config", atOnce, syscall.SIGINT, []string{"kernel", "build"}, ""},
 		{"make", "==> kernel: make LLVM=1", whenTrue("a compiler runs", hostNamed("clang", "rustc")), syscall.SIGTERM, []string{"kernel", "build"}, ""},
-		{"make, kmodvm killed", "==> kernel: make LLVM=1", whenTrue("bindgen or a compiler runs", hostNamed("bindgen", "clang", "rustc")), syscall.SIGKILL, []string{"kernel", "build"}, ""},
+		{"make, kmodvm killed", "==> kernel: make LLVM=1", whenTrue("make has written an object since the build began", wroteSinceMarker), syscall.SIGKILL, []string{"kernel", "build"}, ""},
 		{"modules_install", "==> kernel: modules_install", atOnce, syscall.SIGINT, []string{"image", "build"}, recovered},
 		{"disk", "==> staging the root", whenTrue("the disk is being staged or packed", hostNamed("cp", "mkfs.ext4", "qemu-img")), syscall.SIGTERM, []string{"image", "build"}, ""},
 	}
@@ -106,6 +112,9 @@ func TestE2EInterruptKernelAndDisk(t *testing.T) {
 		}
 		if s.wantSaid != "" && !strings.Contains(p.stderr.String()+p.stdout.String(), s.wantSaid) {
 			t.Errorf("%s at %s did not say %q", strings.Join(s.cmd, " "), s.phase, s.wantSaid)
+		}
+		if s.wantSaid == recovered && regexp.MustCompile(`removed 0 files`).MatchString(p.stderr.String()) {
+			t.Errorf("%s at %s removed nothing, though make had written objects when kmodvm was killed", strings.Join(s.cmd, " "), s.phase)
 		}
 		nothingLeft(s.phase, s.phase == "disk")
 	}
