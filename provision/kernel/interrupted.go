@@ -90,7 +90,11 @@ func (b *Builder) recoverInterrupted(tree string) error {
 		return fmt.Errorf("clean up after an interrupted kernel build in %s: %w; hint: remove %s to start that tree afresh", tree, err, tree)
 	}
 	b.logger().Info("removed what an interrupted kernel build may have left half-written", "tree", tree, "files", len(removed))
-	b.report(Progress{Phase: "recover", Current: fmt.Sprintf("an earlier build in this kernel tree was stopped before it could clean up; removed %d files it may have left half-written%s, make rebuilds them", len(removed), examples(removed))})
+	files := "files"
+	if len(removed) == 1 {
+		files = "file"
+	}
+	b.report(Progress{Phase: "recover", Current: fmt.Sprintf("an earlier build in this kernel tree was stopped before it could clean up; removed %d %s it may have left half-written%s, make rebuilds them", len(removed), files, examples(removed))})
 	return os.Remove(marker)
 }
 
