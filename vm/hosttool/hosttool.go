@@ -96,4 +96,3 @@ func ExtendPath(path string) string {
 	}
 	return strings.Join(dirs, string(filepath.ListSeparator))
 }
-
