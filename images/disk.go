@@ -19,13 +19,14 @@ import (
 	"time"
 
 	"github.com/kmodvm/kmodvm/images/ondisk"
+	"github.com/kmodvm/kmodvm/images/userns"
 	"github.com/kmodvm/kmodvm/vm/remedy"
 	"github.com/kmodvm/kmodvm/vm/shellquote"
 )
 
 // DiskFormatVersion identifies the disk recipe (staging, guest files, mkfs options). Bump
 // it whenever the recipe changes: every cached disk is then rebuilt.
-const DiskFormatVersion = 1
+const DiskFormatVersion = 2
 
 // Tree is extra content to place into the guest disk (the kernel's modules and build tree
 // come this way).
@@ -212,9 +213,20 @@ func (b *diskBuild) step(format string, args ...any) {
 
 // run runs a host command, its output into the build log.
 func (b *diskBuild) run(name string, args ...string) error {
-	fmt.Fprintf(b.logFile, "$ %s %s\n", name, shellquote.Join(args...))
+	return b.runCmd(exec.CommandContext(b.ctx, name, args...))
+}
+
+// runAsRoot runs a host command as root of the user namespace (see userns), where the
+// root's files belong to the ids the guest sees: hardlinks to them can be made, and mkfs
+// records those ids.
+func (b *diskBuild) runAsRoot(argv ...string) error {
+	return b.runCmd(userns.Command(b.ctx, argv...))
+}
+
+func (b *diskBuild) runCmd(cmd *exec.Cmd) error {
+	name := filepath.Base(cmd.Args[0])
+	fmt.Fprintf(b.logFile, "$ %s\n", shellquote.Join(cmd.Args...))
 	out := newLogWriter(b.logFile, tailLines, nil)
-	cmd := exec.CommandContext(b.ctx, name, args...)
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Run(); err != nil {
@@ -238,7 +250,7 @@ func buildDisk(ctx context.Context, log *slog.Logger, tmp, failedLog string, spe
 
 	stage := filepath.Join(tmp, "stage")
 	b.step("staging the root (hardlinks)")
-	if err := b.run("cp", "-al", "--", spec.Root.Dir, stage); err != nil {
+	if err := b.runAsRoot("cp", "-al", "--", spec.Root.Dir, stage); err != nil {
 		return err
 	}
 	if err := b.fillStage(stage, spec); err != nil {
@@ -260,7 +272,11 @@ func buildDisk(ctx context.Context, log *slog.Logger, tmp, failedLog string, spe
 	}
 	raw := filepath.Join(tmp, "raw.img")
 	b.step("packing ext4 (%d GiB, sparse)", size)
-	if err := b.run("mkfs.ext4", "-q", "-F", "-d", stage, "-E", "root_owner=0:0", "-L", "kmodvm-root", raw, fmt.Sprintf("%dG", size)); err != nil {
+	if err := b.runAsRoot("mkfs.ext4", "-q", "-F", "-d", stage, "-E", "root_owner=0:0", "-L", "kmodvm-root", raw, fmt.Sprintf("%dG", size)); err != nil {
+		return err
+	}
+	b.step("checking owners and modes of the guest's keys")
+	if err := b.checkOwners(raw, spec.Root); err != nil {
 		return err
 	}
 	b.step("converting to qcow2")
@@ -389,12 +405,12 @@ func writeGuest(stage, init string, client, host keyPair) error {
 // otherwise only show as a guest that never answers.
 func (b *diskBuild) checkSSHD(stage string) error {
 	var out bytes.Buffer
-	args, err := bwrapArgs(stage, true, []string{"--tmpfs", "/run", "--dir", "/run/sshd"},
+	args, err := bwrapArgs(stage, true, userns.Needed(), []string{"--tmpfs", "/run", "--dir", "/run/sshd"},
 		RunOptions{}, []string{"/usr/sbin/sshd", "-t"})
 	if err != nil {
 		return err
 	}
-	cmd := exec.CommandContext(b.ctx, "bwrap", args...)
+	cmd := bwrapCommand(b.ctx, args)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Run(); err != nil {

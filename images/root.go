@@ -13,6 +13,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kmodvm/kmodvm/images/ondisk"
+	"github.com/kmodvm/kmodvm/images/userns"
+	"github.com/kmodvm/kmodvm/vm/hosttool"
 	"github.com/kmodvm/kmodvm/vm/remedy"
 	"github.com/kmodvm/kmodvm/vm/shellquote"
 )
@@ -88,10 +91,13 @@ func rootAt(dir, hash string, spec Spec) *Root {
 	return &Root{Dir: filepath.Join(dir, "root"), Hash: hash, Spec: spec, Log: filepath.Join(dir, logName)}
 }
 
-// mmdebstrapArgs is the command line that builds spec's root into target.
-func mmdebstrapArgs(spec Spec, target string) []string {
+// mmdebstrapArgs is the command line that builds spec's root as a tar stream on stdout.
+// Unshare mode builds it in a user namespace, as root or not; the stream holds the true
+// owners and modes ("bit-by-bit identical to a tarball created with the root mode",
+// mmdebstrap(1)), which a directory built by an ordinary user could not keep.
+func mmdebstrapArgs(spec Spec) []string {
 	spec = spec.normalized()
-	args := []string{"--variant=apt"}
+	args := []string{"--mode=unshare", "--variant=apt", "--format=tar"}
 	if spec.SnapshotMirror {
 		// A frozen snapshot's Release files expire (sid's has): apt in the root must accept them.
 		args = append(args, `--aptopt=Acquire::Check-Valid-Until "false"`)
@@ -101,14 +107,27 @@ func mmdebstrapArgs(spec Spec, target string) []string {
 		"--dpkgopt=path-exclude=/usr/share/doc/*",
 		"--dpkgopt=path-exclude=/usr/share/man/*",
 		"--dpkgopt=path-exclude=/usr/share/locale/*",
-		spec.Suite, target, spec.Mirror,
+		spec.Suite, "-", spec.Mirror,
 	)
 }
 
+// tarArgs unpacks the stream into target with the owners it records. Device nodes are left
+// out: an ordinary user cannot make them, and nothing needs them (bwrap brings its own /dev,
+// the guest mounts devtmpfs). Run through userns, so an ordinary user's copy belongs to them
+// (root's files) and to their subordinate ids (the system users').
+func tarArgs(target string) []string {
+	return []string{"tar", "--numeric-owner", "-xpf", "-", "-C", target, "--exclude=./dev/*"}
+}
+
+// mmdebstrapTmpDir is where mmdebstrap builds before it streams: on disk (not a tmpfs /tmp:
+// 2 GB), and, as unshare mode wants it, writable by every id of the namespace.
+var mmdebstrapTmpDir = "/var/tmp"
+
 func buildRoot(ctx context.Context, log *slog.Logger, tmp, failedLog string, spec Spec, progress Progress) error {
 	start := time.Now()
-	if _, err := exec.LookPath("mmdebstrap"); err != nil {
-		return fmt.Errorf("mmdebstrap is not installed, and kmodvm builds its toolchain root with it; hint: apt-get install mmdebstrap")
+	mmdebstrap, err := hosttool.Find("mmdebstrap")
+	if err != nil {
+		return fmt.Errorf("kmodvm builds its toolchain root with mmdebstrap: %w", err)
 	}
 	logFile, err := os.Create(filepath.Join(tmp, logName))
 	if err != nil {
@@ -117,8 +136,26 @@ func buildRoot(ctx context.Context, log *slog.Logger, tmp, failedLog string, spe
 	defer logFile.Close()
 
 	target := filepath.Join(tmp, "root")
-	args := mmdebstrapArgs(spec, target)
-	fmt.Fprintf(logFile, "kmodvm: building toolchain root %s (format %d)\n$ mmdebstrap %s\n", spec.Hash(), FormatVersion, shellquote.Join(args...))
+	if err := os.Mkdir(target, 0o755); err != nil {
+		return fmt.Errorf("create root directory: %w", err)
+	}
+	mmTmp, err := os.MkdirTemp(mmdebstrapTmpDir, "kmodvm-mm-*")
+	if err != nil {
+		return fmt.Errorf("create mmdebstrap's temporary directory: %w; hint: %s must exist and be writable", err, mmdebstrapTmpDir)
+	}
+	defer func() {
+		if err := ondisk.RemoveTree(mmTmp); err != nil {
+			log.Warn("mmdebstrap's temporary directory stays", "dir", mmTmp, "err", err)
+		}
+	}()
+	if err := os.Chmod(mmTmp, 0o1777); err != nil { // mmdebstrap(1): TMPDIR must be world-writable
+		return fmt.Errorf("create mmdebstrap's temporary directory: %w", err)
+	}
+
+	args := mmdebstrapArgs(spec)
+	untar := tarArgs(target)
+	fmt.Fprintf(logFile, "kmodvm: building toolchain root %s (format %d)\n$ TMPDIR=%s mmdebstrap %s | %s\n",
+		spec.Hash(), FormatVersion, mmTmp, shellquote.Join(args...), shellquote.Join(userns.Argv(os.Geteuid(), untar)...))
 	progress.report("mmdebstrap: %d packages from %s %s; full log in %s", len(spec.PackageList()), spec.Suite, spec.Mirror, filepath.Join(tmp, logName))
 	log.Info("building toolchain root", "suite", spec.Suite, "dir", target, "log", filepath.Join(tmp, logName))
 
@@ -127,29 +164,33 @@ func buildRoot(ctx context.Context, log *slog.Logger, tmp, failedLog string, spe
 			progress.report("mmdebstrap: %s", s)
 		}
 	})
-	cmd := exec.CommandContext(ctx, "mmdebstrap", args...)
-	cmd.Stdout, cmd.Stderr = out, out
+	cmd := exec.CommandContext(ctx, mmdebstrap, args...)
+	cmd.Env = append(hosttool.Env(nil), "TMPDIR="+mmTmp)
+	cmd.Stderr = out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if os.Geteuid() == 0 {
 		// mmdebstrap runs as PID 1 of its own PID namespace, so when it dies (cancel, or
 		// Pdeathsig when kmodvm itself is killed) apt and dpkg die with it, and in a private
-		// mount namespace, so the /proc, /sys and /dev it mounts into the target vanish with
-		// it: nothing keeps writing into, or stays mounted inside, the directory we remove.
+		// mount namespace, so the /proc, /sys and /dev it mounts vanish with it.
 		cmd.SysProcAttr.Cloneflags = syscall.CLONE_NEWPID
 		cmd.SysProcAttr.Unshareflags = syscall.CLONE_NEWNS // Go also makes / private
 	}
-	// Without namespaces (not root), kill the whole process group.
+	// Without namespaces of our own (not root), kill the whole process group.
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 10 * time.Second
-	runErr := cmd.Run()
-	if cmd.Process != nil {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // stragglers of the group, if any
-	}
+
+	tarOut := newLogWriter(logFile, tailLines, nil)
+	unpack := userns.Command(ctx, untar...)
+	unpack.Stdout, unpack.Stderr = tarOut, tarOut
+	mmErr, tarErr := runPipe(cmd, unpack)
 	if ctx.Err() != nil {
 		return fmt.Errorf("image build interrupted: %w", ctx.Err())
 	}
-	if runErr != nil {
-		return commandFailed("image build", "mmdebstrap", runErr, out.Tail(), failedLog)
+	if tarErr != nil {
+		return commandFailed("image build", "tar (unpacking mmdebstrap's stream)", tarErr, tarOut.Tail(), failedLog)
+	}
+	if mmErr != nil {
+		return commandFailed("image build", "mmdebstrap", mmErr, out.Tail(), failedLog)
 	}
 
 	progress.report("checking the toolchain in the new root")
@@ -168,6 +209,43 @@ func buildRoot(ctx context.Context, log *slog.Logger, tmp, failedLog string, spe
 		return err
 	}
 	return logFile.Close()
+}
+
+// runPipe runs producer | consumer and returns each one's error. When one fails the other
+// is stopped (the pipe closes, or the group is killed), so neither waits forever; a consumer
+// killed that way has no error of its own (consErr nil): the producer's is the story. A
+// consumer that failed on its own is the root cause when both fail (the producer then dies
+// on the closed pipe).
+func runPipe(producer, consumer *exec.Cmd) (prodErr, consErr error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("make a pipe: %w", err), nil
+	}
+	producer.Stdout, consumer.Stdin = w, r
+	if err := consumer.Start(); err != nil {
+		r.Close()
+		w.Close()
+		return nil, err
+	}
+	r.Close()
+	if err := producer.Start(); err != nil {
+		w.Close()
+		_ = syscall.Kill(-consumer.Process.Pid, syscall.SIGKILL)
+		_ = consumer.Wait()
+		return err, nil
+	}
+	w.Close()
+	prodErr = producer.Wait()
+	_ = syscall.Kill(-producer.Process.Pid, syscall.SIGKILL) // stragglers of the group, if any
+	if prodErr != nil {
+		// A half stream must not sit in a tar that waits for more.
+		_ = syscall.Kill(-consumer.Process.Pid, syscall.SIGKILL)
+	}
+	consErr = consumer.Wait()
+	if ws, ok := consumer.ProcessState.Sys().(syscall.WaitStatus); ok && prodErr != nil && ws.Signaled() && ws.Signal() == syscall.SIGKILL {
+		consErr = nil
+	}
+	return prodErr, consErr
 }
 
 // commandFailed is the error for a failed build step: what failed, the last lines of its

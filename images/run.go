@@ -9,6 +9,9 @@ import (
 	"path"
 	"slices"
 	"strings"
+
+	"github.com/kmodvm/kmodvm/images/userns"
+	"github.com/kmodvm/kmodvm/vm/hosttool"
 )
 
 // GuestPath is PATH inside the root: the host's PATH (rustup, pyenv shims) must not leak in.
@@ -40,8 +43,8 @@ type RunOptions struct {
 // --die-with-parent then take every process of the command with it. Invalid options make
 // Start return an error.
 func (r *Root) Command(ctx context.Context, opt RunOptions, argv ...string) *exec.Cmd {
-	args, err := bwrapArgs(r.Dir, opt.ReadOnlyRoot, nil, opt, argv)
-	cmd := exec.CommandContext(ctx, "bwrap", args...)
+	args, err := bwrapArgs(r.Dir, opt.ReadOnlyRoot, userns.Needed(), nil, opt, argv)
+	cmd := bwrapCommand(ctx, args)
 	cmd.Stdout, cmd.Stderr = opt.Stdout, opt.Stderr
 	InterruptOnCancel(cmd, InterruptGrace)
 	if err != nil {
@@ -50,9 +53,22 @@ func (r *Root) Command(ctx context.Context, opt RunOptions, argv ...string) *exe
 	return cmd
 }
 
+// bwrapCommand runs bwrap, found where Debian puts it whatever the PATH.
+func bwrapCommand(ctx context.Context, args []string) *exec.Cmd {
+	bwrap, err := hosttool.Find("bwrap")
+	if err != nil {
+		cmd := exec.CommandContext(ctx, "bwrap", args...)
+		cmd.Err = err
+		return cmd
+	}
+	return exec.CommandContext(ctx, bwrap, args...)
+}
+
 // bwrapArgs builds bwrap's command line. extra goes after the standard mounts (internal
-// use: e.g. a tmpfs /run for sshd -t).
-func bwrapArgs(rootDir string, readOnly bool, extra []string, opt RunOptions, argv []string) ([]string, error) {
+// use: e.g. a tmpfs /run for sshd -t). With userNS (kmodvm is not root) the command runs
+// as root of a user namespace whose root is the user, who owns the root's root-owned files
+// (see userns): it sees the root as the build did, files of root, `id -u` 0.
+func bwrapArgs(rootDir string, readOnly, userNS bool, extra []string, opt RunOptions, argv []string) ([]string, error) {
 	if len(argv) == 0 {
 		return nil, fmt.Errorf("no command")
 	}
@@ -71,11 +87,16 @@ func bwrapArgs(rootDir string, readOnly bool, extra []string, opt RunOptions, ar
 		"--tmpfs", "/tmp",
 		"--unshare-pid",
 		"--die-with-parent",
+	}
+	if userNS {
+		args = append(args, "--unshare-user", "--uid", "0", "--gid", "0")
+	}
+	args = append(args,
 		"--clearenv",
 		"--setenv", "HOME", "/root",
 		"--setenv", "PATH", GuestPath,
 		"--setenv", "LANG", "C.UTF-8",
-	}
+	)
 	for _, kv := range opt.Env {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {

@@ -14,7 +14,7 @@ func TestBwrapArgs(t *testing.T) {
 		Dir:   "/work",
 		Env:   []string{"LLVM=1", "EMPTY="},
 	}
-	got, err := bwrapArgs("/cache/roots/h/root", false, nil, opt, []string{"make", "-j2"})
+	got, err := bwrapArgs("/cache/roots/h/root", false, false, nil, opt, []string{"make", "-j2"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,7 +36,7 @@ func TestBwrapArgs(t *testing.T) {
 }
 
 func TestBwrapArgsReadOnlyAndDefaults(t *testing.T) {
-	got, err := bwrapArgs("/r", true, []string{"--tmpfs", "/run"}, RunOptions{}, []string{"true"})
+	got, err := bwrapArgs("/r", true, false, []string{"--tmpfs", "/run"}, RunOptions{}, []string{"true"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +83,7 @@ func TestBwrapArgsErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := bwrapArgs(tt.root, false, nil, tt.opt, tt.argv); err == nil {
+			if _, err := bwrapArgs(tt.root, false, false, nil, tt.opt, tt.argv); err == nil {
 				t.Errorf("no error")
 			}
 		})
@@ -107,5 +107,25 @@ func TestFirstLine(t *testing.T) {
 		if got := firstLine(in); got != want {
 			t.Errorf("firstLine(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// As an ordinary user bwrap makes a user namespace whose root is the user: commands see the
+// root's files as root's, as the build did.
+func TestBwrapArgsUserNamespace(t *testing.T) {
+	got, err := bwrapArgs("/r", true, true, nil, RunOptions{}, []string{"id", "-u"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.Index(got, "--unshare-user")
+	if i < 0 || !slices.Equal(got[i:i+5], []string{"--unshare-user", "--uid", "0", "--gid", "0"}) {
+		t.Errorf("bwrapArgs as a user: %q has no --unshare-user --uid 0 --gid 0", got)
+	}
+	if slices.Index(got, "--") < i {
+		t.Errorf("bwrapArgs as a user: the namespace options come after the command: %q", got)
+	}
+	root, _ := bwrapArgs("/r", true, false, nil, RunOptions{}, []string{"id", "-u"})
+	if slices.Contains(root, "--unshare-user") {
+		t.Errorf("bwrapArgs as root: %q makes a user namespace", root)
 	}
 }

@@ -16,7 +16,7 @@ import (
 // FormatVersion identifies the root build recipe (mmdebstrap options, base packages, the
 // checks run after the build). Bump it whenever the recipe changes: every cached root is
 // then rebuilt.
-const FormatVersion = 1
+const FormatVersion = 2
 
 // Init systems the guest can boot with.
 const (

@@ -140,7 +140,7 @@ func TestMmdebstrapArgs(t *testing.T) {
 	tests := []struct {
 		name string
 		spec Spec
-		want []string // after --variant=apt, before --include
+		want []string // after --format=tar, before --include
 	}{
 		{"snapshot mirror", Spec{Suite: "trixie", Mirror: DefaultMirror, SnapshotMirror: true, Packages: []string{"strace"}}, []string{validUntil}},
 		{"default mirror by default", Spec{Suite: "trixie", Packages: []string{"strace"}}, []string{validUntil}},
@@ -148,20 +148,21 @@ func TestMmdebstrapArgs(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := mmdebstrapArgs(tt.spec, "/c/roots/x/root")
-			want := append([]string{"--variant=apt"}, tt.want...)
+			got := mmdebstrapArgs(tt.spec)
+			lead := []string{"--mode=unshare", "--variant=apt", "--format=tar"}
+			want := append(slices.Clone(lead), tt.want...)
 			want = append(want,
 				"--include="+strings.Join(Spec{Packages: []string{"strace"}}.PackageList(), ","),
 				"--dpkgopt=path-exclude=/usr/share/doc/*",
 				"--dpkgopt=path-exclude=/usr/share/man/*",
 				"--dpkgopt=path-exclude=/usr/share/locale/*",
-				"trixie", "/c/roots/x/root", tt.spec.normalized().Mirror,
+				"trixie", "-", tt.spec.normalized().Mirror,
 			)
 			if !slices.Equal(got, want) {
 				t.Errorf("mmdebstrapArgs:\n got %q\nwant %q", got, want)
 			}
-			if !strings.Contains(got[len(tt.want)+1], ",strace,") {
-				t.Errorf("extra package missing from %s", got[len(tt.want)+1])
+			if inc := got[len(lead)+len(tt.want)]; !strings.Contains(inc, ",strace,") {
+				t.Errorf("extra package missing from %s", inc)
 			}
 		})
 	}

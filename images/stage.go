@@ -186,6 +186,11 @@ func contentSize(dir string) (int64, error) {
 	seen := map[ino]bool{}
 	var total int64
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil && errors.Is(err, fs.ErrPermission) && d != nil && d.IsDir() {
+			// A directory of a subordinate id in an ordinary user's stage (apt's partial/):
+			// counted already (the first call), and it holds nothing of size in a fresh root.
+			return nil
+		}
 		if err != nil {
 			return err
 		}

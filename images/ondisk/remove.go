@@ -2,12 +2,16 @@ package ondisk
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/kmodvm/kmodvm/images/userns"
 )
 
 // RemoveTree removes dir recursively, but refuses when anything is mounted at or below it:
@@ -28,7 +32,19 @@ func RemoveTree(dir string) error {
 	if len(mounts) > 0 {
 		return fmt.Errorf("refusing to remove %s: %s is mounted inside it; hint: umount -R %s, then retry", dir, mounts[0], mounts[0])
 	}
-	return os.RemoveAll(dir)
+	err = os.RemoveAll(dir)
+	if err == nil || !errors.Is(err, fs.ErrPermission) || !userns.Needed() {
+		return err
+	}
+	// An ordinary user's roots and stages hold directories of subordinate ids (apt's
+	// partial/ is _apt's, 0700): only root of the user namespace that made them can
+	// empty them.
+	rm := []string{"rm", "-rf", "--one-file-system", "--", dir}
+	if out, rmErr := userns.Command(context.Background(), rm...).CombinedOutput(); rmErr != nil {
+		return fmt.Errorf("remove %s: %w; in the user namespace: %v: %s; hint: run `%s` yourself",
+			dir, err, rmErr, strings.TrimSpace(string(out)), strings.Join(userns.Argv(os.Geteuid(), rm), " "))
+	}
+	return nil
 }
 
 // MountsUnder lists the mount points at or below dir (read from /proc/self/mountinfo).
