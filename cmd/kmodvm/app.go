@@ -139,6 +139,9 @@ func (a *app) setup(cmd *cobra.Command) error {
 
 // sandboxOptions turns the settings into the sandbox's options.
 func (a *app) sandboxOptions() (sandbox.Options, error) {
+	if err := config.EnsurePrivate(a.paths); err != nil {
+		return sandbox.Options{}, err
+	}
 	src, err := kernel.ParseSource(a.cfg.Kernel.Source, a.cfg.Kernel.SHA256, a.cfg.Dir)
 	if err != nil {
 		return sandbox.Options{}, withCode(exitUsage, err)

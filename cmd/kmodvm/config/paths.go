@@ -2,7 +2,9 @@ package config
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
+	"syscall"
 )
 
 // Paths are the directories kmodvm keeps its files in.
@@ -42,4 +44,36 @@ func ResolvePaths(getenv func(string) string, home string) (Paths, error) {
 		return Paths{}, err
 	}
 	return Paths{State: state, Cache: cache}, nil
+}
+
+// EnsurePrivate makes the state and cache directories exist, belong to the user and be
+// reachable by nobody else (0700): they hold the guest's SSH keys and the disks holding its
+// host key, and a root another user could write would run their code in our builds. A
+// directory of someone else is an error, never silently shared.
+func EnsurePrivate(p Paths) error {
+	for _, dir := range []string{p.State, p.Cache} {
+		if err := ensurePrivate(dir, os.Getuid()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func ensurePrivate(dir string, uid int) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create %s: %w; hint: set KMODVM_HOME to a directory you can write", dir, err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("check %s: %w", dir, err)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != uid {
+		return fmt.Errorf("%s belongs to uid %d, not to you (uid %d): kmodvm keeps private keys there and shares it with nobody; hint: set KMODVM_HOME to a directory of yours, e.g. KMODVM_HOME=$HOME/kmodvm", dir, st.Uid, uid)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return fmt.Errorf("make %s private (0700): %w", dir, err)
+		}
+	}
+	return nil
 }

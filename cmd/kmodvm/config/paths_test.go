@@ -1,7 +1,10 @@
 package config
 
 import (
+	"os"
+	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -37,6 +40,45 @@ func TestResolvePaths(t *testing.T) {
 			}
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("ResolvePaths = %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestEnsurePrivate(t *testing.T) {
+	base := t.TempDir()
+	open := filepath.Join(base, "open")
+	if err := os.Mkdir(open, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		dir     string
+		uid     int
+		wantErr string
+	}{
+		{"created private", filepath.Join(base, "new", "state"), os.Getuid(), ""},
+		{"0755 of ours made 0700", open, os.Getuid(), ""},
+		{"someone else's", open, os.Getuid() + 1, "hint: set KMODVM_HOME"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := ensurePrivate(tt.dir, tt.uid)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(err.Error(), "not to you") {
+					t.Fatalf("ensurePrivate = %v, want an error with %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			fi, err := os.Stat(tt.dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fi.Mode().Perm() != 0o700 {
+				t.Errorf("%s is %v, want 0700", tt.dir, fi.Mode().Perm())
 			}
 		})
 	}
