@@ -447,7 +447,7 @@ func CreateOverlay(ctx context.Context, base, overlay string) error {
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("create overlay %s: qemu-img: %v: %s", overlay, err, strings.TrimSpace(out.String()))
 	}
-	if err := os.Chmod(tmp, 0o644); err != nil {
+	if err := os.Chmod(tmp, 0o600); err != nil {
 		return fmt.Errorf("create overlay %s: %w", overlay, err)
 	}
 	if err := os.Link(tmp, overlay); err != nil {

@@ -88,8 +88,9 @@ fi
 # Never bring up libvirt's default NAT network: kmodvm uses user-mode networking only.
 rm -f /etc/libvirt/qemu/networks/autostart/default.xml
 if ! pidof systemd >/dev/null 2>&1 || [ "$(cat /proc/1/comm 2>/dev/null)" != systemd ]; then
-	pgrep -x virtlogd >/dev/null || { echo "==> starting virtlogd"; virtlogd -d; }
-	pgrep -x libvirtd >/dev/null || { echo "==> starting libvirtd"; libvirtd -d; }
+	# -u 0: users' session daemons have the same names.
+	pgrep -u 0 -x virtlogd >/dev/null || { echo "==> starting virtlogd"; virtlogd -d; }
+	pgrep -u 0 -x libvirtd >/dev/null || { echo "==> starting libvirtd"; libvirtd -d; }
 else
 	systemctl start virtlogd libvirtd
 fi

@@ -392,8 +392,8 @@ func TestE2EFaults(t *testing.T) {
 func restartLibvirtd(t *testing.T) {
 	t.Helper()
 	t.Log("restarting libvirtd")
-	_ = exec.Command("pkill", "-x", "libvirtd").Run()
-	for i := 0; exec.Command("pgrep", "-x", "libvirtd").Run() == nil; i++ {
+	_ = exec.Command("pkill", "-u", "0", "-x", "libvirtd").Run()
+	for i := 0; exec.Command("pgrep", "-u", "0", "-x", "libvirtd").Run() == nil; i++ {
 		if i > 100 {
 			t.Fatal("libvirtd did not exit within 10 s of SIGTERM")
 		}
