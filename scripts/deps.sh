@@ -3,6 +3,11 @@
 # Debian/Ubuntu host, and starts libvirt's daemons when no init system runs them.
 # Idempotent, and quick when all is there; needs root.
 #
+# Only this one-time setup needs root: kmodvm itself then runs as an ordinary user in the
+# libvirt and kvm groups, building images in a user namespace. Run through sudo, the script
+# also gives $SUDO_USER the subordinate uids and gids that namespace maps (/etc/subuid,
+# /etc/subgid) when it has none.
+#
 #   bash scripts/deps.sh           install what is missing, start libvirt
 #   bash scripts/deps.sh --check   only say what is missing (exit 1 if anything is); change nothing
 set -euo pipefail
@@ -23,6 +28,7 @@ pkgs=(
 	ca-certificates
 	bubblewrap   # bwrap: builds in the toolchain root
 	e2fsprogs    # mkfs.ext4, debugfs (image e2e test)
+	uidmap       # newuidmap, newgidmap: unprivileged image builds
 	openssh-client # ssh, scp (bench, e2e tests)
 	iproute2       # ss -K: the fault tests cut SSH
 	procps         # pgrep, pkill, ps: the tests look for stragglers
@@ -68,6 +74,40 @@ if ! command -v staticcheck >/dev/null; then
 	if ! $check; then
 		echo "==> installing staticcheck"
 		go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
+	fi
+fi
+
+# Subordinate ids for the user who ran sudo: `unshare --map-auto` maps 65536 of them.
+# has_subids FILE USER UID: FILE gives USER (by name or uid) a block of at least 65536.
+has_subids() {
+	[ -r "$1" ] && awk -F: -v u="$2" -v id="$3" '($1 == u || $1 == id) && $3 >= 65536 {f = 1} END {exit !f}' "$1"
+}
+# free_subids: the first range of 65536 ids from 100000 on, in steps of 65536, that overlaps
+# no block in /etc/subuid or /etc/subgid (the range `kmodvm doctor` proposes too).
+free_subids() {
+	cat /etc/subuid /etc/subgid 2>/dev/null | awk -F: 'BEGIN { n = 0 }
+		NF == 3 && $2 ~ /^[0-9]+$/ && $3 ~ /^[0-9]+$/ && $3 > 0 { s[n] = $2; e[n] = $2 + $3; n++ }
+		END {
+			for (start = 100000; ; start += 65536) {
+				free = 1
+				for (i = 0; i < n; i++) if (s[i] < start + 65536 && start < e[i]) { free = 0; break }
+				if (free) { printf "%d-%d\n", start, start + 65535; exit }
+			}
+		}'
+}
+if [ -n "${SUDO_USER:-}" ] && [ "$SUDO_USER" != root ] && uid=$(id -u "$SUDO_USER" 2>/dev/null); then
+	add=()
+	has_subids /etc/subuid "$SUDO_USER" "$uid" || add+=(--add-subuids)
+	has_subids /etc/subgid "$SUDO_USER" "$uid" || add+=(--add-subgids)
+	if ((${#add[@]})); then
+		todo+=("subordinate ids for $SUDO_USER (${add[*]})")
+		if ! $check; then
+			range=$(free_subids)
+			args=()
+			for a in "${add[@]}"; do args+=("$a" "$range"); done
+			echo "==> giving $SUDO_USER subordinate ids $range (${add[*]})"
+			usermod "${args[@]}" "$SUDO_USER"
+		fi
 	fi
 fi
 

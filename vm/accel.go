@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kmodvm/kmodvm/vm/hosttool"
 	"github.com/kmodvm/kmodvm/vm/remedy"
 )
 
@@ -21,7 +22,7 @@ import (
 // KVM (kvm-pvm) ordinary guests die in the kernel decompressor with "KVM internal error.
 // Suberror: 1 … emulation failure". The only reliable test is to boot a kernel once.
 type AccelProbe struct {
-	QEMU    string        // qemu-system-x86_64 binary; empty: looked up in PATH
+	QEMU    string        // qemu-system-x86_64 binary; empty: found by hosttool
 	Kernel  string        // a bzImage to boot
 	Timeout time.Duration // for the whole probe; 0: 15s
 	Device  string        // the KVM device; empty: /dev/kvm
@@ -69,9 +70,9 @@ func ProbeKVM(ctx context.Context, p AccelProbe) (ok bool, detail string, err er
 	if qemu == "" {
 		qemu = "qemu-system-x86_64"
 	}
-	qemuPath, err := exec.LookPath(qemu)
+	qemuPath, err := hosttool.Find(qemu)
 	if err != nil {
-		return false, "", fmt.Errorf("probe KVM: QEMU not found (%w).\nhint: install it (Debian: apt-get install qemu-system-x86)", err)
+		return false, "", fmt.Errorf("probe KVM: QEMU not found (%w)", err)
 	}
 	if p.Kernel == "" {
 		return false, "", errors.New("probe KVM: no kernel to boot")

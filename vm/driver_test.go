@@ -555,6 +555,27 @@ func TestSessionSocketPath(t *testing.T) {
 	}
 }
 
+func TestSocketPath(t *testing.T) {
+	t.Setenv("XDG_RUNTIME_DIR", "/run/user/1000")
+	tests := []struct {
+		uri, sock string
+		ok, err   bool
+	}{
+		{URISystem, "/var/run/libvirt/libvirt-sock", true, false},
+		{URISession, "/run/user/1000/libvirt/libvirt-sock", true, false},
+		{URISystem + "?socket=/tmp/s", "/tmp/s", true, false},
+		{"qemu+ssh://root@host/system", "", false, false},
+		{"qemu:///embed", "", false, true},
+		{"%zz", "", false, true},
+	}
+	for _, tt := range tests {
+		sock, ok, err := SocketPath(tt.uri)
+		if sock != tt.sock || ok != tt.ok || (err != nil) != tt.err {
+			t.Errorf("SocketPath(%q) = %q, %v, %v; want %q, %v, error %v", tt.uri, sock, ok, err, tt.sock, tt.ok, tt.err)
+		}
+	}
+}
+
 func TestDriverClose(t *testing.T) {
 	f := vmtest.NewLibvirt()
 	if err := NewDriver(f, nil).Close(); err != nil {

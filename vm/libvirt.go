@@ -95,6 +95,20 @@ func dial(ctx context.Context, uri string) (*libvirt.Libvirt, error) {
 	return l, nil
 }
 
+// SocketPath is the unix socket kmodvm dials for a local qemu URI (qemu:///system,
+// qemu:///session, with an optional ?socket=); ok is false for remote URIs.
+func SocketPath(uri string) (sock string, ok bool, err error) {
+	u, err := url.Parse(uri)
+	if err != nil {
+		return "", false, fmt.Errorf("bad libvirt URI %q: %w", uri, err)
+	}
+	if u.Scheme != "qemu" || u.Host != "" {
+		return "", false, nil
+	}
+	sock, _, _, err = localSocket(u)
+	return sock, err == nil, err
+}
+
 // localSocket returns the unix socket for a local qemu URI, the URI to ask the daemon for, and
 // the hint telling how to start that daemon.
 func localSocket(u *url.URL) (sock string, remote libvirt.ConnectURI, hint string, err error) {

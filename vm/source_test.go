@@ -172,6 +172,22 @@ func exprString(e ast.Expr) string {
 	return "?"
 }
 
+// execProgram is the program a call of exec.Command or exec.CommandContext (ex being the
+// file's name for os/exec) runs, when it is a string literal.
+func execProgram(call *ast.CallExpr, ex string) (string, bool) {
+	prog := -1
+	switch {
+	case isPkgSel(call.Fun, ex, "Command"):
+		prog = 0
+	case isPkgSel(call.Fun, ex, "CommandContext"):
+		prog = 1
+	}
+	if prog < 0 || prog >= len(call.Args) {
+		return "", false
+	}
+	return stringLit(call.Args[prog])
+}
+
 var shells = []string{"sh", "bash", "dash", "/bin/sh", "/bin/bash", "/usr/bin/sh", "/usr/bin/bash"}
 
 // hostShellRule: no command on the host goes through a shell: exec.Command and
@@ -185,17 +201,8 @@ func hostShellRule(fset *token.FileSet, _ string, f *ast.File) []string {
 		if !ok {
 			return true
 		}
-		prog := -1
-		switch {
-		case isPkgSel(call.Fun, ex, "Command"):
-			prog = 0
-		case isPkgSel(call.Fun, ex, "CommandContext"):
-			prog = 1
-		}
-		if prog >= 0 && prog < len(call.Args) {
-			if s, ok := stringLit(call.Args[prog]); ok && slices.Contains(shells, s) {
-				bad = append(bad, at(fset, call, "runs %s on the host", s))
-			}
+		if s, ok := execProgram(call, ex); ok && slices.Contains(shells, s) {
+			bad = append(bad, at(fset, call, "runs %s on the host", s))
 		}
 		for i := 0; i+1 < len(call.Args); i++ {
 			s, ok1 := stringLit(call.Args[i])
@@ -285,6 +292,7 @@ func TestSourceSecurityRules(t *testing.T) {
 		{"no shell on the host", hostShellRule, func(f sourceFile) bool {
 			return !f.test && !strings.HasPrefix(f.rel, "vm/sshtest/")
 		}},
+		{"tools found through hosttool", toolLookupRule, toolLookupApplies},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -357,6 +365,24 @@ var c = root.Command(ctx, opt, "sh", "-c", line)`, []string{"passes a command li
 		{"argv without a shell", hostShellRule, "x.go", `package x
 import "os/exec"
 var c = exec.Command("make", "-C", dir, "M="+dir)`, nil},
+
+		{"LookPath", toolLookupRule, "x.go", `package x
+import "os/exec"
+func f() { p, _ := exec.LookPath("qemu-img"); _ = p }`, []string{"calls exec.LookPath"}},
+		{"LookPath renamed, as a value", toolLookupRule, "x.go", `package x
+import osexec "os/exec"
+var find = osexec.LookPath`, []string{"calls exec.LookPath"}},
+		{"known tool by bare name", toolLookupRule, "x.go", `package x
+import "os/exec"
+var a = exec.Command("mkfs.ext4", "-q")
+var b = exec.CommandContext(ctx, "newuidmap", "1")`, []string{"runs mkfs.ext4 found in PATH", "runs newuidmap found in PATH"}},
+		{"tool found first, or unknown to hosttool", toolLookupRule, "x.go", `package x
+import "os/exec"
+var a = exec.Command(path, "-q")
+var b = exec.Command("/usr/sbin/mkfs.ext4")
+var c = exec.CommandContext(ctx, "git", "status")
+func LookPath() {}
+var d = LookPath`, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -4,9 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -63,7 +60,7 @@ func (a *app) doctor(ctx context.Context) []check {
 	lv, err := vm.Connect(lctx, a.cfg.VM.URI, a.log)
 	cancel()
 	if err != nil {
-		out = append(out, check{"libvirt", "fail", firstLine(err.Error()), "start the daemons: `libvirtd -d && virtlogd -d` (or `systemctl start libvirtd virtlogd`)"})
+		out = append(out, check{"libvirt", "fail", firstLine(err.Error()), startDaemonsFix})
 	} else {
 		ver, verr := lv.ConnectGetLibVersion()
 		detail := a.cfg.VM.URI + " reachable"
@@ -73,33 +70,8 @@ func (a *app) doctor(ctx context.Context) []check {
 		out = append(out, check{"libvirt", "ok", detail, ""})
 		_ = lv.Disconnect()
 	}
-	if _, err := os.Stat("/run/libvirt/virtlogd-sock"); err != nil && a.cfg.VM.URI == vm.URISystem {
-		out = append(out, check{"virtlogd", "fail", "virtlogd is not running: the first domain start would fail", "start it: `virtlogd -d`"})
-	} else {
-		out = append(out, check{"virtlogd", "ok", "running", ""})
-	}
-	// tools
-	for _, t := range []struct{ bin, pkg, why string }{
-		{"qemu-system-x86_64", "qemu-system-x86", "runs the guest"},
-		{"qemu-img", "qemu-utils", "makes the disk base and overlays"},
-		{"mmdebstrap", "mmdebstrap", "builds the guest image from Debian packages"},
-		{"bwrap", "bubblewrap", "runs builds inside the toolchain root"},
-		{"mkfs.ext4", "e2fsprogs", "packs the guest root filesystem"},
-	} {
-		if p, err := exec.LookPath(t.bin); err != nil {
-			out = append(out, check{t.bin, "fail", "not found (" + t.why + ")", "apt-get install " + t.pkg})
-		} else {
-			out = append(out, check{t.bin, "ok", p, ""})
-		}
-	}
-	if p, err := exec.LookPath("passt"); err != nil {
-		out = append(out, check{"passt", "ok", "not installed; not needed: kmodvm uses QEMU user-mode networking bound to 127.0.0.1", ""})
-	} else {
-		out = append(out, check{"passt", "ok", p + " (not needed: kmodvm uses QEMU user-mode networking)", ""})
-	}
-	out = append(out, a.kvmCheck(ctx))
-	out = append(out, diskCheck(a.paths.Cache))
-	return out
+	out = append(out, hostChecks(realHost(), a.cfg.VM.URI, a.paths)...)
+	return append(out, a.kvmCheck(ctx))
 }
 
 // kvmCheck says whether KVM really runs a guest, by booting the cached kernel once.
@@ -123,21 +95,4 @@ func (a *app) kvmCheck(ctx context.Context) check {
 		return check{"kvm", "ok", "KVM runs guests; --accel auto uses it", ""}
 	}
 	return check{"kvm", "warn", "KVM is present but cannot run guests here (" + detail + "); --accel auto uses TCG", "nothing to do on this machine; on a workstation check nested virtualization"}
-}
-
-func diskCheck(dir string) check {
-	for d := dir; ; d = filepath.Dir(d) {
-		var st syscall.Statfs_t
-		if err := syscall.Statfs(d, &st); err == nil {
-			free := float64(st.Bavail) * float64(st.Bsize) / (1 << 30)
-			detail := fmt.Sprintf("%.0f GiB free under %s", free, d)
-			if free < 15 {
-				return check{"disk", "warn", detail + " (an image, a kernel tree and its build need about 15 GiB)", "free space or set KMODVM_HOME to a bigger disk"}
-			}
-			return check{"disk", "ok", detail, ""}
-		}
-		if d == "/" {
-			return check{"disk", "warn", "cannot stat " + dir, ""}
-		}
-	}
 }

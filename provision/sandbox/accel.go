@@ -4,12 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/kmodvm/kmodvm/vm"
+	"github.com/kmodvm/kmodvm/vm/hosttool"
 )
 
 // kvmProbe is the remembered answer to "does KVM run guests here?". It holds until the
@@ -24,7 +24,7 @@ type kvmProbe struct {
 
 func (s *Sandbox) probeKVM(ctx context.Context, kernel string) (bool, string, error) {
 	bootID, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
-	qemu, _ := exec.LookPath(s.opt.QEMU)
+	qemu, _ := hosttool.Find(s.opt.QEMU)
 	if st, err := os.Stat(qemu); err == nil {
 		qemu += "@" + st.ModTime().UTC().Format(time.RFC3339Nano)
 	}
