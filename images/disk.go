@@ -20,6 +20,7 @@ import (
 
 	"github.com/kmodvm/kmodvm/images/ondisk"
 	"github.com/kmodvm/kmodvm/images/userns"
+	"github.com/kmodvm/kmodvm/vm/hosttool"
 	"github.com/kmodvm/kmodvm/vm/remedy"
 	"github.com/kmodvm/kmodvm/vm/shellquote"
 )
@@ -213,7 +214,7 @@ func (b *diskBuild) step(format string, args ...any) {
 
 // run runs a host command, its output into the build log.
 func (b *diskBuild) run(name string, args ...string) error {
-	return b.runCmd(exec.CommandContext(b.ctx, name, args...))
+	return b.runCmd(hosttool.Command(b.ctx, name, args...))
 }
 
 // runAsRoot runs a host command as root of the user namespace (see userns), where the
@@ -442,7 +443,7 @@ func CreateOverlay(ctx context.Context, base, overlay string) error {
 	tmp := fmt.Sprintf("%s.tmp-%d", overlay, os.Getpid())
 	defer os.Remove(tmp)
 	var out bytes.Buffer
-	cmd := exec.CommandContext(ctx, "qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", absBase, tmp)
+	cmd := hosttool.Command(ctx, "qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", absBase, tmp)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("create overlay %s: qemu-img: %v: %s", overlay, err, strings.TrimSpace(out.String()))

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -129,6 +130,10 @@ func buildRoot(ctx context.Context, log *slog.Logger, tmp, failedLog string, spe
 	if err != nil {
 		return fmt.Errorf("kmodvm builds its toolchain root with mmdebstrap: %w", err)
 	}
+	if problems := userns.Check(userns.DefaultEnv()); len(problems) > 0 {
+		return fmt.Errorf("kmodvm builds the toolchain root in a user namespace, and this machine cannot make one for %s: %s; hint: %s (`kmodvm doctor` checks it all)",
+			currentUser(), problems[0].What, problems[0].Fix)
+	}
 	logFile, err := os.Create(filepath.Join(tmp, logName))
 	if err != nil {
 		return fmt.Errorf("create build log: %w", err)
@@ -246,6 +251,14 @@ func runPipe(producer, consumer *exec.Cmd) (prodErr, consErr error) {
 		consErr = nil
 	}
 	return prodErr, consErr
+}
+
+// currentUser names the invoking user for messages.
+func currentUser() string {
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return fmt.Sprintf("uid %d", os.Getuid())
 }
 
 // commandFailed is the error for a failed build step: what failed, the last lines of its

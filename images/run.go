@@ -55,13 +55,7 @@ func (r *Root) Command(ctx context.Context, opt RunOptions, argv ...string) *exe
 
 // bwrapCommand runs bwrap, found where Debian puts it whatever the PATH.
 func bwrapCommand(ctx context.Context, args []string) *exec.Cmd {
-	bwrap, err := hosttool.Find("bwrap")
-	if err != nil {
-		cmd := exec.CommandContext(ctx, "bwrap", args...)
-		cmd.Err = err
-		return cmd
-	}
-	return exec.CommandContext(ctx, bwrap, args...)
+	return hosttool.Command(ctx, "bwrap", args...)
 }
 
 // bwrapArgs builds bwrap's command line. extra goes after the standard mounts (internal

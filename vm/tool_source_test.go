@@ -31,22 +31,16 @@ func toolLookupRule(fset *token.FileSet, _ string, f *ast.File) []string {
 	return bad
 }
 
-// toolLookupApplies: product code outside vm/hosttool. images/*.go is left out until its
-// own conversion to hosttool lands (it still calls exec.LookPath and runs bwrap, mmdebstrap
-// and qemu-img by bare name); its subpackages are checked.
+// toolLookupApplies: product code outside vm/hosttool.
 func toolLookupApplies(f sourceFile) bool {
-	if f.test || strings.HasPrefix(f.rel, "vm/hosttool/") {
-		return false
-	}
-	dir, _, _ := strings.Cut(strings.TrimPrefix(f.rel, "images/"), "/")
-	return !(strings.HasPrefix(f.rel, "images/") && strings.HasSuffix(dir, ".go"))
+	return !f.test && !strings.HasPrefix(f.rel, "vm/hosttool/")
 }
 
 func TestToolLookupApplies(t *testing.T) {
 	for rel, want := range map[string]bool{
 		"vm/accel.go":              true,
 		"vm/hosttool/hosttool.go":  false,
-		"images/root.go":           false,
+		"images/root.go":           true,
 		"images/userns/userns.go":  true,
 		"cmd/kmodvm/doctorhost.go": true,
 		"provision/sandbox/x.go":   true,

@@ -32,12 +32,7 @@ func Argv(euid int, argv []string) []string {
 // directories on PATH, in its own process group that cancelling ctx kills as a whole.
 func Command(ctx context.Context, argv ...string) *exec.Cmd {
 	full := Argv(os.Geteuid(), argv)
-	name, err := hosttool.Find(full[0])
-	cmd := exec.CommandContext(ctx, name, full[1:]...)
-	if err != nil {
-		cmd = exec.CommandContext(ctx, full[0], full[1:]...)
-		cmd.Err = err
-	}
+	cmd := hosttool.Command(ctx, full[0], full[1:]...)
 	cmd.Env = hosttool.Env(nil)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }

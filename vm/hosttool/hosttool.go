@@ -4,6 +4,7 @@
 package hosttool
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -95,4 +96,19 @@ func ExtendPath(path string) string {
 		}
 	}
 	return strings.Join(dirs, string(filepath.ListSeparator))
+}
+
+// Command is exec.CommandContext for tool found with Find; when it is not installed, the
+// command's Start returns Find's error (which names the package).
+func Command(ctx context.Context, tool string, args ...string) *exec.Cmd {
+	path, err := Find(tool)
+	if err != nil {
+		cmd := exec.CommandContext(ctx, os.DevNull, args...)
+		cmd.Args[0] = tool
+		cmd.Err = err
+		return cmd
+	}
+	cmd := exec.CommandContext(ctx, path, args...)
+	cmd.Args[0] = tool
+	return cmd
 }
