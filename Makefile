@@ -1,4 +1,6 @@
-# kmodvm — see README.md. Everything here runs as root on a Debian/Ubuntu host.
+# kmodvm — see README.md. demo, build and unit run as an ordinary user (deps asks for sudo
+# once when the host lacks something); test, e2e and bench run as root (they make a user,
+# restart libvirtd and cut connections).
 export PATH := /usr/local/go/bin:$(HOME)/go/bin:$(PATH)
 # Image and kernel caches live outside the clone, where the CLI keeps them by default
 # (KMODVM_HOME/cache, else $XDG_CACHE_HOME/kmodvm, else ~/.cache/kmodvm), so every run on

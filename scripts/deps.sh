@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything `make demo`, `make test`, `make bench` and `make lint` use on a
 # Debian/Ubuntu host, and starts libvirt's daemons when no init system runs them.
-# Idempotent, and quick when all is there; needs root.
+# Idempotent, and quick when all is there. Needs root; run as an ordinary user, it checks
+# first and asks for sudo only when something is missing.
 #
 # Only this one-time setup needs root: kmodvm itself then runs as an ordinary user in the
 # libvirt and kvm groups, building images in a user namespace. Run through sudo, the script
@@ -16,6 +17,14 @@ export DEBIAN_FRONTEND=noninteractive
 export PATH=/usr/local/go/bin:${HOME:-/root}/go/bin:$PATH
 check=false
 [ "${1:-}" = --check ] && check=true
+# As an ordinary user: nothing to do when all is there, else ask for root once.
+if ! $check && [ "$(id -u)" != 0 ]; then
+	if bash "$0" --check >/dev/null 2>&1; then
+		exit 0
+	fi
+	echo "==> the one-time host setup needs root: running it with sudo" >&2
+	exec sudo bash "$0" "$@"
+fi
 
 # Debian packages, each with the commands that need it (Makefile, scripts/, the e2e tests).
 pkgs=(
@@ -73,7 +82,8 @@ if ! command -v staticcheck >/dev/null; then
 	todo+=("staticcheck")
 	if ! $check; then
 		echo "==> installing staticcheck"
-		go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
+		# Into /usr/local/bin: every user's make lint finds it.
+		GOBIN=/usr/local/bin go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
 	fi
 fi
 
@@ -109,6 +119,19 @@ if [ -n "${SUDO_USER:-}" ] && [ "$SUDO_USER" != root ] && uid=$(id -u "$SUDO_USE
 			usermod "${args[@]}" "$SUDO_USER"
 		fi
 	fi
+fi
+
+# The user who ran sudo joins the groups a workstation's libvirt and KVM let in.
+if [ -n "${SUDO_USER:-}" ] && [ "$SUDO_USER" != root ] && id "$SUDO_USER" >/dev/null 2>&1; then
+	for g in libvirt kvm; do
+		if getent group "$g" >/dev/null && ! id -nG "$SUDO_USER" | tr ' ' '\n' | grep -qx "$g"; then
+			todo+=("$SUDO_USER in group $g")
+			if ! $check; then
+				usermod -a -G "$g" "$SUDO_USER"
+				echo "==> added $SUDO_USER to group $g: log out and in (or run \`newgrp $g\`) for it to count"
+			fi
+		fi
+	done
 fi
 
 if $check; then
