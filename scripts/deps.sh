@@ -78,11 +78,11 @@ if [ -z "$have" ] || [ "$(printf '%s\n%s\n' "$want" "$have" | sort -V | head -n1
 fi
 
 # staticcheck for make lint, at the version the project pins.
-if ! command -v staticcheck >/dev/null; then
+# In /usr/local/bin, where every user's make lint finds it (not root's ~/go/bin).
+if [ ! -x /usr/local/bin/staticcheck ]; then
 	todo+=("staticcheck")
 	if ! $check; then
 		echo "==> installing staticcheck"
-		# Into /usr/local/bin: every user's make lint finds it.
 		GOBIN=/usr/local/bin go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
 	fi
 fi
