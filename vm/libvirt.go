@@ -50,15 +50,16 @@ const connectTimeout = 10 * time.Second
 // The connection redials when libvirtd restarts under it (see Conn); ctx bounds the redials
 // too, so it should live as long as the connection is used.
 func Connect(ctx context.Context, uri string, log *slog.Logger) (*Conn, error) {
-	first, err := dial(ctx, uri)
+	first, err := dial(ctx, uri, log)
 	if err != nil {
 		return nil, err
 	}
-	return newConn(ctx, uri, log, first, func(ctx context.Context) (session, error) { return dial(ctx, uri) }), nil
+	return newConn(ctx, uri, log, first, func(ctx context.Context) (session, error) { return dial(ctx, uri, log) }), nil
 }
 
-// dial opens one connection to the libvirt daemon behind uri.
-func dial(ctx context.Context, uri string) (*libvirt.Libvirt, error) {
+// dial opens one connection to the libvirt daemon behind uri. For qemu:///session (at its
+// usual socket) it starts the per-user daemon when none runs, as virsh does.
+func dial(ctx context.Context, uri string, log *slog.Logger) (*libvirt.Libvirt, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("connect to libvirt %s: %w", uri, err)
 	}
@@ -77,6 +78,14 @@ func dial(ctx context.Context, uri string) (*libvirt.Libvirt, error) {
 	sock, remote, hint, err := localSocket(u)
 	if err != nil {
 		return nil, err
+	}
+	if remote == libvirt.QEMUSession && u.Query().Get("socket") == "" && !answers(sock) {
+		started, err := startSession(ctx, filepath.Dir(sock))
+		if err != nil {
+			return nil, fmt.Errorf("connect to libvirt %s: no per-user daemon answers on %s, and %w", uri, sock, err)
+		}
+		log.Info("started the per-user libvirt daemon", "socket", started)
+		sock = started
 	}
 	l := libvirt.NewWithDialer(dialers.NewLocal(dialers.WithSocket(sock), dialers.WithLocalTimeout(connectTimeout)))
 	if err := l.ConnectToURI(remote); err != nil {
