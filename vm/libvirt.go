@@ -50,15 +50,18 @@ const connectTimeout = 10 * time.Second
 // The connection redials when libvirtd restarts under it (see Conn); ctx bounds the redials
 // too, so it should live as long as the connection is used.
 func Connect(ctx context.Context, uri string, log *slog.Logger) (*Conn, error) {
-	first, err := dial(ctx, uri)
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	first, err := dial(ctx, uri, log)
 	if err != nil {
 		return nil, err
 	}
-	return newConn(ctx, uri, log, first, func(ctx context.Context) (session, error) { return dial(ctx, uri) }), nil
+	return newConn(ctx, uri, log, first, func(ctx context.Context) (session, error) { return dial(ctx, uri, log) }), nil
 }
 
 // dial opens one connection to the libvirt daemon behind uri.
-func dial(ctx context.Context, uri string) (*libvirt.Libvirt, error) {
+func dial(ctx context.Context, uri string, log *slog.Logger) (*libvirt.Libvirt, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("connect to libvirt %s: %w", uri, err)
 	}
@@ -78,13 +81,18 @@ func dial(ctx context.Context, uri string) (*libvirt.Libvirt, error) {
 	if err != nil {
 		return nil, err
 	}
+	if remote == libvirt.QEMUSession && u.Query().Get("socket") == "" {
+		if sock, err = ensureSessionDaemon(ctx, log, sock); err != nil {
+			return nil, fmt.Errorf("connect to libvirt %s: %w", uri, err)
+		}
+	}
 	l := libvirt.NewWithDialer(dialers.NewLocal(dialers.WithSocket(sock), dialers.WithLocalTimeout(connectTimeout)))
 	if err := l.ConnectToURI(remote); err != nil {
 		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
 			return nil, fmt.Errorf("connect to libvirt %s: libvirtd is not running (nothing listens on %s: %w).\nhint: %s", uri, sock, err, hint)
 		}
 		if errors.Is(err, syscall.EACCES) {
-			return nil, fmt.Errorf("connect to libvirt %s: permission denied on %s: %w.\nhint: run kmodvm as root or as a member of the 'libvirt' group, or connect to %s instead", uri, sock, err, URISession)
+			return nil, fmt.Errorf("connect to libvirt %s: permission denied on %s: %w.\nhint: %s", uri, sock, err, accessHint(hostAccess(sock)))
 		}
 		return nil, fmt.Errorf("connect to libvirt %s via %s: %w", uri, sock, err)
 	}
@@ -93,6 +101,13 @@ func dial(ctx context.Context, uri string) (*libvirt.Libvirt, error) {
 		return nil, fmt.Errorf("connect to libvirt %s: %w", uri, err)
 	}
 	return l, nil
+}
+
+// sessionDaemons are the programs that serve qemu:///session, in order of preference, each
+// with the socket it listens on in the per-user libvirt directory.
+var sessionDaemons = []struct{ tool, sock string }{
+	{"libvirtd", "libvirt-sock"},
+	{"virtqemud", "virtqemud-sock"},
 }
 
 // localSocket returns the unix socket for a local qemu URI, the URI to ask the daemon for, and
