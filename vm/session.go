@@ -2,7 +2,6 @@ package vm
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -10,9 +9,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
+	"github.com/kmodvm/kmodvm/images/ondisk"
 	"github.com/kmodvm/kmodvm/vm/hosttool"
 )
 
@@ -41,7 +40,7 @@ func ensureSessionDaemon(ctx context.Context, log *slog.Logger, sock string) (st
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("create the per-user libvirt directory: %w", err)
 	}
-	unlock, err := flock(ctx, filepath.Join(filepath.Dir(dir), "kmodvm-libvirtd.lock"))
+	unlock, err := ondisk.Lock(ctx, filepath.Join(filepath.Dir(dir), "kmodvm-libvirtd.lock"), nil)
 	if err != nil {
 		return "", err
 	}
@@ -108,32 +107,6 @@ func waitAccepting(ctx context.Context, sock string, max time.Duration) error {
 		case <-ctx.Done():
 			t.Stop()
 			return fmt.Errorf("nothing accepts connections on %s: %w", sock, ctx.Err())
-		case <-t.C:
-		}
-	}
-}
-
-// flock takes an exclusive lock on path, polling so that ctx can end the wait.
-func flock(ctx context.Context, path string) (unlock func(), err error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("open lock %s: %w", path, err)
-	}
-	for wait := 10 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			return func() { f.Close() }, nil
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) {
-			f.Close()
-			return nil, fmt.Errorf("lock %s: %w", path, err)
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			f.Close()
-			return nil, fmt.Errorf("wait for lock %s: %w", path, ctx.Err())
 		case <-t.C:
 		}
 	}
