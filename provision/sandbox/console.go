@@ -53,8 +53,8 @@ func statOwner(path string) (uid int, size int64, err error) {
 	return int(st.Uid), fi.Size(), nil
 }
 
-// consoleUnreadable explains why the console log at path cannot be read, "" when it can.
-func consoleUnreadable(path string) string {
+// ConsoleUnreadable explains why the console log at path cannot be read, "" when it can.
+func ConsoleUnreadable(path string) string {
 	f, err := os.Open(path)
 	if err == nil {
 		f.Close()
@@ -63,10 +63,22 @@ func consoleUnreadable(path string) string {
 	if !errors.Is(err, os.ErrPermission) {
 		return err.Error()
 	}
+	_, rerr := os.Stat(path + ".0")
+	owner, _, serr := statOwner(path)
+	if serr != nil {
+		owner = -1
+	}
+	return explainUnreadable(path, rerr == nil, owner)
+}
+
+// explainUnreadable says why the console log at path cannot be read: virtlogd rotated it
+// (rotated: path.0 exists) and made a new root-owned one, or it belongs to owner.
+func explainUnreadable(path string, rotated bool, owner int) string {
 	why := "it is owned by another user"
-	if _, serr := os.Stat(path + ".0"); serr == nil {
+	switch {
+	case rotated:
 		why = "virtlogd rotated the log to " + path + ".0 and created a new one, owned by root"
-	} else if uid, _, serr := statOwner(path); serr == nil && uid == 0 {
+	case owner == 0:
 		why = "it is owned by root: virtlogd created it"
 	}
 	return fmt.Sprintf("%s is not readable: %s; the next start of the VM makes a readable one", path, why)

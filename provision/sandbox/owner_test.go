@@ -186,10 +186,28 @@ func TestPrepareConsoleLog(t *testing.T) {
 func TestConsoleUnreadable(t *testing.T) {
 	dir := t.TempDir()
 	readable := writeFile(t, filepath.Join(dir, "console.log"), "x")
-	if got := consoleUnreadable(readable); got != "" {
+	if got := ConsoleUnreadable(readable); got != "" {
 		t.Errorf("readable log: %q", got)
 	}
-	if got := consoleUnreadable(filepath.Join(dir, "missing.log")); !strings.Contains(got, "no such file") {
+	if got := ConsoleUnreadable(filepath.Join(dir, "missing.log")); !strings.Contains(got, "no such file") {
 		t.Errorf("missing log: %q", got)
+	}
+}
+
+func TestExplainUnreadable(t *testing.T) {
+	tests := []struct {
+		rotated bool
+		owner   int
+		want    string
+	}{
+		{true, 0, "virtlogd rotated the log to /s/console.log.0"},
+		{false, 0, "owned by root: virtlogd created it"},
+		{false, 1001, "owned by another user"},
+	}
+	for _, tt := range tests {
+		got := explainUnreadable("/s/console.log", tt.rotated, tt.owner)
+		if !strings.Contains(got, tt.want) || !strings.Contains(got, "next start of the VM") {
+			t.Errorf("explainUnreadable(%v, %d) = %q, want %q", tt.rotated, tt.owner, got, tt.want)
+		}
 	}
 }

@@ -598,7 +598,7 @@ func (s *Sandbox) List(ctx context.Context) ([]Status, error) {
 func ConsoleTail(path string, n int) string {
 	f, err := os.Open(path)
 	if err != nil {
-		if why := consoleUnreadable(path); why != "" {
+		if why := ConsoleUnreadable(path); why != "" {
 			return "(no console output: " + why + ")"
 		}
 		return "(no console output: " + err.Error() + ")"
