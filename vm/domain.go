@@ -83,6 +83,11 @@ type DomainSpec struct {
 	// files in place instead of libvirt chowning them to libvirt-qemu (which cannot traverse
 	// e.g. /root).
 	QEMUUser string
+
+	// Title is libvirt's one-line description of the domain (virsh list --title).
+	Title string
+	// Owner, when set, is written to the domain's <metadata> (see Owner).
+	Owner *Owner
 }
 
 // netdevID names the user-mode network backend in the QEMU command line.
@@ -142,6 +147,9 @@ func (s DomainSpec) Validate() error {
 			return fmt.Errorf("domain spec %q: %s path %q is relative: libvirt resolves paths on its own side, give an absolute path", s.Name, p.what, p.path)
 		}
 	}
+	if strings.ContainsAny(s.Title, "\n\x00") {
+		return fmt.Errorf("domain spec %q: title contains a newline or NUL: libvirt takes one line", s.Name)
+	}
 	if strings.ContainsAny(s.Cmdline, "\n\x00") {
 		return fmt.Errorf("domain spec %q: kernel command line contains a newline or NUL", s.Name)
 	}
@@ -172,6 +180,7 @@ func (s DomainSpec) Domain() (*libvirtxml.Domain, error) {
 	dom := &libvirtxml.Domain{
 		Name:          s.Name,
 		UUID:          s.UUID,
+		Title:         s.Title,
 		Memory:        &libvirtxml.DomainMemory{Value: uint(s.MemoryMiB), Unit: "MiB"},
 		CurrentMemory: &libvirtxml.DomainCurrentMemory{Value: uint(s.MemoryMiB), Unit: "MiB"},
 		VCPU:          &libvirtxml.DomainVCPU{Placement: "static", Value: uint(s.CPUs)},
@@ -228,6 +237,9 @@ func (s DomainSpec) Domain() (*libvirtxml.Domain, error) {
 	}
 	for _, a := range NetdevArgs(s.SSHPort) {
 		dom.QEMUCommandline.Args = append(dom.QEMUCommandline.Args, libvirtxml.DomainQEMUCommandlineArg{Value: a})
+	}
+	if s.Owner != nil {
+		dom.Metadata = &libvirtxml.DomainMetadata{XML: s.Owner.metadataXML()}
 	}
 	if s.QEMUUser != "" {
 		dom.SecLabel = []libvirtxml.DomainSecLabel{{Type: "static", Model: "dac", Relabel: "no", Label: s.QEMUUser}}

@@ -51,6 +51,11 @@ func TestDomainXMLGolden(t *testing.T) {
 			s.Disk = "/root/.cache/kmodvm/dev.qcow2"
 			s.QEMUUser = "+0:+0"
 		}},
+		{"owner-metadata.xml", func(s *DomainSpec) {
+			s.Name = "kmodvm-1000-dev"
+			s.Title = "kmodvm VM dev of alice"
+			s.Owner = &Owner{UID: 1000, User: "alice", StateDir: "/home/alice/.local/state/kmodvm/vms/dev", VM: "dev"}
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(strings.TrimSuffix(tt.golden, ".xml"), func(t *testing.T) {

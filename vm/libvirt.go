@@ -5,17 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"syscall"
 	"time"
 
 	"github.com/digitalocean/go-libvirt"
 	"github.com/digitalocean/go-libvirt/socket/dialers"
-	"github.com/kmodvm/kmodvm/vm/hosttool"
 )
 
 // Libvirt is the part of a libvirt connection the Driver uses. *libvirt.Libvirt from
@@ -53,6 +50,9 @@ const connectTimeout = 10 * time.Second
 // The connection redials when libvirtd restarts under it (see Conn); ctx bounds the redials
 // too, so it should live as long as the connection is used.
 func Connect(ctx context.Context, uri string, log *slog.Logger) (*Conn, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	first, err := dial(ctx, uri, log)
 	if err != nil {
 		return nil, err
@@ -60,8 +60,7 @@ func Connect(ctx context.Context, uri string, log *slog.Logger) (*Conn, error) {
 	return newConn(ctx, uri, log, first, func(ctx context.Context) (session, error) { return dial(ctx, uri, log) }), nil
 }
 
-// dial opens one connection to the libvirt daemon behind uri. For qemu:///session (at its
-// usual socket) it starts the per-user daemon when none runs, as virsh does.
+// dial opens one connection to the libvirt daemon behind uri.
 func dial(ctx context.Context, uri string, log *slog.Logger) (*libvirt.Libvirt, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("connect to libvirt %s: %w", uri, err)
@@ -82,13 +81,10 @@ func dial(ctx context.Context, uri string, log *slog.Logger) (*libvirt.Libvirt, 
 	if err != nil {
 		return nil, err
 	}
-	if remote == libvirt.QEMUSession && u.Query().Get("socket") == "" && !answers(sock) {
-		started, err := startSession(ctx, filepath.Dir(sock))
-		if err != nil {
-			return nil, fmt.Errorf("connect to libvirt %s: no per-user daemon answers on %s, and %w", uri, sock, err)
+	if remote == libvirt.QEMUSession && u.Query().Get("socket") == "" {
+		if sock, err = ensureSessionDaemon(ctx, log, sock); err != nil {
+			return nil, fmt.Errorf("connect to libvirt %s: %w", uri, err)
 		}
-		log.Info("started the per-user libvirt daemon", "socket", started)
-		sock = started
 	}
 	l := libvirt.NewWithDialer(dialers.NewLocal(dialers.WithSocket(sock), dialers.WithLocalTimeout(connectTimeout)))
 	if err := l.ConnectToURI(remote); err != nil {
@@ -96,7 +92,7 @@ func dial(ctx context.Context, uri string, log *slog.Logger) (*libvirt.Libvirt, 
 			return nil, fmt.Errorf("connect to libvirt %s: libvirtd is not running (nothing listens on %s: %w).\nhint: %s", uri, sock, err, hint)
 		}
 		if errors.Is(err, syscall.EACCES) {
-			return nil, fmt.Errorf("connect to libvirt %s: permission denied on %s: %w.\nhint: run kmodvm as root or as a member of the 'libvirt' group, or connect to %s instead", uri, sock, err, URISession)
+			return nil, fmt.Errorf("connect to libvirt %s: permission denied on %s: %w.\nhint: %s", uri, sock, err, accessHint(hostAccess(sock)))
 		}
 		return nil, fmt.Errorf("connect to libvirt %s via %s: %w", uri, sock, err)
 	}
@@ -105,6 +101,13 @@ func dial(ctx context.Context, uri string, log *slog.Logger) (*libvirt.Libvirt, 
 		return nil, fmt.Errorf("connect to libvirt %s: %w", uri, err)
 	}
 	return l, nil
+}
+
+// sessionDaemons are the programs that serve qemu:///session, in order of preference, each
+// with the socket it listens on in the per-user libvirt directory.
+var sessionDaemons = []struct{ tool, sock string }{
+	{"libvirtd", "libvirt-sock"},
+	{"virtqemud", "virtqemud-sock"},
 }
 
 // SocketPath is the unix socket kmodvm dials for a local qemu URI (qemu:///system,
@@ -148,98 +151,4 @@ func localSocket(u *url.URL) (sock string, remote libvirt.ConnectURI, hint strin
 		sock = s
 	}
 	return sock, remote, hint, nil
-}
-
-// sessionIdle is how long a per-user daemon kmodvm started stays up with no client and no
-// running domain (libvirtd --timeout): running guests keep it up.
-const sessionIdle = 120 * time.Second
-
-// sessionWait bounds the wait for a started daemon's socket; a variable for tests.
-var sessionWait = 15 * time.Second
-
-// sessionDaemons are the per-user daemons kmodvm can start, in order: the monolithic
-// libvirtd, else the modular virtqemud with its own socket name.
-var sessionDaemons = []struct{ tool, sock string }{
-	{"libvirtd", "libvirt-sock"},
-	{"virtqemud", "virtqemud-sock"},
-}
-
-// startDaemon runs a daemon's command; a variable so tests start a fake.
-var startDaemon = func(ctx context.Context, path string, args ...string) error {
-	cmd := exec.CommandContext(ctx, path, args...)
-	cmd.Env = hosttool.Env(nil)
-	out, err := cmd.CombinedOutput() // -d: returns once the daemon runs in the background
-	if err != nil {
-		return fmt.Errorf("%s: %w: %s", path, err, out)
-	}
-	return nil
-}
-
-// startSession starts the per-user libvirt daemon whose socket lives in dir (…/libvirt) and
-// returns the socket to dial. A file lock in dir keeps two kmodvm processes from starting
-// two daemons: the second finds the first one's socket answering.
-func startSession(ctx context.Context, dir string) (string, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", fmt.Errorf("start the per-user libvirt daemon: %w", err)
-	}
-	lock, err := os.OpenFile(filepath.Join(dir, "kmodvm-start.lock"), os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return "", fmt.Errorf("start the per-user libvirt daemon: %w", err)
-	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		return "", fmt.Errorf("start the per-user libvirt daemon: lock %s: %w", lock.Name(), err)
-	}
-	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN) //nolint:errcheck // closing unlocks too
-
-	var tried []string
-	for _, d := range sessionDaemons {
-		sock := filepath.Join(dir, d.sock)
-		if answers(sock) {
-			return sock, nil // started meanwhile, by another kmodvm
-		}
-		path, err := hosttool.Find(d.tool)
-		if err != nil {
-			tried = append(tried, d.tool)
-			continue
-		}
-		if err := startDaemon(ctx, path, fmt.Sprintf("--timeout=%d", int(sessionIdle.Seconds())), "-d"); err != nil {
-			return "", fmt.Errorf("start the per-user libvirt daemon: %w; hint: run `%s --timeout=%d -d` yourself and read what it says", err, d.tool, int(sessionIdle.Seconds()))
-		}
-		if err := waitAnswers(ctx, sock); err != nil {
-			return "", fmt.Errorf("start the per-user libvirt daemon: %s started, but %w; hint: see %s", d.tool, err, filepath.Join(dir, "libvirtd.log"))
-		}
-		return sock, nil
-	}
-	return "", fmt.Errorf("start the per-user libvirt daemon: neither %v is installed; hint: sudo apt-get install %s (or use %s)",
-		tried, hosttool.Package("libvirtd"), URISystem)
-}
-
-// answers reports whether something accepts connections on the unix socket sock.
-func answers(sock string) bool {
-	c, err := net.DialTimeout("unix", sock, time.Second)
-	if err != nil {
-		return false
-	}
-	c.Close()
-	return true
-}
-
-// waitAnswers polls sock until it accepts connections, sessionWait at most.
-func waitAnswers(ctx context.Context, sock string) error {
-	ctx, cancel := context.WithTimeout(ctx, sessionWait)
-	defer cancel()
-	for delay := 20 * time.Millisecond; ; delay = min(2*delay, 500*time.Millisecond) {
-		if answers(sock) {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return fmt.Errorf("nothing answers on %s after %s", sock, sessionWait)
-			}
-			return ctx.Err()
-		case <-time.After(delay):
-		}
-	}
 }

@@ -158,7 +158,7 @@ func (a *app) sandboxOptions() (sandbox.Options, error) {
 			Base: a.cfg.Kernel.Base, Fragments: a.cfg.Kernel.Fragments, BaseDir: a.cfg.Dir,
 		}},
 		Jobs:      a.cfg.Kernel.Jobs,
-		MemoryMiB: a.cfg.VM.Memory, CPUs: a.cfg.VM.CPUs, Accel: accel, Port: a.cfg.VM.Port,
+		MemoryMiB: a.cfg.VM.Memory, CPUs: a.cfg.VM.CPUs, Accel: accel, Port: a.cfg.VM.Port, URI: a.cfg.VM.URI,
 		Log: a.log, Status: a.prog.Status, KernelProgress: a.prog.Kernel,
 	}, nil
 }

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kmodvm/kmodvm/vm/hosttool"
 )
 
 // These tests drive the CLI in-process through run(), in a temporary directory with its
@@ -258,11 +260,22 @@ func TestLibvirtUnreachable(t *testing.T) {
 		name  string
 		uri   func(t *testing.T) string
 		setup func(t *testing.T)
+		want  []string
 	}{
-		{name: "socket parameter", uri: nowhereURI},
-		{name: "session with an empty XDG_RUNTIME_DIR",
-			uri:   func(*testing.T) string { return "qemu:///session" },
-			setup: func(t *testing.T) { t.Setenv("XDG_RUNTIME_DIR", t.TempDir()) }},
+		{name: "socket parameter", uri: nowhereURI,
+			want: []string{"connect to libvirt qemu:///session", "libvirtd is not running", "hint: start the per-user daemon"}},
+		// No daemon program can be found, so kmodvm cannot start one (and a unit test never
+		// starts the host's libvirtd).
+		{name: "session with an empty XDG_RUNTIME_DIR, no daemon installed",
+			uri: func(*testing.T) string { return "qemu:///session" },
+			setup: func(t *testing.T) {
+				t.Setenv("XDG_RUNTIME_DIR", t.TempDir())
+				t.Setenv("PATH", t.TempDir())
+				saved := hosttool.SbinDirs
+				hosttool.SbinDirs = []string{t.TempDir()}
+				t.Cleanup(func() { hosttool.SbinDirs = saved })
+			},
+			want: []string{"connect to libvirt qemu:///session", "neither libvirtd nor virtqemud is installed", "hint: sudo apt-get install libvirt-daemon"}},
 	}
 	cmds := [][]string{
 		{"status"}, {"status", "--json"}, {"down"}, {"destroy"}, {"list"}, {"logs"},
@@ -282,7 +295,7 @@ func TestLibvirtUnreachable(t *testing.T) {
 					t.Errorf("exit %d, want %d", res.code, exitFailure)
 				}
 				checkUserMessage(t, res.stderr)
-				for _, want := range []string{"connect to libvirt qemu:///session", "libvirtd is not running", "hint: start the per-user daemon"} {
+				for _, want := range u.want {
 					if !strings.Contains(res.stderr, want) {
 						t.Errorf("stderr lacks %q", want)
 					}

@@ -328,7 +328,7 @@ func TestE2EFaults(t *testing.T) {
 			{"load", "loading slow.ko", slowLoading(t), []string{"-v", "run", "-p", "delay_ms=60000", slow}},
 		} {
 			p, code := faultAt(t, nil, c.marker, 5*time.Minute, c.at, func(*proc) {
-				if out, err := exec.Command("virsh", "-c", "qemu:///system", "destroy", "kmodvm-"+name).CombinedOutput(); err != nil {
+				if out, err := exec.Command("virsh", "-c", "qemu:///system", "destroy", e2eDomain(name)).CombinedOutput(); err != nil {
 					t.Errorf("virsh destroy: %v\n%s", err, out)
 				}
 			}, append(append([]string{}, n...), c.args...)...)
@@ -415,7 +415,7 @@ func restartLibvirtd(t *testing.T) {
 func stateMatchesLibvirt(t *testing.T, name string) {
 	t.Helper()
 	code, out, _ := runKmodvm(t, time.Minute, nil, "-n", name, "status", "--json")
-	virsh, err := exec.Command("virsh", "-c", "qemu:///system", "domstate", "kmodvm-"+name).Output()
+	virsh, err := exec.Command("virsh", "-c", "qemu:///system", "domstate", e2eDomain(name)).Output()
 	if err != nil {
 		t.Fatalf("virsh domstate: %v", err)
 	}
@@ -442,7 +442,7 @@ func cutSSH(t *testing.T, port string) {
 // domainRunning reports whether libvirt has the VM's domain running.
 func domainRunning(name string) func() bool {
 	return func() bool {
-		out, err := exec.Command("virsh", "-c", "qemu:///system", "domstate", "kmodvm-"+name).Output()
+		out, err := exec.Command("virsh", "-c", "qemu:///system", "domstate", e2eDomain(name)).Output()
 		return err == nil && strings.TrimSpace(string(out)) == "running"
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/kmodvm/kmodvm/cmd/kmodvm/config"
 	"github.com/kmodvm/kmodvm/provision/module"
+	"github.com/kmodvm/kmodvm/provision/sandbox"
 )
 
 // The end-to-end tests drive the real CLI against a real libvirtd and QEMU guest, with
@@ -85,8 +86,11 @@ func e2eVM(t *testing.T, prefix string) (name, stateDir string) {
 }
 
 func domainExists(name string) bool {
-	return exec.Command("virsh", "-c", "qemu:///system", "dominfo", "kmodvm-"+name).Run() == nil
+	return exec.Command("virsh", "-c", "qemu:///system", "dominfo", e2eDomain(name)).Run() == nil
 }
+
+// e2eDomain is the libvirt domain of VM name created by this test's user.
+func e2eDomain(name string) string { return sandbox.DomainName(os.Getuid(), name) }
 
 // TestE2ESandbox: image build -> up -> exec -> status -> down -> up -> Rust kernel checks ->
 // the module loop with every verdict, both build locations, a panic survived -> destroy,

@@ -155,6 +155,9 @@ const maxPartialLine = 64 * 1024
 func followConsole(ctx context.Context, path string, follow bool, emit func(kmsg.Record, string)) error {
 	f, err := os.Open(path)
 	if err != nil {
+		if why := sandbox.ConsoleUnreadable(path); why != "" && errors.Is(err, os.ErrPermission) {
+			return fmt.Errorf("read console log: %s", why)
+		}
 		return fmt.Errorf("read console log: %w", err)
 	}
 	defer func() { f.Close() }()

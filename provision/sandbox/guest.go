@@ -35,7 +35,7 @@ func (g *Guest) ConsoleLog() string { return g.in.ConsoleLog() }
 
 // Running says whether the domain is running.
 func (g *Guest) Running(ctx context.Context) (bool, error) {
-	st, err := g.sb.drv.State(ctx, domainName(g.in.Name))
+	st, err := g.sb.drv.State(ctx, g.in.DomainName())
 	return st == vm.StateRunning, err
 }
 
@@ -45,7 +45,7 @@ func (g *Guest) Running(ctx context.Context) (bool, error) {
 // the domain undefined. A panic or reboot inside the guest shows as shutoff "shutdown"
 // (on_reboot=destroy) and is not from outside.
 func (g *Guest) StoppedFromOutside(ctx context.Context) (string, error) {
-	st, reason, err := g.sb.drv.StateReason(ctx, domainName(g.in.Name))
+	st, reason, err := g.sb.drv.StateReason(ctx, g.in.DomainName())
 	if err != nil {
 		return "", err
 	}

@@ -7,9 +7,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
+	"os/user"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"time"
 
 	"github.com/kmodvm/kmodvm/images/ondisk"
@@ -20,7 +23,10 @@ import (
 
 // Instance is what kmodvm remembers about one VM (instance.json).
 type Instance struct {
-	Name      string   `json:"name"`
+	Name string `json:"name"`
+	// Domain is the libvirt domain name; empty in an instance.json written before domains
+	// were named per user, whose domain is the legacy "kmodvm-NAME" (see DomainName).
+	Domain    string   `json:"domain,omitempty"`
 	UUID      string   `json:"uuid"`
 	Accel     vm.Accel `json:"accel"`
 	SSHPort   int      `json:"ssh_port"`
@@ -61,12 +67,26 @@ func (in *Instance) HostBuildDir(name string) string {
 	return filepath.Join(in.dir, "hostbuild", name)
 }
 
-// DomainSpec is the libvirt definition of the instance.
-func (in *Instance) DomainSpec() vm.DomainSpec {
+// DomainName is the instance's libvirt domain name.
+func (in *Instance) DomainName() string {
+	if in.Domain != "" {
+		return in.Domain
+	}
+	return legacyDomainName(in.Name)
+}
+
+// legacy reports whether the instance predates per-user domain names and owner metadata.
+func (in *Instance) legacy() bool { return in.Domain == "" }
+
+// DomainSpec is the libvirt definition of the instance for the daemon behind uri, owned by
+// user u.
+func (in *Instance) DomainSpec(uri string, u User) vm.DomainSpec {
 	return vm.DomainSpec{
-		Name: in.Name, UUID: in.UUID, Accel: in.Accel, MemoryMiB: in.MemoryMiB, CPUs: in.CPUs,
+		Name: in.DomainName(), UUID: in.UUID, Accel: in.Accel, MemoryMiB: in.MemoryMiB, CPUs: in.CPUs,
 		Kernel: in.Kernel, Cmdline: in.Cmdline, Disk: in.Overlay(), ConsoleLog: in.ConsoleLog(),
-		SSHPort: in.SSHPort, QEMUUser: qemuUser(),
+		SSHPort: in.SSHPort, QEMUUser: qemuUser(uri, u),
+		Title: fmt.Sprintf("kmodvm VM %s of %s", in.Name, u),
+		Owner: &vm.Owner{UID: u.UID, User: u.Name, StateDir: in.dir, VM: in.Name},
 	}
 }
 
@@ -90,8 +110,14 @@ func CheckName(name string) error {
 // vmsDir holds one directory per VM.
 func vmsDir(state string) string { return filepath.Join(state, "vms") }
 
-// domainName is the libvirt name: prefixed so kmodvm never touches a user's other domains.
-func domainName(name string) string { return "kmodvm-" + name }
+// DomainName is the libvirt name of a new VM name of user uid: prefixed so kmodvm never
+// touches a user's other domains, and with the uid so that users sharing qemu:///system each
+// get their own domain for the same VM name. With CheckName's 40 characters and a 32-bit uid
+// it stays within libvirt's 64.
+func DomainName(uid int, name string) string { return fmt.Sprintf("kmodvm-%d-%s", uid, name) }
+
+// legacyDomainName is the domain name of a VM created before names carried the uid.
+func legacyDomainName(name string) string { return "kmodvm-" + name }
 
 // loadInstance reads a VM's instance.json; os.ErrNotExist when there is none.
 func loadInstance(state, name string) (*Instance, error) {
@@ -134,8 +160,53 @@ func listInstances(state string) ([]string, error) {
 	return names, nil
 }
 
-// qemuUser makes QEMU run as the invoking user (static DAC label), so it can read the
-// kernel, disks and logs under the user's home, which libvirt-qemu often cannot traverse.
-func qemuUser() string {
-	return fmt.Sprintf("+%d:+%d", os.Getuid(), os.Getgid())
+// qemuUser is the static DAC label for the domain on uri. Under qemu:///system it makes QEMU
+// run as the invoking user, so it can read the kernel, disks and logs under the user's home
+// (which libvirt-qemu often cannot traverse) and the base disks can stay 0600. The session
+// daemon already runs QEMU as the user and has no DAC driver at all ("Security driver model
+// 'dac' is not available"); a remote daemon's users are not ours: no label for either.
+func qemuUser(uri string, u User) string {
+	if !isLocalSystem(uri) {
+		return ""
+	}
+	return fmt.Sprintf("+%d:+%d", u.UID, u.GID)
+}
+
+// isLocalSystem reports whether uri is the local system daemon (qemu:///system, also with a
+// query such as ?socket=PATH). An empty URI means qemu:///system.
+func isLocalSystem(uri string) bool {
+	if uri == "" {
+		return true
+	}
+	u, err := url.Parse(uri)
+	return err == nil && u.Scheme == "qemu" && u.Host == "" && u.Path == "/system"
+}
+
+// User is who runs kmodvm: the owner written into the domains it defines.
+type User struct {
+	UID, GID int
+	Name     string // "" when the uid has no name
+}
+
+// String names the user for titles and messages: the name, else "uid N".
+func (u User) String() string {
+	if u.Name == "" {
+		return "uid " + strconv.Itoa(u.UID)
+	}
+	return u.Name
+}
+
+// currentUser is the process's user.
+func currentUser() User {
+	u := User{UID: os.Getuid(), GID: os.Getgid()}
+	u.Name = lookupUserName(u.UID)
+	return u
+}
+
+// lookupUserName resolves uid to a name, "" when it does not resolve.
+func lookupUserName(uid int) string {
+	if pw, err := user.LookupId(strconv.Itoa(uid)); err == nil {
+		return pw.Username
+	}
+	return ""
 }

@@ -29,9 +29,15 @@ type Options struct {
 
 	MemoryMiB, CPUs int
 	Accel           vm.Accel // auto, kvm or tcg
-	Port            int      // 0 = pick a free one
-	QEMU            string   // qemu-system-x86_64, for the KVM probe
-	BootTimeout     time.Duration
+	URI             string   // libvirt URI the domains live on; "" = qemu:///system
+	// User is who the domains are defined for (owner metadata, DAC label, domain names);
+	// nil = the process's user. LookupUser names another owner's uid in messages; nil =
+	// the system's user database.
+	User        *User
+	LookupUser  func(uid int) string
+	Port        int    // 0 = pick a free one
+	QEMU        string // qemu-system-x86_64, for the KVM probe
+	BootTimeout time.Duration
 	// ProbeKVM tells whether KVM runs guests here; nil means vm.ProbeKVM. The answer is
 	// cached in State (see probeKVM); tests replace the probe.
 	ProbeKVM func(ctx context.Context, p vm.AccelProbe) (ok bool, detail string, err error)
@@ -45,6 +51,8 @@ type Options struct {
 type Sandbox struct {
 	opt Options
 	drv *vm.Driver
+	// consoleStat reports the owner and size of the console log (see prepareConsoleLog).
+	consoleStat func(path string) (uid int, size int64, err error)
 }
 
 // New returns a Sandbox on a libvirt connection (real or fake).
@@ -64,7 +72,14 @@ func New(lv vm.Libvirt, opt Options) *Sandbox {
 	if opt.ProbeKVM == nil {
 		opt.ProbeKVM = vm.ProbeKVM
 	}
-	return &Sandbox{opt: opt, drv: vm.NewDriver(lv, opt.Log)}
+	if opt.User == nil {
+		u := currentUser()
+		opt.User = &u
+	}
+	if opt.LookupUser == nil {
+		opt.LookupUser = lookupUserName
+	}
+	return &Sandbox{opt: opt, drv: vm.NewDriver(lv, opt.Log), consoleStat: statOwner}
 }
 
 // Artifacts are the built pieces a VM boots from.
@@ -136,12 +151,16 @@ func (s *Sandbox) Up(ctx context.Context, name string) (*Instance, *sshclient.Cl
 	created := false
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		st, err := s.drv.State(ctx, domainName(name))
+		dn := DomainName(s.opt.User.UID, name)
+		if err := s.claim(ctx, name, dn, false); err != nil {
+			return nil, nil, err
+		}
+		st, err := s.drv.State(ctx, dn)
 		if err != nil {
 			return nil, nil, err
 		}
 		if st != vm.StateMissing {
-			return nil, nil, remedy.With(fmt.Errorf("the name %q is in use: libvirt already has a domain %s (%s) that kmodvm has no state for", name, domainName(name), st), name, remedy.RemoveVM, remedy.PickName)
+			return nil, nil, remedy.With(fmt.Errorf("the name %q is in use: libvirt already has a domain %s (%s) that kmodvm has no state for", name, dn, st), name, remedy.RemoveVM, remedy.PickName)
 		}
 		in, err = s.create(ctx, name)
 		if err != nil {
@@ -163,8 +182,8 @@ func (s *Sandbox) Up(ctx context.Context, name string) (*Instance, *sshclient.Cl
 		}
 		// Nothing of a first `up` that failed may stay behind.
 		bg := context.WithoutCancel(ctx)
-		_ = s.drv.Destroy(bg, domainName(name))
-		_ = s.drv.Undefine(bg, domainName(name))
+		_ = s.drv.Destroy(bg, in.DomainName())
+		_ = s.drv.Undefine(bg, in.DomainName())
 		_ = os.RemoveAll(in.dir)
 	}
 	c, err := s.boot(ctx, in)
@@ -210,7 +229,7 @@ func (s *Sandbox) create(ctx context.Context, name string) (_ *Instance, err err
 		}
 	}()
 	in := &Instance{
-		Name: name, UUID: uuid, Accel: accel, MemoryMiB: s.opt.MemoryMiB, CPUs: s.opt.CPUs,
+		Name: name, Domain: DomainName(s.opt.User.UID, name), UUID: uuid, Accel: accel, MemoryMiB: s.opt.MemoryMiB, CPUs: s.opt.CPUs,
 		SSHPort: s.opt.Port, FixedPort: s.opt.Port != 0,
 		Kernel: art.Kernel.Bzimage(), Cmdline: Cmdline, KernelRelease: art.Kernel.Release,
 		KernelKey: art.Kernel.Key, ConfigHash: art.Kernel.ConfigHash,
@@ -236,7 +255,10 @@ func (s *Sandbox) boot(ctx context.Context, in *Instance) (*sshclient.Client, er
 			return nil, remedy.With(fmt.Errorf("VM %q needs %s, which is gone from the cache", in.Name, p), in.Name, remedy.RecreateVM)
 		}
 	}
-	dn := domainName(in.Name)
+	dn := in.DomainName()
+	if err := s.claim(ctx, in.Name, dn, in.legacy()); err != nil {
+		return nil, err
+	}
 	st, err := s.drv.State(ctx, dn)
 	if err != nil {
 		return nil, err
@@ -250,12 +272,13 @@ func (s *Sandbox) boot(ctx context.Context, in *Instance) (*sshclient.Client, er
 		if err := s.pickPort(in); err != nil {
 			return nil, err
 		}
-		spec := in.DomainSpec()
-		spec.Name = dn
-		if err := s.drv.Define(ctx, spec); err != nil {
+		if err := s.drv.Define(ctx, in.DomainSpec(s.opt.URI, *s.opt.User)); err != nil {
 			return nil, err
 		}
 		if err := in.save(); err != nil {
+			return nil, err
+		}
+		if err := s.prepareConsoleLog(in); err != nil {
 			return nil, err
 		}
 		s.opt.Status(fmt.Sprintf("booting %s (%s, kernel %s, ssh on 127.0.0.1:%d)", in.Name, in.Accel, in.KernelRelease, in.SSHPort))
@@ -273,7 +296,7 @@ func (s *Sandbox) waitSSH(ctx context.Context, in *Instance) (*sshclient.Client,
 	}
 	wctx, cancel := context.WithTimeout(ctx, s.opt.BootTimeout)
 	defer cancel()
-	dn := domainName(in.Name)
+	dn := in.DomainName()
 	c, err := sshclient.Wait(wctx, cfg, func() error {
 		st, err := s.drv.State(ctx, dn)
 		if err != nil {
@@ -330,7 +353,8 @@ func (s *Sandbox) Connect(ctx context.Context, name string) (*Instance, *sshclie
 	if err != nil {
 		return nil, nil, err
 	}
-	st, err := s.drv.State(ctx, domainName(name))
+	dn := in.DomainName()
+	st, err := s.drv.State(ctx, dn)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -346,7 +370,6 @@ func (s *Sandbox) Connect(ctx context.Context, name string) (*Instance, *sshclie
 	// keep probing for a while. A wrong host key or a refused login still ends it at once.
 	wctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
-	dn := domainName(name)
 	c, err := sshclient.Wait(wctx, cfg, func() error {
 		st, err := s.drv.State(ctx, dn)
 		if err == nil && st != vm.StateRunning {
@@ -384,7 +407,10 @@ func (s *Sandbox) Instance(name string) (*Instance, error) {
 
 // Restart stops the domain hard and boots it again (after a crash or hang).
 func (s *Sandbox) Restart(ctx context.Context, in *Instance) (*sshclient.Client, error) {
-	if err := s.drv.Destroy(ctx, domainName(in.Name)); err != nil {
+	if err := s.claim(ctx, in.Name, in.DomainName(), in.legacy()); err != nil {
+		return nil, err
+	}
+	if err := s.drv.Destroy(ctx, in.DomainName()); err != nil {
 		return nil, err
 	}
 	return s.boot(ctx, in)
@@ -401,7 +427,10 @@ func (s *Sandbox) Down(ctx context.Context, name string, timeout time.Duration) 
 		return err
 	}
 	defer unlock()
-	dn := domainName(name)
+	dn := in.DomainName()
+	if err := s.claim(ctx, name, dn, in.legacy()); err != nil {
+		return err
+	}
 	st, err := s.drv.State(ctx, dn)
 	if err != nil {
 		return err
@@ -428,13 +457,17 @@ func (s *Sandbox) Down(ctx context.Context, name string, timeout time.Duration) 
 	return s.drv.Destroy(ctx, dn)
 }
 
-// Destroy removes a VM: domain, overlay and state. It also cleans up a domain whose state
-// directory was deleted behind kmodvm's back.
+// Destroy removes a VM: domain, overlay and state. It also cleans up a domain of this user
+// whose state directory was deleted behind kmodvm's back; it never touches a domain another
+// user (or another state directory) owns.
 func (s *Sandbox) Destroy(ctx context.Context, name string) error {
 	if err := CheckName(name); err != nil {
 		return err
 	}
-	dn := domainName(name)
+	dn, legacy := s.domainOf(name)
+	if err := s.claim(ctx, name, dn, legacy); err != nil {
+		return err
+	}
 	st, err := s.drv.State(ctx, dn)
 	if err != nil {
 		return err
@@ -481,17 +514,30 @@ func (s *Sandbox) Status(ctx context.Context, name string) (Status, error) {
 	if err := CheckName(name); err != nil {
 		return Status{}, err
 	}
-	st, err := s.drv.State(ctx, domainName(name))
-	if err != nil {
-		return Status{}, err
+	dn, legacy := s.domainOf(name)
+	out := Status{Name: name, StateDir: filepath.Join(vmsDir(s.opt.State), name)}
+	// A domain of that name that is someone else's says nothing about this VM.
+	notOurs := s.claim(ctx, name, dn, legacy)
+	if notOurs != nil && !isNotOurs(notOurs) {
+		return Status{}, notOurs
 	}
-	out := Status{Name: name, State: string(st), StateDir: filepath.Join(vmsDir(s.opt.State), name)}
+	st := vm.StateUnknown
+	if notOurs == nil {
+		var err error
+		if st, err = s.drv.State(ctx, dn); err != nil {
+			return Status{}, err
+		}
+	}
+	out.State = string(st)
 	in, err := loadInstance(s.opt.State, name)
+	if errors.Is(err, os.ErrNotExist) && notOurs != nil {
+		return Status{}, notOurs
+	}
 	switch {
 	case errors.Is(err, os.ErrNotExist) && st == vm.StateMissing:
 		return Status{}, remedy.With(fmt.Errorf("there is no VM named %q", name), name, remedy.CreateVM)
 	case errors.Is(err, os.ErrNotExist):
-		out.Problem = fmt.Sprintf("libvirt has domain %s but its state directory is gone", domainName(name))
+		out.Problem = fmt.Sprintf("libvirt has domain %s but its state directory is gone", dn)
 		out.Fix = []remedy.Action{remedy.RemoveVM}
 		return out, nil
 	case err != nil:
@@ -499,8 +545,12 @@ func (s *Sandbox) Status(ctx context.Context, name string) (Status, error) {
 	}
 	out.Accel, out.SSHPort, out.KernelRelease, out.ConfigHash = string(in.Accel), in.SSHPort, in.KernelRelease, in.ConfigHash
 	out.Toolchain, out.ConsoleLog = in.Toolchain, in.ConsoleLog()
+	if notOurs != nil {
+		out.Problem = notOurs.Error()
+		return out, nil
+	}
 	if st == vm.StateMissing {
-		out.Problem = fmt.Sprintf("the state directory exists but libvirt has no domain %s", domainName(name))
+		out.Problem = fmt.Sprintf("the state directory exists but libvirt has no domain %s", dn)
 		out.Fix = []remedy.Action{remedy.StartVM}
 	}
 	if st == vm.StateRunning {
@@ -548,6 +598,9 @@ func (s *Sandbox) List(ctx context.Context) ([]Status, error) {
 func ConsoleTail(path string, n int) string {
 	f, err := os.Open(path)
 	if err != nil {
+		if why := ConsoleUnreadable(path); why != "" {
+			return "(no console output: " + why + ")"
+		}
 		return "(no console output: " + err.Error() + ")"
 	}
 	defer f.Close()

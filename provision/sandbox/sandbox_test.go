@@ -57,6 +57,8 @@ func newFixture(t *testing.T, mods ...func(*Options)) *fixture {
 	fx.opt = Options{
 		State: t.TempDir(), Cache: t.TempDir(),
 		MemoryMiB: 512, CPUs: 1, BootTimeout: testTimeout,
+		User:       &testUser,
+		LookupUser: testLookupUser,
 		ProbeKVM: func(context.Context, vm.AccelProbe) (bool, string, error) {
 			t.Error("the KVM probe ran")
 			return false, "", nil
@@ -71,6 +73,8 @@ func newFixture(t *testing.T, mods ...func(*Options)) *fixture {
 		m(&fx.opt)
 	}
 	fx.sb = New(fx.lv, fx.opt)
+	// The test's files are the process's; to the sandbox they are testUser's.
+	fx.sb.consoleStat = statAs(testUser.UID)
 
 	c := &fx.cache
 	c.kernel = writeFile(t, filepath.Join(fx.opt.Cache, "kernels", "k1", "bzImage"), "not a kernel")
@@ -154,17 +158,66 @@ func (fx *fixture) instance(name string, port int) *Instance {
 // define defines the instance's domain as an earlier `up` did (stopped).
 func (fx *fixture) define(in *Instance) {
 	fx.t.Helper()
-	spec := in.DomainSpec()
-	spec.Name = domainName(in.Name)
+	spec := in.DomainSpec(fx.opt.URI, *fx.sb.opt.User)
 	if err := vm.NewDriver(fx.lv, nil).Define(context.Background(), spec); err != nil {
 		fx.t.Fatal(err)
 	}
 }
 
-// running makes the fake libvirt have domain kmodvm-NAME running.
+// statAs is statOwner that reports the process's files as uid's.
+func statAs(uid int) func(string) (int, int64, error) {
+	return func(path string) (int, int64, error) {
+		owner, size, err := statOwner(path)
+		if owner == os.Getuid() {
+			owner = uid
+		}
+		return owner, size, err
+	}
+}
+
+// as returns a fixture for user u with its own state directory, on the same fake libvirt,
+// guest and cache as fx: another user of the same libvirt daemon.
+func (fx *fixture) as(u User) *fixture {
+	o := fx.opt
+	o.State = fx.t.TempDir()
+	o.User = &u
+	other := &fixture{t: fx.t, lv: fx.lv, opt: o, srv: fx.srv, qemu: fx.qemu, cache: fx.cache}
+	other.sb = New(fx.lv, o)
+	other.sb.consoleStat = statAs(u.UID)
+	return other
+}
+
+// testUser is who the fixture's sandbox runs as.
+var testUser = User{UID: 1000, GID: 1000, Name: "alice"}
+
+// testLookupUser knows root and alice.
+func testLookupUser(uid int) string {
+	return map[int]string{0: "root", 1000: "alice"}[uid]
+}
+
+// owned makes the fake libvirt have a domain dn in state st whose kmodvm metadata names
+// owner o (no call recorded but the define).
+func (fx *fixture) owned(dn string, o vm.Owner, st libvirt.DomainState) {
+	fx.t.Helper()
+	spec := vm.DomainSpec{Name: dn, Accel: vm.AccelTCG, MemoryMiB: 512, CPUs: 1, Kernel: "/k", Disk: "/d", SSHPort: 22, Owner: &o}
+	if err := vm.NewDriver(fx.lv, nil).Define(context.Background(), spec); err != nil {
+		fx.t.Fatal(err)
+	}
+	if err := fx.lv.SetState(dn, st, 0); err != nil {
+		fx.t.Fatal(err)
+	}
+}
+
+// ours is the owner metadata the fixture's sandbox writes for VM name.
+func (fx *fixture) ours(name string) vm.Owner {
+	return vm.Owner{UID: testUser.UID, User: testUser.Name, StateDir: filepath.Join(vmsDir(fx.opt.State), name), VM: name}
+}
+
+// running makes the fake libvirt have domain kmodvm-NAME running, as a VM created before
+// domains carried an owner (see fixture.instance) left it.
 func (fx *fixture) running(name string) {
 	fx.t.Helper()
-	if err := fx.lv.AddDomain(domainName(name), libvirt.DomainRunning); err != nil {
+	if err := fx.lv.AddDomain(legacyDomainName(name), libvirt.DomainRunning); err != nil {
 		fx.t.Fatal(err)
 	}
 }
@@ -435,7 +488,7 @@ func TestDestroy(t *testing.T) {
 		{
 			name:    "no such VM",
 			vm:      "dev",
-			wantErr: []string{`there is no VM named "dev"`, "no domain kmodvm-dev", "remedy: ListVMs"},
+			wantErr: []string{`there is no VM named "dev"`, "no domain kmodvm-1000-dev", "remedy: ListVMs"},
 		},
 		{
 			name:    "invalid name",
@@ -460,8 +513,48 @@ func TestDestroy(t *testing.T) {
 		{
 			name:      "state dir deleted behind our back",
 			vm:        "dev",
-			setup:     func(fx *fixture) { fx.running("dev") },
-			wantCalls: []string{"DomainDestroy kmodvm-dev", "DomainUndefineFlags kmodvm-dev"},
+			setup:     func(fx *fixture) { fx.owned("kmodvm-1000-dev", fx.ours("dev"), libvirt.DomainRunning) },
+			wantCalls: []string{"DomainDestroy kmodvm-1000-dev", "DomainUndefineFlags kmodvm-1000-dev"},
+		},
+		{
+			// Without instance.json nothing says the legacy domain is this user's: under
+			// qemu:///system it may be another user's VM of the same name.
+			name:     "legacy domain without state is left alone",
+			vm:       "dev",
+			setup:    func(fx *fixture) { fx.running("dev") },
+			wantErr:  []string{`there is no VM named "dev"`},
+			wantDoms: []string{"kmodvm-dev"},
+		},
+		{
+			name: "another user's domain named like ours",
+			vm:   "dev",
+			setup: func(fx *fixture) {
+				fx.owned("kmodvm-1000-dev", vm.Owner{UID: 0, StateDir: "/root/.local/state/kmodvm/vms/dev", VM: "dev"}, libvirt.DomainRunning)
+			},
+			wantErr:  []string{"kmodvm-1000-dev belongs to uid 0 (root), not to you (uid 1000)", "leaves it alone", "hint: "},
+			wantDoms: []string{"kmodvm-1000-dev"},
+		},
+		{
+			name: "our name without kmodvm metadata",
+			vm:   "dev",
+			setup: func(fx *fixture) {
+				if err := fx.lv.AddDomain("kmodvm-1000-dev", libvirt.DomainRunning); err != nil {
+					fx.t.Fatal(err)
+				}
+			},
+			wantErr:  []string{"kmodvm-1000-dev was not defined by kmodvm for you", "no kmodvm owner metadata"},
+			wantDoms: []string{"kmodvm-1000-dev"},
+		},
+		{
+			name: "our domain of another state directory",
+			vm:   "dev",
+			setup: func(fx *fixture) {
+				o := fx.ours("dev")
+				o.StateDir = "/elsewhere/vms/dev"
+				fx.owned("kmodvm-1000-dev", o, libvirt.DomainShutoff)
+			},
+			wantErr:  []string{"belongs to the kmodvm state directory /elsewhere/vms/dev"},
+			wantDoms: []string{"kmodvm-1000-dev"},
 		},
 		{
 			name:  "domain undefined behind our back",
@@ -503,9 +596,13 @@ func TestDestroy(t *testing.T) {
 			if tt.setup != nil {
 				tt.setup(fx)
 			}
+			fx.lv.ResetCalls()
 			err := fx.sb.Destroy(testContext(t), tt.vm)
 			if tt.wantErr != nil {
 				wantErr(t, err, tt.wantErr...)
+				if strings.Contains(err.Error(), "leaves it alone") && remedy.Find(err) != nil {
+					t.Errorf("refusing another owner's domain suggests %v", remedy.Find(err).Do)
+				}
 			} else if err != nil {
 				t.Fatalf("Destroy: %v", err)
 			}
@@ -513,8 +610,8 @@ func TestDestroy(t *testing.T) {
 				t.Errorf("calls = %q, want %q", got, tt.wantCalls)
 			}
 			for _, c := range fx.lv.Calls() {
-				if name := c[strings.Index(c, " ")+1:]; name != "kmodvm-"+tt.vm {
-					t.Errorf("libvirt call %q is about another domain than kmodvm-%s", c, tt.vm)
+				if name := c[strings.Index(c, " ")+1:]; name != legacyDomainName(tt.vm) && name != DomainName(testUser.UID, tt.vm) {
+					t.Errorf("libvirt call %q is about another domain than VM %s's", c, tt.vm)
 				}
 			}
 			if got := fx.lv.Domains(); !slices.Equal(got, tt.wantDoms) {
@@ -550,9 +647,29 @@ func TestStatus(t *testing.T) {
 		},
 		{
 			name:        "state dir gone, domain there",
-			setup:       func(fx *fixture) { fx.running("dev") },
+			setup:       func(fx *fixture) { fx.owned("kmodvm-1000-dev", fx.ours("dev"), libvirt.DomainRunning) },
 			wantState:   vm.StateRunning,
-			wantProblem: "libvirt has domain kmodvm-dev but its state directory is gone; remedy: RemoveVM",
+			wantProblem: "libvirt has domain kmodvm-1000-dev but its state directory is gone; remedy: RemoveVM",
+		},
+		{
+			name: "another user's domain, no state",
+			setup: func(fx *fixture) {
+				fx.owned("kmodvm-1000-dev", vm.Owner{UID: 0, User: "root", VM: "dev"}, libvirt.DomainRunning)
+			},
+			wantErr: []string{"belongs to uid 0 (root)"},
+		},
+		{
+			name: "our state, another user's domain",
+			setup: func(fx *fixture) {
+				in := fx.instance("dev", freePort(fx.t))
+				in.Domain = DomainName(testUser.UID, "dev")
+				if err := in.save(); err != nil {
+					fx.t.Fatal(err)
+				}
+				fx.owned("kmodvm-1000-dev", vm.Owner{UID: 0, VM: "dev"}, libvirt.DomainRunning)
+			},
+			wantState:   vm.StateUnknown,
+			wantProblem: `VM "dev": libvirt domain kmodvm-1000-dev belongs to uid 0 (root)`,
 		},
 		{
 			name:        "domain gone, state there",
@@ -589,7 +706,7 @@ func TestStatus(t *testing.T) {
 				fx.instance("dev", freePort(fx.t))
 				fx.lv.FailOn(vmtest.AnyMethod, vmtest.Error(libvirt.ErrRPC, "connection lost"))
 			},
-			wantErr: []string{`get state of domain "kmodvm-dev"`, "connection lost"},
+			wantErr: []string{`domain "kmodvm-dev"`, "connection lost"},
 		},
 	}
 	for _, tt := range tests {
@@ -763,9 +880,17 @@ func TestUpErrors(t *testing.T) {
 		},
 		{
 			name:     "name in use by a domain kmodvm has no state for",
-			setup:    func(fx *fixture) { fx.running("dev") },
-			wantErr:  []string{`the name "dev" is in use`, "kmodvm-dev (running)", "remedy: RemoveVM, PickName"},
-			wantDoms: []string{"kmodvm-dev"},
+			setup:    func(fx *fixture) { fx.owned("kmodvm-1000-dev", fx.ours("dev"), libvirt.DomainRunning) },
+			wantErr:  []string{`the name "dev" is in use`, "kmodvm-1000-dev (running)", "remedy: RemoveVM, PickName"},
+			wantDoms: []string{"kmodvm-1000-dev"},
+		},
+		{
+			name: "name taken by another user's domain",
+			setup: func(fx *fixture) {
+				fx.owned("kmodvm-1000-dev", vm.Owner{UID: 1001, VM: "dev"}, libvirt.DomainRunning)
+			},
+			wantErr:  []string{"kmodvm-1000-dev belongs to uid 1001, not to you (uid 1000)"},
+			wantDoms: []string{"kmodvm-1000-dev"},
 		},
 		{
 			name: "kernel gone from the cache",

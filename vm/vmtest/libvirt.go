@@ -248,6 +248,13 @@ func (f *Libvirt) Calls(methods ...string) []string {
 	return out
 }
 
+// ResetCalls forgets the calls recorded so far (e.g. those of a test's setup).
+func (f *Libvirt) ResetCalls() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = nil
+}
+
 // enter records the call and runs its hook, then takes the lock and returns the injected
 // error. The caller must unlock f.mu.
 func (f *Libvirt) enter(method, name string) error {
