@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/kmodvm/kmodvm/images/ondisk"
@@ -169,7 +170,33 @@ func qemuUser(uri string, u User) string {
 	if !isLocalSystem(uri) {
 		return ""
 	}
-	return fmt.Sprintf("+%d:+%d", u.UID, u.GID)
+	gid := u.GID
+	if u.QEMUGroup != 0 {
+		gid = u.QEMUGroup
+	}
+	return fmt.Sprintf("+%d:+%d", u.UID, gid)
+}
+
+// systemQEMUDir is where the system daemon keeps each domain's private files (the master
+// key QEMU must read): libvirt-qemu's, 0750 on Debian.
+const systemQEMUDir = "/var/lib/libvirt/qemu"
+
+// qemuGroup is the group QEMU needs, as an ordinary user under qemu:///system, to reach its
+// domain's directory in systemQEMUDir (measured: with the user's own group QEMU dies on
+// "Unable to read …/master-key.aes: Permission denied"); 0 when that cannot be told. QEMU
+// keeps the user's supplementary groups (libvirt, kvm).
+func qemuGroup(uid int) int {
+	if uid == 0 {
+		return 0
+	}
+	fi, err := os.Stat(systemQEMUDir)
+	if err != nil {
+		return 0
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return int(st.Gid)
+	}
+	return 0
 }
 
 // isLocalSystem reports whether uri is the local system daemon (qemu:///system, also with a
@@ -185,7 +212,9 @@ func isLocalSystem(uri string) bool {
 // User is who runs kmodvm: the owner written into the domains it defines.
 type User struct {
 	UID, GID int
-	Name     string // "" when the uid has no name
+	// QEMUGroup, when not 0, is the group in QEMU's label instead of GID (see qemuGroup).
+	QEMUGroup int
+	Name      string // "" when the uid has no name
 }
 
 // String names the user for titles and messages: the name, else "uid N".
@@ -199,6 +228,7 @@ func (u User) String() string {
 // currentUser is the process's user.
 func currentUser() User {
 	u := User{UID: os.Getuid(), GID: os.Getgid()}
+	u.QEMUGroup = qemuGroup(u.UID)
 	u.Name = lookupUserName(u.UID)
 	return u
 }

@@ -114,6 +114,16 @@ func TestDomainSpecPerURI(t *testing.T) {
 		{"session.xml", "qemu:///session", ""},
 		{"remote.xml", "qemu+ssh://alice@build.example/system", ""},
 	}
+	t.Run("the group that reaches libvirt's domain directory", func(t *testing.T) {
+		u := testUser
+		u.QEMUGroup = 64055
+		if got := in.DomainSpec("qemu:///system", u).QEMUUser; got != "+1000:+64055" {
+			t.Errorf("DAC label = %q, want +1000:+64055", got)
+		}
+		if qemuGroup(0) != 0 {
+			t.Errorf("root needs no other group")
+		}
+	})
 	for _, tt := range tests {
 		t.Run(tt.golden, func(t *testing.T) {
 			spec := in.DomainSpec(tt.uri, testUser)
