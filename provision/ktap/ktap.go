@@ -41,6 +41,8 @@ const (
 const (
 	ReasonNeverReported = "never reported (the kernel crashed or hung during this test)"
 	ReasonCutShort      = "cut short (the kernel crashed or hung before it reported its result)"
+	// A document that reported its result, yet holds a crashed entry.
+	ReasonSubtestCrashed = "a subtest never reported (the kernel crashed or hung)"
 )
 
 // Test is one test case, or one parameter of a parameterized test.

@@ -73,9 +73,10 @@ func isVersion(b string) bool {
 func parseResult(l *line) {
 	b := l.body
 	var rest string
+	ok := false
 	switch {
 	case strings.HasPrefix(b, "ok "):
-		l.ok = true
+		ok = true
 		rest = b[len("ok "):]
 	case strings.HasPrefix(b, "not ok "):
 		rest = b[len("not ok "):]
@@ -89,6 +90,7 @@ func parseResult(l *line) {
 	if end == 0 || (end < len(rest) && rest[end] != ' ') {
 		return
 	}
+	l.ok = ok
 	if n, err := strconv.Atoi(rest[:end]); err == nil && n > 0 {
 		l.n = n
 	}

@@ -244,6 +244,9 @@ func (p *parser) close(t *node, c line, ll logLine) {
 	for _, k := range t.kids {
 		if k.status == Crashed {
 			t.status = Crashed
+			if t.reason == "" {
+				t.reason = ReasonSubtestCrashed
+			}
 			break
 		}
 	}
