@@ -105,6 +105,12 @@ func RemoteDir(hostDir string) string {
 func RewritePaths(out, remoteDir, hostDir string) string {
 	out = strings.ReplaceAll(out, remoteDir+"/", hostDir+"/")
 	out = strings.ReplaceAll(out, remoteDir, hostDir)
+	return hostRelPaths(out, hostDir)
+}
+
+// hostRelPaths points the source paths relative to the module dir that a diagnostic names
+// at the module's files on the host, where they exist.
+func hostRelPaths(out, hostDir string) string {
 	return relDiagRe.ReplaceAllStringFunc(out, func(m string) string {
 		sub := relDiagRe.FindStringSubmatch(m)
 		rel := sub[2]
@@ -115,9 +121,9 @@ func RewritePaths(out, remoteDir, hostDir string) string {
 	})
 }
 
-// relDiagRe finds a relative source path at the start of a diagnostic line or after
-// rustc's "-->".
-var relDiagRe = regexp.MustCompile(`(?m)(^|--> )([A-Za-z0-9_.][A-Za-z0-9_./-]*\.(?:rs|c|h|S)):(\d+)`)
+// relDiagRe finds a relative source path at the start of a diagnostic line, after rustc's
+// "-->", or after KUnit's "FAILED at ".
+var relDiagRe = regexp.MustCompile(`(?m)(^|--> | at )([A-Za-z0-9_.][A-Za-z0-9_./-]*\.(?:rs|c|h|S)):(\d+)`)
 
 // Kos lists the .ko files of a build directory's top level, sorted.
 func kosIn(names []string) []string {

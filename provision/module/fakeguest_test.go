@@ -27,7 +27,7 @@ import (
 // arguments); without one, insmod loads the module, rmmod unloads it, make writes hello.ko.
 
 // hostTools are the host programs the fake guest may run (guest.sh's and the fakes').
-var hostTools = []string{"sh", "bash", "dd", "cat", "rm", "sleep", "uname", "mkdir", "mv"}
+var hostTools = []string{"sh", "bash", "dd", "cat", "rm", "sleep", "uname", "mkdir", "mv", "mkfifo"}
 
 const fakeLib = `
 klog() {
@@ -109,7 +109,8 @@ func newFakeGuest(t *testing.T) *fakeGuest {
 	g.write("console.log", "", 0o644)
 	root := filepath.Join(dir, "root")
 	g.files = guestFiles{Root: root, Kmsg: filepath.Join(dir, "kmsg"), Tainted: filepath.Join(dir, "tainted"),
-		Modules: filepath.Join(dir, "modules"), Job: filepath.Join(dir, "kmodvm.job")}
+		Modules: filepath.Join(dir, "modules"), Job: filepath.Join(dir, "kmodvm.job"),
+		KUnit: filepath.Join(dir, "kunit"), Filter: filepath.Join(dir, "filter_glob")}
 
 	host, user := sshtest.NewKey(t), sshtest.NewKey(t)
 	g.srv = sshtest.NewServer(t, host, user.PublicKey(), sshtest.WithDir(dir), sshtest.WithEnv("PATH="+bin, "G="+dir))

@@ -24,6 +24,8 @@ type guestFiles struct {
 	Tainted string // the taint flags
 	Modules string // the loaded modules
 	Job     string // the process group of the running build or step
+	KUnit   string // KUnit's debugfs dir: a dir per registered suite
+	Filter  string // KUnit's filter_glob parameter
 }
 
 // jobFile holds the process group of the long command the runner has running in the guest
@@ -35,6 +37,8 @@ var realGuestFiles = guestFiles{
 	Tainted: "/proc/sys/kernel/tainted",
 	Modules: "/proc/modules",
 	Job:     jobFile,
+	KUnit:   "/sys/kernel/debug/kunit",
+	Filter:  "/sys/module/kunit/parameters/filter_glob",
 }
 
 // guestCommand is the command line that runs guest.sh with args (a command and its
@@ -42,6 +46,7 @@ var realGuestFiles = guestFiles{
 func (f guestFiles) guestCommand(args ...string) string {
 	return guestlog.Command(map[string]string{ // (not Root: the runner adds it to the paths)
 		"KMSG": f.Kmsg, "TAINTED": f.Tainted, "MODULES": f.Modules, "JOB": f.Job,
+		"KUNIT": f.KUnit, "KUNIT_FILTER": f.Filter,
 	}, guestScript, "kmodvm-guest", args...)
 }
 
@@ -54,8 +59,10 @@ type stepOutput struct {
 	lost          int           // records after the cursor overwritten before they were read
 	last          logCursor     // the last record read
 	complete      bool
-	stale         bool   // a module of that name was loaded and was unloaded first
-	staleFail     string // ... and could not be unloaded: rmmod's reason
+	stale         bool     // a module of that name was loaded and was unloaded first
+	staleFail     string   // ... and could not be unloaded: rmmod's reason
+	suites        []string // the KUnit suites the load registered
+	kunitOff      bool     // the kernel has no KUnit
 }
 
 // parseStep reads the output of guest.sh load or unload (the step protocol in guest.sh). The
@@ -94,6 +101,10 @@ func parseStep(out string, prev logCursor) stepOutput {
 			if t := strings.TrimSpace(val); t != "" {
 				so.errText = append(so.errText, t)
 			}
+		case "kmodvm-suite":
+			so.suites = append(so.suites, strings.TrimSpace(val))
+		case "kmodvm-kunit-off":
+			so.kunitOff = true
 		case "kmodvm-end":
 			so.complete = true
 		default:

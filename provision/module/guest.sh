@@ -8,29 +8,38 @@
 #   TAINTED  the kernel's taint flags (/proc/sys/kernel/tainted)
 #   MODULES  the loaded modules (/proc/modules)
 #   JOB      the job file (/run/kmodvm.job): the process group of the running build or step
+#   KUNIT    KUnit's debugfs dir (/sys/kernel/debug/kunit): one dir per registered suite;
+#            absent when the kernel has no KUnit
+#   KUNIT_FILTER  KUnit's filter_glob parameter (/sys/module/kunit/parameters/filter_glob)
 #
 # Commands:
-#   load NAME KO [WORD...]  unload a module NAME an earlier run left loaded, then insmod KO
-#                           with the parameter WORDs
+#   load GLOB NAME KO [WORD...]
+#                           unload a module NAME an earlier run left loaded, then insmod KO
+#                           with the parameter WORDs; KUnit registers (and, with autorun,
+#                           runs at insmod) only the module's tests GLOB matches
+#                           ("suite.test" globs; "*.*" is all of them)
 #   unload NAME             rmmod NAME
+#   kunit-run SUITE         run the registered KUnit suite SUITE (a kernel without autorun)
 #   build DIR               make the module in DIR against the running kernel's build tree;
 #                           prints make's output, exits with make's status
 #   abandon                 stop the running job (kmodvm was interrupted)
 #
-# load and unload print lines of the step protocol (module.parseStep reads them):
+# load, unload and kunit-run print lines of the step protocol (module.parseStep reads them):
 #   kmodvm-taint N           the taint flags: before the command, and again after it
 #   kmodvm-stale             (load) NAME was loaded, and was unloaded first
 #   kmodvm-stale-failed MSG  (load) ... and could not be: rmmod said MSG (one line each)
 #   kmodvm-run               the command starts: records above this line are older than it
 #   kmodvm-rc N              the command's exit status
 #   kmodvm-err MSG           a line the command printed (its error)
+#   kmodvm-suite NAME        (load) a KUnit suite the module registered
+#   kmodvm-kunit-off         (load) the kernel has no KUnit
 #   kmodvm-end               the step is complete: the last line
 #   anything else            a kernel log record (kmsg.sh's format); the records come from
 #                            one open /dev/kmsg, so a gap in their numbers is a loss
 # They fork little (under TCG every exec in the guest costs tens of milliseconds): one dd
 # before the command and one after, the taint read with the shell's own read.
 
-: "${KMSG:?}" "${TAINTED:?}" "${MODULES:?}" "${JOB:?}"
+: "${KMSG:?}" "${TAINTED:?}" "${MODULES:?}" "${JOB:?}" "${KUNIT:?}" "${KUNIT_FILTER:?}"
 nl='
 '
 
@@ -78,7 +87,33 @@ job_end() {
 	fi
 }
 
+# kunit_list: the registered KUnit suites, as " a  b " in kunit_l (no fork: a glob).
+kunit_list() {
+	kunit_l=' '
+	for kunit_d in "$KUNIT"/*/; do
+		[ -d "$kunit_d" ] || continue
+		kunit_d=${kunit_d%/}
+		kunit_l="$kunit_l${kunit_d##*/} "
+	done
+}
+
+# kunit_filter GLOB: make KUnit filter the next module's tests by GLOB. Every load sets it
+# ("*.*" when kmodvm was given no filter), so a filter never outlives its own load, even when
+# that load was interrupted. The value is written without a newline: the parameter keeps
+# what it is given, and a newline would be part of the glob.
+kunit_filter() {
+	if [ -w "$KUNIT_FILTER" ]; then
+		printf '%s' "$1" >"$KUNIT_FILTER"
+	fi
+}
+
+# kunit_run SUITE: run a registered suite; the write returns when the suite has finished.
+kunit_run() {
+	printf '1' >"$KUNIT/$1/run"
+}
+
 # step COMMAND...: run the command between two reads of the kernel log and the taint flags.
+# The caller ends the step with kmodvm-end.
 step() {
 	read -r step_t <"$TAINTED"
 	echo "kmodvm-taint $step_t"
@@ -91,7 +126,6 @@ step() {
 	echo "kmodvm-rc $step_rc"
 	kmsg_drain
 	say kmodvm-err "$step_out"
-	echo kmodvm-end
 }
 
 # unload_stale NAME: unload a module NAME left loaded; it returns 1 when it cannot.
@@ -112,15 +146,38 @@ case $cmd in
 load)
 	job_begin
 	exec 3<"$KMSG"
-	name=$1
-	shift
+	glob=$1
+	name=$2
+	shift 2
 	unload_stale "$name" || exit 0
+	kunit_filter "$glob"
+	kunit_list
+	kunit_before=$kunit_l
 	step insmod "$@"
+	if [ -d "$KUNIT" ]; then
+		kunit_list
+		for suite in $kunit_l; do
+			case $kunit_before in
+			*" $suite "*) ;;
+			*) echo "kmodvm-suite $suite" ;;
+			esac
+		done
+	else
+		echo kmodvm-kunit-off
+	fi
+	echo kmodvm-end
 	;;
 unload)
 	job_begin
 	exec 3<"$KMSG"
 	step rmmod "$1"
+	echo kmodvm-end
+	;;
+kunit-run)
+	job_begin
+	exec 3<"$KMSG"
+	step kunit_run "$1"
+	echo kmodvm-end
 	;;
 build)
 	job_begin

@@ -210,7 +210,7 @@ func TestLoadArgumentsReachInsmodExactly(t *testing.T) {
 	r.guest = g
 	canary := filepath.Join(g.dir, "pwned")
 	params := []string{"greeting=hello world", "x=$(touch " + canary + ")", "y=a;b", `z='"q"'`}
-	st, err := r.step(testCtx(t), Options{Timeout: time.Minute}, "load", "rust_hello", 1, append([]string{"rust_hello", "/root/kmodvm/src/my mod/a.ko"}, params...)...)
+	st, err := r.step(testCtx(t), Options{Timeout: time.Minute}, "load", "rust_hello", 1, append([]string{"*.*", "rust_hello", "/root/kmodvm/src/my mod/a.ko"}, params...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -186,7 +186,7 @@ func TestParamsThroughShellAndInsmod(t *testing.T) {
 	}
 	r := g.runner(nil)
 	r.guest = g
-	st, err := r.step(testCtx(t), Options{Timeout: time.Minute}, "load", "m", 1, append([]string{"m", "/root/kmodvm/src/m/m.ko"}, words...)...)
+	st, err := r.step(testCtx(t), Options{Timeout: time.Minute}, "load", "m", 1, append([]string{"*.*", "m", "/root/kmodvm/src/m/m.ko"}, words...)...)
 	if err != nil || !st.OK {
 		t.Fatalf("load step %+v: %v", st, err)
 	}

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -69,6 +70,10 @@ type Options struct {
 	Timeout  time.Duration
 	BuildDir string // host scratch dir for host builds
 	Status   func(string)
+	// Tests makes the run `kmodvm test`: the KUnit suites a load registers and that did not
+	// run at insmod are run, and a module that runs no test does not pass.
+	Tests  bool
+	Filter string // KUnit glob, "suite" or "suite.test"; "" is every test
 }
 
 // Runner runs modules in one guest.
@@ -125,6 +130,9 @@ type Result struct {
 	Verdict  string        `json:"verdict"`
 	Title    string        `json:"title"`
 	Restart  bool          `json:"guest_restarted"`
+	KUnit    []SuiteResult `json:"kunit,omitempty"` // the KUnit suites that ran
+	Tests    TestCounts    `json:"tests"`           // their tests
+	Notes    []string      `json:"notes,omitempty"`
 	Duration time.Duration `json:"duration_ns"`
 }
 
@@ -147,7 +155,8 @@ type BuildResult struct {
 
 // Step is one insmod or rmmod with what the kernel said.
 type Step struct {
-	Action    string         `json:"action"` // load | unload
+	Action    string         `json:"action"` // load | unload | kunit-run
+	Suite     string         `json:"suite,omitempty"` // kunit-run: the suite
 	Module    string         `json:"module"`
 	Iteration int            `json:"iteration"`
 	OK        bool           `json:"ok"`
@@ -158,8 +167,10 @@ type Step struct {
 	// Lost counts the records the guest overwrote (its log buffer was full) before the
 	// runner read them: the verdict did not see them.
 	Lost     int           `json:"lost_records,omitempty"`
+	Suites   []string      `json:"kunit_suites,omitempty"` // load: the KUnit suites it registered
 	Duration time.Duration `json:"duration_ns"`
 	records  []kmsg.Record
+	kunitOff bool // load: the kernel has no KUnit
 }
 
 func (o *Options) status(s string) {
@@ -240,13 +251,19 @@ func (r *Runner) Run(ctx context.Context, opt Options) (*Result, error) {
 		return res, nil
 	}
 
+	glob := opt.Filter
+	if glob == "" {
+		glob = "*.*"
+	}
+	var registered []string // the KUnit suites the loads registered
+	kunitOff := false
 	for it := 1; it <= opt.Reload; it++ {
 		var loaded []string
 		failed := false
 		for _, ko := range kos {
 			name := strings.ReplaceAll(strings.TrimSuffix(ko, ".ko"), "-", "_")
 			opt.status(fmt.Sprintf("loading %s", ko))
-			st, err := r.step(ctx, opt, "load", name, it, append([]string{name, path.Join(remote, ko)}, words...)...)
+			st, err := r.step(ctx, opt, "load", name, it, append([]string{glob, name, path.Join(remote, ko)}, words...)...)
 			if err != nil || ctx.Err() != nil {
 				return nil, interrupted(ctx, "load of "+name, err)
 			}
@@ -257,7 +274,12 @@ func (r *Runner) Run(ctx context.Context, opt Options) (*Result, error) {
 			if st.OK && !st.Crashed {
 				loaded = append(loaded, name) // unloaded below even if the kernel complained
 			}
-			if !st.OK || len(st.Findings) > 0 {
+			kunitOff = kunitOff || st.kunitOff
+			registered = append(registered, st.Suites...)
+			if err := r.runSuites(ctx, opt, res, st, name); err != nil {
+				return nil, err
+			}
+			if !st.OK || len(st.Findings) > 0 || res.Restart {
 				failed = true
 				break
 			}
@@ -285,8 +307,50 @@ func (r *Runner) Run(ctx context.Context, opt Options) (*Result, error) {
 	if ctx.Err() != nil {
 		return nil, interrupted(ctx, "run", nil)
 	}
+	res.Tests = countTests(res.KUnit)
+	if !opt.Tests && len(res.KUnit) == 0 && len(registered) > 0 {
+		res.Notes = append(res.Notes, notRunNote(opt.Source.Dir, registered))
+	}
 	res.Verdict, res.Title = judge(res.Steps)
+	if res.Verdict == VerdictOK {
+		res.Verdict, res.Title = judgeTests(res, opt.Tests, registered, kunitOff)
+	} else if t := crashedDuring(res.KUnit); t != "" && res.Verdict == VerdictKernelProblem {
+		res.Title += " (during the KUnit test " + t + ")"
+	}
 	return res, nil
+}
+
+// runSuites reads the KUnit results a load step logged (a kernel with autorun runs a module's
+// suites at insmod) and, for `kmodvm test`, runs the suites the load registered that did not
+// run then, each as a step of its own: a suite that crashes the guest is told apart from the
+// load, and ends the run.
+func (r *Runner) runSuites(ctx context.Context, opt Options, res *Result, load Step, name string) error {
+	ran := kunitSuites(load, name, opt.Source.Dir)
+	res.KUnit = append(res.KUnit, ran...)
+	if !opt.Tests || !load.OK || load.Crashed || len(load.Findings) > 0 {
+		return nil
+	}
+	for _, suite := range load.Suites {
+		if slices.ContainsFunc(ran, func(s SuiteResult) bool { return s.Name == suite }) {
+			continue
+		}
+		opt.status("running the KUnit suite " + suite)
+		st, err := r.step(ctx, opt, "kunit-run", name, load.Iteration, suite)
+		if err != nil || ctx.Err() != nil {
+			return interrupted(ctx, "KUnit suite "+suite, err)
+		}
+		st.Suite = suite
+		res.Steps = append(res.Steps, st)
+		res.KUnit = append(res.KUnit, kunitSuites(st, name, opt.Source.Dir)...)
+		if st.Crashed {
+			res.Restart = true
+			return nil
+		}
+		if !st.OK || len(st.Findings) > 0 {
+			return nil
+		}
+	}
+	return nil
 }
 
 // interrupted returns err as it is, except when ctx was cancelled during what: then an
@@ -610,6 +674,7 @@ wait:
 			}
 			if res.err == nil && so.complete {
 				st.records, st.Lost = so.records, so.lost
+				st.Suites, st.kunitOff = so.suites, so.kunitOff
 				r.seen = so.last
 				st.OK = so.rc == 0
 				if !st.OK {

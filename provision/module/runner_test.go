@@ -129,7 +129,7 @@ func TestStepsJudgeRecordsBetweenThemAndCountLost(t *testing.T) {
 	r := g.runner(nil)
 	r.guest = g
 	ctx, opt := testCtx(t), Options{Timeout: time.Minute}
-	load, err := r.step(ctx, opt, "load", "hello", 1, "hello", "/nowhere/hello.ko")
+	load, err := r.step(ctx, opt, "load", "hello", 1, "*.*", "hello", "/nowhere/hello.ko")
 	if err != nil {
 		t.Fatal(err)
 	}
