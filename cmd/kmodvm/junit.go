@@ -107,13 +107,13 @@ func junitCases(class, prefix string, t ktap.Test, trace string) []junit.Case {
 	diag := strings.Join(t.Diagnostics, "\n")
 	switch t.Status {
 	case ktap.Fail:
-		c.Failure = &junit.Failure{Message: firstLine(diag, "failed"), Type: "kunit", Text: diag}
+		c.Failure = &junit.Failure{Message: summaryLine(diag, "failed"), Type: "kunit", Text: diag}
 	case ktap.Crashed:
 		text := diag
 		if trace != "" {
 			text = strings.TrimSpace(text + "\n\n" + trace)
 		}
-		c.Error = &junit.Failure{Message: firstLine(t.Reason, "crashed"), Type: "crash", Text: text}
+		c.Error = &junit.Failure{Message: summaryLine(t.Reason, "crashed"), Type: "crash", Text: text}
 	case ktap.Skip:
 		c.Skipped = &junit.Skipped{Message: t.Reason}
 	}
@@ -136,7 +136,7 @@ func crashLog(res *module.Result) string {
 	return strings.Join(lines, "\n")
 }
 
-func firstLine(s, dflt string) string {
+func summaryLine(s, dflt string) string {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return dflt

@@ -29,6 +29,7 @@ const (
 	exitBuildFailed = 3   // the module did not build
 	exitLoadFailed  = 4   // the module did not load
 	exitKernelIssue = 5   // the kernel reported a problem
+	exitTestsFailed = 6   // KUnit tests failed, crashed, or (test) none ran
 	exitInterrupted = 130 // SIGINT or SIGTERM stopped kmodvm
 )
 
@@ -44,6 +45,7 @@ var exitCodes = []struct {
 	{exitBuildFailed, "the module did not build"},
 	{exitLoadFailed, "the module did not load"},
 	{exitKernelIssue, "the kernel reported a problem (Oops, BUG, WARNING, panic, taint...)"},
+	{exitTestsFailed, "KUnit tests failed or crashed, or `test` ran none"},
 	{exitInterrupted, "interrupted"},
 }
 
@@ -82,6 +84,8 @@ func verdictExitCode(verdict string) int {
 		return exitLoadFailed
 	case module.VerdictKernelProblem:
 		return exitKernelIssue
+	case module.VerdictTestsFailed:
+		return exitTestsFailed
 	}
 	return exitFailure
 }

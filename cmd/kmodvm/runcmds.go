@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"path/filepath"
 	"strings"
 	"time"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/kmodvm/kmodvm/cmd/kmodvm/config"
 	"github.com/kmodvm/kmodvm/images"
+	"github.com/kmodvm/kmodvm/provision/ktap"
 	"github.com/kmodvm/kmodvm/provision/module"
 	"github.com/kmodvm/kmodvm/provision/sandbox"
 	"github.com/kmodvm/kmodvm/vm"
@@ -31,12 +33,24 @@ func (a *app) detectModule(args []string) (module.Source, error) {
 }
 
 func (a *app) runCmd() *cobra.Command {
+	return a.moduleCmd(false)
+}
+
+func (a *app) testCmd() *cobra.Command {
+	return a.moduleCmd(true)
+}
+
+// moduleCmd is `run`, or with tests `test`: the same loop, and for `test` the module's KUnit
+// suites run and judged test by test.
+func (a *app) moduleCmd(tests bool) *cobra.Command {
 	var (
 		params []string
 		where  string
 		keep   bool
 		reload int
 		tmo    time.Duration
+		filter string
+		junit  string
 	)
 	c := &cobra.Command{
 		Use:   "run [DIR]",
@@ -44,83 +58,125 @@ func (a *app) runCmd() *cobra.Command {
 		Long: `Sync the module directory into the guest, build it against the booted kernel,
 insmod it, read exactly the kernel log lines the load produced, judge them, rmmod it
 and judge again. A module that crashes or hangs the guest is reported with the trace
-from the console log, and the guest is restarted.
+from the console log, and the guest is restarted. The KUnit tests a module carries run
+at insmod (kmodvm's kernel has KUnit with autorun): a failing test fails the run.
 
 ` + exitCodesHelp(),
 		Args: cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			src, err := a.detectModule(args)
+	}
+	if tests {
+		c.Use = "test [DIR]"
+		c.Short = "Build a module, run its KUnit tests in the guest, report each test"
+		c.Long = `Sync and build the module as run does, load it, run every KUnit suite it
+registers (Rust #[kunit_tests], C kunit_test_suite()), unload it, and report each test:
+passed, failed (with the failure's host path:line), skipped (with the reason) or crashed
+(a test that oopsed, panicked or hung the guest; the guest is restarted). --junit writes
+JUnit XML for CI, one testsuite per KUnit suite; --json the whole result.
+
+` + exitCodesHelp()
+	}
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		ctx := cmd.Context()
+		src, err := a.detectModule(args)
+		if err != nil {
+			return err
+		}
+		if !cmd.Flags().Changed("param") {
+			params = a.cfg.Module.Params
+		}
+		if err := checkParams(params); err != nil {
+			return withCode(exitUsage, err)
+		}
+		if !cmd.Flags().Changed("build") {
+			where = a.cfg.Module.Build
+		}
+		if err := checkBuildWhere(where); err != nil {
+			return withCode(exitUsage, err) // before connecting: a typo is not a libvirt problem
+		}
+		if !cmd.Flags().Changed("timeout") {
+			tmo = a.cfg.Module.Timeout
+		}
+		if err := checkFilter(filter); err != nil {
+			return withCode(exitUsage, err)
+		}
+		junitOut, err := openJUnit(junit)
+		if err != nil {
+			return withCode(exitUsage, err)
+		}
+		return a.withSandbox(ctx, func(sb *sandbox.Sandbox) error {
+			in, err := sb.Instance(a.vmName())
 			if err != nil {
 				return err
 			}
-			if !cmd.Flags().Changed("param") {
-				params = a.cfg.Module.Params
+			unlock, err := sb.Lock(ctx, in)
+			if err != nil {
+				return err
 			}
-			if err := checkParams(params); err != nil {
+			defer unlock()
+			w, err := buildLocation(where, in.Accel)
+			if err != nil {
 				return withCode(exitUsage, err)
 			}
-			if !cmd.Flags().Changed("build") {
-				where = a.cfg.Module.Build
+			r := &module.Runner{
+				Connect: func(ctx context.Context) (module.Guest, error) {
+					return sb.Guest(ctx, in.Name)
+				},
+				Toolchain: &images.Root{Dir: in.RootDir, Hash: in.RootHash},
+				KDir:      in.KDir,
 			}
-			if err := checkBuildWhere(where); err != nil {
-				return withCode(exitUsage, err) // before connecting: a typo is not a libvirt problem
-			}
-			if !cmd.Flags().Changed("timeout") {
-				tmo = a.cfg.Module.Timeout
-			}
-			return a.withSandbox(ctx, func(sb *sandbox.Sandbox) error {
-				in, err := sb.Instance(a.vmName())
-				if err != nil {
-					return err
-				}
-				unlock, err := sb.Lock(ctx, in)
-				if err != nil {
-					return err
-				}
-				defer unlock()
-				w, err := buildLocation(where, in.Accel)
-				if err != nil {
-					return withCode(exitUsage, err)
-				}
-				r := &module.Runner{
-					Connect: func(ctx context.Context) (module.Guest, error) {
-						return sb.Guest(ctx, in.Name)
-					},
-					Toolchain: &images.Root{Dir: in.RootDir, Hash: in.RootHash},
-					KDir:      in.KDir,
-				}
-				defer r.Close()
-				res, err := r.Run(ctx, module.Options{
-					Source: src, Params: params, Where: w, Keep: keep, Reload: reload, Timeout: tmo,
-					BuildDir: in.HostBuildDir(filepath.Base(module.RemoteDir(src.Dir))),
-					Status:   a.prog.Status,
-				})
-				if err != nil {
-					return err
-				}
-				if a.jsonOut {
-					if err := a.printJSON(runJSON{Result: res, KernelRelease: in.KernelRelease, ConfigHash: in.ConfigHash, Toolchain: in.Toolchain, ExitCode: verdictExitCode(res.Verdict)}); err != nil {
-						return err
-					}
-				} else {
-					printRun(a, res)
-				}
-				if code := verdictExitCode(res.Verdict); code != exitOK {
-					return silentExit(code)
-				}
-				return nil
+			defer r.Close()
+			res, err := r.Run(ctx, module.Options{
+				Source: src, Params: params, Where: w, Keep: keep, Reload: reload, Timeout: tmo,
+				BuildDir: in.HostBuildDir(filepath.Base(module.RemoteDir(src.Dir))),
+				Status:   a.prog.Status,
+				Tests:    tests, Filter: filter,
 			})
-		},
+			if err != nil {
+				return err
+			}
+			if junitOut != nil {
+				if err := junitOut.write(res, in.KernelRelease); err != nil {
+					return err
+				}
+			}
+			if a.jsonOut {
+				if err := a.printJSON(runJSON{Result: res, KernelRelease: in.KernelRelease, ConfigHash: in.ConfigHash, Toolchain: in.Toolchain, ExitCode: verdictExitCode(res.Verdict)}); err != nil {
+					return err
+				}
+			} else {
+				printRun(a, res, tests)
+			}
+			if code := verdictExitCode(res.Verdict); code != exitOK {
+				return silentExit(code)
+			}
+			return nil
+		})
 	}
 	f := c.Flags()
 	f.StringArrayVarP(&params, "param", "p", nil, "module parameter name=value (repeatable; default: kmodvm.yaml module.params)")
 	f.StringVar(&where, "build", module.BuildAuto, "where to build: auto (host under TCG, guest under KVM), guest or host")
-	f.BoolVar(&keep, "keep", false, "leave the module loaded")
-	f.IntVar(&reload, "reload", 1, "load/unload cycles")
-	f.DurationVar(&tmo, "timeout", 0, "how long a load or unload may take before the guest is judged hung (default: kmodvm.yaml module.timeout, 2m)")
+	if tests {
+		f.StringVar(&filter, "filter", "", `run only the KUnit tests this glob matches: "suite" or "suite.test" (KUnit's kunit.filter_glob)`)
+		f.StringVar(&junit, "junit", "", "also write the results as JUnit XML to FILE (one testsuite per KUnit suite)")
+	} else {
+		f.BoolVar(&keep, "keep", false, "leave the module loaded")
+		f.IntVar(&reload, "reload", 1, "load/unload cycles")
+	}
+	f.DurationVar(&tmo, "timeout", 0, "how long a load, unload or KUnit suite may take before the guest is judged hung (default: kmodvm.yaml module.timeout, 2m)")
 	f.BoolVar(&a.jsonOut, "json", false, "print one JSON object with the whole result")
 	return c
+}
+
+// checkFilter rejects a --filter KUnit cannot take: the kernel's glob is "suite" or
+// "suite.test", written to a module parameter (no white space, no more than one dot).
+func checkFilter(glob string) error {
+	if glob == "" {
+		return nil
+	}
+	if strings.ContainsAny(glob, " \t\n\"'") || strings.Count(glob, ".") > 1 || strings.HasPrefix(glob, ".") || len(glob) > 255 {
+		return fmt.Errorf("--filter %q is not a KUnit glob: use \"suite\" or \"suite.test\" with * ? [...] wildcards and no white space, e.g. --filter 'rust_hello.*add*'; hint: `kmodvm test --json DIR` lists the suites and tests", glob)
+	}
+	return nil
 }
 
 // runJSON is `run --json`.
@@ -171,8 +227,10 @@ func checkParams(params []string) error {
 	return nil
 }
 
-// printRun prints the human report: the sync, the build, each step's kernel log, the verdict.
-func printRun(a *app, res *module.Result) {
+// printRun prints the human report: the sync, the build, each step's kernel log, the KUnit
+// results, the verdict. For `test` (tests) a step's kernel log is printed only when the step
+// went wrong: the KTAP it holds is printed as results.
+func printRun(a *app, res *module.Result, tests bool) {
 	out := a.stdout
 	fmt.Fprintf(out, "sync:    %s\n", res.Sync.Summary)
 	fmt.Fprintf(out, "build:   %s, %s (%.1f s)\n", res.Build.Where, map[bool]string{true: "ok", false: "FAILED"}[res.Build.OK], res.Build.Duration.Seconds())
@@ -184,9 +242,15 @@ func printRun(a *app, res *module.Result) {
 		if !s.OK {
 			state = "FAILED: " + s.Error
 		}
-		fmt.Fprintf(out, "%s %s (#%d): %s (%.2f s)\n", s.Action, s.Module, s.Iteration, state, s.Duration.Seconds())
-		for _, l := range s.Log {
-			fmt.Fprintf(out, "  %s\n", l)
+		what := s.Module
+		if s.Suite != "" {
+			what = s.Suite
+		}
+		fmt.Fprintf(out, "%s %s (#%d): %s (%.2f s)\n", s.Action, what, s.Iteration, state, s.Duration.Seconds())
+		if !tests || !s.OK || len(s.Findings) > 0 {
+			for _, l := range s.Log {
+				fmt.Fprintf(out, "  %s\n", l)
+			}
 		}
 		if s.Lost > 0 {
 			fmt.Fprintf(out, "  !! %d kernel log records were overwritten in the guest (its log buffer was full) before kmodvm read them; the verdict did not see them\n", s.Lost)
@@ -194,6 +258,14 @@ func printRun(a *app, res *module.Result) {
 		for _, f := range s.Findings {
 			fmt.Fprintf(out, "  !! %s: %s\n", f.Class, f.Title)
 		}
+	}
+	printSuites(out, res.KUnit)
+	if len(res.KUnit) > 0 {
+		c := res.Tests
+		fmt.Fprintf(out, "tests:   %d passed, %d failed, %d crashed, %d skipped\n", c.Passed, c.Failed, c.Crashed, c.Skipped)
+	}
+	for _, n := range res.Notes {
+		fmt.Fprintf(out, "note:    %s\n", n)
 	}
 	if res.Restart {
 		fmt.Fprintln(out, "guest:   restarted after the crash; it is ready for the next run")
@@ -222,5 +294,36 @@ func (a *app) syncCmd() *cobra.Command {
 				return nil
 			})
 		},
+	}
+}
+
+// printSuites prints each KUnit suite's tests: status, name, time, and what a failed or
+// crashed test logged (its failure, with the module's host path:line).
+func printSuites(out io.Writer, suites []module.SuiteResult) {
+	for _, s := range suites {
+		fmt.Fprintf(out, "suite %s (%s #%d): %s (%.3f s)\n", s.Name, s.Module, s.Iteration, s.Status, s.Duration.Seconds())
+		printTests(out, s.Tests, "  ")
+		for _, d := range s.Diagnostics {
+			fmt.Fprintf(out, "  %s\n", strings.TrimSpace(d))
+		}
+	}
+}
+
+func printTests(out io.Writer, tests []ktap.Test, indent string) {
+	for _, t := range tests {
+		line := fmt.Sprintf("%s%-8s %s", indent, t.Status, t.Name)
+		if t.Duration > 0 {
+			line += fmt.Sprintf(" (%.3f s)", t.Duration.Seconds())
+		}
+		if t.Reason != "" {
+			line += " — " + t.Reason
+		}
+		fmt.Fprintln(out, line)
+		if t.Status == ktap.Fail || t.Status == ktap.Crashed {
+			for _, d := range t.Diagnostics {
+				fmt.Fprintf(out, "%s           %s\n", indent, strings.TrimSpace(d))
+			}
+		}
+		printTests(out, t.Subtests, indent+"  ")
 	}
 }

@@ -224,7 +224,7 @@ verdict: ok — ok
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var out bytes.Buffer
-			printRun(&app{stdout: &out}, &tt.res)
+			printRun(&app{stdout: &out}, &tt.res, false)
 			if got := out.String(); got != tt.want {
 				t.Errorf("printRun output:\n%s\nwant:\n%s", got, tt.want)
 			}
