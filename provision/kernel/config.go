@@ -23,6 +23,9 @@ var essentialsConfig []byte
 //go:embed fragments/rust.config
 var rustConfig []byte
 
+//go:embed fragments/kunit.config
+var kunitConfig []byte
+
 // ConfigSpec is what the user asks of the kernel config.
 type ConfigSpec struct {
 	Base      string   // small | defconfig
@@ -83,6 +86,10 @@ func PlanConfig(spec ConfigSpec, tree, sourceID string) (*ConfigPlan, error) {
 	if err != nil {
 		return nil, err
 	}
+	kunit, err := kconfig.ParseFragment("kmodvm KUnit fragment", kunitConfig)
+	if err != nil {
+		return nil, err
+	}
 	var user []kconfig.Fragment
 	for _, s := range spec.Fragments {
 		f, err := kconfig.ResolveFragment(s, tree, spec.BaseDir)
@@ -94,6 +101,7 @@ func PlanConfig(spec ConfigSpec, tree, sourceID string) (*ConfigPlan, error) {
 	layers := []kconfig.Layer{
 		{Name: "guest essentials", Fragments: []kconfig.Fragment{ess}},
 		{Name: "rust", Fragments: []kconfig.Fragment{rust}},
+		{Name: "kunit", Fragments: []kconfig.Fragment{kunit}},
 	}
 	if len(user) > 0 {
 		layers = append(layers, kconfig.Layer{Name: "kmodvm.yaml kernel.fragments", Fragments: user})

@@ -226,6 +226,7 @@ func fakeKernelSource(t *testing.T, dir string, extra ...string) {
 	}
 	addSyms("essentials", essentialsConfig)
 	addSyms("rust", rustConfig)
+	addSyms("kunit", kunitConfig)
 	for _, s := range extra {
 		syms[s] = "y"
 	}

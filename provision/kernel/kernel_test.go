@@ -279,7 +279,7 @@ func TestStageKDirRefusesUnbuiltTree(t *testing.T) {
 
 // The embedded fragments parse, and each symbol appears once.
 func TestFragmentsParse(t *testing.T) {
-	for name, data := range map[string][]byte{"essentials": essentialsConfig, "rust": rustConfig} {
+	for name, data := range map[string][]byte{"essentials": essentialsConfig, "rust": rustConfig, "kunit": kunitConfig} {
 		if _, err := kconfig.ParseFragment(name, data); err != nil {
 			t.Errorf("%s: %v", name, err)
 		}

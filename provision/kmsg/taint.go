@@ -18,6 +18,7 @@ const (
 	TaintOutOfTree   Taint = 1 << 12 // O
 	TaintUnsigned    Taint = 1 << 13 // E
 	TaintSoftLockup  Taint = 1 << 14 // L
+	TaintTest        Taint = 1 << 18 // N
 )
 
 // taintFlags lists the flags in bit order, as kernel/panic.c does.
@@ -117,13 +118,16 @@ func NewTaint(before, after Taint) (added Taint) {
 	return after &^ before
 }
 
-// expectedTaint is what loading any out-of-tree, unsigned module sets.
-const expectedTaint = TaintOutOfTree | TaintUnsigned
+// expectedTaint is what loading any out-of-tree, unsigned module sets, plus
+// N, which KUnit sets as soon as a module's test suites run at insmod: a
+// test module is expected to set it, and a failing test is reported by its
+// result, not by the taint.
+const expectedTaint = TaintOutOfTree | TaintUnsigned | TaintTest
 
 // JudgeTaint returns a "taint" finding when loading a module set taint
-// flags other than O (out-of-tree) and E (unsigned), which every
-// out-of-tree module sets; nil otherwise. The finding's Line is -1: it
-// comes from /proc/sys/kernel/tainted, not from a log record.
+// flags other than O (out-of-tree), E (unsigned) and N (a KUnit test ran);
+// nil otherwise. The finding's Line is -1: it comes from
+// /proc/sys/kernel/tainted, not from a log record.
 func JudgeTaint(before, after Taint) *Finding {
 	added := NewTaint(before, after) &^ expectedTaint
 	if added == 0 {

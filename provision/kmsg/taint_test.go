@@ -29,6 +29,7 @@ func TestTaintFlags(t *testing.T) {
 		{4609, "PWO", "Tainted: P        W  O"}, // the example in tainted-kernels.rst
 		{TaintDie | TaintWarn | TaintOutOfTree | TaintUnsigned | TaintSoftLockup, "DWOEL", "Tainted: G      D W  OEL"},
 		{1 << 19, "J", "Tainted: G                  J"},
+		{TaintOutOfTree | TaintUnsigned | TaintTest, "OEN", "Tainted: G           OE    N"},
 		{1<<12 | 1<<25, "O#25", "Tainted: G           O #25"},
 	}
 	for _, tt := range tests {
@@ -51,6 +52,8 @@ func TestJudgeTaint(t *testing.T) {
 		{"nothing", 0, 0, ""},
 		{"out-of-tree and unsigned are expected", 0, oe, ""},
 		{"already warned before", TaintWarn, TaintWarn | oe, ""},
+		{"a KUnit suite ran at insmod", 0, oe | TaintTest, ""},
+		{"a KUnit test oopsed", 0, oe | TaintTest | TaintDie, "kernel taint added: D (kernel died recently: an oops or BUG happened)"},
 		{"a WARN fired", 0, oe | TaintWarn, "kernel taint added: W (kernel issued a warning: a WARN fired)"},
 		{"an oops", oe, oe | TaintDie | TaintWarn, "kernel taint added: D (kernel died recently: an oops or BUG happened), W (kernel issued a warning: a WARN fired)"},
 		{"proprietary", 0, TaintProprietary | oe, "kernel taint added: P (proprietary module was loaded)"},
