@@ -155,7 +155,7 @@ type BuildResult struct {
 
 // Step is one insmod or rmmod with what the kernel said.
 type Step struct {
-	Action    string         `json:"action"` // load | unload | kunit-run
+	Action    string         `json:"action"`          // load | unload | kunit-run
 	Suite     string         `json:"suite,omitempty"` // kunit-run: the suite
 	Module    string         `json:"module"`
 	Iteration int            `json:"iteration"`
