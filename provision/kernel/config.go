@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 
 	"github.com/kmodvm/kmodvm/provision/kconfig"
@@ -25,6 +26,27 @@ var rustConfig []byte
 
 //go:embed fragments/kunit.config
 var kunitConfig []byte
+
+// kunitSince are the KUnit fragment's options older kernels lack: Linux 6.12 (trixie's) has
+// no KUNIT_AUTORUN_ENABLED, and there a module's suites always run at insmod. Requested where
+// lib/kunit/Kconfig defines them, left out where it does not.
+var kunitSince = []string{"KUNIT_AUTORUN_ENABLED"}
+
+const kunitKconfig = "lib/kunit/Kconfig"
+
+// dropUndefined unsets each of syms that the Kconfig file rel of tree does not define.
+func dropUndefined(c *kconfig.Config, tree, rel string, syms []string) error {
+	data, err := os.ReadFile(filepath.Join(tree, rel))
+	if err != nil {
+		return fmt.Errorf("read %s: %w; hint: is %s a complete kernel tree?", rel, err, tree)
+	}
+	for _, sym := range syms {
+		if !regexp.MustCompile(`(?m)^\s*config\s+` + regexp.QuoteMeta(sym) + `\s*$`).Match(data) {
+			c.Unset(sym)
+		}
+	}
+	return nil
+}
 
 // ConfigSpec is what the user asks of the kernel config.
 type ConfigSpec struct {
@@ -88,6 +110,9 @@ func PlanConfig(spec ConfigSpec, tree, sourceID string) (*ConfigPlan, error) {
 	}
 	kunit, err := kconfig.ParseFragment("kmodvm KUnit fragment", kunitConfig)
 	if err != nil {
+		return nil, err
+	}
+	if err := dropUndefined(kunit.Config, tree, kunitKconfig, kunitSince); err != nil {
 		return nil, err
 	}
 	var user []kconfig.Fragment

@@ -218,7 +218,9 @@ func fakeKernelSource(t *testing.T, dir string, extra ...string) {
 		}
 		rel, _ := filepath.Rel("testdata/tree", p)
 		writeFile(t, filepath.Join(dir, rel), string(data))
-		addSyms(rel, data)
+		if strings.HasSuffix(rel, ".config") {
+			addSyms(rel, data)
+		}
 		return nil
 	})
 	if err != nil {

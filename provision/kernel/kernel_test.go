@@ -285,3 +285,36 @@ func TestFragmentsParse(t *testing.T) {
 		}
 	}
 }
+
+// On a kernel whose KUnit has no autorun option (6.12: suites always run at insmod), the
+// KUnit fragment leaves it out rather than failing the build on an unknown symbol; where the
+// option exists, it is requested.
+func TestKUnitOptionsOlderKernels(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		kconfig string
+		want    bool
+	}{
+		{"7.2", "config KUNIT_DEFAULT_ENABLED\n\tbool\n\nconfig KUNIT_AUTORUN_ENABLED\n\tbool \"Default value of kunit.autorun\"\n", true},
+		{"6.12", "config KUNIT_DEFAULT_ENABLED\n\tbool\n\nconfig KUNIT_DEFAULT_FILTER_GLOB\n\tstring\n", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			tree := t.TempDir()
+			writeFile(t, filepath.Join(tree, "lib/kunit/Kconfig"), c.kconfig)
+			f, err := kconfig.ParseFragment("kunit", kunitConfig)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := dropUndefined(f.Config, tree, kunitKconfig, kunitSince); err != nil {
+				t.Fatal(err)
+			}
+			_, got := f.Config.Value("KUNIT_AUTORUN_ENABLED")
+			if got != c.want {
+				t.Errorf("KUNIT_AUTORUN_ENABLED requested: %v, want %v", got, c.want)
+			}
+			if v, _ := f.Config.Value("KUNIT"); v != "y" {
+				t.Errorf("CONFIG_KUNIT=%q, want y", v)
+			}
+		})
+	}
+}
