@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -297,6 +298,10 @@ func (a *app) syncCmd() *cobra.Command {
 	}
 }
 
+// kunitBookkeeping are KUnit's diagnostic lines that the results already say: the module
+// name, the per-suite and total counts, the speed attribute.
+var kunitBookkeeping = regexp.MustCompile(`^# (module: |Totals: |\S*speed: |\S+: pass:\d+ fail:\d+)`)
+
 // printSuites prints each KUnit suite's tests: status, name, time, and what a failed or
 // crashed test logged (its failure, with the module's host path:line).
 func printSuites(out io.Writer, suites []module.SuiteResult) {
@@ -304,7 +309,9 @@ func printSuites(out io.Writer, suites []module.SuiteResult) {
 		fmt.Fprintf(out, "suite %s (%s #%d): %s (%.3f s)\n", s.Name, s.Module, s.Iteration, s.Status, s.Duration.Seconds())
 		printTests(out, s.Tests, "  ")
 		for _, d := range s.Diagnostics {
-			fmt.Fprintf(out, "  %s\n", strings.TrimSpace(d))
+			if !kunitBookkeeping.MatchString(strings.TrimSpace(d)) {
+				fmt.Fprintf(out, "  %s\n", strings.TrimSpace(d))
+			}
 		}
 	}
 }
@@ -321,7 +328,9 @@ func printTests(out io.Writer, tests []ktap.Test, indent string) {
 		fmt.Fprintln(out, line)
 		if t.Status == ktap.Fail || t.Status == ktap.Crashed {
 			for _, d := range t.Diagnostics {
-				fmt.Fprintf(out, "%s           %s\n", indent, strings.TrimSpace(d))
+				if !kunitBookkeeping.MatchString(strings.TrimSpace(d)) {
+					fmt.Fprintf(out, "%s           %s\n", indent, strings.TrimSpace(d))
+				}
 			}
 		}
 		printTests(out, t.Subtests, indent+"  ")

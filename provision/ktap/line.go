@@ -43,7 +43,9 @@ func classify(text string) line {
 	case strings.HasPrefix(b, "# Subtest:"):
 		l.kind = subtestLine
 		l.name = strings.TrimSpace(strings.TrimPrefix(b, "# Subtest:"))
-	case strings.HasPrefix(b, "#"):
+	case strings.HasPrefix(b, "#") && (l.indent > 0 || b == "#" || strings.HasPrefix(b, "# ")):
+		// At column 0 only "# ..." is KTAP's: the kernel's own "#PF: error_code(...)" lines of
+		// an oops are not the test's diagnostics.
 		l.kind = diagLine
 	case strings.HasPrefix(b, "1.."):
 		digits := b[3:]

@@ -188,14 +188,22 @@ func notRunNote(dir string, suites []string) string {
 
 // crashedDuring names the test a kernel problem most likely came from, as suite.test: the
 // first that crashed (never reported), else the first that failed (KUnit reports a test whose
-// thread oopsed as failed); "" when none did.
+// thread oopsed as failed); "" when none did. A crashed test whose name neither KTAP nor the
+// trace gave is told by its number and the test before it.
 func crashedDuring(suites []SuiteResult) string {
 	for _, want := range []ktap.Status{ktap.Crashed, ktap.Fail} {
 		for _, s := range suites {
-			for _, t := range s.Tests {
-				if t.Status == want {
+			for i, t := range s.Tests {
+				if t.Status != want {
+					continue
+				}
+				if !strings.HasPrefix(t.Name, "#") {
 					return s.Name + "." + t.Name
 				}
+				if i == 0 {
+					return fmt.Sprintf("%s %s (its first)", s.Name, t.Name)
+				}
+				return fmt.Sprintf("%s %s (the one after %s)", s.Name, t.Name, s.Tests[i-1].Name)
 			}
 		}
 	}
