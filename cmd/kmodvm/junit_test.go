@@ -1,0 +1,71 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/kmodvm/kmodvm/provision/junit"
+	"github.com/kmodvm/kmodvm/provision/kmsg"
+	"github.com/kmodvm/kmodvm/provision/ktap"
+	"github.com/kmodvm/kmodvm/provision/module"
+	"github.com/kmodvm/kmodvm/vm/golden"
+)
+
+// The JUnit report of a test run (golden, -update rewrites): a suite with a pass, a failure,
+// a skip, a parameterized test and a crashed test carrying the trace; and a run that never
+// reached the tests.
+func TestJUnitReport(t *testing.T) {
+	crashed := &module.Result{
+		Module: "/src/m", Verdict: module.VerdictKernelProblem, Title: "Kernel panic",
+		Build: module.BuildResult{OK: true},
+		Steps: []module.Step{{Action: "load", Module: "m", Crashed: true,
+			Findings: []kmsg.Finding{{Class: "panic", Title: "Kernel panic - not syncing: boom"}},
+			Log:      []string{"[    2.200000] Kernel panic - not syncing: boom"}}},
+		KUnit: []module.SuiteResult{{Module: "m", Iteration: 1, Suite: ktap.Suite{Name: "s", Status: ktap.Crashed, Duration: 30 * time.Millisecond, Tests: []ktap.Test{
+			{Name: "adds", Status: ktap.Pass, Duration: time.Millisecond},
+			{Name: "fails", Status: ktap.Fail, Diagnostics: []string{"# fails: EXPECTATION FAILED at /src/m/m.c:22", "Expected 1 == 2"}},
+			{Name: "later", Status: ktap.Skip, Reason: "needs a device"},
+			{Name: "params", Status: ktap.Pass, Subtests: []ktap.Test{{Name: "zero", Status: ktap.Pass}, {Name: "one", Status: ktap.Pass}}},
+			{Name: "#5", Status: ktap.Crashed, Reason: ktap.ReasonNeverReported},
+		}}}},
+	}
+	unbuilt := &module.Result{Module: "/src/m", Verdict: module.VerdictBuildFailed, Title: "module did not build",
+		Build: module.BuildResult{Output: "/src/m/m.c:1:1: error: expected ';'"}}
+	for name, res := range map[string]*module.Result{"crashed": crashed, "unbuilt": unbuilt} {
+		t.Run(name, func(t *testing.T) {
+			var b bytes.Buffer
+			if err := junit.Write(&b, junitReport(res, "7.2.13-kmodvm-1e61f939")); err != nil {
+				t.Fatal(err)
+			}
+			golden.Check(t, filepath.Join("testdata", "junit-"+name+".xml"), b.Bytes())
+		})
+	}
+}
+
+// --junit is checked before the run: a missing directory or a directory given as the file
+// is a usage error with a hint.
+func TestOpenJUnit(t *testing.T) {
+	dir := t.TempDir()
+	if j, err := openJUnit(""); j != nil || err != nil {
+		t.Errorf("no --junit: %v %v", j, err)
+	}
+	if _, err := openJUnit(filepath.Join(dir, "missing", "k.xml")); err == nil {
+		t.Error("a file in a missing directory was accepted")
+	}
+	if _, err := openJUnit(dir); err == nil {
+		t.Error("a directory was accepted as the report file")
+	}
+	j, err := openJUnit(filepath.Join(dir, "k.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := j.write(&module.Result{Verdict: module.VerdictOK}, "r"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "k.xml")); err != nil {
+		t.Errorf("no report written: %v", err)
+	}
+}
