@@ -137,10 +137,8 @@ func crashLog(res *module.Result) string {
 }
 
 func summaryLine(s, dflt string) string {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return dflt
+	if l := strings.TrimSpace(firstLine(strings.TrimSpace(s))); l != "" {
+		return l
 	}
-	l, _, _ := strings.Cut(s, "\n")
-	return strings.TrimSpace(l)
+	return dflt
 }

@@ -143,7 +143,7 @@ func crashedTestName(recs []kmsg.Record) string {
 // well: any failed or crashed test fails it; `kmodvm test` (tests) also fails a module that
 // ran none, and says why.
 func judgeTests(res *Result, tests bool, registered []string, kunitOff bool) (string, string) {
-	c := countTests(res.KUnit)
+	c := res.Tests
 	if c.Failed+c.Crashed > 0 {
 		var names []string
 		for _, s := range res.KUnit {
