@@ -161,6 +161,10 @@ func (c *Conn) DomainGetXMLDesc(d libvirt.Domain, flags libvirt.DomainXMLFlags) 
 	return call(c, func(s session) (string, error) { return s.DomainGetXMLDesc(d, flags) })
 }
 
+func (c *Conn) DomainInjectNmi(d libvirt.Domain, flags uint32) error {
+	return call0(c, func(s session) error { return s.DomainInjectNmi(d, flags) })
+}
+
 func (c *Conn) ConnectGetLibVersion() (uint64, error) {
 	return call(c, func(s session) (uint64, error) { return s.ConnectGetLibVersion() })
 }

@@ -27,6 +27,7 @@ type Libvirt interface {
 	DomainDestroy(d libvirt.Domain) error
 	DomainUndefineFlags(d libvirt.Domain, flags libvirt.DomainUndefineFlagsValues) error
 	DomainGetXMLDesc(d libvirt.Domain, flags libvirt.DomainXMLFlags) (string, error)
+	DomainInjectNmi(d libvirt.Domain, flags uint32) error
 	ConnectGetLibVersion() (uint64, error)
 	Disconnect() error
 }

@@ -11,7 +11,7 @@ import (
 )
 
 // TestE2EKUnit: kmodvm test on the default kernel with Rust and C modules whose KUnit tests
-// pass, fail, skip, oops and panic the guest; run fails a module whose tests fail; --filter,
+// pass, fail, skip, oops, panic and hang the guest; run fails a module whose tests fail; --filter,
 // --json and --junit as a CI reads them.
 func TestE2EKUnit(t *testing.T) {
 	e2eEnv(t)
@@ -126,6 +126,21 @@ func TestE2EKUnit(t *testing.T) {
 	}, "-p", "panic=1", "--junit", junitPath)
 	if data, err := os.ReadFile(junitPath); err != nil || !strings.Contains(string(data), `<error message=`) || !strings.Contains(string(data), "deliberate panic in a test") {
 		t.Errorf("JUnit report of a panicking test: want an error with the panic: %v\n%s", err, data)
+	}
+	// A test that hangs the guest (interrupts off on its only vCPU): the step timeout ends
+	// it, kmodvm's NMI makes the guest say where it was (and flush the console: test 1's
+	// result was still unprinted), the verdict names the test, the guest is restarted, and
+	// JUnit has the error.
+	junitPath = filepath.Join(t.TempDir(), "hang.xml")
+	test(mod("testdata/modules/kunit-crash-c"), 5, []string{
+		"pass     kunit_crash_c_passes",
+		"crashed  kunit_crash_c_oops",
+		"guest hung while running load kunit_crash_c: no progress within 40s (hung?); its CPU was in kunit_crash_c_oops [kunit_crash_c]",
+		"during the KUnit test kunit_crash_c.kunit_crash_c_oops",
+		"guest:   restarted",
+	}, "-p", "hang=1", "--timeout", "40s", "--junit", junitPath)
+	if data, err := os.ReadFile(junitPath); err != nil || !strings.Contains(string(data), `<error message=`) || !strings.Contains(string(data), "hung") {
+		t.Errorf("JUnit report of a hanging test: want an error saying it hung: %v\n%s", err, data)
 	}
 	test(mod("examples/c-hello"), 0, []string{"2 KUnit tests passed"})
 }

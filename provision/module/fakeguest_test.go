@@ -78,6 +78,7 @@ type fakeGuest struct {
 	ssh      *sshclient.Client
 	outside  string // StoppedFromOutside's answer
 	restarts int
+	nmis     int
 	closed   bool
 }
 
@@ -110,7 +111,8 @@ func newFakeGuest(t *testing.T) *fakeGuest {
 	root := filepath.Join(dir, "root")
 	g.files = guestFiles{Root: root, Kmsg: filepath.Join(dir, "kmsg"), Tainted: filepath.Join(dir, "tainted"),
 		Modules: filepath.Join(dir, "modules"), Job: filepath.Join(dir, "kmodvm.job"),
-		KUnit: filepath.Join(dir, "kunit"), Filter: filepath.Join(dir, "filter_glob")}
+		KUnit: filepath.Join(dir, "kunit"), Filter: filepath.Join(dir, "filter_glob"),
+		SysRq: filepath.Join(dir, "sysrq-trigger")}
 
 	host, user := sshtest.NewKey(t), sshtest.NewKey(t)
 	g.srv = sshtest.NewServer(t, host, user.PublicKey(), sshtest.WithDir(dir), sshtest.WithEnv("PATH="+bin, "G="+dir))
@@ -165,6 +167,30 @@ func (g *fakeGuest) StoppedFromOutside(context.Context) (string, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.outside, nil
+}
+
+// InjectNMI does what kmodvm's guest kernel does with one: when the test wrote
+// $G/nmi-console (the panic and its trace), it goes to the console and the guest dies.
+func (g *fakeGuest) InjectNMI(context.Context) error {
+	g.mu.Lock()
+	g.nmis++
+	g.mu.Unlock()
+	b, err := os.ReadFile(filepath.Join(g.dir, "nmi-console"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(g.console, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := f.Write(b); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(g.dir, "dead"), nil, 0o644)
 }
 
 // Restart is a fresh boot: a new kernel log numbered from 1, nothing loaded, no taint.

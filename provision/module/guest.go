@@ -26,6 +26,7 @@ type guestFiles struct {
 	Job     string // the process group of the running build or step
 	KUnit   string // KUnit's debugfs dir: a dir per registered suite
 	Filter  string // KUnit's filter_glob parameter
+	SysRq   string // the magic SysRq trigger
 }
 
 // jobFile holds the process group of the long command the runner has running in the guest
@@ -39,6 +40,7 @@ var realGuestFiles = guestFiles{
 	Job:     jobFile,
 	KUnit:   "/sys/kernel/debug/kunit",
 	Filter:  "/sys/module/kunit/parameters/filter_glob",
+	SysRq:   "/proc/sysrq-trigger",
 }
 
 // guestCommand is the command line that runs guest.sh with args (a command and its
@@ -46,7 +48,7 @@ var realGuestFiles = guestFiles{
 func (f guestFiles) guestCommand(args ...string) string {
 	return guestlog.Command(map[string]string{ // (not Root: the runner adds it to the paths)
 		"KMSG": f.Kmsg, "TAINTED": f.Tainted, "MODULES": f.Modules, "JOB": f.Job,
-		"KUNIT": f.KUnit, "KUNIT_FILTER": f.Filter,
+		"KUNIT": f.KUnit, "KUNIT_FILTER": f.Filter, "SYSRQ": f.SysRq,
 	}, guestScript, "kmodvm-guest", args...)
 }
 

@@ -11,6 +11,7 @@
 #   KUNIT    KUnit's debugfs dir (/sys/kernel/debug/kunit): one dir per registered suite;
 #            absent when the kernel has no KUnit
 #   KUNIT_FILTER  KUnit's filter_glob parameter (/sys/module/kunit/parameters/filter_glob)
+#   SYSRQ    the magic SysRq trigger (/proc/sysrq-trigger)
 #
 # Commands:
 #   load GLOB NAME KO [WORD...]
@@ -23,6 +24,8 @@
 #   build DIR               make the module in DIR against the running kernel's build tree;
 #                           prints make's output, exits with make's status
 #   abandon                 stop the running job (kmodvm was interrupted)
+#   blocked                 print the stacks of the blocked tasks to the kernel log (SysRq w:
+#                           a step hung; the console keeps them for the verdict)
 #
 # load, unload and kunit-run print lines of the step protocol (module.parseStep reads them):
 #   kmodvm-taint N           the taint flags: before the command, and again after it
@@ -186,6 +189,9 @@ build)
 	;;
 abandon)
 	job_abandon
+	;;
+blocked)
+	echo w >"$SYSRQ"
 	;;
 *)
 	echo "guest.sh: unknown command $cmd" >&2

@@ -18,6 +18,7 @@ func (stoppedGuest) SSH() *sshclient.Client                               { retu
 func (stoppedGuest) ConsoleLog() string                                   { return "/var/lib/kmodvm/vms/dev/console.log" }
 func (stoppedGuest) Running(context.Context) (bool, error)                { return false, nil }
 func (g stoppedGuest) StoppedFromOutside(context.Context) (string, error) { return g.how, nil }
+func (stoppedGuest) InjectNMI(context.Context) error                      { return errors.New("domain is not running") }
 func (stoppedGuest) Restart(context.Context) error                        { return nil }
 func (stoppedGuest) Close() error                                         { return nil }
 

@@ -37,6 +37,8 @@ type Guest interface {
 	// stopped it (`virsh destroy`, libvirtd), and "" when it was not stopped that way (a
 	// panic or reboot inside it).
 	StoppedFromOutside(ctx context.Context) (string, error)
+	// InjectNMI sends the guest an NMI: its kernel panics and prints where it was stuck.
+	InjectNMI(ctx context.Context) error
 	// Restart stops the guest hard, boots it and reconnects (SSH() then returns the new
 	// connection).
 	Restart(ctx context.Context) error
@@ -654,6 +656,7 @@ func (r *Runner) step(ctx context.Context, opt Options, action, name string, it 
 	timeout := time.NewTimer(opt.Timeout)
 	defer timeout.Stop()
 	var why string
+	hung := false
 wait:
 	for {
 		select {
@@ -702,11 +705,15 @@ wait:
 			}
 		case <-timeout.C:
 			why = fmt.Sprintf("no progress within %s (hung?)", opt.Timeout)
+			hung = true
 			break wait
 		}
 	}
 	if why != "" {
 		cancel()
+		if hung {
+			r.askWhereHung(ctx, opt)
+		}
 		r.seen = logCursor{} // the restarted guest's log starts over
 		st.Crashed = true
 		st.OK = false
@@ -714,6 +721,9 @@ wait:
 		st.records = consoleRecords(r.guest.ConsoleLog(), consoleOff)
 		v := kmsg.Classify(st.records)
 		st.Findings = v.Findings
+		if hung {
+			st.Findings = hungFindings(st.Findings, action+" "+name, why)
+		}
 		if len(st.Findings) == 0 {
 			if err := r.stoppedFromOutside(ctx, action+" of "+name); err != nil {
 				return st, err
@@ -731,6 +741,54 @@ wait:
 	st.Duration = time.Since(start)
 	return st, nil
 }
+
+// askWhereHung makes a hung guest say where it is stuck before it is restarted, on its
+// console, which the step reads next: the stacks of its blocked tasks (SysRq w, when SSH
+// still answers: a deadlock, a wait that never ends), then an NMI, on which its kernel
+// (booted with unknown_nmi_panic) panics with the trace of what its CPU was running (a
+// loop with interrupts off, which nothing else can stop), and stops.
+func (r *Runner) askWhereHung(ctx context.Context, opt Options) {
+	opt.status("the guest hung; asking it where (its blocked tasks, then an NMI)")
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	_, err := r.guest.SSH().Run(sctx, r.files().guestCommand("blocked"), nil, io.Discard, io.Discard)
+	cancel()
+	if err != nil {
+		opt.status(fmt.Sprintf("the hung guest did not answer over SSH (%v); sending the NMI", err))
+	}
+	if err := r.guest.InjectNMI(ctx); err != nil {
+		opt.status(fmt.Sprintf("could not send the hung guest an NMI: %v", err))
+		return
+	}
+	// The panic, the console flush and the stop take a few seconds under TCG.
+	if err := r.waitStopped(ctx, 30*time.Second); err != nil {
+		opt.status(fmt.Sprintf("waiting for the hung guest to stop after the NMI: %v", err))
+	}
+}
+
+// hungFindings retitles the panic kmodvm caused with its NMI (its trace shows where the
+// guest was stuck) as the hang it is: what hung and, when the trace shows it, where.
+func hungFindings(fs []kmsg.Finding, what, why string) []kmsg.Finding {
+	for i, f := range fs {
+		if f.Class != kmsg.ClassPanic || !strings.Contains(f.Title, nmiPanic) {
+			continue
+		}
+		title := "guest hung while running " + what + ": " + why
+		for _, l := range f.Report {
+			// The first module frame: the NMI interrupted it, or what it called.
+			if m := traceFrame.FindStringSubmatch(l); m != nil && m[2] != "" {
+				title += "; its CPU was in " + kmsg.DemangleRust(m[1]) + " [" + m[2] + "]"
+				break
+			}
+		}
+		fs[i].Title = title
+		// The hang is the verdict's finding; the NMI's own report stays with it.
+		return append(append([]kmsg.Finding{fs[i]}, fs[:i]...), fs[i+1:]...)
+	}
+	return fs
+}
+
+// nmiPanic is how the kernel's panic on kmodvm's NMI begins (arch/x86/kernel/nmi.c).
+const nmiPanic = "Kernel panic - not syncing: NMI: Not continuing"
 
 // abandon stops the guest's job (guest.sh abandon) after kmodvm was interrupted during what,
 // within a few seconds of its own (the user is waiting to get the prompt back).

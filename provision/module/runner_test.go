@@ -205,23 +205,36 @@ func TestRunStaleModuleStuck(t *testing.T) {
 
 // A guest that dies during the load (a panic: the console has the story) or hangs in it
 // (no progress within the timeout) is a kernel problem; the guest is restarted, and the
-// guest's job is not left running.
+// guest's job is not left running. A hung guest is first asked where it is stuck: SysRq w
+// over SSH, then an NMI, whose panic trace (captured from kmodvm's kernel with a KUnit test
+// spinning with interrupts off) names the function.
 func TestRunGuestDiesOrHangs(t *testing.T) {
+	nmiConsole, err := os.ReadFile("testdata/nmi-hang-console.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		name    string
 		insmod  string
+		nmi     string // what the guest's kernel prints on kmodvm's NMI
 		timeout time.Duration
 		title   string
 		errText string
+		nmis    int
 	}{
 		{"panic", `printf '[    2.000000] Kernel panic - not syncing: hello: boom\n[    2.000001] ---[ end Kernel panic - not syncing: hello: boom ]---\n' >> "$G/console.log"; : > "$G/dead"; sleep 60`,
-			0, "Kernel panic", "the guest stopped"},
-		{"hung", `sleep 60`, time.Second, "hung", "no progress within 1s"},
+			"", 0, "Kernel panic", "the guest stopped", 0},
+		{"hung, the NMI ignored", `sleep 60`, "", time.Second, "guest died or hung while running load hello: no progress within 1s (hung?)", "no progress within 1s", 1},
+		{"hung with interrupts off", `sleep 60`, string(nmiConsole), time.Second,
+			"guest hung while running load hello: no progress within 1s (hung?); its CPU was in kunit_crash_c_oops [kunit_crash_c]", "no progress within 1s", 1},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			g := newFakeGuest(t)
 			g.write("insmod.sh", c.insmod, 0o644)
+			if c.nmi != "" {
+				g.write("nmi-console", c.nmi, 0o644)
+			}
 			r := g.runner(nil)
 			defer r.Close()
 			res, err := r.Run(testCtx(t), Options{Source: moduleSource(t), Where: BuildGuest, Timeout: c.timeout})
@@ -236,6 +249,12 @@ func TestRunGuestDiesOrHangs(t *testing.T) {
 			}
 			if g.restarts != 1 {
 				t.Errorf("%d restarts, want 1", g.restarts)
+			}
+			if g.nmis != c.nmis {
+				t.Errorf("%d NMIs sent, want %d", g.nmis, c.nmis)
+			}
+			if sysrq := g.read("sysrq-trigger"); (c.nmis > 0) != (sysrq == "w\n") {
+				t.Errorf("SysRq trigger got %q; want w exactly when the guest hung", sysrq)
 			}
 		})
 	}

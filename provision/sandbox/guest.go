@@ -69,6 +69,12 @@ func (g *Guest) StoppedFromOutside(ctx context.Context) (string, error) {
 	return "", nil
 }
 
+// InjectNMI sends the guest an NMI: its kernel (booted with unknown_nmi_panic, see Cmdline)
+// panics and prints where it was stuck, then the guest stops.
+func (g *Guest) InjectNMI(ctx context.Context) error {
+	return g.sb.drv.InjectNMI(ctx, g.in.DomainName())
+}
+
 // Restart stops the VM hard, boots it again and reconnects.
 func (g *Guest) Restart(ctx context.Context) error {
 	g.c.Close()

@@ -137,8 +137,9 @@ func (s *Sandbox) Prepare(ctx context.Context) (*Artifacts, error) {
 
 // Cmdline is the guest kernel command line: root on the virtio disk, serial console, a
 // panic reboots at once (the domain's on_reboot=destroy then stops it, which is how a crash
-// is noticed), an oops in a module does not panic.
-const Cmdline = "root=/dev/vda rw rootfstype=ext4 console=ttyS0,115200 init=" + images.GuestInit + " panic=-1 printk.devkmsg=on loglevel=7 net.ifnames=0"
+// is noticed), an oops in a module does not panic, and an NMI panics (kmodvm sends one to a
+// hung guest: the panic prints where it was stuck, even with interrupts off).
+const Cmdline = "root=/dev/vda rw rootfstype=ext4 console=ttyS0,115200 init=" + images.GuestInit + " panic=-1 unknown_nmi_panic printk.devkmsg=on loglevel=7 net.ifnames=0"
 
 // Up makes the named VM run with SSH ready: creates it (artifacts, overlay, domain) when it
 // does not exist, starts it when stopped. A failed or interrupted first `up` leaves no

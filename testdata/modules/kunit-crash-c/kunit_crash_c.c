@@ -6,15 +6,22 @@
  * faulted") and goes on to test 3. The kernel is left tainted D.
  *
  * With panic=1, test 2 panics instead: the guest dies mid-suite, test 3 never reports.
+ * With hang=1, test 2 spins with interrupts off: on kmodvm's one-vCPU guest nothing runs
+ * any more (no SSH, no timer), so only kmodvm's step timeout ends it.
  */
 #include <kunit/test.h>
 #include <linux/compiler.h>
+#include <linux/irqflags.h>
 #include <linux/module.h>
 #include <linux/panic.h>
 
 static bool panic_in_test;
 module_param_named(panic, panic_in_test, bool, 0444);
 MODULE_PARM_DESC(panic, "Make test 2 panic the kernel instead of oopsing");
+
+static bool hang_in_test;
+module_param_named(hang, hang_in_test, bool, 0444);
+MODULE_PARM_DESC(hang, "Make test 2 hang the guest (spin with interrupts off)");
 
 static void kunit_crash_c_passes(struct kunit *test)
 {
@@ -31,6 +38,11 @@ static void kunit_crash_c_oops(struct kunit *test)
 	KUNIT_EXPECT_NULL(test, p);
 	if (panic_in_test)
 		panic("kunit_crash_c: deliberate panic in a test");
+	if (hang_in_test) {
+		local_irq_disable();
+		for (;;)
+			cpu_relax();
+	}
 	WRITE_ONCE(*p, 1);
 }
 
