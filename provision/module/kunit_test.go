@@ -117,8 +117,10 @@ func TestTestRunsRegisteredSuites(t *testing.T) {
 	g.write("filter_glob", "(null)\n", 0o644)
 	suite := strings.Join(strings.Split(ktapSuite, "\n")[2:12], "\n") // the suite alone, as debugfs runs it
 	suite = strings.ReplaceAll(suite, "not ok 2 hello_fails", "ok 2 hello_fails")
-	g.write("insmod.sh", registerSuite("hello")+`mkfifo "$G/kunit/hello/run"
-( read -r x < "$G/kunit/hello/run"; `+strings.ReplaceAll(klogLines(suite+"\nok 1 hello"), "\n", "; ")+` ) >/dev/null 2>&1 &
+	// The fake kernel runs the suite in the background when run is written, and opens
+	// results (which guest.sh reads to its end) once the suite's records are in the log.
+	g.write("insmod.sh", registerSuite("hello")+`mkfifo "$G/kunit/hello/run" "$G/kunit/hello/results"
+( read -r x < "$G/kunit/hello/run"; `+strings.ReplaceAll(klogLines(suite+"\nok 1 hello"), "\n", "; ")+` : > "$G/kunit/hello/results" ) >/dev/null 2>&1 &
 `, 0o644)
 	r := g.runner(nil)
 	defer r.Close()
