@@ -17,6 +17,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/kmodvm/kmodvm/provision/ktrace"
 	"github.com/kmodvm/kmodvm/provision/treesync"
 )
 
@@ -111,19 +112,8 @@ func RewritePaths(out, remoteDir, hostDir string) string {
 // hostRelPaths points the source paths relative to the module dir that a diagnostic names
 // at the module's files on the host, where they exist.
 func hostRelPaths(out, hostDir string) string {
-	return relDiagRe.ReplaceAllStringFunc(out, func(m string) string {
-		sub := relDiagRe.FindStringSubmatch(m)
-		rel := sub[2]
-		if _, err := os.Stat(filepath.Join(hostDir, rel)); err != nil {
-			return m
-		}
-		return sub[1] + filepath.Join(hostDir, rel) + ":" + sub[3]
-	})
+	return ktrace.Mapper{HostModuleDir: hostDir}.MapText(out)
 }
-
-// relDiagRe finds a relative source path at the start of a diagnostic line, after rustc's
-// "-->", or after KUnit's "FAILED at ".
-var relDiagRe = regexp.MustCompile(`(?m)(^|--> | at )([A-Za-z0-9_.][A-Za-z0-9_./-]*\.(?:rs|c|h|S)):(\d+)`)
 
 // Kos lists the .ko files of a build directory's top level, sorted.
 func kosIn(names []string) []string {

@@ -2,12 +2,10 @@ package module
 
 import (
 	"fmt"
-	"regexp"
-	"slices"
 	"strings"
 
-	"github.com/kmodvm/kmodvm/provision/kmsg"
 	"github.com/kmodvm/kmodvm/provision/ktap"
+	"github.com/kmodvm/kmodvm/provision/ktrace"
 )
 
 // VerdictTestsFailed is a module whose KUnit tests failed or crashed, or, for `kmodvm test`,
@@ -72,7 +70,7 @@ func kunitSuites(st Step, module, hostDir string) []SuiteResult {
 		}
 	}
 	parsed := ktap.ParseLines(lines)
-	culprit := crashedTestName(st.records)
+	culprit := ktrace.CrashedKUnitTest(st.records)
 	var out []SuiteResult
 	for _, s := range parsed.Suites {
 		nameCrashed(s.Tests, culprit)
@@ -111,32 +109,6 @@ func hostDiagnostics(lines []string, hostDir string) []string {
 		lines[i] = hostRelPaths(l, hostDir)
 	}
 	return lines
-}
-
-// traceFrame is one frame of a call trace: "  ? name+0x12/0x30 [module]".
-var traceFrame = regexp.MustCompile(`^\s*(?:\? )?([A-Za-z0-9_.$]+)\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[([A-Za-z0-9_]+)\])?`)
-
-// crashedTestName finds, in the trace of a crash during a KUnit test, the test's function:
-// the nearest module frame above kunit_try_run_case (KUnit's own frames between them are
-// built in, and the guess unwinder lists stale ones too). The Rust kunit_tests macro wraps
-// each test in kunit_rust_wrapper_NAME. "" when the trace does not show it.
-func crashedTestName(recs []kmsg.Record) string {
-	type frame struct{ fn, mod string }
-	var frames []frame
-	for _, r := range recs {
-		for _, l := range strings.Split(r.Text, "\n") {
-			if m := traceFrame.FindStringSubmatch(l); m != nil {
-				frames = append(frames, frame{m[1], m[2]})
-			}
-		}
-	}
-	i := slices.IndexFunc(frames, func(f frame) bool { return f.fn == "kunit_try_run_case" })
-	for i--; i >= 0; i-- {
-		if frames[i].mod != "" {
-			return strings.TrimPrefix(frames[i].fn, "kunit_rust_wrapper_")
-		}
-	}
-	return ""
 }
 
 // judgeTests turns the tests' results into a verdict, for a run whose steps themselves went

@@ -6,7 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kmodvm/kmodvm/provision/kmsg"
 	"github.com/kmodvm/kmodvm/provision/ktap"
 )
 
@@ -175,27 +174,6 @@ func TestKUnitCrashNamesTheTest(t *testing.T) {
 	}
 	if res.Tests != (TestCounts{Passed: 1, Crashed: 2}) {
 		t.Errorf("counts %+v, want 1 passed and 2 crashed; suites %+v", res.Tests, res.KUnit)
-	}
-}
-
-func TestCrashedTestName(t *testing.T) {
-	cases := []struct {
-		name  string
-		trace string
-		want  string
-	}{
-		{"C", " ? kunit_crash_c_oops+0x12/0x30 [kunit_crash_c]\n kunit_try_run_case+0x5/0x9", "kunit_crash_c_oops"},
-		{"Rust wrapper", " rust_panic+0x1/0x2\n kunit_rust_wrapper_adds+0x1/0x2 [kunit_rust]\n kunit_try_run_case+0x5/0x9", "adds"},
-		{"KUnit's own frames skipped", " hello_boom+0x1/0x2 [hello]\n kunit_generic_run_case+0x1/0x2\n kunit_try_run_case+0x5/0x9", "hello_boom"},
-		{"not in a test", " hello_init+0x1/0x2 [hello]\n do_one_initcall+0x1/0x2", ""},
-		{"nothing above", "kunit_try_run_case+0x5/0x9", ""},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			if got := crashedTestName([]kmsg.Record{{Text: c.trace}}); got != c.want {
-				t.Errorf("crashedTestName = %q, want %q", got, c.want)
-			}
-		})
 	}
 }
 

@@ -1,0 +1,84 @@
+package ktrace
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+)
+
+// Mapper points the source paths a guest kernel prints, and the ones in
+// the debug information of its objects, at files on the host.
+type Mapper struct {
+	// GuestModuleDir is where the module was built (and lives) in the guest.
+	GuestModuleDir string
+	// HostModuleDir is the module's directory on the host.
+	HostModuleDir string
+	// GuestKernelDir is where the kernel was built: the absolute paths in
+	// vmlinux's debug information start with it. kmodvm builds the kernel
+	// at the path the guest has it at, /usr/src/kmodvm/linux.
+	GuestKernelDir string
+	// KernelSrc is the kernel source tree on the host.
+	KernelSrc string
+}
+
+// Map returns the host file a printed path names, and false when there is
+// none: only paths that exist on the host are given. A relative path is
+// tried against the module directory first (kbuild prints a module's files
+// relative to it), then against the kernel tree ("rust/helpers/bug.c").
+func (m Mapper) Map(path string) (string, bool) {
+	if path == "" {
+		return "", false
+	}
+	var candidates []string
+	if filepath.IsAbs(path) {
+		if rel, ok := under(path, m.GuestModuleDir); ok && m.HostModuleDir != "" {
+			candidates = append(candidates, filepath.Join(m.HostModuleDir, rel))
+		}
+		if rel, ok := under(path, m.GuestKernelDir); ok && m.KernelSrc != "" {
+			candidates = append(candidates, filepath.Join(m.KernelSrc, rel))
+		}
+	} else {
+		for _, dir := range []string{m.HostModuleDir, m.KernelSrc} {
+			if dir != "" {
+				candidates = append(candidates, filepath.Join(dir, path))
+			}
+		}
+	}
+	for _, c := range candidates {
+		if st, err := os.Stat(c); err == nil && st.Mode().IsRegular() {
+			return c, true
+		}
+	}
+	return "", false
+}
+
+// under returns path relative to dir when path lies inside it.
+func under(path, dir string) (string, bool) {
+	if dir == "" {
+		return "", false
+	}
+	rel, err := filepath.Rel(filepath.Clean(dir), filepath.Clean(path))
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") || rel == "." {
+		return "", false
+	}
+	return rel, true
+}
+
+// pathRE finds a source path followed by ":line" where diagnostics put
+// one: at the start of a line (C compilers), after rustc's "--> ", or after
+// " at " (KUnit's "FAILED at", Rust's "panicked at", "kernel BUG at").
+var pathRE = regexp.MustCompile(`(?m)(^|--> | at )(/?[A-Za-z0-9_.][A-Za-z0-9_./-]*\.(?:rs|c|h|S)):(\d+)`)
+
+// MapText rewrites the source paths in compiler or kernel text (see
+// pathRE) to the host files they name, leaving the ones Map cannot place.
+func (m Mapper) MapText(text string) string {
+	return pathRE.ReplaceAllStringFunc(text, func(s string) string {
+		sub := pathRE.FindStringSubmatch(s)
+		host, ok := m.Map(sub[2])
+		if !ok {
+			return s
+		}
+		return sub[1] + host + ":" + sub[3]
+	})
+}
