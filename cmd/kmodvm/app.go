@@ -73,7 +73,7 @@ libvirt/QEMU sandbox, and syncs, builds, loads and judges your module there.
 	root.AddCommand(
 		a.upCmd(), a.downCmd(), a.destroyCmd(), a.statusCmd(), a.listCmd(),
 		a.sshCmd(), a.execCmd(), a.doctorCmd(), a.imageCmd(), a.kernelCmd(),
-		a.runCmd(), a.testCmd(), a.syncCmd(), a.logsCmd(),
+		a.runCmd(), a.testCmd(), a.syncCmd(), a.logsCmd(), a.cacheCmd(),
 	)
 	return root, a
 }

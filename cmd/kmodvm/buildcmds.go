@@ -15,7 +15,7 @@ import (
 
 func (a *app) imageCmd() *cobra.Command {
 	img := groupCmd("image", "Build the guest image / toolchain root")
-	img.AddCommand(&cobra.Command{
+	build := &cobra.Command{
 		Use:   "build",
 		Short: "Build (or find cached) the toolchain root and guest disk for the configured kernel",
 		Args:  cobra.NoArgs,
@@ -30,15 +30,22 @@ func (a *app) imageCmd() *cobra.Command {
 				return err
 			}
 			a.prog.Done()
+			if a.jsonOut {
+				return a.printJSON(imageBuildJSON{Schema: schemaImageBuild, Root: art.Root.Dir, RootHash: art.Root.Hash,
+					KernelRelease: art.Kernel.Release, KernelKey: art.Kernel.Key, Disk: art.Disk.Base, DiskKey: art.Disk.Key})
+			}
 			fmt.Fprintf(a.stdout, "root:   %s\nkernel: %s (%s)\ndisk:   %s\n(%s)\n", art.Root.Dir, art.Kernel.Release, art.Kernel.Dir, art.Disk.Base, since(start))
 			return nil
 		},
-	})
+	}
+	build.Flags().BoolVar(&a.jsonOut, "json", false, "print JSON")
+	img.AddCommand(build)
 	return img
 }
 
 // configReport is `kernel config --json`.
 type configReport struct {
+	Schema    string            `json:"schema"`
 	Base      string            `json:"base"`
 	Tree      string            `json:"tree"`
 	OK        bool              `json:"ok"`
@@ -65,7 +72,7 @@ func (a *app) kernelCmd() *cobra.Command {
 			}
 			a.prog.Done()
 			rep := configReport{
-				Base: chk.Plan.Base, Tree: chk.Tree, OK: chk.Report.Err() == nil,
+				Schema: schemaKernelConfig, Base: chk.Plan.Base, Tree: chk.Tree, OK: chk.Report.Err() == nil,
 				Problems: chk.Report.Problems, Changes: chk.Changes,
 				Requested: len(chk.Plan.Requested.Symbols()), Hash: chk.Final.Hash(),
 			}
@@ -112,7 +119,7 @@ func (a *app) kernelCmd() *cobra.Command {
 				how = "cached"
 			}
 			if a.jsonOut {
-				return a.printJSON(res)
+				return a.printJSON(kernelBuildJSON{Schema: schemaKernelBuild, Result: res, Cached: res.Cached, Bzimage: res.Bzimage(), KDir: res.KDir(), Log: res.Log()})
 			}
 			fmt.Fprintf(a.stdout, "kernel %s %s in %s\n  bzImage: %s\n  config:  %s (%s)\n  kdir:    %s\n  log:     %s\n",
 				res.Release, how, since(start), res.Bzimage(), res.ConfigFile(), shortID(res.ConfigHash), res.KDir(), res.Log())

@@ -361,10 +361,14 @@ func TestDoctorWithoutLibvirt(t *testing.T) {
 		if res.code != exitFailure {
 			t.Errorf("exit %d, want %d", res.code, exitFailure)
 		}
-		var checks []check
-		if err := json.Unmarshal([]byte(res.stdout), &checks); err != nil {
-			t.Fatalf("stdout is not a JSON list of checks: %v\n%s", err, res.stdout)
+		var doc doctorJSON
+		if err := json.Unmarshal([]byte(res.stdout), &doc); err != nil {
+			t.Fatalf("stdout is not doctor's JSON: %v\n%s", err, res.stdout)
 		}
+		if doc.Schema != schemaDoctor || doc.OK {
+			t.Errorf("schema %q, ok %v; want %q, false (libvirt is unreachable)", doc.Schema, doc.OK, schemaDoctor)
+		}
+		checks := doc.Checks
 		found := false
 		for _, c := range checks {
 			if c.Status != "ok" && c.Status != "warn" && c.Status != "fail" {

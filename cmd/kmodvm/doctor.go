@@ -32,7 +32,7 @@ func (a *app) doctorCmd() *cobra.Command {
 				failed = failed || c.Status == "fail"
 			}
 			if a.jsonOut {
-				if err := a.printJSON(checks); err != nil {
+				if err := a.printJSON(doctorJSON{Schema: schemaDoctor, OK: !failed, Checks: checks}); err != nil {
 					return err
 				}
 			} else {

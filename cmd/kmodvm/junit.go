@@ -11,11 +11,14 @@ import (
 	"github.com/kmodvm/kmodvm/provision/module"
 )
 
-// junitFile is where `test --junit` writes, checked before the run: a typo in the path must
-// not cost a build and a test run first.
-type junitFile struct{ path string }
+// junitFile is where `test --junit` (or `run --junit`) writes, checked before the run: a typo
+// in the path must not cost a build and a test run first.
+type junitFile struct {
+	path    string
+	command string // run or test: names the report
+}
 
-func openJUnit(p string) (*junitFile, error) {
+func openJUnit(p, command string) (*junitFile, error) {
 	if p == "" {
 		return nil, nil
 	}
@@ -26,7 +29,7 @@ func openJUnit(p string) (*junitFile, error) {
 	if st, err := os.Stat(p); err == nil && st.IsDir() {
 		return nil, fmt.Errorf("--junit %s is a directory; hint: name a file, e.g. --junit %s", p, filepath.Join(p, "kunit.xml"))
 	}
-	return &junitFile{path: p}, nil
+	return &junitFile{path: p, command: command}, nil
 }
 
 // write writes the result as JUnit XML, through a temp file renamed into place, so a CI never
@@ -37,7 +40,7 @@ func (j *junitFile) write(res *module.Result, release string) error {
 		return fmt.Errorf("write the JUnit report %s: %w", j.path, err)
 	}
 	defer os.Remove(tmp.Name())
-	if err := junit.Write(tmp, junitReport(res, release)); err != nil {
+	if err := junit.Write(tmp, junitReport(j.command, res, release)); err != nil {
 		tmp.Close()
 		return fmt.Errorf("write the JUnit report %s: %w", j.path, err)
 	}
@@ -57,9 +60,10 @@ func (j *junitFile) write(res *module.Result, release string) error {
 // cases each), classname module.suite. A crashed test is an error carrying the kernel's
 // trace. A run that never got to the tests (build or load failed, no test) is one testsuite
 // "kmodvm" with one errored case that says why, so a CI shows the failure, not an empty
-// report.
-func junitReport(res *module.Result, release string) junit.Suites {
-	report := junit.Suites{Name: "kmodvm test " + res.Module}
+// report; so is a verdict no failed or crashed test explains (`run`: a WARNING at unload
+// after the suites passed).
+func junitReport(command string, res *module.Result, release string) junit.Suites {
+	report := junit.Suites{Name: "kmodvm " + command + " " + res.Module}
 	trace := crashLog(res)
 	for _, s := range res.KUnit {
 		js := junit.Suite{
@@ -79,7 +83,7 @@ func junitReport(res *module.Result, release string) junit.Suites {
 		}
 		report.Suites = append(report.Suites, js)
 	}
-	if len(res.KUnit) == 0 && res.Verdict != module.VerdictOK {
+	if res.Verdict != module.VerdictOK && res.Tests.Failed+res.Tests.Crashed == 0 {
 		text := res.Title
 		if !res.Build.OK {
 			text += "\n\n" + res.Build.Output

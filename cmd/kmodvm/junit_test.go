@@ -31,13 +31,30 @@ func TestJUnitReport(t *testing.T) {
 			{Name: "params", Status: ktap.Pass, Subtests: []ktap.Test{{Name: "zero", Status: ktap.Pass}, {Name: "one", Status: ktap.Pass}}},
 			{Name: "#5", Status: ktap.Crashed, Reason: ktap.ReasonNeverReported},
 		}}}},
+		Tests: module.TestCounts{Passed: 3, Failed: 1, Skipped: 1, Crashed: 1},
 	}
 	unbuilt := &module.Result{Module: "/src/m", Verdict: module.VerdictBuildFailed, Title: "module did not build",
 		Build: module.BuildResult{Output: "/src/m/m.c:1:1: error: expected ';'"}}
-	for name, res := range map[string]*module.Result{"crashed": crashed, "unbuilt": unbuilt} {
+	// `run`: the suites passed at insmod, then rmmod warned; no test explains the verdict.
+	warnedAtUnload := &module.Result{
+		Module: "/src/m", Verdict: module.VerdictKernelProblem, Title: "WARNING in m_exit (/src/m/m.c:40)",
+		Build: module.BuildResult{OK: true},
+		Steps: []module.Step{{Action: "load", Module: "m", OK: true}, {Action: "unload", Module: "m", OK: true,
+			Findings: []kmsg.Finding{{Class: "warning", Title: "WARNING in m_exit (/src/m/m.c:40)"}},
+			Log:      []string{"[    3.100000] WARNING: CPU: 0 PID: 77 at /src/m/m.c:40 m_exit+0x10/0x20 [m]"}}},
+		KUnit: []module.SuiteResult{{Module: "m", Iteration: 1, Suite: ktap.Suite{Name: "s", Status: ktap.Pass, Tests: []ktap.Test{
+			{Name: "adds", Status: ktap.Pass},
+		}}}},
+		Tests: module.TestCounts{Passed: 1},
+	}
+	for _, tt := range []struct {
+		name, command string
+		res           *module.Result
+	}{{"crashed", "test", crashed}, {"unbuilt", "test", unbuilt}, {"run-warned", "run", warnedAtUnload}} {
+		name, res := tt.name, tt.res
 		t.Run(name, func(t *testing.T) {
 			var b bytes.Buffer
-			if err := junit.Write(&b, junitReport(res, "7.2.13-kmodvm-1e61f939")); err != nil {
+			if err := junit.Write(&b, junitReport(tt.command, res, "7.2.13-kmodvm-1e61f939")); err != nil {
 				t.Fatal(err)
 			}
 			golden.Check(t, filepath.Join("testdata", "junit-"+name+".xml"), b.Bytes())
@@ -49,16 +66,16 @@ func TestJUnitReport(t *testing.T) {
 // is a usage error with a hint.
 func TestOpenJUnit(t *testing.T) {
 	dir := t.TempDir()
-	if j, err := openJUnit(""); j != nil || err != nil {
+	if j, err := openJUnit("", "test"); j != nil || err != nil {
 		t.Errorf("no --junit: %v %v", j, err)
 	}
-	if _, err := openJUnit(filepath.Join(dir, "missing", "k.xml")); err == nil {
+	if _, err := openJUnit(filepath.Join(dir, "missing", "k.xml"), "test"); err == nil {
 		t.Error("a file in a missing directory was accepted")
 	}
-	if _, err := openJUnit(dir); err == nil {
+	if _, err := openJUnit(dir, "test"); err == nil {
 		t.Error("a directory was accepted as the report file")
 	}
-	j, err := openJUnit(filepath.Join(dir, "k.xml"))
+	j, err := openJUnit(filepath.Join(dir, "k.xml"), "test")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -46,8 +46,10 @@ func mentionsModule(text, name string) bool {
 	return false
 }
 
-// logLine is `logs --json`, one object per line.
+// logLine is `logs --json`, one object per line; each carries the schema, so a reader that
+// starts anywhere in the stream (a follower's tail) knows what it reads.
 type logLine struct {
+	Schema string  `json:"schema"`
 	Seq    uint64  `json:"seq,omitempty"`
 	Time   float64 `json:"time"`
 	Level  string  `json:"level,omitempty"`
@@ -134,7 +136,7 @@ func (a *app) logEmitter(f logFilter) func(kmsg.Record, string) {
 			return
 		}
 		if a.jsonOut {
-			l := logLine{Seq: r.Seq, Time: r.TS.Seconds(), Text: r.Text, Source: source}
+			l := logLine{Schema: schemaLogs, Seq: r.Seq, Time: r.TS.Seconds(), Text: r.Text, Source: source}
 			if r.Level >= 0 {
 				l.Level = kmsg.LevelName(r.Level)
 			}

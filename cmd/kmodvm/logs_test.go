@@ -106,9 +106,9 @@ func TestLogEmitter(t *testing.T) {
 			emit(r, src)
 		}
 		want := []logLine{
-			{Seq: 7, Time: 12.345678, Level: "info", Text: "rust_hello: Hello", Source: "kmsg"},
-			{Time: 13, Text: "other: from the console", Source: "console"},
-			{Seq: 9, Time: 14, Level: "warn", Text: "WARNING: at hello.c:3\nsecond line", Source: "kmsg"},
+			{Schema: schemaLogs, Seq: 7, Time: 12.345678, Level: "info", Text: "rust_hello: Hello", Source: "kmsg"},
+			{Schema: schemaLogs, Time: 13, Text: "other: from the console", Source: "console"},
+			{Schema: schemaLogs, Seq: 9, Time: 14, Level: "warn", Text: "WARNING: at hello.c:3\nsecond line", Source: "kmsg"},
 		}
 		lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
 		if len(lines) != len(want) {

@@ -100,7 +100,7 @@ JUnit XML for CI, one testsuite per KUnit suite; --json the whole result.
 		if err := checkFilter(filter); err != nil {
 			return withCode(exitUsage, err)
 		}
-		junitOut, err := openJUnit(junit)
+		junitOut, err := openJUnit(junit, cmd.Name())
 		if err != nil {
 			return withCode(exitUsage, err)
 		}
@@ -141,7 +141,11 @@ JUnit XML for CI, one testsuite per KUnit suite; --json the whole result.
 				}
 			}
 			if a.jsonOut {
-				if err := a.printJSON(runJSON{Result: res, KernelRelease: in.KernelRelease, ConfigHash: in.ConfigHash, Toolchain: in.Toolchain, ExitCode: verdictExitCode(res.Verdict)}); err != nil {
+				schema := schemaRun
+				if tests {
+					schema = schemaTest
+				}
+				if err := a.printJSON(runJSON{Schema: schema, Result: res, KernelRelease: in.KernelRelease, ConfigHash: in.ConfigHash, Toolchain: in.Toolchain, ExitCode: verdictExitCode(res.Verdict)}); err != nil {
 					return err
 				}
 			} else {
@@ -158,11 +162,11 @@ JUnit XML for CI, one testsuite per KUnit suite; --json the whole result.
 	f.StringVar(&where, "build", module.BuildAuto, "where to build: auto (host under TCG, guest under KVM), guest or host")
 	if tests {
 		f.StringVar(&filter, "filter", "", `run only the KUnit tests this glob matches: "suite" or "suite.test" (KUnit's kunit.filter_glob)`)
-		f.StringVar(&junit, "junit", "", "also write the results as JUnit XML to FILE (one testsuite per KUnit suite)")
 	} else {
 		f.BoolVar(&keep, "keep", false, "leave the module loaded")
 		f.IntVar(&reload, "reload", 1, "load/unload cycles")
 	}
+	f.StringVar(&junit, "junit", "", "also write the results as JUnit XML to FILE (one testsuite per KUnit suite that ran; a verdict no test explains is one errored case)")
 	f.DurationVar(&tmo, "timeout", 0, "how long a load, unload or KUnit suite may take before the guest is judged hung (default: kmodvm.yaml module.timeout, 2m)")
 	f.BoolVar(&a.jsonOut, "json", false, "print one JSON object with the whole result")
 	return c
@@ -182,6 +186,7 @@ func checkFilter(glob string) error {
 
 // runJSON is `run --json`.
 type runJSON struct {
+	Schema string `json:"schema"` // schemaRun or schemaTest
 	*module.Result
 	KernelRelease string            `json:"kernel_release"`
 	ConfigHash    string            `json:"config_hash"`

@@ -30,6 +30,9 @@ func (a *app) upCmd() *cobra.Command {
 				}
 				c.Close()
 				a.prog.Status(fmt.Sprintf("%s is up in %s: kernel %s (%s), ssh on 127.0.0.1:%d", in.Name, since(start), in.KernelRelease, in.Accel, in.SSHPort))
+				if a.jsonOut {
+					return a.printJSON(upJSON{Schema: schemaUp, Name: in.Name, KernelRelease: in.KernelRelease, ConfigHash: in.ConfigHash, Accel: string(in.Accel), SSHPort: in.SSHPort})
+				}
 				fmt.Fprintf(a.stdout, "%s running kernel=%s accel=%s ssh=127.0.0.1:%d\n", in.Name, in.KernelRelease, in.Accel, in.SSHPort)
 				return nil
 			})
@@ -37,6 +40,7 @@ func (a *app) upCmd() *cobra.Command {
 	}
 	c.Flags().StringVar(&a.accel, "accel", "", "accelerator: auto, kvm or tcg (default: kmodvm.yaml vm.accel, else auto)")
 	c.Flags().IntVar(&a.port, "port", 0, "host port on 127.0.0.1 for the guest's SSH (0: pick a free one)")
+	c.Flags().BoolVar(&a.jsonOut, "json", false, "print JSON")
 	return c
 }
 
@@ -92,7 +96,7 @@ func (a *app) statusCmd() *cobra.Command {
 					st.Problem += "; " + renderHint(&remedy.Error{Do: st.Fix}, st.Name)
 				}
 				if a.jsonOut {
-					return a.printJSON(st)
+					return a.printJSON(statusJSON{Schema: schemaStatus, Status: st})
 				}
 				tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 				fmt.Fprintf(tw, "name:\t%s\n", st.Name)
@@ -144,7 +148,7 @@ func (a *app) listCmd() *cobra.Command {
 					if all == nil {
 						all = []sandbox.Status{}
 					}
-					return a.printJSON(all)
+					return a.printJSON(listJSON{Schema: schemaList, VMs: all})
 				}
 				tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "NAME\tSTATE\tACCEL\tSSH\tKERNEL")

@@ -38,18 +38,18 @@ var Classes = []Class{
 
 // Finding is one problem report found in the kernel log.
 type Finding struct {
-	Class Class
+	Class Class `json:"class"`
 	// Title is a one-line summary, e.g. "WARNING in hello_init
 	// (samples/hello.c:12)" or "BUG: kernel NULL pointer dereference,
 	// address: 0000000000000000 in hello_init [hello]".
-	Title string
+	Title string `json:"title"`
 	// Line is the index, in the records given to Classify, of the record
 	// the report starts at; -1 for findings that do not come from the log.
-	Line int
+	Line int `json:"line"`
 	// Report holds the text of the report's lines, from its first line to
 	// its end marker (---[ end trace … ]---, a ==== rule, the end of the
 	// stack dump) or a bounded number of lines.
-	Report []string
+	Report []string `json:"report"`
 }
 
 // Verdict is the judgement on a stretch of kernel log.
