@@ -35,6 +35,10 @@ type app struct {
 	paths config.Paths
 	log   *slog.Logger
 	prog  *progress
+
+	// openVM reaches the VM a module run works in; nil is openModuleVM (through libvirt).
+	// The tests of `kmodvm mcp` give run and test a fake VM here.
+	openVM func(ctx context.Context) (moduleVM, error)
 }
 
 func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) (*cobra.Command, *app) {
