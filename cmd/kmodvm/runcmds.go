@@ -95,12 +95,12 @@ type moduleVM struct {
 
 // openModuleVM reaches the VM through libvirt and takes its lock (a second run waits, and
 // says so).
-func (a *app) openModuleVM(ctx context.Context) (moduleVM, error) {
+func (a *app) openModuleVM(ctx context.Context, name string) (moduleVM, error) {
 	sb, closeLV, err := a.sandbox(ctx)
 	if err != nil {
 		return moduleVM{}, err
 	}
-	in, err := sb.Instance(a.vmName())
+	in, err := sb.Instance(name)
 	if err != nil {
 		closeLV()
 		return moduleVM{}, err
@@ -132,7 +132,7 @@ func (a *app) runModule(ctx context.Context, p preparedRun) (runJSON, error) {
 	if open == nil {
 		open = a.openModuleVM
 	}
-	vmx, err := open(ctx)
+	vmx, err := open(ctx, a.vmName())
 	if err != nil {
 		return runJSON{}, err
 	}
