@@ -289,8 +289,11 @@ func TestMCPExecNeedsOptIn(t *testing.T) {
 	a, _ := mcpApp(t, nil, "--uri", nowhereURI(t))
 	cs := mcpClient(t, a, false, nil)
 	res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "exec", Arguments: map[string]any{"command": []string{"reboot"}}})
-	if err == nil && !res.IsError {
-		t.Fatalf("exec without --allow-exec ran: %s", resultText(res))
+	if err == nil {
+		t.Fatalf("exec without --allow-exec was served: isError %v, %s", res.IsError, resultText(res))
+	}
+	if !strings.Contains(err.Error(), "exec") {
+		t.Errorf("the error does not name the unknown tool: %v", err)
 	}
 }
 
