@@ -35,6 +35,10 @@ type app struct {
 	paths config.Paths
 	log   *slog.Logger
 	prog  *progress
+
+	// openVM reaches the VM a module run works in; nil is openModuleVM (through libvirt).
+	// The tests of `kmodvm mcp` give run and test a fake VM here.
+	openVM func(ctx context.Context, name string) (moduleVM, error)
 }
 
 func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) (*cobra.Command, *app) {
@@ -73,7 +77,7 @@ libvirt/QEMU sandbox, and syncs, builds, loads and judges your module there.
 	root.AddCommand(
 		a.upCmd(), a.downCmd(), a.destroyCmd(), a.statusCmd(), a.listCmd(),
 		a.sshCmd(), a.execCmd(), a.doctorCmd(), a.imageCmd(), a.kernelCmd(),
-		a.runCmd(), a.testCmd(), a.syncCmd(), a.logsCmd(), a.cacheCmd(),
+		a.runCmd(), a.testCmd(), a.syncCmd(), a.logsCmd(), a.cacheCmd(), a.mcpCmd(),
 	)
 	return root, a
 }

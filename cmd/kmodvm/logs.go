@@ -24,6 +24,19 @@ type logFilter struct {
 	module   string // records that mention the module
 }
 
+// newLogFilter is the filter of --level and --module ("" for either: no filter).
+func newLogFilter(level, mod string) (logFilter, error) {
+	f := logFilter{maxLevel: -1, module: mod}
+	if level != "" {
+		l, err := kmsg.ParseLevel(level)
+		if err != nil {
+			return logFilter{}, withCode(exitUsage, err)
+		}
+		f.maxLevel = l
+	}
+	return f, nil
+}
+
 func (f logFilter) keep(r kmsg.Record) bool {
 	if f.maxLevel >= 0 && r.Level >= 0 && r.Level > f.maxLevel {
 		return false
@@ -76,48 +89,12 @@ guest overwrites some before they are read: -f says how many on stderr and carri
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			f := logFilter{maxLevel: -1, module: mod}
-			if level != "" {
-				l, err := kmsg.ParseLevel(level)
-				if err != nil {
-					return withCode(exitUsage, err)
-				}
-				f.maxLevel = l
-			}
-			return a.withSandbox(ctx, func(sb *sandbox.Sandbox) error {
-				in, err := sb.Instance(a.vmName())
-				if err != nil {
-					return err
-				}
-				emit := a.logEmitter(f)
-				// A hung guest keeps its SSH port open without answering: when the console log
-				// can tell the story, do not wait as long as other commands do.
-				gctx, cancel := context.WithTimeout(ctx, logsConnectTimeout)
-				g, err := sb.Guest(gctx, a.vmName())
-				cancel()
-				if err != nil {
-					fmt.Fprintf(a.stderr, "==> SSH to %s is not available (%v); reading the console log %s instead\n", in.Name, firstLine(err.Error()), in.ConsoleLog())
-					return followConsole(ctx, in.ConsoleLog(), follow, emit)
-				}
-				defer g.Close()
-				code, err := guestlog.Read(ctx, g.SSH(), guestlog.Device, follow, func(r kmsg.Record) { emit(r, "kmsg") }, func(from, n uint64) {
-					fmt.Fprintf(a.stderr, "==> lost %d kernel log records (seq %d-%d): the guest overwrote them before kmodvm could read them\n", n, from, from+n-1)
-				})
-				if ctx.Err() != nil {
-					return nil // Ctrl-C ends a follow
-				}
-				if errors.Is(err, bufio.ErrTooLong) {
-					return err
-				}
-				if err != nil && follow {
-					fmt.Fprintf(a.stderr, "==> lost SSH to the guest (%v); following the console log %s\n", firstLine(err.Error()), in.ConsoleLog())
-					return followConsole(ctx, in.ConsoleLog(), true, emit)
-				}
-				if err == nil && follow {
-					return fmt.Errorf("the kernel log reader in the guest ended by itself (status %d); hint: `kmodvm logs -f` starts it again", code)
-				}
+			f, err := newLogFilter(level, mod)
+			if err != nil {
 				return err
-			})
+			}
+			emit := a.logEmitter(f)
+			return a.readLogs(ctx, follow, emit, func(s string) { fmt.Fprintf(a.stderr, "==> %s\n", s) })
 		},
 	}
 	fl := c.Flags()
@@ -128,6 +105,55 @@ guest overwrites some before they are read: -f says how many on stderr and carri
 	return c
 }
 
+// readLogs passes the guest's kernel log records to emit, from /dev/kmsg over SSH, else
+// (SSH down: the guest crashed or is booting) from the console log; say tells why the
+// records come from where they do, and how many the guest overwrote before they were read.
+// `logs` and the logs tool of `kmodvm mcp`.
+func (a *app) readLogs(ctx context.Context, follow bool, emit func(kmsg.Record, string), say func(string)) error {
+	return a.withSandbox(ctx, func(sb *sandbox.Sandbox) error {
+		in, err := sb.Instance(a.vmName())
+		if err != nil {
+			return err
+		}
+		// A hung guest keeps its SSH port open without answering: when the console log
+		// can tell the story, do not wait as long as other commands do.
+		gctx, cancel := context.WithTimeout(ctx, logsConnectTimeout)
+		g, err := sb.Guest(gctx, a.vmName())
+		cancel()
+		if err != nil {
+			say(fmt.Sprintf("SSH to %s is not available (%v); reading the console log %s instead", in.Name, firstLine(err.Error()), in.ConsoleLog()))
+			return followConsole(ctx, in.ConsoleLog(), follow, emit)
+		}
+		defer g.Close()
+		code, err := guestlog.Read(ctx, g.SSH(), guestlog.Device, follow, func(r kmsg.Record) { emit(r, "kmsg") }, func(from, n uint64) {
+			say(fmt.Sprintf("lost %d kernel log records (seq %d-%d): the guest overwrote them before kmodvm could read them", n, from, from+n-1))
+		})
+		if ctx.Err() != nil {
+			return nil // Ctrl-C ends a follow
+		}
+		if errors.Is(err, bufio.ErrTooLong) {
+			return err
+		}
+		if err != nil && follow {
+			say(fmt.Sprintf("lost SSH to the guest (%v); following the console log %s", firstLine(err.Error()), in.ConsoleLog()))
+			return followConsole(ctx, in.ConsoleLog(), true, emit)
+		}
+		if err == nil && follow {
+			return fmt.Errorf("the kernel log reader in the guest ended by itself (status %d); hint: `kmodvm logs -f` starts it again", code)
+		}
+		return err
+	})
+}
+
+// newLogLine is a record as `logs --json` prints it.
+func newLogLine(r kmsg.Record, source string) logLine {
+	l := logLine{Schema: schemaLogs, Seq: r.Seq, Time: r.TS.Seconds(), Text: r.Text, Source: source}
+	if r.Level >= 0 {
+		l.Level = kmsg.LevelName(r.Level)
+	}
+	return l
+}
+
 func (a *app) logEmitter(f logFilter) func(kmsg.Record, string) {
 	enc := json.NewEncoder(a.stdout)
 	w := bufio.NewWriter(a.stdout)
@@ -136,11 +162,7 @@ func (a *app) logEmitter(f logFilter) func(kmsg.Record, string) {
 			return
 		}
 		if a.jsonOut {
-			l := logLine{Schema: schemaLogs, Seq: r.Seq, Time: r.TS.Seconds(), Text: r.Text, Source: source}
-			if r.Level >= 0 {
-				l.Level = kmsg.LevelName(r.Level)
-			}
-			_ = enc.Encode(l)
+			_ = enc.Encode(newLogLine(r, source))
 			return
 		}
 		fmt.Fprintln(w, r.Format(true))

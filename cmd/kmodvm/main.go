@@ -150,15 +150,22 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintln(stderr, "kmodvm: interrupted; nothing was left half-done (see `kmodvm status`)")
 		return exitInterrupted
 	}
+	fmt.Fprintf(stderr, "kmodvm: %s\n", userMessage(err, a.vmName()))
+	return code
+}
+
+// userMessage is an error as a person reads it after "kmodvm: ", and a client of `kmodvm mcp`
+// in a tool's error result: the message with the hint that says what to do about it (for
+// vmName when the error names no VM), and where kmodvm writes when a disk is full.
+func userMessage(err error, vmName string) string {
 	msg := strings.TrimRight(err.Error(), "\n")
 	if re := remedy.Find(err); re != nil {
-		msg += "; " + renderHint(re, a.vmName())
+		msg += "; " + renderHint(re, vmName)
 	}
 	if isDiskFull(err) {
 		msg += "\n" + diskFullHint(os.Getenv)
 	}
-	fmt.Fprintf(stderr, "kmodvm: %s\n", msg)
-	return code
+	return msg
 }
 
 // isDiskFull recognises a full filesystem, also when it comes as text from a tool's output

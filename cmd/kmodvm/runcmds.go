@@ -19,18 +19,143 @@ import (
 	"github.com/kmodvm/kmodvm/vm"
 )
 
-// detectModule finds the module in the argument's directory, else kmodvm.yaml's
-// module.dir; a directory that holds no module is a usage error.
-func (a *app) detectModule(args []string) (module.Source, error) {
-	dir := a.cfg.Module.Dir
-	if len(args) > 0 {
-		dir = args[0]
+// detectModule finds the module in dir, else (dir "") in kmodvm.yaml's module.dir; a
+// directory that holds no module is a usage error.
+func (a *app) detectModule(dir string) (module.Source, error) {
+	if dir == "" {
+		dir = a.cfg.Module.Dir
 	}
 	src, err := module.Detect(dir)
 	if err != nil {
 		return module.Source{}, withCode(exitUsage, err)
 	}
 	return src, nil
+}
+
+// moduleRequest is one run or test as a command line or a tool call of `kmodvm mcp` asks for
+// it; the zero value of dir, params, build and timeout means kmodvm.yaml's setting.
+type moduleRequest struct {
+	dir     string
+	params  []string // nil: kmodvm.yaml's; empty: none
+	build   string
+	timeout time.Duration
+	keep    bool
+	reload  int
+	tests   bool
+	filter  string
+}
+
+// preparedRun is a moduleRequest resolved against kmodvm.yaml and checked.
+type preparedRun struct {
+	moduleRequest
+	src module.Source
+}
+
+// prepareRun resolves and checks a request before anything connects: a typo is a usage
+// error, not a libvirt problem.
+func (a *app) prepareRun(req moduleRequest) (preparedRun, error) {
+	src, err := a.detectModule(req.dir)
+	if err != nil {
+		return preparedRun{}, err
+	}
+	if req.params == nil {
+		req.params = a.cfg.Module.Params
+	}
+	if err := checkParams(req.params); err != nil {
+		return preparedRun{}, withCode(exitUsage, err)
+	}
+	if req.build == "" {
+		req.build = a.cfg.Module.Build
+	}
+	if err := checkBuildWhere(req.build); err != nil {
+		return preparedRun{}, withCode(exitUsage, err)
+	}
+	if req.timeout == 0 {
+		req.timeout = a.cfg.Module.Timeout
+	}
+	if err := checkFilter(req.filter); err != nil {
+		return preparedRun{}, withCode(exitUsage, err)
+	}
+	return preparedRun{moduleRequest: req, src: src}, nil
+}
+
+// moduleRunner is what a run needs of module.Runner.
+type moduleRunner interface {
+	Run(ctx context.Context, opt module.Options) (*module.Result, error)
+	Close() error
+}
+
+// moduleVM is the VM a run works in, locked for it, and a runner on it; release closes the
+// runner, then unlocks and disconnects.
+type moduleVM struct {
+	in      *sandbox.Instance
+	runner  moduleRunner
+	release func()
+}
+
+// openModuleVM reaches the VM through libvirt and takes its lock (a second run waits, and
+// says so).
+func (a *app) openModuleVM(ctx context.Context, name string) (moduleVM, error) {
+	sb, closeLV, err := a.sandbox(ctx)
+	if err != nil {
+		return moduleVM{}, err
+	}
+	in, err := sb.Instance(name)
+	if err != nil {
+		closeLV()
+		return moduleVM{}, err
+	}
+	unlock, err := sb.Lock(ctx, in)
+	if err != nil {
+		closeLV()
+		return moduleVM{}, err
+	}
+	r := &module.Runner{
+		Connect: func(ctx context.Context) (module.Guest, error) {
+			return sb.Guest(ctx, in.Name)
+		},
+		Toolchain: &images.Root{Dir: in.RootDir, Hash: in.RootHash},
+		KDir:      in.KDir,
+	}
+	return moduleVM{in: in, runner: r, release: func() {
+		r.Close()
+		unlock()
+		closeLV()
+	}}, nil
+}
+
+// runModule syncs, builds, loads and judges the module in the VM: `run`, `test` and their
+// tools in `kmodvm mcp`. The result is `run --json`'s; module problems are in its verdict,
+// the error is kmodvm's own failure.
+func (a *app) runModule(ctx context.Context, p preparedRun) (runJSON, error) {
+	open := a.openVM
+	if open == nil {
+		open = a.openModuleVM
+	}
+	vmx, err := open(ctx, a.vmName())
+	if err != nil {
+		return runJSON{}, err
+	}
+	defer vmx.release()
+	in := vmx.in
+	w, err := buildLocation(p.build, in.Accel)
+	if err != nil {
+		return runJSON{}, withCode(exitUsage, err)
+	}
+	res, err := vmx.runner.Run(ctx, module.Options{
+		Source: p.src, Params: p.params, Where: w, Keep: p.keep, Reload: p.reload, Timeout: p.timeout,
+		BuildDir: in.HostBuildDir(filepath.Base(module.RemoteDir(p.src.Dir))),
+		Status:   a.prog.Status,
+		Tests:    p.tests, Filter: p.filter,
+	})
+	if err != nil {
+		return runJSON{}, err
+	}
+	schema := schemaRun
+	if p.tests {
+		schema = schemaTest
+	}
+	return runJSON{Schema: schema, Result: res, KernelRelease: in.KernelRelease, ConfigHash: in.ConfigHash, Toolchain: in.Toolchain, ExitCode: verdictExitCode(res.Verdict)}, nil
 }
 
 func (a *app) runCmd() *cobra.Command {
@@ -77,85 +202,47 @@ JUnit XML for CI, one testsuite per KUnit suite; --json the whole result.
 ` + exitCodesHelp()
 	}
 	c.RunE = func(cmd *cobra.Command, args []string) error {
-		ctx := cmd.Context()
-		src, err := a.detectModule(args)
+		req := moduleRequest{keep: keep, reload: reload, tests: tests, filter: filter}
+		if len(args) > 0 {
+			req.dir = args[0]
+		}
+		if cmd.Flags().Changed("param") {
+			req.params = params
+		}
+		if cmd.Flags().Changed("build") {
+			req.build = where
+		}
+		if cmd.Flags().Changed("timeout") {
+			req.timeout = tmo
+		}
+		p, err := a.prepareRun(req)
 		if err != nil {
 			return err
-		}
-		if !cmd.Flags().Changed("param") {
-			params = a.cfg.Module.Params
-		}
-		if err := checkParams(params); err != nil {
-			return withCode(exitUsage, err)
-		}
-		if !cmd.Flags().Changed("build") {
-			where = a.cfg.Module.Build
-		}
-		if err := checkBuildWhere(where); err != nil {
-			return withCode(exitUsage, err) // before connecting: a typo is not a libvirt problem
-		}
-		if !cmd.Flags().Changed("timeout") {
-			tmo = a.cfg.Module.Timeout
-		}
-		if err := checkFilter(filter); err != nil {
-			return withCode(exitUsage, err)
 		}
 		junitOut, err := openJUnit(junit, cmd.Name())
 		if err != nil {
 			return withCode(exitUsage, err)
 		}
-		return a.withSandbox(ctx, func(sb *sandbox.Sandbox) error {
-			in, err := sb.Instance(a.vmName())
-			if err != nil {
+		rj, err := a.runModule(cmd.Context(), p)
+		if err != nil {
+			return err
+		}
+		if junitOut != nil {
+			if err := junitOut.write(rj.Result, rj.KernelRelease); err != nil {
 				return err
 			}
-			unlock, err := sb.Lock(ctx, in)
-			if err != nil {
+		}
+		if a.jsonOut {
+			if err := a.printJSON(rj); err != nil {
 				return err
 			}
-			defer unlock()
-			w, err := buildLocation(where, in.Accel)
-			if err != nil {
-				return withCode(exitUsage, err)
-			}
-			r := &module.Runner{
-				Connect: func(ctx context.Context) (module.Guest, error) {
-					return sb.Guest(ctx, in.Name)
-				},
-				Toolchain: &images.Root{Dir: in.RootDir, Hash: in.RootHash},
-				KDir:      in.KDir,
-			}
-			defer r.Close()
-			res, err := r.Run(ctx, module.Options{
-				Source: src, Params: params, Where: w, Keep: keep, Reload: reload, Timeout: tmo,
-				BuildDir: in.HostBuildDir(filepath.Base(module.RemoteDir(src.Dir))),
-				Status:   a.prog.Status,
-				Tests:    tests, Filter: filter,
-			})
-			if err != nil {
-				return err
-			}
-			if junitOut != nil {
-				if err := junitOut.write(res, in.KernelRelease); err != nil {
-					return err
-				}
-			}
-			if a.jsonOut {
-				schema := schemaRun
-				if tests {
-					schema = schemaTest
-				}
-				if err := a.printJSON(runJSON{Schema: schema, Result: res, KernelRelease: in.KernelRelease, ConfigHash: in.ConfigHash, Toolchain: in.Toolchain, ExitCode: verdictExitCode(res.Verdict)}); err != nil {
-					return err
-				}
-			} else {
-				printRun(a, res, tests)
-			}
-			if code := verdictExitCode(res.Verdict); code != exitOK {
-				return silentExit(code)
-			}
-			return nil
-		})
+		} else {
+			printRun(a, rj.Result, tests)
+		}
+		if rj.ExitCode != exitOK {
+			return silentExit(rj.ExitCode)
+		}
+		return nil
 	}
 	f := c.Flags()
 	f.StringArrayVarP(&params, "param", "p", nil, "module parameter name=value (repeatable; default: kmodvm.yaml module.params)")
@@ -286,7 +373,11 @@ func (a *app) syncCmd() *cobra.Command {
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			src, err := a.detectModule(args)
+			dir := ""
+			if len(args) > 0 {
+				dir = args[0]
+			}
+			src, err := a.detectModule(dir)
 			if err != nil {
 				return err
 			}

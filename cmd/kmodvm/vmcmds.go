@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -22,26 +24,39 @@ func (a *app) upCmd() *cobra.Command {
 		Short: "Start the sandbox VM (builds image and kernel on first use)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			start := time.Now()
-			return a.withSandbox(cmd.Context(), func(sb *sandbox.Sandbox) error {
-				in, c, err := sb.Up(cmd.Context(), a.vmName())
-				if err != nil {
-					return err
-				}
-				c.Close()
-				a.prog.Status(fmt.Sprintf("%s is up in %s: kernel %s (%s), ssh on 127.0.0.1:%d", in.Name, since(start), in.KernelRelease, in.Accel, in.SSHPort))
-				if a.jsonOut {
-					return a.printJSON(upJSON{Schema: schemaUp, Name: in.Name, KernelRelease: in.KernelRelease, ConfigHash: in.ConfigHash, Accel: string(in.Accel), SSHPort: in.SSHPort})
-				}
-				fmt.Fprintf(a.stdout, "%s running kernel=%s accel=%s ssh=127.0.0.1:%d\n", in.Name, in.KernelRelease, in.Accel, in.SSHPort)
-				return nil
-			})
+			in, err := a.upVM(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if a.jsonOut {
+				return a.printJSON(upJSON{Schema: schemaUp, Name: in.Name, KernelRelease: in.KernelRelease, ConfigHash: in.ConfigHash, Accel: string(in.Accel), SSHPort: in.SSHPort})
+			}
+			fmt.Fprintf(a.stdout, "%s running kernel=%s accel=%s ssh=127.0.0.1:%d\n", in.Name, in.KernelRelease, in.Accel, in.SSHPort)
+			return nil
 		},
 	}
 	c.Flags().StringVar(&a.accel, "accel", "", "accelerator: auto, kvm or tcg (default: kmodvm.yaml vm.accel, else auto)")
 	c.Flags().IntVar(&a.port, "port", 0, "host port on 127.0.0.1 for the guest's SSH (0: pick a free one)")
 	c.Flags().BoolVar(&a.jsonOut, "json", false, "print JSON")
 	return c
+}
+
+// upVM makes the VM run with SSH ready, building what it boots from on first use; `up` and
+// the up tool of `kmodvm mcp`.
+func (a *app) upVM(ctx context.Context) (*sandbox.Instance, error) {
+	start := time.Now()
+	var in *sandbox.Instance
+	err := a.withSandbox(ctx, func(sb *sandbox.Sandbox) error {
+		i, c, err := sb.Up(ctx, a.vmName())
+		if err != nil {
+			return err
+		}
+		c.Close()
+		a.prog.Status(fmt.Sprintf("%s is up in %s: kernel %s (%s), ssh on 127.0.0.1:%d", i.Name, since(start), i.KernelRelease, i.Accel, i.SSHPort))
+		in = i
+		return nil
+	})
+	return in, err
 }
 
 func (a *app) downCmd() *cobra.Command {
@@ -51,17 +66,25 @@ func (a *app) downCmd() *cobra.Command {
 		Short: "Stop the sandbox VM (clean shutdown, then hard stop after --timeout)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.withSandbox(cmd.Context(), func(sb *sandbox.Sandbox) error {
-				if err := sb.Down(cmd.Context(), a.vmName(), timeout); err != nil {
-					return err
-				}
-				fmt.Fprintf(a.stdout, "%s stopped\n", a.vmName())
-				return nil
-			})
+			if err := a.downVM(cmd.Context(), timeout); err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "%s stopped\n", a.vmName())
+			return nil
 		},
 	}
-	c.Flags().DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for a clean shutdown")
+	c.Flags().DurationVar(&timeout, "timeout", defaultDownTimeout, "how long to wait for a clean shutdown")
 	return c
+}
+
+// defaultDownTimeout is how long down waits for a clean shutdown before it stops the VM hard.
+const defaultDownTimeout = 30 * time.Second
+
+// downVM stops the VM: `down` and the down tool of `kmodvm mcp`.
+func (a *app) downVM(ctx context.Context, timeout time.Duration) error {
+	return a.withSandbox(ctx, func(sb *sandbox.Sandbox) error {
+		return sb.Down(ctx, a.vmName(), timeout)
+	})
 }
 
 func (a *app) destroyCmd() *cobra.Command {
@@ -87,43 +110,55 @@ func (a *app) statusCmd() *cobra.Command {
 		Short: "Show the VM's state, accel, kernel, SSH port and uptime",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.withSandbox(cmd.Context(), func(sb *sandbox.Sandbox) error {
-				st, err := sb.Status(cmd.Context(), a.vmName())
-				if err != nil {
-					return err
+			st, err := a.vmStatus(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if a.jsonOut {
+				return a.printJSON(statusJSON{Schema: schemaStatus, Status: st})
+			}
+			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintf(tw, "name:\t%s\n", st.Name)
+			fmt.Fprintf(tw, "state:\t%s\n", st.State)
+			fmt.Fprintf(tw, "accel:\t%s\n", st.Accel)
+			fmt.Fprintf(tw, "kernel:\t%s (config %s)\n", st.KernelRelease, shortID(st.ConfigHash))
+			if st.SSHPort != 0 {
+				fmt.Fprintf(tw, "ssh:\t127.0.0.1:%d\n", st.SSHPort)
+			}
+			if st.Uptime != "" {
+				fmt.Fprintf(tw, "uptime:\t%s\n", st.Uptime)
+			}
+			for _, k := range []string{"rustc", "bindgen", "clang"} {
+				if v := st.Toolchain[k]; v != "" {
+					fmt.Fprintf(tw, "%s:\t%s\n", k, v)
 				}
-				if len(st.Fix) > 0 {
-					st.Problem += "; " + renderHint(&remedy.Error{Do: st.Fix}, st.Name)
-				}
-				if a.jsonOut {
-					return a.printJSON(statusJSON{Schema: schemaStatus, Status: st})
-				}
-				tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintf(tw, "name:\t%s\n", st.Name)
-				fmt.Fprintf(tw, "state:\t%s\n", st.State)
-				fmt.Fprintf(tw, "accel:\t%s\n", st.Accel)
-				fmt.Fprintf(tw, "kernel:\t%s (config %s)\n", st.KernelRelease, shortID(st.ConfigHash))
-				if st.SSHPort != 0 {
-					fmt.Fprintf(tw, "ssh:\t127.0.0.1:%d\n", st.SSHPort)
-				}
-				if st.Uptime != "" {
-					fmt.Fprintf(tw, "uptime:\t%s\n", st.Uptime)
-				}
-				for _, k := range []string{"rustc", "bindgen", "clang"} {
-					if v := st.Toolchain[k]; v != "" {
-						fmt.Fprintf(tw, "%s:\t%s\n", k, v)
-					}
-				}
-				fmt.Fprintf(tw, "state dir:\t%s\n", st.StateDir)
-				if st.Problem != "" {
-					fmt.Fprintf(tw, "problem:\t%s\n", st.Problem)
-				}
-				return tw.Flush()
-			})
+			}
+			fmt.Fprintf(tw, "state dir:\t%s\n", st.StateDir)
+			if st.Problem != "" {
+				fmt.Fprintf(tw, "problem:\t%s\n", st.Problem)
+			}
+			return tw.Flush()
 		},
 	}
 	c.Flags().BoolVar(&a.jsonOut, "json", false, "print JSON")
 	return c
+}
+
+// vmStatus is what `status --json` prints and the status tool of `kmodvm mcp` returns: a
+// problem comes with the commands that fix it.
+func (a *app) vmStatus(ctx context.Context) (sandbox.Status, error) {
+	var st sandbox.Status
+	err := a.withSandbox(ctx, func(sb *sandbox.Sandbox) error {
+		var err error
+		if st, err = sb.Status(ctx, a.vmName()); err != nil {
+			return err
+		}
+		if len(st.Fix) > 0 {
+			st.Problem += "; " + renderHint(&remedy.Error{Do: st.Fix}, st.Name)
+		}
+		return nil
+	})
+	return st, err
 }
 
 func shortID(s string) string {
@@ -169,23 +204,32 @@ func (a *app) execCmd() *cobra.Command {
 		Short: "Run a command in the guest; exits with its status",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.withGuest(cmd.Context(), func(_ *sandbox.Sandbox, g *sandbox.Guest) error {
-				c := g.SSH()
-				line := shellquote.Join(args...)
-				if len(args) == 1 {
-					line = args[0] // one word: a shell command line, as `ssh host 'cmd | grep x'`
-				}
-				code, err := c.Run(cmd.Context(), line, a.stdin, a.stdout, a.stderr)
-				if err != nil {
-					return err
-				}
-				if code != 0 {
-					return silentExit(code)
-				}
-				return nil
-			})
+			code, err := a.execInGuest(cmd.Context(), args, a.stdin, a.stdout, a.stderr)
+			if err != nil {
+				return err
+			}
+			if code != 0 {
+				return silentExit(code)
+			}
+			return nil
 		},
 	}
+}
+
+// execInGuest runs args in the guest over SSH and returns its exit status: `exec` and the
+// exec tool of `kmodvm mcp`.
+func (a *app) execInGuest(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
+	line := shellquote.Join(args...)
+	if len(args) == 1 {
+		line = args[0] // one word: a shell command line, as `ssh host 'cmd | grep x'`
+	}
+	var code int
+	err := a.withGuest(ctx, func(_ *sandbox.Sandbox, g *sandbox.Guest) error {
+		var err error
+		code, err = g.SSH().Run(ctx, line, stdin, stdout, stderr)
+		return err
+	})
+	return code, err
 }
 
 func (a *app) sshCmd() *cobra.Command {

@@ -331,7 +331,7 @@ func tidy(s string) string {
 	s = offsetRE.ReplaceAllString(s, "")
 	s = buildIDRE.ReplaceAllString(s, "[$1]")
 	if strings.Contains(s, "_R") {
-		s = rustSymRE.ReplaceAllStringFunc(s, DemangleRust)
+		s = rustSymRE.ReplaceAllStringFunc(s, demangleRust)
 	}
 	return strings.TrimSpace(s)
 }

@@ -421,9 +421,9 @@ func FuzzDemangleRust(f *testing.F) {
 	f.Add("_RNvMNtCs1234_6kernel4syncINtB2_5MutexpE4lock")
 	f.Add("_RNvXs0_Cs1234_5helloRShNtNtCsx_4core3fmt7Display3fmt")
 	f.Fuzz(func(t *testing.T, sym string) {
-		got := DemangleRust(sym)
+		got := demangleRust(sym)
 		if got != sym && len(got) > v0MaxOut+64 {
-			t.Fatalf("DemangleRust(%q) is %d bytes long", sym, len(got))
+			t.Fatalf("demangleRust(%q) is %d bytes long", sym, len(got))
 		}
 	})
 }

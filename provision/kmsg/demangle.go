@@ -4,7 +4,7 @@ import (
 	"strings"
 )
 
-// DemangleRust turns a Rust v0 symbol (the kernel builds Rust with
+// demangleRust turns a Rust v0 symbol (the kernel builds Rust with
 // -Csymbol-mangling-version=v0 and prints symbols mangled) into a readable
 // path without generic arguments and crate hashes:
 //
@@ -12,7 +12,7 @@ import (
 //	  -> <rust_hello::RustHello as kernel::Module>::init
 //
 // Anything it cannot parse comes back unchanged.
-func DemangleRust(sym string) string {
+func demangleRust(sym string) string {
 	if !strings.HasPrefix(sym, "_R") {
 		return sym
 	}

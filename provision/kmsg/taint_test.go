@@ -97,8 +97,8 @@ func TestDemangleRust(t *testing.T) {
 		{"_RNvFE1a", "_RNvFE1a"},
 	}
 	for _, tt := range tests {
-		if got := DemangleRust(tt.in); got != tt.want {
-			t.Errorf("DemangleRust(%q) = %q, want %q", tt.in, got, tt.want)
+		if got := demangleRust(tt.in); got != tt.want {
+			t.Errorf("demangleRust(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/kmodvm/kmodvm/images"
 	"github.com/kmodvm/kmodvm/provision/kernel"
 	"github.com/kmodvm/kmodvm/provision/kmsg"
+	"github.com/kmodvm/kmodvm/provision/ktrace"
 	"github.com/kmodvm/kmodvm/provision/treesync"
 	"github.com/kmodvm/kmodvm/vm/remedy"
 	"github.com/kmodvm/kmodvm/vm/sshclient"
@@ -775,8 +776,8 @@ func hungFindings(fs []kmsg.Finding, what, why string) []kmsg.Finding {
 		title := "guest hung while running " + what + ": " + why
 		for _, l := range f.Report {
 			// The first module frame: the NMI interrupted it, or what it called.
-			if m := traceFrame.FindStringSubmatch(l); m != nil && m[2] != "" {
-				title += "; its CPU was in " + kmsg.DemangleRust(m[1]) + " [" + m[2] + "]"
+			if fr, ok := ktrace.ParseFrame(l); ok && fr.Module != "" {
+				title += "; its CPU was in " + fr.Func + " [" + fr.Module + "]"
 				break
 			}
 		}
