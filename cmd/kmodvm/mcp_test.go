@@ -235,15 +235,7 @@ func TestMCPToolErrors(t *testing.T) {
 			a, stdout := mcpApp(t, map[string]string{"m/Kbuild": helloKbuild}, "--uri", nowhereURI(t))
 			cs := mcpClient(t, a, tt.allowExec, nil)
 			res := callTool(t, cs, tt.tool, tt.args)
-			text := resultText(res)
-			if !res.IsError {
-				t.Errorf("not an error result: %s", text)
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(text, w) {
-					t.Errorf("error %q lacks %q", text, w)
-				}
-			}
+			wantErrorResult(t, res, tt.want)
 			if stdout.Len() != 0 {
 				t.Errorf("the tool wrote to stdout, the protocol's stream:\n%s", stdout)
 			}
@@ -413,15 +405,7 @@ func TestMCPRun(t *testing.T) {
 				t.Errorf("opened VMs %v and released %d times, want [%s] once", fv.opened, fv.released, wantVM)
 			}
 			if tt.err != nil {
-				text := resultText(res)
-				if !res.IsError {
-					t.Errorf("not an error result: %s", text)
-				}
-				for _, w := range tt.wantText {
-					if !strings.Contains(text, w) {
-						t.Errorf("error %q lacks %q", text, w)
-					}
-				}
+				wantErrorResult(t, res, tt.wantText)
 				return
 			}
 			if res.IsError {
@@ -613,5 +597,19 @@ func waitFor(t *testing.T, cond func() bool, what func() string) {
 			return
 		}
 		<-tick.C
+	}
+}
+
+// wantErrorResult checks that res is a tool error whose text has each of want.
+func wantErrorResult(t *testing.T, res *mcp.CallToolResult, want []string) {
+	t.Helper()
+	text := resultText(res)
+	if !res.IsError {
+		t.Errorf("not an error result: %s", text)
+	}
+	for _, w := range want {
+		if !strings.Contains(text, w) {
+			t.Errorf("error %q lacks %q", text, w)
+		}
 	}
 }
