@@ -292,9 +292,6 @@ type testArgs struct {
 
 // runModuleRequest is prepareRun then runModule, for the run and test tools.
 func (a *app) runModuleRequest(ctx context.Context, req moduleRequest) (runJSON, error) {
-	if req.reload < 0 {
-		return runJSON{}, withCode(exitUsage, fmt.Errorf("reload %d is not a number of load/unload cycles; hint: pass 1 or more, or leave it out for 1", req.reload))
-	}
 	p, err := a.prepareRun(req)
 	if err != nil {
 		return runJSON{}, err

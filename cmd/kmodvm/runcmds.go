@@ -54,6 +54,9 @@ type preparedRun struct {
 // prepareRun resolves and checks a request before anything connects: a typo is a usage
 // error, not a libvirt problem.
 func (a *app) prepareRun(req moduleRequest) (preparedRun, error) {
+	if req.reload < 0 {
+		return preparedRun{}, withCode(exitUsage, fmt.Errorf("reload %d is not a number of load/unload cycles; hint: pass 1 or more, or leave it out for 1", req.reload))
+	}
 	src, err := a.detectModule(req.dir)
 	if err != nil {
 		return preparedRun{}, err
