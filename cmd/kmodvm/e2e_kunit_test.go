@@ -111,10 +111,11 @@ func TestE2EKUnit(t *testing.T) {
 	}
 
 	// An oops in a test kills only KUnit's thread: the test fails, the kernel problem is the
-	// verdict, and it names the test.
+	// verdict, and it names the test; the oopsed kernel (taint D) is not used again.
 	test(mod("testdata/modules/kunit-crash-c"), 5, []string{
 		"fail     kunit_crash_c_oops",
 		"during the KUnit test kunit_crash_c.kunit_crash_c_oops",
+		"guest:   restarted",
 	})
 	// A panic in a test: the guest is restarted, the tests that never reported are crashed,
 	// and the next test run works.

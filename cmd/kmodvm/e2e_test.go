@@ -208,6 +208,15 @@ func TestE2ESandbox(t *testing.T) {
 	runCase(filepath.Join(root, "testdata/modules/einval-c"), 4, "-EINVAL")
 	runCase(filepath.Join(root, "testdata/modules/warn-c"), 5, "WARNING")
 	runCase(filepath.Join(root, "testdata/modules/panic-c"), 5, "deliberate panic")
+	// A Rust init that panics oopses the kernel (taint D) and leaves the module stuck
+	// loading: the guest is restarted after the run, so the next run of it is judged the
+	// same way, not refused as "already loaded".
+	for range 2 {
+		out := runCase(filepath.Join(root, "testdata/modules/oops-rust"), 5, "index out of bounds: the len is 3 but the index is 7")
+		if !strings.Contains(out, "the kernel oopsed (taint D)") || !strings.Contains(out, "guest:   restarted") {
+			t.Errorf("run of a Rust init that panics: want the guest restarted after the oops:\n%s", out)
+		}
+	}
 	out = mustCLI(t, ctx, append(n, "status", "--json")...)
 	if !strings.Contains(out, `"state": "running"`) {
 		t.Fatalf("guest not running after the panic run: %s", out)

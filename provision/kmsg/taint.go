@@ -113,6 +113,11 @@ func (t Taint) Describe() string {
 	return strings.Join(parts, ", ")
 }
 
+// Died says whether the kernel oopsed (flag D): an Oops, a BUG, a Rust panic in process
+// context. Such a kernel keeps running but may hold locks, leaked memory or a module stuck in
+// Loading; nothing later run in it can be trusted.
+func (t Taint) Died() bool { return t&TaintDie != 0 }
+
 // NewTaint returns the bits set in after but not in before.
 func NewTaint(before, after Taint) (added Taint) {
 	return after &^ before

@@ -24,6 +24,7 @@
 #   build DIR               make the module in DIR against the running kernel's build tree;
 #                           prints make's output, exits with make's status
 #   abandon                 stop the running job (kmodvm was interrupted)
+#   tainted                 print the taint flags as "kmodvm-taint N"
 #   blocked                 print the stacks of the blocked tasks to the kernel log (SysRq w:
 #                           a step hung; the console keeps them for the verdict)
 #
@@ -194,6 +195,10 @@ build)
 	;;
 abandon)
 	job_abandon
+	;;
+tainted)
+	read -r t <"$TAINTED"
+	echo "kmodvm-taint $t"
 	;;
 blocked)
 	echo w >"$SYSRQ"

@@ -174,6 +174,7 @@ type Step struct {
 	Duration time.Duration `json:"duration_ns"`
 	records  []kmsg.Record
 	kunitOff bool // load: the kernel has no KUnit
+	died     bool // the kernel oopsed during the step (taint D) and lives on
 }
 
 func (o *Options) status(s string) {
@@ -224,6 +225,9 @@ func (r *Runner) Run(ctx context.Context, opt Options) (*Result, error) {
 		return nil, interrupted(ctx, "connect to the guest", err)
 	}
 	r.guest = g
+	if err := r.recoverDeadKernel(ctx, opt, res); err != nil {
+		return nil, err
+	}
 	opt.status("syncing " + opt.Source.Dir)
 	sum, err := syncTo(ctx, r.guest.SSH(), opt.Source.Dir, remote)
 	if err != nil {
@@ -310,6 +314,15 @@ func (r *Runner) Run(ctx context.Context, opt Options) (*Result, error) {
 	if ctx.Err() != nil {
 		return nil, interrupted(ctx, "run", nil)
 	}
+	if died(res.Steps) {
+		opt.status("the kernel oopsed; restarting the guest")
+		if err := r.guest.Restart(context.WithoutCancel(ctx)); err != nil {
+			return nil, fmt.Errorf("restart the guest after its kernel oopsed: %w", err)
+		}
+		r.seen = logCursor{}
+		res.Restart = true
+		res.Notes = append(res.Notes, "the kernel oopsed (taint D): it lives on, but may hold locks, leaked memory or a module stuck loading, so no later verdict could trust it; kmodvm restarted the guest")
+	}
 	res.Tests = countTests(res.KUnit)
 	if !opt.Tests && len(res.KUnit) == 0 && len(registered) > 0 {
 		res.Notes = append(res.Notes, notRunNote(opt.Source.Dir, registered))
@@ -321,6 +334,45 @@ func (r *Runner) Run(ctx context.Context, opt Options) (*Result, error) {
 		res.Title += " (during the KUnit test " + t + ")"
 	}
 	return res, nil
+}
+
+// died says whether a step left the kernel oopsed but running: one after the last step that
+// crashed the guest (and restarted it).
+func died(steps []Step) bool {
+	d := false
+	for _, st := range steps {
+		d = (d || st.died) && !st.Crashed
+	}
+	return d
+}
+
+// recoverDeadKernel restarts the guest when its kernel oopsed before this run (in `kmodvm
+// exec`, say, or in a run kmodvm was interrupted in): a verdict in it could not be trusted,
+// and a module stuck loading could not even be loaded again.
+func (r *Runner) recoverDeadKernel(ctx context.Context, opt Options, res *Result) error {
+	var out bytes.Buffer
+	if _, err := r.guest.SSH().Run(ctx, r.files().guestCommand("tainted"), nil, &out, io.Discard); err != nil {
+		return r.explainLost(ctx, "check of the kernel's taint", err)
+	}
+	word, ok := strings.CutPrefix(strings.TrimSpace(out.String()), "kmodvm-taint ")
+	if !ok {
+		return fmt.Errorf("check the guest kernel's taint: unexpected answer %q", out.String())
+	}
+	t, err := kmsg.ParseTaint(word)
+	if err != nil {
+		return fmt.Errorf("check the guest kernel's taint: %w", err)
+	}
+	if !t.Died() {
+		return nil
+	}
+	opt.status("the guest's kernel oopsed before this run; restarting it")
+	if err := r.guest.Restart(context.WithoutCancel(ctx)); err != nil {
+		return fmt.Errorf("restart the guest, whose kernel had oopsed: %w", err)
+	}
+	r.seen = logCursor{}
+	res.Restart = true
+	res.Notes = append(res.Notes, "the guest's kernel had oopsed before this run (taint flags "+t.Flags()+"): kmodvm restarted the guest first")
+	return nil
 }
 
 // runSuites reads the KUnit results a load step logged (a kernel with autorun runs a module's
@@ -679,6 +731,7 @@ wait:
 			if res.err == nil && so.complete {
 				st.records, st.Lost = so.records, so.lost
 				st.Suites, st.kunitOff = so.suites, so.kunitOff
+				st.died = so.taint2.Died()
 				r.seen = so.last
 				st.OK = so.rc == 0
 				if !st.OK {

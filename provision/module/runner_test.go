@@ -302,15 +302,15 @@ func TestRunSSHCutDuringLoad(t *testing.T) {
 	}
 }
 
-// A connection that breaks during the sync, with the guest gone, says so and points at the
-// console log.
+// A connection that breaks before the sync (at the first exchange: the check of the guest
+// kernel's taint), with the guest gone, says so and points at the console log.
 func TestRunGuestGoneDuringSync(t *testing.T) {
 	g := newFakeGuest(t)
 	g.write("dead", "", 0o644)
 	g.Close() // the connection is gone before the sync starts
 	r := g.runner(nil)
 	_, err := r.Run(testCtx(t), Options{Source: moduleSource(t), Where: BuildGuest})
-	if err == nil || !strings.Contains(err.Error(), "the guest stopped during the sync") {
+	if err == nil || !strings.Contains(err.Error(), "the guest stopped during the check of the kernel's taint") || !strings.Contains(err.Error(), "console.log tells why") {
 		t.Fatalf("err = %v", err)
 	}
 }
@@ -404,5 +404,52 @@ func TestGuestBuildKeepsBothStreams(t *testing.T) {
 	}
 	if n := strings.Count(res.Build.Output, "\n"); n < 600 {
 		t.Errorf("build output has %d lines, want 600", n)
+	}
+}
+
+// A kernel that oopsed (taint D) lives on but cannot be trusted, and a module whose init
+// oopsed stays stuck loading: the guest is restarted after the run that oopsed it, and before
+// a run when it oopsed since the last one; a warning (taint W) restarts nothing.
+func TestRunRecoversAnOopsedKernel(t *testing.T) {
+	const oops = `klog 1 "BUG: kernel NULL pointer dereference, address: 0000000000000000"; klog 4 "---[ end trace 0000000000000000 ]---"; taint 4224; exit 137`
+	cases := []struct {
+		name     string
+		tainted  string // the taint flags before the run
+		insmod   string
+		verdict  string
+		restarts int
+		note     string
+	}{
+		{"an oops in the load", "0", oops, VerdictKernelProblem, 1, "the kernel oopsed (taint D)"},
+		{"oopsed before the run", "4224", "", VerdictOK, 1, "had oopsed before this run (taint flags DO)"},
+		{"oopsed before the run and in it", "128", oops, VerdictKernelProblem, 2, "the kernel oopsed (taint D)"},
+		{"a warning", "0", `klog 4 "WARNING: CPU: 0 PID: 95 at hello.c:10 hello_init+0x1/0x2 [hello]"; taint 512`, VerdictKernelProblem, 0, ""},
+		{"a clean kernel", "0", "", VerdictOK, 0, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			g := newFakeGuest(t)
+			g.write("tainted", c.tainted+"\n", 0o644)
+			g.write("insmod.sh", c.insmod, 0o644)
+			r := g.runner(nil)
+			defer r.Close()
+			res, err := r.Run(testCtx(t), Options{Source: moduleSource(t), Where: BuildGuest})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Verdict != c.verdict {
+				t.Errorf("verdict %q %q, want %q", res.Verdict, res.Title, c.verdict)
+			}
+			if g.restarts != c.restarts || res.Restart != (c.restarts > 0) {
+				t.Errorf("%d restarts, result says restarted=%v; want %d", g.restarts, res.Restart, c.restarts)
+			}
+			notes := strings.Join(res.Notes, "\n")
+			if (c.note == "") != (notes == "") || !strings.Contains(notes, c.note) {
+				t.Errorf("notes %q, want one with %q", notes, c.note)
+			}
+			if g.read("tainted") != "0\n" && c.restarts > 0 {
+				t.Errorf("the guest was not left on a fresh kernel: taint %q", g.read("tainted"))
+			}
+		})
 	}
 }
