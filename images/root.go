@@ -191,11 +191,11 @@ func buildRoot(ctx context.Context, log *slog.Logger, tmp, failedLog string, spe
 	if ctx.Err() != nil {
 		return fmt.Errorf("image build interrupted: %w", ctx.Err())
 	}
-	if tarErr != nil {
-		return commandFailed("image build", "tar (unpacking mmdebstrap's stream)", tarErr, tarOut.Tail(), failedLog)
-	}
-	if mmErr != nil {
+	switch culprit(mmErr, tarErr, tarOut.Tail()) {
+	case "mmdebstrap":
 		return commandFailed("image build", "mmdebstrap", mmErr, out.Tail(), failedLog)
+	case "tar":
+		return commandFailed("image build", "tar (unpacking mmdebstrap's stream)", tarErr, tarOut.Tail(), failedLog)
 	}
 
 	progress.report("checking the toolchain in the new root")
@@ -259,6 +259,25 @@ func currentUser() string {
 		return u.Username
 	}
 	return fmt.Sprintf("uid %d", os.Getuid())
+}
+
+// culprit says which side of the mmdebstrap | tar pipe to blame: "" when both succeeded.
+// When both failed, one failure caused the other. mmdebstrap failing (a package apt cannot
+// find) leaves tar a stream that is no tar archive, and tar says so about its input; tar
+// failing on its own (a full disk: "Cannot write") kills mmdebstrap with SIGPIPE. Blaming
+// tar for a bad stream would hide the missing package.
+func culprit(mmErr, tarErr error, tarTail string) string {
+	badStream := strings.Contains(tarTail, "does not look like a tar archive") ||
+		strings.Contains(tarTail, "Unexpected EOF in archive")
+	switch {
+	case tarErr != nil && (mmErr == nil || !badStream):
+		return "tar"
+	case mmErr != nil:
+		return "mmdebstrap"
+	case tarErr != nil:
+		return "tar"
+	}
+	return ""
 }
 
 // commandFailed is the error for a failed build step: what failed, the last lines of its

@@ -2,6 +2,7 @@ package images
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -127,5 +128,30 @@ func TestBwrapArgsUserNamespace(t *testing.T) {
 	root, _ := bwrapArgs("/r", true, false, nil, RunOptions{}, []string{"id", "-u"})
 	if slices.Contains(root, "--unshare-user") {
 		t.Errorf("bwrapArgs as root: %q makes a user namespace", root)
+	}
+}
+
+// The error of a failed mmdebstrap | tar pipe names the side that caused it.
+func TestCulprit(t *testing.T) {
+	failed := errors.New("exit status 2")
+	cases := []struct {
+		name          string
+		mmErr, tarErr error
+		tarTail       string
+		want          string
+	}{
+		{"both fine", nil, nil, "", ""},
+		{"a package apt cannot find: tar gets no archive", failed, failed, "tar: This does not look like a tar archive\ntar: Exiting with failure status due to previous errors", "mmdebstrap"},
+		{"mmdebstrap dies mid-stream", failed, failed, "tar: Unexpected EOF in archive", "mmdebstrap"},
+		{"a full disk: tar fails, mmdebstrap gets SIGPIPE", failed, failed, "tar: ./usr/bin/clang-21: Cannot write: No space left on device", "tar"},
+		{"mmdebstrap alone", failed, nil, "", "mmdebstrap"},
+		{"tar alone", nil, failed, "tar: Cannot open: Permission denied", "tar"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := culprit(c.mmErr, c.tarErr, c.tarTail); got != c.want {
+				t.Errorf("culprit = %q, want %q", got, c.want)
+			}
+		})
 	}
 }
