@@ -119,10 +119,18 @@ func (a *app) kernelCmd() *cobra.Command {
 				how = "cached"
 			}
 			if a.jsonOut {
-				return a.printJSON(kernelBuildJSON{Schema: schemaKernelBuild, Result: res, Cached: res.Cached, Bzimage: res.Bzimage(), KDir: res.KDir(), Log: res.Log()})
+				return a.printJSON(kernelBuildJSON{Schema: schemaKernelBuild, Result: res, Cached: res.Cached, Bzimage: res.Bzimage(), Vmlinux: res.Vmlinux(), KDir: res.KDir(), Log: res.Log()})
 			}
-			fmt.Fprintf(a.stdout, "kernel %s %s in %s\n  bzImage: %s\n  config:  %s (%s)\n  kdir:    %s\n  log:     %s\n",
-				res.Release, how, since(start), res.Bzimage(), res.ConfigFile(), shortID(res.ConfigHash), res.KDir(), res.Log())
+			variant := ""
+			if res.Debug {
+				variant = " (debug)"
+			}
+			fmt.Fprintf(a.stdout, "kernel %s%s %s in %s\n  bzImage: %s\n", res.Release, variant, how, since(start), res.Bzimage())
+			if res.Debug {
+				fmt.Fprintf(a.stdout, "  vmlinux: %s\n", res.Vmlinux())
+			}
+			fmt.Fprintf(a.stdout, "  config:  %s (%s)\n  kdir:    %s\n  log:     %s\n",
+				res.ConfigFile(), shortID(res.ConfigHash), res.KDir(), res.Log())
 			var tc []string
 			for _, k := range []string{"rustc", "bindgen", "clang"} {
 				if v := res.Toolchain[k]; v != "" {

@@ -28,6 +28,7 @@ type upJSON struct {
 	Name          string `json:"name"`
 	KernelRelease string `json:"kernel_release"`
 	ConfigHash    string `json:"config_hash"`
+	KernelDebug   bool   `json:"kernel_debug"`
 	Accel         string `json:"accel"`
 	SSHPort       int    `json:"ssh_port"`
 }
@@ -57,6 +58,7 @@ type kernelBuildJSON struct {
 	*kernel.Result
 	Cached  bool   `json:"cached"`
 	Bzimage string `json:"bzimage"`
+	Vmlinux string `json:"vmlinux,omitempty"` // debug kernels only
 	KDir    string `json:"kdir"`
 	Log     string `json:"log"`
 }

@@ -29,9 +29,14 @@ func (a *app) upCmd() *cobra.Command {
 				return err
 			}
 			if a.jsonOut {
-				return a.printJSON(upJSON{Schema: schemaUp, Name: in.Name, KernelRelease: in.KernelRelease, ConfigHash: in.ConfigHash, Accel: string(in.Accel), SSHPort: in.SSHPort})
+				return a.printJSON(upJSON{Schema: schemaUp, Name: in.Name, KernelRelease: in.KernelRelease, ConfigHash: in.ConfigHash,
+					KernelDebug: in.Vmlinux != "", Accel: string(in.Accel), SSHPort: in.SSHPort})
 			}
-			fmt.Fprintf(a.stdout, "%s running kernel=%s accel=%s ssh=127.0.0.1:%d\n", in.Name, in.KernelRelease, in.Accel, in.SSHPort)
+			debug := ""
+			if in.Vmlinux != "" {
+				debug = " debug=" + in.Vmlinux
+			}
+			fmt.Fprintf(a.stdout, "%s running kernel=%s%s accel=%s ssh=127.0.0.1:%d\n", in.Name, in.KernelRelease, debug, in.Accel, in.SSHPort)
 			return nil
 		},
 	}
@@ -121,7 +126,11 @@ func (a *app) statusCmd() *cobra.Command {
 			fmt.Fprintf(tw, "name:\t%s\n", st.Name)
 			fmt.Fprintf(tw, "state:\t%s\n", st.State)
 			fmt.Fprintf(tw, "accel:\t%s\n", st.Accel)
-			fmt.Fprintf(tw, "kernel:\t%s (config %s)\n", st.KernelRelease, shortID(st.ConfigHash))
+			debug := ""
+			if st.KernelDebug {
+				debug = ", debug variant"
+			}
+			fmt.Fprintf(tw, "kernel:\t%s (config %s%s)\n", st.KernelRelease, shortID(st.ConfigHash), debug)
 			if st.SSHPort != 0 {
 				fmt.Fprintf(tw, "ssh:\t127.0.0.1:%d\n", st.SSHPort)
 			}

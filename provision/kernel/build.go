@@ -71,6 +71,7 @@ type Result struct {
 	ConfigHash string            `json:"config_hash"`
 	SourceID   string            `json:"source"`
 	Base       string            `json:"base"`
+	Debug      bool              `json:"debug"` // the debug variant: the entry keeps vmlinux
 	Toolchain  map[string]string `json:"toolchain"`
 	BuildTime  time.Duration     `json:"build_time_ns"`
 	Cached     bool              `json:"-"`
@@ -81,6 +82,18 @@ func (r *Result) Bzimage() string { return filepath.Join(r.Dir, bzimageName) }
 
 // bzimageName is the kernel image's file name in a cached build.
 const bzimageName = "bzImage"
+
+// vmlinuxName is the unstripped kernel ELF's file name in a cached debug build.
+const vmlinuxName = "vmlinux"
+
+// Vmlinux is the unstripped kernel ELF with its debug information, for symbolizing traces:
+// kept by debug variants only (it is hundreds of MB); "" for the others.
+func (r *Result) Vmlinux() string {
+	if !r.Debug {
+		return ""
+	}
+	return filepath.Join(r.Dir, vmlinuxName)
+}
 
 // CachedBzimages lists the kernel image of every finished build in cache (a Builder's
 // Cache), in no particular order.
@@ -219,11 +232,21 @@ func (b *Builder) useTree(ctx context.Context, req Request, p *prepared) (unlock
 }
 
 // cacheKey identifies a built kernel: the build recipe, the source, everything requested of
-// the config, and the toolchain versions. The final .config is a function of these, so a
-// hit needs no Kconfig run.
+// the config, the toolchain versions, and the variant. The final .config is a function of
+// these, so a hit needs no Kconfig run. The debug variant is named apart from its config: a
+// debug entry keeps vmlinux, and a plain request whose fragments happen to equal the debug
+// one's must not be served one without it (nor the reverse).
 func cacheKey(sourceID string, plan *ConfigPlan, toolchain map[string]string) string {
-	return shortHash(recipe, sourceID, plan.InputHash, string(plan.Merged.Bytes()), versionsString(toolchain))
+	parts := []string{recipe, sourceID, plan.InputHash, string(plan.Merged.Bytes()), versionsString(toolchain)}
+	if plan.Debug {
+		parts = append(parts, debugVariant)
+	}
+	return shortHash(parts...)
 }
+
+// debugVariant is the debug variant's part of the cache keys; the plain variant adds none,
+// so its keys are what they were before variants existed.
+const debugVariant = "variant:debug"
 
 func versionsString(v map[string]string) string {
 	var s strings.Builder
@@ -429,7 +452,7 @@ func (b *Builder) Build(ctx context.Context, req Request) (*Result, error) {
 	}
 	res := &Result{
 		Key: p.key, Release: release, ConfigHash: final.Hash(), SourceID: p.sourceID,
-		Base: p.plan.Base, Toolchain: p.toolchain,
+		Base: p.plan.Base, Debug: p.plan.Debug, Toolchain: p.toolchain,
 	}
 	dir, _, err := ondisk.Entry(ctx, b.logger(), filepath.Join(b.Cache, "builds"), p.key, func(tmp, _ string) error {
 		return b.fillEntry(ctx, p.tree, tmp, res, logf, start)
@@ -479,6 +502,11 @@ func (b *Builder) fillEntry(ctx context.Context, tree, tmp string, res *Result, 
 	}
 	if err := ondisk.CopyFile(filepath.Join(tree, ".config"), filepath.Join(tmp, "config")); err != nil {
 		return err
+	}
+	if res.Debug {
+		if err := ondisk.CopyFile(filepath.Join(tree, "vmlinux"), filepath.Join(tmp, vmlinuxName)); err != nil {
+			return fmt.Errorf("copy vmlinux of the debug kernel: %w", err)
+		}
 	}
 	b.report(Progress{Phase: "stage", Current: "staging the module build tree", Elapsed: time.Since(start)})
 	if err := StageKDir(ctx, tree, filepath.Join(tmp, "kdir")); err != nil {

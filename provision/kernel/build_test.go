@@ -310,3 +310,60 @@ func TestBuildTarball(t *testing.T) {
 		t.Errorf("the download cache lacks the tarball: %v", err)
 	}
 }
+
+// The debug variant: its own cache entry, which keeps vmlinux and says so in info.json (a
+// cache hit knows it too); the plain variant of the same source keeps none.
+func TestBuildDebugKeepsVmlinux(t *testing.T) {
+	b, _, pl := newTestBuilder(t)
+	plain, err := b.Build(t.Context(), Request{Source: Source{Kind: SourcePackage}})
+	if err != nil {
+		t.Fatalf("plain build: %v\nprogress:\n%s", err, pl.text())
+	}
+	dbg, err := b.Build(t.Context(), Request{Source: Source{Kind: SourcePackage}, Config: ConfigSpec{Debug: true}})
+	if err != nil {
+		t.Fatalf("debug build: %v\nprogress:\n%s", err, pl.text())
+	}
+	if dbg.Key == plain.Key || dbg.Release == plain.Release && dbg.ConfigHash == plain.ConfigHash {
+		t.Errorf("the debug variant is the plain kernel: %+v", dbg)
+	}
+	if plain.Debug || plain.Vmlinux() != "" {
+		t.Errorf("plain build: Debug=%v Vmlinux=%q", plain.Debug, plain.Vmlinux())
+	}
+	if _, err := os.Stat(filepath.Join(plain.Dir, "vmlinux")); err == nil {
+		t.Error("the plain entry keeps a vmlinux")
+	}
+	if !dbg.Debug || dbg.Vmlinux() != filepath.Join(dbg.Dir, "vmlinux") {
+		t.Fatalf("debug build: Debug=%v Vmlinux=%q", dbg.Debug, dbg.Vmlinux())
+	}
+	if data, err := os.ReadFile(dbg.Vmlinux()); err != nil || string(data) != "elf\n" {
+		t.Errorf("vmlinux in the entry = %q, %v; want the tree's", data, err)
+	}
+	cfg, _ := os.ReadFile(dbg.ConfigFile())
+	for _, want := range []string{"CONFIG_DEBUG_INFO_DWARF5=y", "CONFIG_UNWINDER_ORC=y"} {
+		if !strings.Contains(string(cfg), want) {
+			t.Errorf("the debug config lacks %s", want)
+		}
+	}
+	hit, err := b.Build(t.Context(), Request{Source: Source{Kind: SourcePackage}, Config: ConfigSpec{Debug: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !hit.Cached || hit.Vmlinux() != dbg.Vmlinux() {
+		t.Errorf("cache hit: cached=%v vmlinux=%q, want %q", hit.Cached, hit.Vmlinux(), dbg.Vmlinux())
+	}
+}
+
+// A debug option Kconfig drops (an unmet dependency) fails the build naming it, as the
+// other fragments' options do.
+func TestBuildDebugOptionDropped(t *testing.T) {
+	b, _, _ := newTestBuilder(t)
+	if _, err := b.Build(t.Context(), Request{Source: Source{Kind: SourcePackage}}); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(treeOf(t, b), ".fake-drop"), "UNWINDER_ORC")
+	_, err := b.Build(t.Context(), Request{Source: Source{Kind: SourcePackage}, Config: ConfigSpec{Debug: true}})
+	var ce *ConfigError
+	if !errors.As(err, &ce) || !strings.Contains(err.Error(), "UNWINDER_ORC") {
+		t.Fatalf("dropped debug option: %v", err)
+	}
+}

@@ -27,6 +27,12 @@ var rustConfig []byte
 //go:embed fragments/kunit.config
 var kunitConfig []byte
 
+// debugConfig is the fragment of the debug variant (ConfigSpec.Debug): line tables and the
+// ORC unwinder.
+//
+//go:embed fragments/debug.config
+var debugConfig []byte
+
 // kunitSince are the KUnit fragment's options older kernels lack: Linux 6.12 (trixie's) has
 // no KUNIT_AUTORUN_ENABLED, and there a module's suites always run at insmod. Requested where
 // lib/kunit/Kconfig defines them, left out where it does not.
@@ -53,12 +59,17 @@ type ConfigSpec struct {
 	Base      string   // small | defconfig
 	Fragments []string // inline lines, in-tree names or files (kmodvm.yaml kernel.fragments)
 	BaseDir   string   // relative fragment files resolve against it
+	// Debug selects the debug variant (kmodvm.yaml kernel.debug): fragments/debug.config
+	// is applied after kmodvm's other fragments and before the user's, and the build keeps
+	// vmlinux for symbolizing traces.
+	Debug bool
 }
 
 // ConfigPlan is a resolved config request: the layers in the order they apply and the
 // symbols whose final values must be verified.
 type ConfigPlan struct {
 	Base      string
+	Debug     bool            // the debug variant: its layer is among Layers
 	BaseLayer []kconfig.Layer // what the base is made of (small: tiny fragments + kvm_guest)
 	Layers    []kconfig.Layer // ours and the user's, applied on top, later wins
 	Merged    *kconfig.Config // base fragments + layers (small) or layers only (defconfig)
@@ -83,7 +94,7 @@ func PlanConfig(spec ConfigSpec, tree, sourceID string) (*ConfigPlan, error) {
 	if base != BaseSmall && base != BaseDefconfig {
 		return nil, fmt.Errorf("kernel base %q is not one of small, defconfig; hint: fix kernel.base in kmodvm.yaml", base)
 	}
-	plan := &ConfigPlan{Base: base}
+	plan := &ConfigPlan{Base: base, Debug: spec.Debug}
 	var baseFiles []string
 	if base == BaseSmall {
 		baseFiles = append(baseFiles, tinyFragments...)
@@ -127,6 +138,13 @@ func PlanConfig(spec ConfigSpec, tree, sourceID string) (*ConfigPlan, error) {
 		{Name: "guest essentials", Fragments: []kconfig.Fragment{ess}},
 		{Name: "rust", Fragments: []kconfig.Fragment{rust}},
 		{Name: "kunit", Fragments: []kconfig.Fragment{kunit}},
+	}
+	if spec.Debug {
+		dbg, err := kconfig.ParseFragment("kmodvm debug fragment", debugConfig)
+		if err != nil {
+			return nil, err
+		}
+		layers = append(layers, kconfig.Layer{Name: "debug (kernel.debug)", Fragments: []kconfig.Fragment{dbg}})
 	}
 	if len(user) > 0 {
 		layers = append(layers, kconfig.Layer{Name: "kmodvm.yaml kernel.fragments", Fragments: user})

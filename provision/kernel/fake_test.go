@@ -229,6 +229,7 @@ func fakeKernelSource(t *testing.T, dir string, extra ...string) {
 	addSyms("essentials", essentialsConfig)
 	addSyms("rust", rustConfig)
 	addSyms("kunit", kunitConfig)
+	addSyms("debug", debugConfig)
 	for _, s := range extra {
 		syms[s] = "y"
 	}

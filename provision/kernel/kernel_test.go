@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -25,15 +26,18 @@ func TestPlanConfigGolden(t *testing.T) {
 		name      string
 		base      string
 		fragments []string
+		debug     bool
 	}{
-		{"small", BaseSmall, nil},
-		{"small-user", BaseSmall, []string{"CONFIG_DEBUG_KERNEL=y", "debug.config", user}},
-		{"defconfig", BaseDefconfig, nil},
-		{"defconfig-user", BaseDefconfig, []string{"# CONFIG_SMP is not set", "debug.config"}},
+		{"small", BaseSmall, nil, false},
+		{"small-user", BaseSmall, []string{"CONFIG_DEBUG_KERNEL=y", "debug.config", user}, false},
+		{"defconfig", BaseDefconfig, nil, false},
+		{"defconfig-user", BaseDefconfig, []string{"# CONFIG_SMP is not set", "debug.config"}, false},
+		// The debug variant: its fragment wins over tiny.config's unwinder, the user's over it.
+		{"small-debug", BaseSmall, []string{"CONFIG_DEBUG_INFO_COMPRESSED_ZSTD=y", "# CONFIG_DEBUG_INFO_COMPRESSED_NONE is not set"}, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			plan, err := PlanConfig(ConfigSpec{Base: tc.base, Fragments: tc.fragments}, tree, "package:linux-source-7.2=7.2.13-1")
+			plan, err := PlanConfig(ConfigSpec{Base: tc.base, Fragments: tc.fragments, Debug: tc.debug}, tree, "package:linux-source-7.2=7.2.13-1")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -99,6 +103,7 @@ func TestInputHash(t *testing.T) {
 		{"other source", hash("src-b", ConfigSpec{}), false},
 		{"other base", hash("src-a", ConfigSpec{Base: BaseDefconfig}), false},
 		{"a user fragment", hash("src-a", ConfigSpec{Fragments: []string{"CONFIG_KASAN=y"}}), false},
+		{"the debug variant", hash("src-a", ConfigSpec{Debug: true}), false},
 	}
 	for _, c := range cases {
 		if (c.got == base) != c.same {
@@ -111,23 +116,33 @@ func TestInputHash(t *testing.T) {
 // identity; the order of the version map is not.
 func TestCacheKey(t *testing.T) {
 	tree := filepath.Join("testdata", "tree")
-	plan, err := PlanConfig(ConfigSpec{}, tree, "src-a")
-	if err != nil {
-		t.Fatal(err)
-	}
 	other, err := PlanConfig(ConfigSpec{Fragments: []string{"CONFIG_KASAN=y"}}, tree, "src-a")
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The debug variant of a request whose own fragments already say all the debug
+	// fragment says: one config, yet the debug entry keeps vmlinux and the other does not.
+	plain, err := PlanConfig(ConfigSpec{Fragments: []string{string(debugConfig)}}, tree, "src-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	debugTwin, err := PlanConfig(ConfigSpec{Fragments: []string{string(debugConfig)}, Debug: true}, tree, "src-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(plain.Merged.Bytes(), debugTwin.Merged.Bytes()) {
+		t.Fatal("the twins' configs differ; the test needs them equal")
+	}
 	tc := map[string]string{"rustc": "rustc 1.97.1", "bindgen": "bindgen 0.72.1", "clang": "clang 21"}
-	base := cacheKey("src-a", plan, tc)
-	if cacheKey("src-a", plan, map[string]string{"clang": "clang 21", "bindgen": "bindgen 0.72.1", "rustc": "rustc 1.97.1"}) != base {
+	base := cacheKey("src-a", plain, tc)
+	if cacheKey("src-a", plain, map[string]string{"clang": "clang 21", "bindgen": "bindgen 0.72.1", "rustc": "rustc 1.97.1"}) != base {
 		t.Error("the key depends on map order")
 	}
 	for name, k := range map[string]string{
-		"rustc upgrade": cacheKey("src-a", plan, map[string]string{"rustc": "rustc 1.98.0", "bindgen": "bindgen 0.72.1", "clang": "clang 21"}),
-		"other source":  cacheKey("src-b", plan, tc),
+		"rustc upgrade": cacheKey("src-a", plain, map[string]string{"rustc": "rustc 1.98.0", "bindgen": "bindgen 0.72.1", "clang": "clang 21"}),
+		"other source":  cacheKey("src-b", plain, tc),
 		"other config":  cacheKey("src-a", other, tc),
+		"debug variant": cacheKey("src-a", debugTwin, tc),
 	} {
 		if k == base {
 			t.Errorf("%s does not change the key", name)
@@ -279,7 +294,7 @@ func TestStageKDirRefusesUnbuiltTree(t *testing.T) {
 
 // The embedded fragments parse, and each symbol appears once.
 func TestFragmentsParse(t *testing.T) {
-	for name, data := range map[string][]byte{"essentials": essentialsConfig, "rust": rustConfig, "kunit": kunitConfig} {
+	for name, data := range map[string][]byte{"essentials": essentialsConfig, "rust": rustConfig, "kunit": kunitConfig, "debug": debugConfig} {
 		if _, err := kconfig.ParseFragment(name, data); err != nil {
 			t.Errorf("%s: %v", name, err)
 		}

@@ -15,11 +15,11 @@ import (
 // the toolchain root (the linux-source version, the tool versions) and the source's base
 // fragments; each of those is fixed by the root (rootHash: a root is never rebuilt in place)
 // or by the source's identity. So RequestKey hashes the root's hash, the source's identity,
-// the base, kmodvm's recipe, and kmodvm's fragments merged with the user's: whenever the
-// kernel's cache key changes, RequestKey changes too. The converse fails only when the
-// difference is absorbed by what RequestKey cannot see (a user fragment repeating a base
-// fragment of the source; an in-tree fragment named two ways): a cache miss, never a stale
-// hit.
+// the base, kmodvm's recipe, the variant (debug or not), and kmodvm's fragments (the debug
+// one for the debug variant) merged with the user's: whenever the kernel's cache key
+// changes, RequestKey changes too. The converse fails only when the difference is absorbed
+// by what RequestKey cannot see (a user fragment repeating a base fragment of the source; an
+// in-tree fragment named two ways): a cache miss, never a stale hit.
 func RequestKey(ctx context.Context, req Request, rootHash string) (string, error) {
 	base := req.Config.Base
 	if base == "" {
@@ -41,11 +41,21 @@ func RequestKey(ctx context.Context, req Request, rootHash string) (string, erro
 		return "", fmt.Errorf("unknown kernel source kind %q", req.Source.Kind)
 	}
 	parts := []string{recipe, rootHash, src, base}
-	var own []kconfig.Fragment
-	for _, f := range []struct {
+	if req.Config.Debug {
+		parts = append(parts, debugVariant)
+	}
+	ownFragments := []struct {
 		name string
 		data []byte
-	}{{"essentials", essentialsConfig}, {"rust", rustConfig}, {"kunit", kunitConfig}} {
+	}{{"essentials", essentialsConfig}, {"rust", rustConfig}, {"kunit", kunitConfig}}
+	if req.Config.Debug {
+		ownFragments = append(ownFragments, struct {
+			name string
+			data []byte
+		}{"debug", debugConfig})
+	}
+	var own []kconfig.Fragment
+	for _, f := range ownFragments {
 		frag, err := kconfig.ParseFragment(f.name, f.data)
 		if err != nil {
 			return "", err

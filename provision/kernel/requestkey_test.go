@@ -31,6 +31,10 @@ func TestRequestKey(t *testing.T) {
 	spec := func(base string, frags ...string) ConfigSpec {
 		return ConfigSpec{Base: base, Fragments: frags, BaseDir: dir}
 	}
+	debug := func(s ConfigSpec) ConfigSpec {
+		s.Debug = true
+		return s
+	}
 	reqs := []request{
 		{"default", root, Request{Source: pkg, Config: spec("")}},
 		{"explicit small base", root, Request{Source: pkg, Config: spec(BaseSmall)}},
@@ -45,6 +49,10 @@ func TestRequestKey(t *testing.T) {
 		{"tarball", root, Request{Source: Source{Kind: SourceTarball, SHA256: "aa"}, Config: spec("")}},
 		{"other tarball", root, Request{Source: Source{Kind: SourceTarball, SHA256: "bb"}, Config: spec("")}},
 		{"other root", otherRoot, Request{Source: pkg, Config: spec("")}},
+		{"debug variant", root, Request{Source: pkg, Config: debug(spec(""))}},
+		{"debug variant with a fragment", root, Request{Source: pkg, Config: debug(spec("", "kasan.config"))}},
+		{"debug fragment without the variant", root, Request{Source: pkg, Config: spec("", string(debugConfig))}},
+		{"debug variant and its own fragment", root, Request{Source: pkg, Config: debug(spec("", string(debugConfig)))}},
 	}
 	// What Build would compute once the root is there: the package version and the tool
 	// versions are the root's, so they differ exactly when the root does.
@@ -59,6 +67,9 @@ func TestRequestKey(t *testing.T) {
 			t.Fatalf("%s: %v", r.name, err)
 		}
 		return cacheKey(srcID, plan, map[string]string{"rustc": tc["rustc"], "root": r.root})
+	}
+	if realKey(reqs[13]) == realKey(reqs[0]) {
+		t.Error("the debug variant has the plain kernel's cache key")
 	}
 	reqKey := func(r request) string {
 		t.Helper()
@@ -76,7 +87,7 @@ func TestRequestKey(t *testing.T) {
 		}
 	}
 	// The ways of writing one request that must not cost a CI a cold cache.
-	same := [][2]int{{0, 1}, {0, 2}, {4, 5}, {4, 6}}
+	same := [][2]int{{0, 1}, {0, 2}, {4, 5}, {4, 6}, {13, 16}}
 	for _, p := range same {
 		if a, b := reqs[p[0]], reqs[p[1]]; reqKey(a) != reqKey(b) {
 			t.Errorf("%q and %q are one kernel, yet their request keys differ", a.name, b.name)

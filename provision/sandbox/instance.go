@@ -40,6 +40,9 @@ type Instance struct {
 	KernelRelease string `json:"kernel_release"`
 	KernelKey     string `json:"kernel_key"`
 	ConfigHash    string `json:"config_hash"`
+	// Vmlinux is the kernel's ELF with debug information (kernel.Result.Vmlinux), for
+	// symbolizing its traces; "" unless the kernel is the debug variant.
+	Vmlinux string `json:"vmlinux,omitempty"`
 
 	Base      string `json:"base_disk"`
 	DiskKey   string `json:"disk_key"`

@@ -233,7 +233,7 @@ func (s *Sandbox) create(ctx context.Context, name string) (_ *Instance, err err
 		Name: name, Domain: DomainName(s.opt.User.UID, name), UUID: uuid, Accel: accel, MemoryMiB: s.opt.MemoryMiB, CPUs: s.opt.CPUs,
 		SSHPort: s.opt.Port, FixedPort: s.opt.Port != 0,
 		Kernel: art.Kernel.Bzimage(), Cmdline: Cmdline, KernelRelease: art.Kernel.Release,
-		KernelKey: art.Kernel.Key, ConfigHash: art.Kernel.ConfigHash,
+		KernelKey: art.Kernel.Key, ConfigHash: art.Kernel.ConfigHash, Vmlinux: art.Kernel.Vmlinux(),
 		Base: art.Disk.Base, DiskKey: art.Disk.Key, ClientKey: art.Disk.ClientKey, HostPub: art.Disk.HostPub,
 		RootDir: art.Root.Dir, RootHash: art.Root.Hash, KDir: art.Kernel.KDir(),
 		Toolchain: art.Kernel.Toolchain, Suite: s.opt.Image.Suite,
@@ -500,6 +500,7 @@ type Status struct {
 	SSHPort       int               `json:"ssh_port,omitempty"`
 	KernelRelease string            `json:"kernel_release,omitempty"`
 	ConfigHash    string            `json:"config_hash,omitempty"`
+	KernelDebug   bool              `json:"kernel_debug,omitempty"` // the debug variant
 	Toolchain     map[string]string `json:"toolchain,omitempty"`
 	Uptime        string            `json:"uptime,omitempty"`
 	UptimeSeconds float64           `json:"uptime_seconds,omitempty"`
@@ -545,7 +546,7 @@ func (s *Sandbox) Status(ctx context.Context, name string) (Status, error) {
 		return Status{}, err
 	}
 	out.Accel, out.SSHPort, out.KernelRelease, out.ConfigHash = string(in.Accel), in.SSHPort, in.KernelRelease, in.ConfigHash
-	out.Toolchain, out.ConsoleLog = in.Toolchain, in.ConsoleLog()
+	out.Toolchain, out.ConsoleLog, out.KernelDebug = in.Toolchain, in.ConsoleLog(), in.Vmlinux != ""
 	if notOurs != nil {
 		out.Problem = notOurs.Error()
 		return out, nil

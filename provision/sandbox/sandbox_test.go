@@ -1264,3 +1264,22 @@ func TestProbeKVMCache(t *testing.T) {
 		t.Error("a failed probe was written to kvm-probe.json")
 	}
 }
+
+// Status says whether the VM runs the debug kernel: the one whose vmlinux up recorded.
+func TestStatusKernelDebug(t *testing.T) {
+	for _, vmlinux := range []string{"", "/cache/kernels/builds/k1/vmlinux"} {
+		fx := newFixture(t)
+		in := fx.instance("dev", freePort(t))
+		in.Vmlinux = vmlinux
+		if err := in.save(); err != nil {
+			t.Fatal(err)
+		}
+		st, err := fx.sb.Status(testContext(t), "dev")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.KernelDebug != (vmlinux != "") {
+			t.Errorf("vmlinux %q: KernelDebug = %v", vmlinux, st.KernelDebug)
+		}
+	}
+}

@@ -70,6 +70,9 @@ type Kernel struct {
 	// Load makes relative file paths absolute.
 	Fragments []string `yaml:"fragments"`
 	Jobs      int      `yaml:"jobs"` // make -j; 0 = number of CPUs
+	// Debug selects the debug kernel variant: DWARF line tables, the ORC unwinder, and
+	// vmlinux kept for symbolizing traces (kernel.ConfigSpec.Debug).
+	Debug bool `yaml:"debug"`
 }
 
 // Module is the "module" section: the module under development and how it is run.

@@ -64,12 +64,13 @@ kernel:
   base: defconfig
   fragments:
     - CONFIG_KASAN=y
-    - "# CONFIG_DEBUG_INFO is not set"
+    - "# CONFIG_DEBUG_INFO_BTF is not set"
     - CONFIG_CMDLINE="console=ttyS0"
     - kvm_guest.config
     - ./debug.config
     - /etc/kmodvm/extra.config
   jobs: 2
+  debug: true
 module:
   dir: examples/rust
   params: [debug=1, mod.name=a b c, empty=]
@@ -84,9 +85,10 @@ module:
 				Source: "/linux-7.2.tar.xz",
 				SHA256: "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789",
 				Base:   BaseDefconfig,
-				Fragments: []string{"CONFIG_KASAN=y", "# CONFIG_DEBUG_INFO is not set", `CONFIG_CMDLINE="console=ttyS0"`,
+				Fragments: []string{"CONFIG_KASAN=y", "# CONFIG_DEBUG_INFO_BTF is not set", `CONFIG_CMDLINE="console=ttyS0"`,
 					"kvm_guest.config", "/proj/debug.config", "/etc/kmodvm/extra.config"},
-				Jobs: 2,
+				Jobs:  2,
+				Debug: true,
 			}
 			c.Module = Module{Dir: "/proj/examples/rust", Params: []string{"debug=1", "mod.name=a b c", "empty="},
 				Build: BuildGuest, Timeout: 90 * time.Second}
@@ -151,7 +153,7 @@ func TestParseErrors(t *testing.T) {
 		{"top-level key in a section", "module:\n  name: x\n",
 			`kmodvm.yaml:2: unknown key "name" in section "module" (did you mean the top-level key "name"?)` + docHint},
 		{"nothing close", "kernel:\n  flavour: rt\n",
-			`kmodvm.yaml:2: unknown key "flavour" in section "kernel" (known keys: source, sha256, base, fragments, jobs)` + docHint},
+			`kmodvm.yaml:2: unknown key "flavour" in section "kernel" (known keys: source, sha256, base, fragments, jobs, debug)` + docHint},
 		{"merge key", "<<: {name: x}\n", `kmodvm.yaml:1: unknown key "<<" at top level (known keys: name, vm, image, kernel, module)` + docHint},
 		{"complex key", "? [a]\n: b\n", `kmodvm.yaml:1: expected a plain word as a key at top level, got a list` + docHint},
 
@@ -195,6 +197,11 @@ func TestParseErrors(t *testing.T) {
 		{"memory too small", "vm:\n  memory: 128\n", `kmodvm.yaml:2: vm.memory: 128 is not in 256..65536 MiB; hint: remove vm.memory to use the default, 2048`},
 		{"too many cpus", "vm:\n  cpus: 65\n", `kmodvm.yaml:2: vm.cpus: 65 is not in 1..64; hint: remove vm.cpus to use the default, 1`},
 		{"privileged port", "vm:\n  port: 22\n", `kmodvm.yaml:2: vm.port: 22 is not 0 (pick a free port) or a port in 1024..65535; hint: use a free port such as 2222, or 0`},
+		{"debug not a bool", "kernel:\n  debug: yes please\n", `kmodvm.yaml:2: kernel.debug: expected true or false, got "yes please"` + docHint},
+		{"debug info turned off in a debug kernel", "kernel:\n  debug: true\n  fragments:\n    - CONFIG_KASAN=y\n    - \"# CONFIG_DEBUG_INFO is not set\"\n",
+			`kmodvm.yaml:5: kernel.fragments[1]: turns off CONFIG_DEBUG_INFO, which kernel.debug: true needs for debug information; hint: remove the line, or set kernel.debug: false`},
+		{"debug kernel turned off with =n", "kernel:\n  debug: true\n  fragments: [CONFIG_DEBUG_KERNEL=n]\n",
+			`kmodvm.yaml:3: kernel.fragments[0]: turns off CONFIG_DEBUG_KERNEL, which kernel.debug: true needs for debug information; hint: remove the line, or set kernel.debug: false`},
 		{"negative jobs", "kernel:\n  jobs: -1\n", `kmodvm.yaml:2: kernel.jobs: -1 is not 0 (one job per CPU) or a job count in 1..1024; hint: see the keys documented in README.md#configuration`},
 		{"non-QEMU URI", "vm:\n  uri: xen:///system\n", `kmodvm.yaml:2: vm.uri: "xen:///system" is not a libvirt QEMU URI; hint: use qemu:///system, qemu:///session or a remote one such as qemu+ssh://user@host/system`},
 		{"bad mirror", "image:\n  mirror: deb.debian.org\n", `kmodvm.yaml:2: image.mirror: "deb.debian.org" is not an http(s) URL of a Debian mirror, such as "http://deb.debian.org/debian"; hint: remove image.mirror to use the default, "http://deb.debian.org/debian"`},
@@ -355,8 +362,8 @@ func TestEveryKeyTypo(t *testing.T) {
 		}
 		n++
 	}
-	if n != 24 { // name, 4 sections, 19 keys in them
-		t.Errorf("found %d keys in ExampleYAML, want 24", n)
+	if n != 25 { // name, 4 sections, 20 keys in them
+		t.Errorf("found %d keys in ExampleYAML, want 25", n)
 	}
 }
 

@@ -94,6 +94,8 @@ kernel:
                           # an in-tree name like "kvm_guest.config",
                           # or a file path such as "./debug.config" (relative to this file)
   jobs: 0                 # make -j; 0 = number of CPUs
+  debug: false            # true: a kernel with DWARF line tables and the ORC unwinder, its
+                          # vmlinux kept, so traces show file:line; a separate cache entry
 module:
   dir: .                  # default module dir for run/sync (relative to this file)
   params: []              # "name=value" module parameters for insmod

@@ -79,6 +79,7 @@ var (
 	paramNameRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.]*$`)
 	configSetRe = regexp.MustCompile(`^CONFIG_[A-Za-z0-9_]+=(y|m|n|-?[0-9]+|0x[0-9a-fA-F]+|"([^"\\]|\\.)*")$`)
 	configNotRe = regexp.MustCompile(`^# CONFIG_[A-Za-z0-9_]+ is not set$`)
+	offRe       = regexp.MustCompile(`^(?:# CONFIG_([A-Za-z0-9_]+) is not set|CONFIG_([A-Za-z0-9_]+)=n)$`)
 )
 
 // Validate checks every setting and returns all problems found, joined, each a *FieldError.
@@ -152,6 +153,10 @@ func (v *validator) kernel(k Kernel) {
 		case FragmentLine:
 			if !configSetRe.MatchString(f) && !configNotRe.MatchString(f) {
 				v.add(field, "%s is not a kernel config line; hint: write it as CONFIG_NAME=y (or =m, =n, a number, a \"quoted string\") or as \"# CONFIG_NAME is not set\"", quote(f))
+			} else if sym := turnedOff(f); k.Debug && debugNeeds[sym] {
+				// The user's fragments win over kmodvm's, and verification checks the
+				// final config against the winner: only here is the contradiction seen.
+				v.add(field, "turns off CONFIG_%s, which kernel.debug: true needs for debug information; hint: remove the line, or set kernel.debug: false", sym)
 			}
 		case FragmentFile:
 			v.path(field, f)
@@ -236,4 +241,18 @@ func (v *validator) err() error {
 		return v.errs[0]
 	}
 	return errors.Join(v.errs...)
+}
+
+// debugNeeds are the options without which a kernel.debug kernel has no debug information
+// at all (the "Debug information" choice depends on DEBUG_KERNEL).
+var debugNeeds = map[string]bool{"DEBUG_KERNEL": true, "DEBUG_INFO": true}
+
+// turnedOff is the symbol a config line turns off ("# CONFIG_X is not set", CONFIG_X=n),
+// without CONFIG_; "" for any other line.
+func turnedOff(line string) string {
+	m := offRe.FindStringSubmatch(line)
+	if m == nil {
+		return ""
+	}
+	return m[1] + m[2]
 }

@@ -1,0 +1,179 @@
+package kernel
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/kmodvm/kmodvm/images"
+	"github.com/kmodvm/kmodvm/provision/ktrace"
+)
+
+// fakeBwrapAddr2Line stands in for bwrap running llvm-addr2line in a read-only root: it
+// refuses a writable root, sees exactly the one file bound read-only (as the root would),
+// and answers a query from that host file's lines "QUERY|FUNC|FILE:LINE" (several lines:
+// an inline chain), or with llvm-addr2line's "??" when none match.
+const fakeBwrapAddr2Line = `#!/bin/sh
+ro=; host=; guest=
+while [ "$1" != -- ]; do
+	case $1 in
+	--ro-root) ro=1; shift ;;
+	--ro-bind) host=$2; guest=$3; shift 3 ;;
+	*) echo "fake bwrap: unexpected option $1" >&2; exit 2 ;;
+	esac
+done
+shift
+[ -n "$ro" ] || { echo "fake bwrap: the root is writable" >&2; exit 2; }
+[ "$1" = llvm-addr2line ] || { echo "fake bwrap: runs $1, not llvm-addr2line" >&2; exit 2; }
+shift
+obj=; query=
+while [ $# -gt 0 ]; do
+	case $1 in
+	-e) obj=$2; shift 2 ;;
+	-f|-i|--no-demangle) shift ;;
+	-*) echo "llvm-addr2line: unknown option $1" >&2; exit 2 ;;
+	*) query=$1; shift ;;
+	esac
+done
+if [ -z "$guest" ] || [ "$obj" != "$guest" ]; then
+	echo "llvm-addr2line: error: '$obj': No such file or directory" >&2; exit 1
+fi
+found=
+while IFS='|' read -r q fn loc; do
+	if [ "$q" = "$query" ]; then printf '%s\n%s\n' "$fn" "$loc"; found=1; fi
+done < "$host"
+[ -n "$found" ] || printf '??\n??:0\n'
+`
+
+// fakeBwrap is a Toolchain whose commands run fakeBwrapAddr2Line with the run options as
+// its arguments.
+type fakeBwrap struct{ script string }
+
+func (f fakeBwrap) Command(ctx context.Context, opt images.RunOptions, argv ...string) *exec.Cmd {
+	var args []string
+	if opt.ReadOnlyRoot {
+		args = append(args, "--ro-root")
+	}
+	for _, b := range opt.Binds {
+		flag := "--bind"
+		if b.ReadOnly {
+			flag = "--ro-bind"
+		}
+		args = append(args, flag, b.Host, b.Guest)
+	}
+	args = append(append(args, "--"), argv...)
+	return exec.CommandContext(ctx, f.script, args...)
+}
+
+func TestSymbolizer(t *testing.T) {
+	dir := t.TempDir()
+	script := filepath.Join(dir, "fake-bwrap")
+	writeFile(t, script, fakeBwrapAddr2Line)
+	if err := os.Chmod(script, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	vmlinux := filepath.Join(dir, "kernel", "vmlinux")
+	writeFile(t, vmlinux, "do_fault+0x1a|do_fault|/usr/src/kmodvm/linux/mm/memory.c:6012\n"+
+		"inlined+0x4|helper|/usr/src/kmodvm/linux/include/linux/list.h:88\n"+
+		"inlined+0x4|caller|/usr/src/kmodvm/linux/kernel/fork.c:12\n")
+	first, second := filepath.Join(dir, "build-a"), filepath.Join(dir, "build-b")
+	writeFile(t, filepath.Join(first, "other.ko"), "")
+	writeFile(t, filepath.Join(second, "my-mod.ko"), "my_init+0x10|my_init|/root/mod/my-mod.c:7\n")
+	writeFile(t, filepath.Join(dir, "elsewhere.ko"), "evil+0x0|evil|/etc/shadow:1\n")
+	if err := os.Symlink(filepath.Join(dir, "elsewhere.ko"), filepath.Join(first, "linked.ko")); err != nil {
+		t.Fatal(err)
+	}
+	tc := fakeBwrap{script: script}
+	withDebug, err := NewSymbolizer(tc, vmlinux, first, second, filepath.Join(dir, "not-built-yet"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := NewSymbolizer(tc, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone, err := NewSymbolizer(tc, filepath.Join(dir, "removed", "vmlinux"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name    string
+		s       *ktrace.Addr2Line
+		module  string
+		symbol  string
+		offset  uint64
+		want    []ktrace.Source
+		noLine  bool   // the error wraps ktrace.ErrNoLine
+		errWant string // the error says this ("" = no error)
+	}{
+		{name: "kernel frame", s: withDebug, symbol: "do_fault", offset: 0x1a,
+			want: []ktrace.Source{{Func: "do_fault", File: "/usr/src/kmodvm/linux/mm/memory.c", Line: 6012}}},
+		{name: "inline chain, innermost first", s: withDebug, symbol: "inlined", offset: 4,
+			want: []ktrace.Source{{Func: "helper", File: "/usr/src/kmodvm/linux/include/linux/list.h", Line: 88}, {Func: "caller", File: "/usr/src/kmodvm/linux/kernel/fork.c", Line: 12}}},
+		{name: "module named with _ whose file has -", s: withDebug, module: "my_mod", symbol: "my_init", offset: 0x10,
+			want: []ktrace.Source{{Func: "my_init", File: "/root/mod/my-mod.c", Line: 7}}},
+		{name: "address without line information", s: withDebug, symbol: "do_fault", offset: 0x99, noLine: true, errWant: "no line information"},
+		{name: "module not built on the host", s: withDebug, module: "virtio_blk", symbol: "f", noLine: true, errWant: "module virtio_blk has no .ko built on the host"},
+		{name: "a symlinked .ko is not followed", s: withDebug, module: "linked", symbol: "evil", noLine: true, errWant: "no .ko"},
+		{name: "kernel without debug information", s: plain, symbol: "do_fault", offset: 0x1a, noLine: true, errWant: "hint: set kernel.debug: true"},
+		{name: "module of a kernel without debug information", s: plain, module: "my_mod", symbol: "my_init", noLine: true, errWant: "no .ko"},
+		{name: "vmlinux gone from the cache", s: gone, symbol: "do_fault", offset: 0x1a, errWant: "cache entry is gone"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := c.s.Symbolize(t.Context(), c.module, c.symbol, c.offset)
+			if c.errWant == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !slices.Equal(got, c.want) {
+					t.Errorf("got %+v, want %+v", got, c.want)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), c.errWant) {
+				t.Fatalf("err = %v, want one saying %q", err, c.errWant)
+			}
+			if errors.Is(err, ktrace.ErrNoLine) != c.noLine {
+				t.Errorf("err = %v: wraps ErrNoLine %v, want %v", err, !c.noLine, c.noLine)
+			}
+		})
+	}
+}
+
+// With the real toolchain root, the query runs bwrap over the root mounted read-only, with
+// only the object bound into it, read-only, at the path llvm-addr2line is given.
+func TestSymbolizerRootCommand(t *testing.T) {
+	if _, err := exec.LookPath("bwrap"); err != nil {
+		t.Skip("bwrap is not installed: images.Root cannot build its command line")
+	}
+	dir := t.TempDir()
+	vmlinux := filepath.Join(dir, "vmlinux")
+	writeFile(t, vmlinux, "elf\n")
+	s, err := NewSymbolizer(&images.Root{Dir: "/the/root"}, vmlinux)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Command) != 1 || filepath.Base(s.Command[0]) != "bwrap" {
+		t.Errorf("command = %q, want bwrap", s.Command)
+	}
+	obj, err := s.Object("")
+	if err != nil || obj != vmlinux {
+		t.Fatalf("object = %q, %v", obj, err)
+	}
+	args := strings.Join(s.Args(obj, "do_fault+0x1a"), " ")
+	for _, want := range []string{
+		"--ro-bind /the/root /",
+		"--ro-bind " + vmlinux + " /tmp/kmodvm-symbolize/vmlinux",
+		"-- llvm-addr2line -f -i --no-demangle -e /tmp/kmodvm-symbolize/vmlinux do_fault+0x1a",
+	} {
+		if !strings.Contains(args, want) {
+			t.Errorf("bwrap arguments lack %q:\n%s", want, args)
+		}
+	}
+}
