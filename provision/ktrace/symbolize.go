@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/kmodvm/kmodvm/provision/rustsym"
 )
 
 // Source is one source position of a code address. A Symbolizer gives
@@ -59,7 +61,7 @@ type Addr2Line struct {
 var _ Symbolizer = (*Addr2Line)(nil)
 
 // Addr2LineArgs asks for the function names (-f) and the whole inline
-// chain (-i), without demangling: Demangle does it the same way for every
+// chain (-i), without demangling: rustsym.Demangle does it the same way for every
 // name kmodvm prints.
 func Addr2LineArgs(object, query string) []string {
 	return []string{"-f", "-i", "--no-demangle", "-e", object, query}
@@ -132,7 +134,7 @@ func parseAddr2Line(out []byte) []Source {
 		if fn == "??" {
 			fn = ""
 		}
-		srcs = append(srcs, Source{Func: Demangle(fn), File: file, Line: n})
+		srcs = append(srcs, Source{Func: rustsym.Demangle(fn), File: file, Line: n})
 	}
 	return srcs
 }
