@@ -300,7 +300,7 @@ func TestAddr2Line(t *testing.T) {
 		t.Errorf("failing command: err %v, want its stderr in it", err)
 	}
 	a.Object = func(string) (string, error) { return "", os.ErrNotExist }
-	if _, err := a.Symbolize(ctx, "m", "x", 1); err == nil || !strings.Contains(err.Error(), "module m") {
+	if _, err := a.Symbolize(ctx, "m", "x", 1); !errorsIs(err, ErrNoObject) || !errorsIs(err, os.ErrNotExist) || !strings.Contains(err.Error(), "module m") {
 		t.Errorf("missing object: err %v", err)
 	}
 }

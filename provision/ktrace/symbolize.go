@@ -45,6 +45,10 @@ type Symbolizer interface {
 // object built without it). It concerns that address only.
 var ErrNoLine = errors.New("no line information")
 
+// ErrNoObject is the error Addr2Line wraps when there is no object to read a
+// module's (or the kernel's) debug information from: none was kept.
+var ErrNoObject = errors.New("no object with debug information")
+
 // Addr2Line is a Symbolizer that runs llvm-addr2line (or a command line
 // that runs it, in the toolchain root, say) once per address.
 type Addr2Line struct {
@@ -77,7 +81,7 @@ func (a *Addr2Line) Symbolize(ctx context.Context, module, symbol string, offset
 	}
 	obj, err := a.Object(module)
 	if err != nil {
-		return nil, fmt.Errorf("symbolize %s: find the object: %w", describeModule(module), err)
+		return nil, fmt.Errorf("symbolize %s: %w: %w", describeModule(module), ErrNoObject, err)
 	}
 	query := symbol + "+0x" + strconv.FormatUint(offset, 16)
 	argsFn := a.Args
