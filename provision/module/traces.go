@@ -20,7 +20,8 @@ const NoDebugInfoNote = "the trace frames have no file:line: the kernel was buil
 	"hint: set `kernel.debug: true` in kmodvm.yaml and rebuild the kernel"
 
 // decodeTraces reads the crash traces out of each step's kernel log into Step.Traces and
-// resolves them (source positions, host paths) within the symbolize budget. It returns the
+// resolves them (source positions, host paths) within the symbolize budget; the paths in
+// the findings' titles are mapped to the host too. It returns the
 // notes the result gets, each at most once: no debug information, a symbolizer that
 // failed, a budget that ran out.
 func (r *Runner) decodeTraces(ctx context.Context, steps []Step, remote, hostDir string) []string {
@@ -47,6 +48,9 @@ func (r *Runner) decodeTraces(ctx context.Context, steps []Step, remote, hostDir
 		}
 	}
 	for i := range steps {
+		for j, f := range steps[i].Findings {
+			steps[i].Findings[j].Title = m.MapText(f.Title)
+		}
 		for _, t := range ktrace.Parse(steps[i].records) {
 			// Resolve's errors are the symbolizer's: recorded by rec, and a trace is
 			// worth showing without its file:line.

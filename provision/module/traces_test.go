@@ -98,6 +98,9 @@ func TestRunDecodesTraces(t *testing.T) {
 			traces: []int{1},
 			check: func(t *testing.T, res *Result, host, ksrc string) {
 				tr := res.Steps[0].Traces[0]
+				if !strings.Contains(res.Title, filepath.Join(host, "rust_oops.rs")+":19") {
+					t.Errorf("verdict title %q: want the host file", res.Title)
+				}
 				if tr.Kind != "rust-panic" || !strings.Contains(tr.Title, filepath.Join(host, "rust_oops.rs")+":19") {
 					t.Errorf("trace %q %q: want the Rust panic, titled with the host file", tr.Kind, tr.Title)
 				}
