@@ -8,6 +8,7 @@ import (
 
 	"github.com/kmodvm/kmodvm/provision/junit"
 	"github.com/kmodvm/kmodvm/provision/ktap"
+	"github.com/kmodvm/kmodvm/provision/ktrace"
 	"github.com/kmodvm/kmodvm/provision/module"
 )
 
@@ -124,8 +125,8 @@ func junitCases(class, prefix string, t ktap.Test, trace string) []junit.Case {
 	return []junit.Case{c}
 }
 
-// crashLog is the kernel log of the steps where the kernel reported a problem: the trace a
-// crashed test's error carries.
+// crashLog is what a crashed test's error carries of the steps where the kernel reported a
+// problem: the findings, the decoded traces, then the kernel log they came from.
 func crashLog(res *module.Result) string {
 	var lines []string
 	for _, s := range res.Steps {
@@ -134,6 +135,12 @@ func crashLog(res *module.Result) string {
 		}
 		for _, f := range s.Findings {
 			lines = append(lines, string(f.Class)+": "+f.Title)
+		}
+		for _, t := range s.Traces {
+			lines = append(lines, "", "trace:", strings.TrimRight(ktrace.Format(t), "\n"))
+		}
+		if len(s.Traces) > 0 {
+			lines = append(lines, "", "kernel log:")
 		}
 		lines = append(lines, s.Log...)
 	}

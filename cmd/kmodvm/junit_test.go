@@ -10,12 +10,13 @@ import (
 	"github.com/kmodvm/kmodvm/provision/junit"
 	"github.com/kmodvm/kmodvm/provision/kmsg"
 	"github.com/kmodvm/kmodvm/provision/ktap"
+	"github.com/kmodvm/kmodvm/provision/ktrace"
 	"github.com/kmodvm/kmodvm/provision/module"
 	"github.com/kmodvm/kmodvm/vm/golden"
 )
 
 // The JUnit report of a test run (golden, -update rewrites): a suite with a pass, a failure,
-// a skip, a parameterized test and a crashed test carrying the trace; and a run that never
+// a skip, a parameterized test and a crashed test carrying the decoded trace and the log; and a run that never
 // reached the tests.
 func TestJUnitReport(t *testing.T) {
 	crashed := &module.Result{
@@ -23,7 +24,11 @@ func TestJUnitReport(t *testing.T) {
 		Build: module.BuildResult{OK: true},
 		Steps: []module.Step{{Action: "load", Module: "m", Crashed: true,
 			Findings: []kmsg.Finding{{Class: "panic", Title: "Kernel panic - not syncing: boom"}},
-			Log:      []string{"[    2.200000] Kernel panic - not syncing: boom"}}},
+			Traces: []ktrace.Trace{{Kind: "panic", Title: "Kernel panic - not syncing: boom", KUnitTest: "m_crashes", Frames: []ktrace.Frame{
+				{Func: "m_crashes", Offset: 0x36, Size: 0x90, Module: "m", Reliable: true, File: "/src/m/m.c", Line: 30, Source: `panic("boom");`},
+				{Func: "kunit_try_run_case", Offset: 0x69, Size: 0x140, Reliable: false},
+			}}},
+			Log: []string{"[    2.200000] Kernel panic - not syncing: boom", "[    2.200001]  m_crashes+0x36/0x90 [m]", "[    2.200002]  ? kunit_try_run_case+0x69/0x140"}}},
 		KUnit: []module.SuiteResult{{Module: "m", Iteration: 1, Suite: ktap.Suite{Name: "s", Status: ktap.Crashed, Duration: 30 * time.Millisecond, Tests: []ktap.Test{
 			{Name: "adds", Status: ktap.Pass, Duration: time.Millisecond},
 			{Name: "fails", Status: ktap.Fail, Diagnostics: []string{"# fails: EXPECTATION FAILED at /src/m/m.c:22", "Expected 1 == 2"}},

@@ -14,7 +14,11 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kmodvm/kmodvm/provision/guestlog"
+	"github.com/kmodvm/kmodvm/provision/kernel"
 	"github.com/kmodvm/kmodvm/provision/kmsg"
+	"github.com/kmodvm/kmodvm/provision/ktrace"
+	"github.com/kmodvm/kmodvm/provision/module"
+	"github.com/kmodvm/kmodvm/provision/rustsym"
 	"github.com/kmodvm/kmodvm/provision/sandbox"
 )
 
@@ -83,7 +87,7 @@ func (a *app) logsCmd() *cobra.Command {
 		Use:   "logs",
 		Short: "Print (or follow with -f) the guest's kernel log",
 		Long: `Print the guest's kernel log from /dev/kmsg over SSH, with readable timestamps and
-levels. When SSH is down (the guest crashed or is booting) it reads the serial console
+levels, Rust symbols demangled and source paths pointed at the host's files. When SSH is down (the guest crashed or is booting) it reads the serial console
 log instead, and says so. When the kernel logs faster than -f can carry the records, the
 guest overwrites some before they are read: -f says how many on stderr and carries on.`,
 		Args: cobra.NoArgs,
@@ -115,6 +119,7 @@ func (a *app) readLogs(ctx context.Context, follow bool, emit func(kmsg.Record, 
 		if err != nil {
 			return err
 		}
+		emit := readableRecords(a.logMapper(in), emit)
 		// A hung guest keeps its SSH port open without answering: when the console log
 		// can tell the story, do not wait as long as other commands do.
 		gctx, cancel := context.WithTimeout(ctx, logsConnectTimeout)
@@ -143,6 +148,28 @@ func (a *app) readLogs(ctx context.Context, follow bool, emit func(kmsg.Record, 
 		}
 		return err
 	})
+}
+
+// readableRecords returns emit with each record's Rust symbols demangled and the source
+// paths it names pointed at the files on the host, where they are there.
+func readableRecords(m ktrace.Mapper, emit func(kmsg.Record, string)) func(kmsg.Record, string) {
+	return func(r kmsg.Record, source string) {
+		r.Text = m.MapText(rustsym.DemangleText(r.Text))
+		emit(r, source)
+	}
+}
+
+// logMapper points the paths the guest's kernel prints at the host: the kernel's headers in
+// the staged build tree, and the files of kmodvm.yaml's module (module.dir), if it names one.
+func (a *app) logMapper(in *sandbox.Instance) ktrace.Mapper {
+	m := ktrace.Mapper{GuestKernelDir: kernel.GuestTree, KernelSrc: in.KDir}
+	if a.cfg.Module.Dir == "" {
+		return m
+	}
+	if src, err := module.Detect(a.cfg.Module.Dir); err == nil {
+		m.GuestModuleDir, m.HostModuleDir = module.RemoteDir(src.Dir), src.Dir
+	}
+	return m
 }
 
 // newLogLine is a record as `logs --json` prints it.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/kmodvm/kmodvm/provision/guestlog"
 	"github.com/kmodvm/kmodvm/provision/kmsg"
+	"github.com/kmodvm/kmodvm/provision/ktrace"
 )
 
 func TestMentionsModule(t *testing.T) {
@@ -321,4 +322,62 @@ func BenchmarkFollowKmsg(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+}
+
+// `logs` prints Rust symbols demangled and the source paths the kernel prints at the host's
+// files when they are there; the JSON carries the same text.
+func TestLogsReadable(t *testing.T) {
+	host := t.TempDir()
+	if err := os.WriteFile(filepath.Join(host, "rust_oops.rs"), []byte("fn x() {}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m := ktrace.Mapper{GuestModuleDir: "/root/kmodvm/src/rust_oops-12345678", HostModuleDir: host}
+	recs := []kmsg.Record{
+		{Seq: 1, Level: 0, TS: time.Second, Text: "rust_kernel: panicked at /root/kmodvm/src/rust_oops-12345678/rust_oops.rs:19:9:"},
+		{Seq: 2, Level: 4, TS: time.Second, Text: " _RNvXCs7pXBtqNa9yW_9rust_oopsNtB2_8RustOopsNtCsbDqzXfLQacH_6kernel6Module4init+0x61/0x70 [rust_oops]"},
+		{Seq: 3, Level: 4, TS: time.Second, Text: "RIP: 0010:_RNvCsbDqzXfLQacH_6kernel14rust_panic_fmt+0x52/0x60\n kernel BUG at rust/helpers/bug.c:7!"},
+	}
+	want := []string{
+		"rust_kernel: panicked at " + filepath.Join(host, "rust_oops.rs") + ":19:9:",
+		" <rust_oops::RustOops as kernel::Module>::init+0x61/0x70 [rust_oops]",
+		"RIP: 0010:kernel::rust_panic_fmt+0x52/0x60\n kernel BUG at rust/helpers/bug.c:7!", // no kernel source here: as printed
+	}
+	t.Run("text", func(t *testing.T) {
+		var out bytes.Buffer
+		emit := readableRecords(m, (&app{stdout: &out}).logEmitter(logFilter{maxLevel: -1}))
+		for _, r := range recs {
+			emit(r, "kmsg")
+		}
+		got := out.String()
+		for _, w := range want {
+			for l := range strings.SplitSeq(w, "\n") {
+				if !strings.Contains(got, l+"\n") {
+					t.Errorf("output lacks %q:\n%s", l, got)
+				}
+			}
+		}
+		if strings.Contains(got, "_RNv") {
+			t.Errorf("a mangled symbol is printed:\n%s", got)
+		}
+	})
+	t.Run("json", func(t *testing.T) {
+		var out bytes.Buffer
+		emit := readableRecords(m, (&app{stdout: &out, jsonOut: true}).logEmitter(logFilter{maxLevel: -1}))
+		for _, r := range recs {
+			emit(r, "kmsg")
+		}
+		lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+		if len(lines) != len(want) {
+			t.Fatalf("%d lines, want %d:\n%s", len(lines), len(want), out.String())
+		}
+		for i, l := range lines {
+			var got logLine
+			if err := json.Unmarshal([]byte(l), &got); err != nil {
+				t.Fatal(err)
+			}
+			if got.Text != want[i] {
+				t.Errorf("text %q, want %q", got.Text, want[i])
+			}
+		}
+	})
 }

@@ -13,7 +13,9 @@ import (
 
 	"github.com/kmodvm/kmodvm/cmd/kmodvm/config"
 	"github.com/kmodvm/kmodvm/images"
+	"github.com/kmodvm/kmodvm/provision/kernel"
 	"github.com/kmodvm/kmodvm/provision/ktap"
+	"github.com/kmodvm/kmodvm/provision/ktrace"
 	"github.com/kmodvm/kmodvm/provision/module"
 	"github.com/kmodvm/kmodvm/provision/sandbox"
 	"github.com/kmodvm/kmodvm/vm"
@@ -119,6 +121,9 @@ func (a *app) openModuleVM(ctx context.Context, name string) (moduleVM, error) {
 		},
 		Toolchain: &images.Root{Dir: in.RootDir, Hash: in.RootHash},
 		KDir:      in.KDir,
+		// The staged build tree has the kernel's headers, not its sources: kernel frames
+		// in headers map to the host, the rest keep their guest path.
+		Mapper: ktrace.Mapper{GuestKernelDir: kernel.GuestTree, KernelSrc: in.KDir},
 	}
 	return moduleVM{in: in, runner: r, release: func() {
 		r.Close()
@@ -324,7 +329,7 @@ func checkParams(params []string) error {
 }
 
 // printRun prints the human report: the sync, the build, each step's kernel log, the KUnit
-// results, the verdict. For `test` (tests) a step's kernel log is printed only when the step
+// results, the verdict. The crash traces of a step follow its log, decoded. For `test` (tests) a step's kernel log is printed only when the step
 // went wrong: the KTAP it holds is printed as results.
 func printRun(a *app, res *module.Result, tests bool) {
 	out := a.stdout
@@ -353,6 +358,12 @@ func printRun(a *app, res *module.Result, tests bool) {
 		}
 		for _, f := range s.Findings {
 			fmt.Fprintf(out, "  !! %s: %s\n", f.Class, f.Title)
+		}
+		for _, t := range s.Traces {
+			fmt.Fprintln(out, "  trace:")
+			for l := range strings.Lines(ktrace.Format(t)) {
+				fmt.Fprintf(out, "    %s", l)
+			}
 		}
 	}
 	printSuites(out, res.KUnit)

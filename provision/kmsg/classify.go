@@ -4,6 +4,8 @@ import (
 	"regexp"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/kmodvm/kmodvm/provision/rustsym"
 )
 
 // Class names a kind of problem the kernel reported.
@@ -319,7 +321,6 @@ func reportEnd(lines []line, start int, p *pattern, examined *int) int {
 var (
 	offsetRE   = regexp.MustCompile(`\+0x[0-9a-f]+/0x[0-9a-f]+`)
 	buildIDRE  = regexp.MustCompile(`\[(\w+) [0-9a-f]{16,}\]`)
-	rustSymRE  = regexp.MustCompile(`_R[0-9A-Za-z_]+`)
 	ripRE      = regexp.MustCompile(`^(?:RIP: [0-9a-f]{4}:|pc : |epc : |NIP \[[0-9a-f]+\] )([\w.$]+)(?:\+0x[0-9a-f]+/0x[0-9a-f]+)(?: \[([^\]]+)\])?`)
 	modFrameRE = regexp.MustCompile(`^\s*([\w.$]+)\+0x[0-9a-f]+/0x[0-9a-f]+ \[([^\]]+)\]`)
 	lockAtRE   = regexp.MustCompile(`, at: ([\w.$]+)\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[([^\]]+)\])?`)
@@ -330,10 +331,7 @@ var (
 func tidy(s string) string {
 	s = offsetRE.ReplaceAllString(s, "")
 	s = buildIDRE.ReplaceAllString(s, "[$1]")
-	if strings.Contains(s, "_R") {
-		s = rustSymRE.ReplaceAllStringFunc(s, demangleRust)
-	}
-	return strings.TrimSpace(s)
+	return strings.TrimSpace(rustsym.DemangleText(s))
 }
 
 func funcWithModule(fn, mod string) string {

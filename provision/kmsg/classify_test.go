@@ -416,18 +416,6 @@ func logSize(recs []Record) int {
 	return n
 }
 
-func FuzzDemangleRust(f *testing.F) {
-	f.Add("_RNvXCs5Rd3xvvgW4W_10rust_helloNtB2_9RustHelloNtCsbDqzXfLQacH_6kernel6Module4init")
-	f.Add("_RNvMNtCs1234_6kernel4syncINtB2_5MutexpE4lock")
-	f.Add("_RNvXs0_Cs1234_5helloRShNtNtCsx_4core3fmt7Display3fmt")
-	f.Fuzz(func(t *testing.T, sym string) {
-		got := demangleRust(sym)
-		if got != sym && len(got) > v0MaxOut+64 {
-			t.Fatalf("demangleRust(%q) is %d bytes long", sym, len(got))
-		}
-	})
-}
-
 // longLog builds a log of n lines: ordinary chatter with a report every
 // 1000 lines, and one long stretch of report start lines that nest (the
 // worst case for scanning ahead to a report's end).

@@ -78,27 +78,3 @@ func TestJudgeTaint(t *testing.T) {
 		t.Errorf("NewTaint = %q, want D", got.Flags())
 	}
 }
-
-func TestDemangleRust(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"_RNvXCs5Rd3xvvgW4W_10rust_helloNtB2_9RustHelloNtCsbDqzXfLQacH_6kernel6Module4init",
-			"<rust_hello::RustHello as kernel::Module>::init"},
-		{"_RNvCsbDqzXfLQacH_6kernel14rust_panic_fmt", "kernel::rust_panic_fmt"},
-		{"_RNvNtCs1DvzXD3mKbO_4core9panicking18panic_bounds_check", "core::panicking::panic_bounds_check"},
-		{"_RNvMNtCs1234_6kernel4syncINtB2_5MutexpE4lock", "<kernel::sync::Mutex>::lock"},
-		{"_RNCNvCs1234_5hello4main0B3_", "hello::main::{closure}"},
-		{"_RNvMs_NtCs1234_6kernel3strNtB4_4CStr6as_ptr.llvm.1234", "<kernel::str::CStr>::as_ptr"},
-		{"_RNvXs0_Cs1234_5helloRShNtNtCsx_4core3fmt7Display3fmt", "<&[u8] as core::fmt::Display>::fmt"},
-		{"hello_init", "hello_init"},
-		{"_R", "_R"},
-		{"_RNvB_4x", "_RNvB_4x"},           // backref to itself
-		{"_RNv5abc", "_RNv5abc"},           // truncated
-		{"_RC999999999x", "_RC999999999x"}, // absurd length
-		{"_RNvFE1a", "_RNvFE1a"},
-	}
-	for _, tt := range tests {
-		if got := demangleRust(tt.in); got != tt.want {
-			t.Errorf("demangleRust(%q) = %q, want %q", tt.in, got, tt.want)
-		}
-	}
-}

@@ -5,7 +5,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/ianlancetaylor/demangle"
+	"github.com/kmodvm/kmodvm/provision/rustsym"
 )
 
 // Frame is one line of a call trace, or the RIP (pc) line of a register dump.
@@ -62,7 +62,7 @@ func ParseFrame(line string) (Frame, bool) {
 			return Frame{}, false
 		}
 		f := Frame{Func: m[2], Offset: off, Size: size, Module: m[5], Reliable: m[1] == "", Raw: strings.TrimSpace(line)}
-		if d := Demangle(m[2]); d != m[2] {
+		if d := rustsym.Demangle(m[2]); d != m[2] {
 			f.Func, f.Symbol = d, m[2]
 		}
 		return f, true
@@ -75,44 +75,4 @@ func ParseFrame(line string) (Frame, bool) {
 		return Frame{Addr: addr, Reliable: m[1] == "", Raw: strings.TrimSpace(line)}, true
 	}
 	return Frame{}, false
-}
-
-// Demangle turns a Rust symbol, v0 ("_RNv…") or legacy ("_ZN…17h<hash>E"),
-// into its path with generic arguments: "core::ptr::drop_in_place::<alloc::vec::Vec<()>>".
-// Anything else, C names included, comes back unchanged.
-func Demangle(sym string) string {
-	if !isRustSymbol(sym) {
-		return sym
-	}
-	return demangle.Filter(sym)
-}
-
-// isRustSymbol keeps C++-looking names that are not Rust's from the demangler:
-// the kernel has no C++, and a C identifier may start with "_Z".
-func isRustSymbol(s string) bool {
-	if strings.HasPrefix(s, "_R") {
-		return true
-	}
-	if !strings.HasPrefix(s, "_ZN") {
-		return false
-	}
-	base, _, _ := strings.Cut(s, ".") // .llvm.123 and similar suffixes
-	n := len(base)
-	return n > 23 && base[n-1] == 'E' && base[n-20:n-17] == "17h"
-}
-
-// rustSymRE finds symbols inside a line of text.
-var rustSymRE = regexp.MustCompile(`_(?:R|ZN)[0-9A-Za-z_$.]+`)
-
-// DemangleText demangles every Rust symbol in a line of kernel log text.
-func DemangleText(s string) string {
-	if !strings.Contains(s, "_R") && !strings.Contains(s, "_ZN") {
-		return s
-	}
-	return rustSymRE.ReplaceAllStringFunc(s, func(sym string) string {
-		// The kernel prints "sym+0x1/0x2": the match stops at '+', but a
-		// trailing '.' of a sentence is not part of the symbol.
-		trimmed := strings.TrimRight(sym, ".")
-		return Demangle(trimmed) + sym[len(trimmed):]
-	})
 }

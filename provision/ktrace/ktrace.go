@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/kmodvm/kmodvm/provision/kmsg"
+	"github.com/kmodvm/kmodvm/provision/rustsym"
 )
 
 // Trace is one crash report.
@@ -261,7 +262,7 @@ func isReportLine(s string) bool {
 
 func (t *Trace) setMessage(msg string) {
 	if msg = strings.TrimSpace(msg); msg != "" && t.Message == "" {
-		t.Message = DemangleText(msg)
+		t.Message = rustsym.DemangleText(msg)
 	}
 }
 

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/kmodvm/kmodvm/provision/rustsym"
 )
 
 // Source is one source position of a code address. A Symbolizer gives
@@ -43,6 +45,10 @@ type Symbolizer interface {
 // object built without it). It concerns that address only.
 var ErrNoLine = errors.New("no line information")
 
+// ErrNoObject is the error Addr2Line wraps when there is no object to read a
+// module's (or the kernel's) debug information from: none was kept.
+var ErrNoObject = errors.New("no object with debug information")
+
 // Addr2Line is a Symbolizer that runs llvm-addr2line (or a command line
 // that runs it, in the toolchain root, say) once per address.
 type Addr2Line struct {
@@ -59,7 +65,7 @@ type Addr2Line struct {
 var _ Symbolizer = (*Addr2Line)(nil)
 
 // Addr2LineArgs asks for the function names (-f) and the whole inline
-// chain (-i), without demangling: Demangle does it the same way for every
+// chain (-i), without demangling: rustsym.Demangle does it the same way for every
 // name kmodvm prints.
 func Addr2LineArgs(object, query string) []string {
 	return []string{"-f", "-i", "--no-demangle", "-e", object, query}
@@ -75,7 +81,7 @@ func (a *Addr2Line) Symbolize(ctx context.Context, module, symbol string, offset
 	}
 	obj, err := a.Object(module)
 	if err != nil {
-		return nil, fmt.Errorf("symbolize %s: find the object: %w", describeModule(module), err)
+		return nil, fmt.Errorf("symbolize %s: %w: %w", describeModule(module), ErrNoObject, err)
 	}
 	query := symbol + "+0x" + strconv.FormatUint(offset, 16)
 	argsFn := a.Args
@@ -132,7 +138,7 @@ func parseAddr2Line(out []byte) []Source {
 		if fn == "??" {
 			fn = ""
 		}
-		srcs = append(srcs, Source{Func: Demangle(fn), File: file, Line: n})
+		srcs = append(srcs, Source{Func: rustsym.Demangle(fn), File: file, Line: n})
 	}
 	return srcs
 }

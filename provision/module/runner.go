@@ -24,6 +24,7 @@ import (
 	"github.com/kmodvm/kmodvm/provision/kernel"
 	"github.com/kmodvm/kmodvm/provision/kmsg"
 	"github.com/kmodvm/kmodvm/provision/ktrace"
+	"github.com/kmodvm/kmodvm/provision/rustsym"
 	"github.com/kmodvm/kmodvm/provision/treesync"
 	"github.com/kmodvm/kmodvm/vm/remedy"
 	"github.com/kmodvm/kmodvm/vm/sshclient"
@@ -86,10 +87,18 @@ type Runner struct {
 	Connect   func(ctx context.Context) (Guest, error)
 	Toolchain Toolchain // for host builds
 	KDir      string    // host path of the staged build tree (bound at kernel.GuestTree)
+	// Symbolizer puts a source file:line on the frames of the crash traces a run's kernel
+	// log holds; nil: none (the frames keep their offsets, and the result says why).
+	Symbolizer ktrace.Symbolizer
+	// Mapper points the paths in those traces at host files. The caller sets the kernel's
+	// (GuestKernelDir, KernelSrc); Run sets the module's, for each run.
+	Mapper ktrace.Mapper
 
 	guest      Guest
 	seen       logCursor  // the last kernel log record a step read
 	guestFiles guestFiles // the files guest.sh uses; zero: the real ones (tests change them)
+	// symbolizeBudget bounds decodeTraces; zero: DefaultSymbolizeBudget (tests shorten it).
+	symbolizeBudget time.Duration
 }
 
 func (r *Runner) files() guestFiles {
@@ -169,9 +178,12 @@ type Step struct {
 	Crashed   bool           `json:"guest_crashed,omitempty"`
 	// Lost counts the records the guest overwrote (its log buffer was full) before the
 	// runner read them: the verdict did not see them.
-	Lost     int           `json:"lost_records,omitempty"`
-	Suites   []string      `json:"kunit_suites,omitempty"` // load: the KUnit suites it registered
-	Duration time.Duration `json:"duration_ns"`
+	Lost   int      `json:"lost_records,omitempty"`
+	Suites []string `json:"kunit_suites,omitempty"` // load: the KUnit suites it registered
+	// Traces are the crash reports in Log, decoded: frames demangled and, when the
+	// runner has a Symbolizer, at their host file:line.
+	Traces   []ktrace.Trace `json:"traces,omitempty"`
+	Duration time.Duration  `json:"duration_ns"`
 	records  []kmsg.Record
 	kunitOff bool // load: the kernel has no KUnit
 	died     bool // the kernel oopsed during the step (taint D) and lives on
@@ -314,6 +326,7 @@ func (r *Runner) Run(ctx context.Context, opt Options) (*Result, error) {
 	if ctx.Err() != nil {
 		return nil, interrupted(ctx, "run", nil)
 	}
+	res.Notes = append(res.Notes, r.decodeTraces(ctx, res.Steps, remote, opt.Source.Dir)...)
 	if died(res.Steps) {
 		opt.status("the kernel oopsed; restarting the guest")
 		if err := r.guest.Restart(context.WithoutCancel(ctx)); err != nil {
@@ -790,7 +803,7 @@ wait:
 		}
 	}
 	for _, rec := range st.records {
-		st.Log = append(st.Log, rec.Format(true))
+		st.Log = append(st.Log, rustsym.DemangleText(rec.Format(true)))
 	}
 	st.Duration = time.Since(start)
 	return st, nil
