@@ -68,6 +68,8 @@ type Meta struct {
 	KoNote string   `json:"ko_note,omitempty"`
 	// ConsoleTruncated says console.log holds only the last MaxConsole bytes the run wrote.
 	ConsoleTruncated bool `json:"console_truncated,omitempty"`
+	// Notes say what else the bundle lacks, and why (a console log kmodvm could not read).
+	Notes []string `json:"notes,omitempty"`
 }
 
 // Bundle is what Save writes.

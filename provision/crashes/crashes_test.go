@@ -327,33 +327,51 @@ func TestConsoleSince(t *testing.T) {
 		}
 		return b.String()
 	}
+	write := func(t *testing.T, p, data string) {
+		t.Helper()
+		f, err := os.OpenFile(p, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.WriteString(data); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+	}
 	tests := []struct {
 		name      string
-		log, old  string // console.log and console.log.1 ("" none)
-		off       int64
+		before    string // the log when the run starts
+		during    string // written by the run before a restart
+		rotate    bool   // the restart moved the log to console.log.1
+		after     string // written after it
 		max       int
 		want      string
 		truncated bool
 	}{
-		{name: "since the offset", log: lines(0, 10), off: int64(len(lines(0, 4))), max: 1 << 20, want: lines(4, 10)},
-		{name: "restarted: the old log's rest first", old: lines(0, 10), log: lines(10, 12), off: int64(len(lines(0, 7))), max: 1 << 20, want: lines(7, 12)},
-		{name: "the tail, from a whole line", log: lines(0, 100), max: 95, want: lines(90, 100), truncated: true},
+		{name: "since the mark", before: lines(0, 4), during: lines(4, 10), max: 1 << 20, want: lines(4, 10)},
+		{name: "restarted: the old log's rest first", before: lines(0, 7), during: lines(7, 10), rotate: true, after: lines(10, 12), max: 1 << 20, want: lines(7, 12)},
+		{name: "restarted, the new log already longer than the mark", before: lines(0, 2), during: lines(2, 3), rotate: true, after: lines(3, 20), max: 1 << 20, want: lines(2, 20)},
+		{name: "no log at the start", during: lines(0, 3), max: 1 << 20, want: lines(0, 3)},
+		{name: "the tail, from a whole line", during: lines(0, 100), max: 95, want: lines(90, 100), truncated: true},
 		{name: "no log", max: 10},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p := filepath.Join(t.TempDir(), "console.log")
-			if tt.log != "" {
-				if err := os.WriteFile(p, []byte(tt.log), 0o600); err != nil {
+			if tt.before != "" {
+				write(t, p, tt.before)
+			}
+			mark := MarkConsole(p)
+			if tt.during != "" {
+				write(t, p, tt.during)
+			}
+			if tt.rotate {
+				if err := os.Rename(p, p+".1"); err != nil {
 					t.Fatal(err)
 				}
+				write(t, p, tt.after)
 			}
-			if tt.old != "" {
-				if err := os.WriteFile(p+".1", []byte(tt.old), 0o600); err != nil {
-					t.Fatal(err)
-				}
-			}
-			got, trunc, err := ConsoleSince(p, tt.off, tt.max)
+			got, trunc, err := ConsoleSince(p, mark, tt.max)
 			if err != nil || string(got) != tt.want || trunc != tt.truncated {
 				t.Errorf("ConsoleSince = %q, %v, %v; want %q, %v", got, trunc, err, tt.want, tt.truncated)
 			}

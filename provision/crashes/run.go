@@ -91,11 +91,26 @@ func LogRecords(steps []module.Step) []kmsg.Record {
 // MaxConsole is how much of the console log a bundle keeps: the last 4 MiB the run wrote.
 const MaxConsole = 4 << 20
 
-// ConsoleSince reads what the run wrote to the console log at path since it was off bytes
-// long, the last max bytes of it (truncated says so). When the log is shorter than off, the
-// guest was restarted and its old log moved aside to path.1: the rest of that one comes
-// first. A log that does not exist yields nothing.
-func ConsoleSince(path string, off int64, max int) (data []byte, truncated bool, err error) {
+// ConsoleMark is where the console log stood when a run started.
+type ConsoleMark struct {
+	Size int64
+	file os.FileInfo // nil when there was no log
+}
+
+// MarkConsole notes where the console log at path stands.
+func MarkConsole(path string) ConsoleMark {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return ConsoleMark{}
+	}
+	return ConsoleMark{Size: fi.Size(), file: fi}
+}
+
+// ConsoleSince reads what the run wrote to the console log at path since mark, the last max
+// bytes of it (truncated says so). When the log is another file than at the mark, the guest
+// was restarted and its old log moved aside to path.1 (see sandbox's prepareConsoleLog): the
+// rest of that one comes first. A log that does not exist yields nothing.
+func ConsoleSince(path string, mark ConsoleMark, max int) (data []byte, truncated bool, err error) {
 	var buf bytes.Buffer
 	fi, err := os.Stat(path)
 	switch {
@@ -104,10 +119,12 @@ func ConsoleSince(path string, off int64, max int) (data []byte, truncated bool,
 	case err != nil:
 		return nil, false, fmt.Errorf("read the console log: %w", err)
 	}
-	start := off
-	if fi.Size() < off {
-		if err := readFrom(&buf, path+".1", off); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return nil, false, fmt.Errorf("read the console log: %w", err)
+	start := mark.Size
+	if mark.file != nil && !os.SameFile(mark.file, fi) || fi.Size() < mark.Size {
+		if old, err := os.Stat(path + ".1"); err == nil && (mark.file == nil || os.SameFile(mark.file, old)) {
+			if err := readFrom(&buf, path+".1", mark.Size); err != nil {
+				return nil, false, fmt.Errorf("read the console log: %w", err)
+			}
 		}
 		start = 0
 	}
