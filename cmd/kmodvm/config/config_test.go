@@ -53,6 +53,7 @@ vm:
   accel: tcg
   port: 2222
   uri: qemu:///session
+  crash_retention: 5
 image:
   suite: trixie
   mirror: https://mirror.example.org/debian
@@ -77,7 +78,7 @@ module:
   timeout: 90s
 `, withDefaults(func(c *Config) {
 			c.Name = "rust-dev"
-			c.VM = VM{Memory: 4096, CPUs: 2, Accel: AccelTCG, Port: 2222, URI: URISession}
+			c.VM = VM{Memory: 4096, CPUs: 2, Accel: AccelTCG, Port: 2222, URI: URISession, CrashRetention: 5}
 			c.Image = Image{Suite: SuiteTrixie, Mirror: "https://mirror.example.org/debian",
 				Packages: []string{"strace", "gdb", "libc6-dev", "g++"}, Init: InitSystemd}
 			c.Kernel = Kernel{
@@ -355,8 +356,8 @@ func TestEveryKeyTypo(t *testing.T) {
 		}
 		n++
 	}
-	if n != 24 { // name, 4 sections, 19 keys in them
-		t.Errorf("found %d keys in ExampleYAML, want 24", n)
+	if n != 25 { // name, 4 sections, 20 keys in them
+		t.Errorf("found %d keys in ExampleYAML, want 25", n)
 	}
 }
 
