@@ -22,6 +22,7 @@ import (
 type app struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
+	args           []string // the command line, without "kmodvm"
 
 	configPath string
 	name       string
@@ -77,15 +78,16 @@ libvirt/QEMU sandbox, and syncs, builds, loads and judges your module there.
 	root.AddCommand(
 		a.upCmd(), a.downCmd(), a.destroyCmd(), a.statusCmd(), a.listCmd(),
 		a.sshCmd(), a.execCmd(), a.doctorCmd(), a.imageCmd(), a.kernelCmd(),
-		a.runCmd(), a.testCmd(), a.syncCmd(), a.logsCmd(), a.cacheCmd(), a.mcpCmd(),
+		a.runCmd(), a.testCmd(), a.syncCmd(), a.logsCmd(), a.cacheCmd(), a.mcpCmd(), a.crashesCmd(),
 	)
 	return root, a
 }
 
 // needsSetup is false for cobra's help and completion commands and for command groups
-// (`kmodvm kernel`): they print help and must work whatever kmodvm.yaml says.
+// (`kmodvm kernel`): they print help and must work whatever kmodvm.yaml says. A group that
+// does work of its own (`kmodvm crashes` lists) says so with the annotation groupRuns.
 func needsSetup(cmd *cobra.Command) bool {
-	if cmd.HasSubCommands() {
+	if cmd.HasSubCommands() && cmd.Annotations[groupRuns] == "" {
 		return false
 	}
 	for c := cmd; c != nil; c = c.Parent() {
@@ -233,3 +235,6 @@ func (a *app) printJSON(v any) error {
 func (a *app) vmName() string { return a.cfg.Name }
 
 func since(t time.Time) string { return fmt.Sprintf("%.1f s", time.Since(t).Seconds()) }
+
+// groupRuns annotates a command group that is a command too, and needs the settings.
+const groupRuns = "kmodvm-group-runs"

@@ -26,6 +26,8 @@ var jsonOutputs = []struct {
 	{schemaKernelBuild, kernelBuildJSON{}},
 	{schemaImageBuild, imageBuildJSON{}},
 	{schemaCacheKey, cacheKeyJSON{}},
+	{schemaCrashes, crashesJSON{}},
+	{schemaCrash, crashJSON{}},
 }
 
 // jsonFields lists the fields encoding/json writes for t, as paths: "steps[].findings[].class".

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/kmodvm/kmodvm/provision/crashes"
 	"github.com/kmodvm/kmodvm/provision/kernel"
 	"github.com/kmodvm/kmodvm/provision/sandbox"
 )
@@ -20,6 +21,8 @@ const (
 	schemaKernelBuild  = "kmodvm.kernel-build/v1"
 	schemaImageBuild   = "kmodvm.image-build/v1"
 	schemaCacheKey     = "kmodvm.cache-key/v1"
+	schemaCrashes      = "kmodvm.crashes/v1"
+	schemaCrash        = crashes.Schema // crashes show --json: meta.json and the traces
 )
 
 // upJSON is `up --json`: the VM that is now running.

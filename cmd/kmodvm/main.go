@@ -127,7 +127,17 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	return runApp(ctx, args, stdin, stdout, stderr, nil)
+}
+
+// runApp is run with a hook that may change the app before the command runs (tests give it
+// a fake VM).
+func runApp(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, prepare func(*app)) int {
 	root, a := newRootCmd(stdin, stdout, stderr)
+	if prepare != nil {
+		prepare(a)
+	}
+	a.args = args
 	root.SetArgs(args)
 	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {

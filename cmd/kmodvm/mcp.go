@@ -292,6 +292,10 @@ type testArgs struct {
 
 // runModuleRequest is prepareRun then runModule, for the run and test tools.
 func (a *app) runModuleRequest(ctx context.Context, req moduleRequest) (runJSON, error) {
+	req.command = "kmodvm mcp (the run tool)"
+	if req.tests {
+		req.command = "kmodvm mcp (the test tool)"
+	}
 	p, err := a.prepareRun(req)
 	if err != nil {
 		return runJSON{}, err

@@ -13,6 +13,7 @@ import (
 
 	"github.com/kmodvm/kmodvm/cmd/kmodvm/config"
 	"github.com/kmodvm/kmodvm/images"
+	"github.com/kmodvm/kmodvm/provision/crashes"
 	"github.com/kmodvm/kmodvm/provision/kernel"
 	"github.com/kmodvm/kmodvm/provision/ktap"
 	"github.com/kmodvm/kmodvm/provision/ktrace"
@@ -45,6 +46,7 @@ type moduleRequest struct {
 	reload  int
 	tests   bool
 	filter  string
+	command string // the command line (or MCP tool) a crash bundle records
 }
 
 // preparedRun is a moduleRequest resolved against kmodvm.yaml and checked.
@@ -150,9 +152,12 @@ func (a *app) runModule(ctx context.Context, p preparedRun) (runJSON, error) {
 	if err != nil {
 		return runJSON{}, withCode(exitUsage, err)
 	}
+	started := time.Now()
+	console := crashes.MarkConsole(in.ConsoleLog())
+	buildDir := in.HostBuildDir(filepath.Base(module.RemoteDir(p.src.Dir)))
 	res, err := vmx.runner.Run(ctx, module.Options{
 		Source: p.src, Params: p.params, Where: w, Keep: p.keep, Reload: p.reload, Timeout: p.timeout,
-		BuildDir: in.HostBuildDir(filepath.Base(module.RemoteDir(p.src.Dir))),
+		BuildDir: buildDir,
 		Status:   a.prog.Status,
 		Tests:    p.tests, Filter: p.filter,
 	})
@@ -163,7 +168,9 @@ func (a *app) runModule(ctx context.Context, p preparedRun) (runJSON, error) {
 	if p.tests {
 		schema = schemaTest
 	}
-	return runJSON{Schema: schema, Result: res, KernelRelease: in.KernelRelease, ConfigHash: in.ConfigHash, Toolchain: in.Toolchain, ExitCode: verdictExitCode(res.Verdict)}, nil
+	rj := runJSON{Schema: schema, Result: res, KernelRelease: in.KernelRelease, ConfigHash: in.ConfigHash, Toolchain: in.Toolchain, ExitCode: verdictExitCode(res.Verdict)}
+	rj.CrashID = a.keepCrash(ctx, crashRun{in: in, p: p, res: res, started: started, console: console, buildDir: buildDir})
+	return rj, nil
 }
 
 func (a *app) runCmd() *cobra.Command {
@@ -210,7 +217,7 @@ JUnit XML for CI, one testsuite per KUnit suite; --json the whole result.
 ` + exitCodesHelp()
 	}
 	c.RunE = func(cmd *cobra.Command, args []string) error {
-		req := moduleRequest{keep: keep, reload: reload, tests: tests, filter: filter}
+		req := moduleRequest{keep: keep, reload: reload, tests: tests, filter: filter, command: a.commandLine()}
 		if len(args) > 0 {
 			req.dir = args[0]
 		}
@@ -246,6 +253,9 @@ JUnit XML for CI, one testsuite per KUnit suite; --json the whole result.
 			}
 		} else {
 			printRun(a, rj.Result, tests)
+			if rj.CrashID != "" {
+				fmt.Fprintf(a.stdout, "crash:   kept as %s (kmodvm crashes show %s)\n", rj.CrashID, rj.CrashID)
+			}
 		}
 		if rj.ExitCode != exitOK {
 			return silentExit(rj.ExitCode)
@@ -287,6 +297,8 @@ type runJSON struct {
 	ConfigHash    string            `json:"config_hash"`
 	Toolchain     map[string]string `json:"toolchain"`
 	ExitCode      int               `json:"exit_code"`
+	// CrashID names the crash bundle kept of this run (`kmodvm crashes show ID`).
+	CrashID string `json:"crash_id,omitempty"`
 }
 
 func buildLocation(where string, accel vm.Accel) (string, error) {

@@ -95,7 +95,7 @@ func (a *app) downVM(ctx context.Context, timeout time.Duration) error {
 func (a *app) destroyCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "destroy",
-		Short: "Remove the sandbox VM: domain, disk overlay and state (caches are kept)",
+		Short: "Remove the sandbox VM: domain, disk overlay and state, crash bundles included (caches are kept)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.withSandbox(cmd.Context(), func(sb *sandbox.Sandbox) error {

@@ -66,6 +66,13 @@ func (in *Instance) Overlay() string    { return filepath.Join(in.dir, "overlay.
 func (in *Instance) ConsoleLog() string { return filepath.Join(in.dir, "console.log") }
 func (in *Instance) lockPath() string   { return filepath.Join(in.dir, "lock") }
 
+// CrashesDir holds the VM's crash bundles (provision/crashes); destroy removes them with the
+// rest of the state.
+func (in *Instance) CrashesDir() string { return CrashesDir(in.dir) }
+
+// CrashesDir is where the VM whose state directory is dir keeps its crash bundles.
+func CrashesDir(dir string) string { return filepath.Join(dir, "crashes") }
+
 // HostBuildDir is where a module, known by name, is built on the host for this VM.
 func (in *Instance) HostBuildDir(name string) string {
 	return filepath.Join(in.dir, "hostbuild", name)

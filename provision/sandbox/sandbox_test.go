@@ -18,6 +18,7 @@ import (
 
 	"github.com/digitalocean/go-libvirt"
 	"github.com/kmodvm/kmodvm/images"
+	"github.com/kmodvm/kmodvm/provision/crashes"
 	"github.com/kmodvm/kmodvm/vm"
 	"github.com/kmodvm/kmodvm/vm/remedy"
 	"github.com/kmodvm/kmodvm/vm/sshclient"
@@ -502,10 +503,13 @@ func TestDestroy(t *testing.T) {
 			wantCalls: []string{"DomainUndefineFlags kmodvm-dev"},
 		},
 		{
-			name: "running VM",
+			name: "running VM, its crash bundles too",
 			vm:   "dev",
 			setup: func(fx *fixture) {
-				fx.instance("dev", fx.sshPort())
+				in := fx.instance("dev", fx.sshPort())
+				if _, err := crashes.Save(in.CrashesDir(), crashes.Bundle{Meta: crashes.Meta{Module: "m"}}); err != nil {
+					fx.t.Fatal(err)
+				}
 				fx.running("dev")
 			},
 			wantCalls: []string{"DomainDestroy kmodvm-dev", "DomainUndefineFlags kmodvm-dev"},

@@ -43,6 +43,8 @@ type VM struct {
 	Accel  string `yaml:"accel"` // AccelAuto, AccelKVM or AccelTCG
 	Port   int    `yaml:"port"`  // host SSH port on 127.0.0.1; 0 = pick a free one
 	URI    string `yaml:"uri"`   // libvirt connection URI
+	// CrashRetention is how many crash bundles the VM keeps (the newest); 0 keeps none.
+	CrashRetention int `yaml:"crash_retention"`
 }
 
 // Image is the "image" section: the Debian root the guest and the toolchain run in.

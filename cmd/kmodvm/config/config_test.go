@@ -53,6 +53,7 @@ vm:
   accel: tcg
   port: 2222
   uri: qemu:///session
+  crash_retention: 5
 image:
   suite: trixie
   mirror: https://mirror.example.org/debian
@@ -78,7 +79,7 @@ module:
   timeout: 90s
 `, withDefaults(func(c *Config) {
 			c.Name = "rust-dev"
-			c.VM = VM{Memory: 4096, CPUs: 2, Accel: AccelTCG, Port: 2222, URI: URISession}
+			c.VM = VM{Memory: 4096, CPUs: 2, Accel: AccelTCG, Port: 2222, URI: URISession, CrashRetention: 5}
 			c.Image = Image{Suite: SuiteTrixie, Mirror: "https://mirror.example.org/debian",
 				Packages: []string{"strace", "gdb", "libc6-dev", "g++"}, Init: InitSystemd}
 			c.Kernel = Kernel{

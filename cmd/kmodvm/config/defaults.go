@@ -2,6 +2,7 @@ package config
 
 import (
 	"github.com/kmodvm/kmodvm/images"
+	"github.com/kmodvm/kmodvm/provision/crashes"
 	"github.com/kmodvm/kmodvm/provision/kernel"
 	"github.com/kmodvm/kmodvm/provision/module"
 	"github.com/kmodvm/kmodvm/vm"
@@ -48,6 +49,8 @@ func Default() Config {
 			Accel:  AccelAuto,
 			Port:   0,
 			URI:    URISystem,
+
+			CrashRetention: crashes.DefaultKeep,
 		},
 		Image: Image{
 			Suite:          image.Suite,
@@ -77,6 +80,7 @@ vm:
   accel: auto             # auto|kvm|tcg
   port: 0                 # host SSH forward port on 127.0.0.1; 0 = pick a free one; else 1024..65535
   uri: qemu:///system     # libvirt URI (qemu:///system or qemu:///session)
+  crash_retention: 20     # crash bundles kept per VM, newest first (kmodvm crashes); 0..1000, 0 = none
 image:
   suite: sid              # sid|trixie
   mirror: http://deb.debian.org/debian

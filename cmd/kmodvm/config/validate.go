@@ -92,6 +92,7 @@ func (c Config) Validate() error {
 
 	v.between("vm.memory", c.VM.Memory, 256, 65536, " MiB")
 	v.between("vm.cpus", c.VM.CPUs, 1, 64, "")
+	v.between("vm.crash_retention", c.VM.CrashRetention, 0, 1000, " bundles")
 	v.oneOf("vm.accel", c.VM.Accel, AccelAuto, AccelKVM, AccelTCG)
 	if c.VM.Port != 0 && (c.VM.Port < 1024 || c.VM.Port > 65535) {
 		v.add("vm.port", "%d is not 0 (pick a free port) or a port in 1024..65535; hint: use a free port such as 2222, or 0", c.VM.Port)

@@ -32,12 +32,20 @@ func TestValidate(t *testing.T) {
 		want []string // fields reported, in order; nil = valid
 	}{
 		{"defaults", func(*Config) {}, nil},
-		{"limits low", func(c *Config) { c.VM.Memory, c.VM.CPUs, c.VM.Port, c.Kernel.Jobs = 256, 1, 1024, 0 }, nil},
-		{"limits high", func(c *Config) { c.VM.Memory, c.VM.CPUs, c.VM.Port, c.Kernel.Jobs = 65536, 64, 65535, 1024 }, nil},
-		{"below limits", func(c *Config) { c.VM.Memory, c.VM.CPUs, c.VM.Port, c.Kernel.Jobs = 255, 0, 1023, -1 },
-			[]string{"vm.memory", "vm.cpus", "vm.port", "kernel.jobs"}},
-		{"above limits", func(c *Config) { c.VM.Memory, c.VM.CPUs, c.VM.Port, c.Kernel.Jobs = 65537, 65, 65536, 1025 },
-			[]string{"vm.memory", "vm.cpus", "vm.port", "kernel.jobs"}},
+		{"limits low", func(c *Config) {
+			c.VM.Memory, c.VM.CPUs, c.VM.Port, c.Kernel.Jobs, c.VM.CrashRetention = 256, 1, 1024, 0, 0
+		}, nil},
+		{"limits high", func(c *Config) {
+			c.VM.Memory, c.VM.CPUs, c.VM.Port, c.Kernel.Jobs, c.VM.CrashRetention = 65536, 64, 65535, 1024, 1000
+		}, nil},
+		{"below limits", func(c *Config) {
+			c.VM.Memory, c.VM.CPUs, c.VM.Port, c.Kernel.Jobs, c.VM.CrashRetention = 255, 0, 1023, -1, -1
+		},
+			[]string{"vm.memory", "vm.cpus", "vm.crash_retention", "vm.port", "kernel.jobs"}},
+		{"above limits", func(c *Config) {
+			c.VM.Memory, c.VM.CPUs, c.VM.Port, c.Kernel.Jobs, c.VM.CrashRetention = 65537, 65, 65536, 1025, 1001
+		},
+			[]string{"vm.memory", "vm.cpus", "vm.crash_retention", "vm.port", "kernel.jobs"}},
 		{"40-character name", func(c *Config) { c.Name = strings.Repeat("a", 39) + "1" }, nil},
 		{"digit-first name with dash", func(c *Config) { c.Name = "7-up" }, nil},
 		{"bad names", func(c *Config) { c.Name = "a_b" }, []string{"name"}},
