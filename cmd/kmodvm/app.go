@@ -15,6 +15,7 @@ import (
 	"github.com/kmodvm/kmodvm/images"
 	"github.com/kmodvm/kmodvm/provision/kernel"
 	"github.com/kmodvm/kmodvm/provision/sandbox"
+	"github.com/kmodvm/kmodvm/provision/treewatch"
 	"github.com/kmodvm/kmodvm/vm"
 )
 
@@ -40,6 +41,9 @@ type app struct {
 	// openVM reaches the VM a module run works in; nil is openModuleVM (through libvirt).
 	// The tests of `kmodvm mcp` give run and test a fake VM here.
 	openVM func(ctx context.Context, name string) (moduleVM, error)
+	// watchOptions, when set, adjusts the file watcher of `kmodvm watch`: its tests give it a
+	// manual clock and see the events it judged.
+	watchOptions func(*treewatch.Options)
 }
 
 func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) (*cobra.Command, *app) {
@@ -52,6 +56,7 @@ libvirt/QEMU sandbox, and syncs, builds, loads and judges your module there.
 
   kmodvm up                 start the sandbox (image and kernel are built once, cached)
   kmodvm run ./mymodule     sync, build, insmod, read the kernel log, judge, rmmod
+  kmodvm watch ./mymodule   the same, again every time you save
   kmodvm logs -f            follow the guest's kernel log
 
 ` + exitCodesHelp(),
@@ -78,7 +83,7 @@ libvirt/QEMU sandbox, and syncs, builds, loads and judges your module there.
 	root.AddCommand(
 		a.upCmd(), a.downCmd(), a.destroyCmd(), a.statusCmd(), a.listCmd(),
 		a.sshCmd(), a.execCmd(), a.doctorCmd(), a.imageCmd(), a.kernelCmd(),
-		a.runCmd(), a.testCmd(), a.syncCmd(), a.logsCmd(), a.cacheCmd(), a.mcpCmd(), a.crashesCmd(),
+		a.runCmd(), a.testCmd(), a.watchCmd(), a.syncCmd(), a.logsCmd(), a.cacheCmd(), a.mcpCmd(), a.crashesCmd(),
 	)
 	return root, a
 }

@@ -17,6 +17,7 @@ var jsonOutputs = []struct {
 }{
 	{schemaRun, runJSON{}},
 	{schemaTest, runJSON{}},
+	{schemaWatch, watchJSON{}},
 	{schemaUp, upJSON{}},
 	{schemaStatus, statusJSON{}},
 	{schemaList, listJSON{}},
@@ -32,7 +33,8 @@ var jsonOutputs = []struct {
 
 // jsonFields lists the fields encoding/json writes for t, as paths: "steps[].findings[].class".
 // A struct inside a list adds "[]."; a type that contains itself (a test's subtests) is listed
-// once, as a field, and not walked again.
+// once, as a field, and not walked again, and so is another output's object (watch's run):
+// its own section documents it.
 func jsonFields(t reflect.Type, prefix string, seen []reflect.Type) []string {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
@@ -68,12 +70,22 @@ func jsonFields(t reflect.Type, prefix string, seen []reflect.Type) []string {
 		for elem.Kind() == reflect.Pointer {
 			elem = elem.Elem()
 		}
-		if elem.Kind() != reflect.Struct || elem == reflect.TypeFor[time.Time]() || elem == t || slices.Contains(seen, elem) {
+		if elem.Kind() != reflect.Struct || elem == reflect.TypeFor[time.Time]() || elem == t || slices.Contains(seen, elem) || isOutput(elem) {
 			continue
 		}
 		out = append(out, jsonFields(elem, path+list+".", append(seen, t))...)
 	}
 	return out
+}
+
+// isOutput says whether t is the type of a --json output.
+func isOutput(t reflect.Type) bool {
+	for _, o := range jsonOutputs {
+		if reflect.TypeOf(o.value) == t {
+			return true
+		}
+	}
+	return false
 }
 
 // documentedFields reads docs/json.md: for each schema, the fields in the first column of the

@@ -12,6 +12,7 @@ import (
 const (
 	schemaRun          = "kmodvm.run/v1"
 	schemaTest         = "kmodvm.test/v1"
+	schemaWatch        = "kmodvm.watch/v1"
 	schemaUp           = "kmodvm.up/v1"
 	schemaStatus       = "kmodvm.status/v1"
 	schemaList         = "kmodvm.list/v1"

@@ -138,23 +138,24 @@ func runApp(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		prepare(a)
 	}
 	a.args = args
+	return execute(ctx, root, a, args, stderr)
+}
+
+// execute runs the command line args on root (and its app a) and returns the exit code,
+// having said on stderr what went wrong. Tests call it with a's seams set.
+func execute(ctx context.Context, root *cobra.Command, a *app, args []string, stderr io.Writer) int {
 	root.SetArgs(args)
 	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
 		return exitOK
 	}
+	code := errorCode(err)
 	var ee *exitError
-	code := exitFailure
-	if errors.As(err, &ee) {
-		code = ee.code
-		if ee.err == nil {
-			return code
-		}
-	} else if isUsageError(err) {
-		code = exitUsage
+	if errors.As(err, &ee) && ee.err == nil {
+		return code
+	}
+	if isUsageError(err) {
 		err = usageError(cmd, err)
-	} else if isConfigError(err) {
-		code = exitUsage
 	}
 	if ctx.Err() != nil && code == exitFailure {
 		fmt.Fprintln(stderr, "kmodvm: interrupted; nothing was left half-done (see `kmodvm status`)")
@@ -162,6 +163,19 @@ func runApp(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	}
 	fmt.Fprintf(stderr, "kmodvm: %s\n", userMessage(err, a.vmName()))
 	return code
+}
+
+// errorCode is the exit code of a command that failed with err: the code it carries
+// (withCode), 2 for a usage or config error, else 1.
+func errorCode(err error) int {
+	var ee *exitError
+	switch {
+	case errors.As(err, &ee):
+		return ee.code
+	case isUsageError(err), isConfigError(err):
+		return exitUsage
+	}
+	return exitFailure
 }
 
 // userMessage is an error as a person reads it after "kmodvm: ", and a client of `kmodvm mcp`

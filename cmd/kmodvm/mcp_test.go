@@ -328,7 +328,7 @@ type fakeVM struct {
 	released int
 }
 
-func newFakeVM(a *app, r *fakeRunner) *fakeVM {
+func newFakeVM(a *app, r moduleRunner) *fakeVM {
 	f := &fakeVM{}
 	a.openVM = func(_ context.Context, name string) (moduleVM, error) {
 		f.mu.Lock()

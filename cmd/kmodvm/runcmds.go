@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/kmodvm/kmodvm/cmd/kmodvm/config"
 	"github.com/kmodvm/kmodvm/images"
@@ -181,17 +182,56 @@ func (a *app) testCmd() *cobra.Command {
 	return a.moduleCmd(true)
 }
 
+// moduleFlags are the flags of the commands that run a module: run, test and watch.
+type moduleFlags struct {
+	params []string
+	where  string
+	keep   bool
+	reload int
+	tmo    time.Duration
+	filter string
+}
+
+// addCommon defines the flags every such command takes: -p, --build, --timeout.
+func (m *moduleFlags) addCommon(f *pflag.FlagSet) {
+	f.StringArrayVarP(&m.params, "param", "p", nil, "module parameter name=value (repeatable; default: kmodvm.yaml module.params)")
+	f.StringVar(&m.where, "build", module.BuildAuto, "where to build: auto (host under TCG, guest under KVM), guest or host")
+	f.DurationVar(&m.tmo, "timeout", 0, "how long a load, unload or KUnit suite may take before the guest is judged hung (default: kmodvm.yaml module.timeout, 2m)")
+}
+
+func (m *moduleFlags) addReload(f *pflag.FlagSet) {
+	f.IntVar(&m.reload, "reload", 1, "load/unload cycles")
+}
+
+func (m *moduleFlags) addFilter(f *pflag.FlagSet) {
+	f.StringVar(&m.filter, "filter", "", `run only the KUnit tests this glob matches: "suite" or "suite.test" (KUnit's kunit.filter_glob)`)
+}
+
+// request is the run the flags and the DIR argument ask for; a flag left out is
+// kmodvm.yaml's setting.
+func (m *moduleFlags) request(cmd *cobra.Command, args []string, tests bool) moduleRequest {
+	req := moduleRequest{keep: m.keep, reload: m.reload, tests: tests, filter: m.filter}
+	if len(args) > 0 {
+		req.dir = args[0]
+	}
+	if cmd.Flags().Changed("param") {
+		req.params = m.params
+	}
+	if cmd.Flags().Changed("build") {
+		req.build = m.where
+	}
+	if cmd.Flags().Changed("timeout") {
+		req.timeout = m.tmo
+	}
+	return req
+}
+
 // moduleCmd is `run`, or with tests `test`: the same loop, and for `test` the module's KUnit
 // suites run and judged test by test.
 func (a *app) moduleCmd(tests bool) *cobra.Command {
 	var (
-		params []string
-		where  string
-		keep   bool
-		reload int
-		tmo    time.Duration
-		filter string
-		junit  string
+		mf    moduleFlags
+		junit string
 	)
 	c := &cobra.Command{
 		Use:   "run [DIR]",
@@ -217,19 +257,8 @@ JUnit XML for CI, one testsuite per KUnit suite; --json the whole result.
 ` + exitCodesHelp()
 	}
 	c.RunE = func(cmd *cobra.Command, args []string) error {
-		req := moduleRequest{keep: keep, reload: reload, tests: tests, filter: filter, command: a.commandLine()}
-		if len(args) > 0 {
-			req.dir = args[0]
-		}
-		if cmd.Flags().Changed("param") {
-			req.params = params
-		}
-		if cmd.Flags().Changed("build") {
-			req.build = where
-		}
-		if cmd.Flags().Changed("timeout") {
-			req.timeout = tmo
-		}
+		req := mf.request(cmd, args, tests)
+		req.command = a.commandLine()
 		p, err := a.prepareRun(req)
 		if err != nil {
 			return err
@@ -263,16 +292,14 @@ JUnit XML for CI, one testsuite per KUnit suite; --json the whole result.
 		return nil
 	}
 	f := c.Flags()
-	f.StringArrayVarP(&params, "param", "p", nil, "module parameter name=value (repeatable; default: kmodvm.yaml module.params)")
-	f.StringVar(&where, "build", module.BuildAuto, "where to build: auto (host under TCG, guest under KVM), guest or host")
+	mf.addCommon(f)
 	if tests {
-		f.StringVar(&filter, "filter", "", `run only the KUnit tests this glob matches: "suite" or "suite.test" (KUnit's kunit.filter_glob)`)
+		mf.addFilter(f)
 	} else {
-		f.BoolVar(&keep, "keep", false, "leave the module loaded")
-		f.IntVar(&reload, "reload", 1, "load/unload cycles")
+		f.BoolVar(&mf.keep, "keep", false, "leave the module loaded")
+		mf.addReload(f)
 	}
 	f.StringVar(&junit, "junit", "", "also write the results as JUnit XML to FILE (one testsuite per KUnit suite that ran; a verdict no test explains is one errored case)")
-	f.DurationVar(&tmo, "timeout", 0, "how long a load, unload or KUnit suite may take before the guest is judged hung (default: kmodvm.yaml module.timeout, 2m)")
 	f.BoolVar(&a.jsonOut, "json", false, "print one JSON object with the whole result")
 	return c
 }
@@ -344,6 +371,13 @@ func checkParams(params []string) error {
 // results, the verdict. The crash traces of a step follow its log, decoded. For `test` (tests) a step's kernel log is printed only when the step
 // went wrong: the KTAP it holds is printed as results.
 func printRun(a *app, res *module.Result, tests bool) {
+	printReport(a, res, tests)
+	fmt.Fprintf(a.stdout, "verdict: %s — %s\n", res.Verdict, res.Title)
+}
+
+// printReport is printRun without the verdict line: `watch` ends a failed iteration's report
+// with its own line.
+func printReport(a *app, res *module.Result, tests bool) {
 	out := a.stdout
 	fmt.Fprintf(out, "sync:    %s\n", res.Sync.Summary)
 	fmt.Fprintf(out, "build:   %s, %s (%.1f s)\n", res.Build.Where, map[bool]string{true: "ok", false: "FAILED"}[res.Build.OK], res.Build.Duration.Seconds())
@@ -389,7 +423,6 @@ func printRun(a *app, res *module.Result, tests bool) {
 	if res.Restart {
 		fmt.Fprintln(out, "guest:   restarted after the crash; it is ready for the next run")
 	}
-	fmt.Fprintf(out, "verdict: %s — %s\n", res.Verdict, res.Title)
 }
 
 func (a *app) syncCmd() *cobra.Command {

@@ -15,9 +15,9 @@ import (
 	"strings"
 )
 
-// loadMatcher builds the ignore rules for the tree at root: built-in
+// LoadMatcher builds the ignore rules for the tree at root: built-in
 // rules, then root/.kmodvmignore, then extra.
-func loadMatcher(root string, extra []string) (*Matcher, error) {
+func LoadMatcher(root string, extra []string) (*Matcher, error) {
 	m, err := NewMatcher("options", nil)
 	if err != nil {
 		return nil, err
@@ -58,7 +58,7 @@ func walkLocal(ctx context.Context, root string, m *Matcher, log *slog.Logger) (
 			return fmt.Errorf("sync: list local tree: %w", err)
 		}
 		rel := filepath.ToSlash(relOS)
-		if reserved(rel) {
+		if Reserved(rel) {
 			log.Warn("sync: skipping local file with a name the sync reserves for itself", "path", rel)
 			return nil
 		}

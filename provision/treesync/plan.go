@@ -191,8 +191,9 @@ func isTempName(base string) bool {
 	return true
 }
 
-// reserved reports whether rel is a name the sync keeps for itself.
-func reserved(rel string) bool {
+// Reserved reports whether rel is a name the sync keeps for itself: it never syncs a local
+// file of that name.
+func Reserved(rel string) bool {
 	return rel == ManifestName || isTempName(path.Base(rel))
 }
 
@@ -297,7 +298,7 @@ func Plan(local, remote []Entry, manifest Manifest) (Actions, error) {
 		if dir := path.Dir(p); dir != "." && lm[dir] == nil {
 			return Actions{}, fmt.Errorf("plan sync: local entry %q is inside the ignored directory %q", p, dir)
 		}
-		if reserved(p) {
+		if Reserved(p) {
 			return Actions{}, fmt.Errorf("plan sync: local entry %q uses a name reserved for the sync", p)
 		}
 		if l.Kind == Other {

@@ -171,7 +171,7 @@ func readLocal(ctx context.Context, localDir string, ignore []string, log *slog.
 	if fi, err := os.Stat(root); err != nil || !fi.IsDir() {
 		return "", nil, nil, fmt.Errorf("sync: module directory %s is not a directory; hint: pass the directory holding the module's Makefile or Kbuild", localDir)
 	}
-	if m, err = loadMatcher(root, ignore); err != nil {
+	if m, err = LoadMatcher(root, ignore); err != nil {
 		return "", nil, nil, err
 	}
 	if entries, err = walkLocal(ctx, root, m, log); err != nil {
