@@ -156,6 +156,16 @@ func (a *app) runModule(ctx context.Context, p preparedRun) (runJSON, error) {
 	started := time.Now()
 	console := crashes.MarkConsole(in.ConsoleLog())
 	buildDir := in.HostBuildDir(filepath.Base(module.RemoteDir(p.src.Dir)))
+	if r, ok := vmx.runner.(*module.Runner); ok {
+		// Traces get file:line from llvm-addr2line in the toolchain root, over the debug
+		// kernel's vmlinux and the .ko files this run builds on the host.
+		sym, err := kernel.NewSymbolizer(&images.Root{Dir: in.RootDir, Hash: in.RootHash}, in.Vmlinux, buildDir)
+		if err != nil {
+			a.log.Warn("crash traces will have no file:line", "err", err)
+		} else {
+			r.Symbolizer = sym
+		}
+	}
 	res, err := vmx.runner.Run(ctx, module.Options{
 		Source: p.src, Params: p.params, Where: w, Keep: p.keep, Reload: p.reload, Timeout: p.timeout,
 		BuildDir: buildDir,
