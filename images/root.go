@@ -274,8 +274,6 @@ func culprit(mmErr, tarErr error, tarTail string) string {
 		return "tar"
 	case mmErr != nil:
 		return "mmdebstrap"
-	case tarErr != nil:
-		return "tar"
 	}
 	return ""
 }

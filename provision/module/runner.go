@@ -329,10 +329,9 @@ func (r *Runner) Run(ctx context.Context, opt Options) (*Result, error) {
 	res.Notes = append(res.Notes, r.decodeTraces(ctx, res.Steps, remote, opt.Source.Dir)...)
 	if died(res.Steps) {
 		opt.status("the kernel oopsed; restarting the guest")
-		if err := r.guest.Restart(context.WithoutCancel(ctx)); err != nil {
+		if err := r.restart(ctx); err != nil {
 			return nil, fmt.Errorf("restart the guest after its kernel oopsed: %w", err)
 		}
-		r.seen = logCursor{}
 		res.Restart = true
 		res.Notes = append(res.Notes, "the kernel oopsed (taint D): it lives on, but may hold locks, leaked memory or a module stuck loading, so no later verdict could trust it; kmodvm restarted the guest")
 	}
@@ -359,6 +358,13 @@ func died(steps []Step) bool {
 	return d
 }
 
+// restart boots the guest afresh, even when ctx is cancelled (a guest left dead or oopsed
+// helps nobody); the new guest's kernel log starts over.
+func (r *Runner) restart(ctx context.Context) error {
+	r.seen = logCursor{}
+	return r.guest.Restart(context.WithoutCancel(ctx))
+}
+
 // recoverDeadKernel restarts the guest when its kernel oopsed before this run (in `kmodvm
 // exec`, say, or in a run kmodvm was interrupted in): a verdict in it could not be trusted,
 // and a module stuck loading could not even be loaded again.
@@ -379,10 +385,9 @@ func (r *Runner) recoverDeadKernel(ctx context.Context, opt Options, res *Result
 		return nil
 	}
 	opt.status("the guest's kernel oopsed before this run; restarting it")
-	if err := r.guest.Restart(context.WithoutCancel(ctx)); err != nil {
+	if err := r.restart(ctx); err != nil {
 		return fmt.Errorf("restart the guest, whose kernel had oopsed: %w", err)
 	}
-	r.seen = logCursor{}
 	res.Restart = true
 	res.Notes = append(res.Notes, "the guest's kernel had oopsed before this run (taint flags "+t.Flags()+"): kmodvm restarted the guest first")
 	return nil
@@ -781,7 +786,6 @@ wait:
 		if hung {
 			r.askWhereHung(ctx, opt)
 		}
-		r.seen = logCursor{} // the restarted guest's log starts over
 		st.Crashed = true
 		st.OK = false
 		st.Error = why
@@ -798,7 +802,7 @@ wait:
 			st.Findings = []kmsg.Finding{{Class: "panic", Title: "guest died or hung while running " + action + " " + name + ": " + why}}
 		}
 		opt.status("the guest died or hung; restarting it")
-		if err := r.guest.Restart(context.WithoutCancel(ctx)); err != nil {
+		if err := r.restart(ctx); err != nil {
 			return st, fmt.Errorf("restart the guest after the %s of %s: %w", action, name, err)
 		}
 	}
