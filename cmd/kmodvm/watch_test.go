@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -50,7 +49,7 @@ type watching struct {
 	t       *testing.T
 	dir     string // the module directory
 	clock   *treewatchtest.Clock
-	events  chan treewatch.Event
+	events  treewatchtest.Events
 	runner  *gatedRunner
 	stdout  *lockedBuffer
 	stderr  *lockedBuffer
@@ -75,14 +74,14 @@ func startWatch(t *testing.T, flags ...string) *watching {
 	t.Chdir(top)
 	w := &watching{t: t, dir: filepath.Join(top, "m"),
 		clock:  treewatchtest.New(time.Date(2026, 5, 4, 14, 2, 11, 0, time.UTC)),
-		events: make(chan treewatch.Event, 4096),
+		events: treewatchtest.NewEvents(),
 		runner: &gatedRunner{started: make(chan module.Options, 16), finish: make(chan module.Result)},
 		stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, done: make(chan int, 1)}
 	root, a := newRootCmd(strings.NewReader(""), w.stdout, w.stderr)
 	newFakeVM(a, w.runner)
 	a.watchOptions = func(o *treewatch.Options) {
 		o.Clock = w.clock
-		o.Seen = func(ev treewatch.Event) { w.events <- ev }
+		o.Seen = w.events.Seen
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	w.cancel = cancel
@@ -131,29 +130,8 @@ func (w *watching) save(name string) {
 
 func (w *watching) saveAs(name, content string) {
 	w.t.Helper()
-	p := filepath.Join(w.dir, name)
-	tmp := filepath.Join(w.dir, "."+name+".new~")
-	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
-		w.t.Fatal(err)
-	}
-	if err := os.Rename(tmp, p); err != nil {
-		w.t.Fatal(err)
-	}
-	deadline := time.After(10 * time.Second)
-	for {
-		select {
-		case ev := <-w.events:
-			if ev.Ignored {
-				continue
-			}
-			if ev.Path != name {
-				w.t.Fatalf("the watcher counted %s %s, waiting for %s", ev.Op, ev.Path, name)
-			}
-			return
-		case <-deadline:
-			w.t.Fatalf("the watcher did not see %s within 10 s", name)
-		}
-	}
+	treewatchtest.Save(w.t, w.dir, name, content)
+	w.events.WaitCounted(w.t, name)
 }
 
 // quiet ends the quiet period after the changes saved.

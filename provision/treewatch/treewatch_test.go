@@ -27,17 +27,17 @@ type harness struct {
 	dir    string
 	w      *treewatch.Watcher
 	clock  *treewatchtest.Clock
-	events chan treewatch.Event
+	events treewatchtest.Events
 }
 
 func start(t *testing.T, files map[string]string) *harness {
 	t.Helper()
 	h := &harness{t: t, dir: t.TempDir(), clock: treewatchtest.New(time.Date(2026, 5, 4, 14, 2, 0, 0, time.UTC)),
-		events: make(chan treewatch.Event, 4096)}
+		events: treewatchtest.NewEvents()}
 	for name, content := range files {
 		h.write(name, content)
 	}
-	w, err := treewatch.New(h.dir, treewatch.Options{Clock: h.clock, Seen: func(ev treewatch.Event) { h.events <- ev }})
+	w, err := treewatch.New(h.dir, treewatch.Options{Clock: h.clock, Seen: h.events.Seen})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,36 +65,8 @@ func (h *harness) write(name, content string) {
 // save saves name as an editor does, and waits until the watcher has counted it.
 func (h *harness) save(name, content string) {
 	h.t.Helper()
-	p := filepath.Join(h.dir, name)
-	tmp := filepath.Join(filepath.Dir(p), "."+filepath.Base(p)+".new~")
-	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
-		h.t.Fatal(err)
-	}
-	if err := os.Rename(tmp, p); err != nil {
-		h.t.Fatal(err)
-	}
-	h.waitCounted(name)
-}
-
-// waitCounted waits until the watcher has counted a change of rel; it fails the test if the
-// watcher counted any other change first.
-func (h *harness) waitCounted(rel string) {
-	h.t.Helper()
-	deadline := time.After(10 * time.Second)
-	for {
-		select {
-		case ev := <-h.events:
-			if ev.Ignored {
-				continue
-			}
-			if ev.Path == rel {
-				return
-			}
-			h.t.Fatalf("the watcher counted %s %s, waiting for %s", ev.Op, ev.Path, rel)
-		case <-deadline:
-			h.t.Fatalf("the watcher did not see %s within 10 s", rel)
-		}
-	}
+	treewatchtest.Save(h.t, h.dir, name, content)
+	h.events.WaitCounted(h.t, name)
 }
 
 func (h *harness) next() (treewatch.Batch, error) {
@@ -181,7 +153,7 @@ func TestWatcher(t *testing.T) {
 					if err := os.Remove(filepath.Join(h.dir, s.remove)); err != nil {
 						t.Fatal(err)
 					}
-					h.waitCounted(s.remove)
+					h.events.WaitCounted(t, s.remove)
 				case s.moveIn != nil:
 					outside := t.TempDir()
 					top := ""
@@ -198,7 +170,7 @@ func TestWatcher(t *testing.T) {
 					if err := os.Rename(filepath.Join(outside, top), filepath.Join(h.dir, top)); err != nil {
 						t.Fatal(err)
 					}
-					h.waitCounted(top)
+					h.events.WaitCounted(t, top)
 				case s.fire:
 					if !h.clock.Fire() {
 						t.Fatalf("step %d: no quiet period was running: nothing counted", i)

@@ -1,4 +1,5 @@
-// Package treewatchtest is a manual clock for tests of code that waits on treewatch.
+// Package treewatchtest helps tests of code that waits on treewatch: a manual clock, saves
+// made as editors make them, and a wait until the watcher has counted one.
 package treewatchtest
 
 import (
