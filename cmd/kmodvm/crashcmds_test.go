@@ -127,14 +127,23 @@ func rustPanicResult(t *testing.T) module.Result {
 	}
 }
 
-var crashLine = regexp.MustCompile(`(?m)^crash:   kept as (\S+) \(kmodvm crashes show (\S+)\)$`)
-
-func TestRunKeepsCrash(t *testing.T) {
+// rustOopsVM isolates the test and returns VM name, whose runs hit rustPanicResult, and a
+// module directory holding a Kbuild for rust_oops and files.
+func rustOopsVM(t *testing.T, name string, files map[string]string) (*crashVM, string) {
+	t.Helper()
 	isolate(t)
 	mod := t.TempDir()
 	writeFiles(t, mod, map[string]string{"Kbuild": "obj-m := rust_oops.o\n"})
-	v := newCrashVM(t, "kmodvm")
+	writeFiles(t, mod, files)
+	v := newCrashVM(t, name)
 	v.runner.result = rustPanicResult(t)
+	return v, mod
+}
+
+var crashLine = regexp.MustCompile(`(?m)^crash:   kept as (\S+) \(kmodvm crashes show (\S+)\)$`)
+
+func TestRunKeepsCrash(t *testing.T) {
+	v, mod := rustOopsVM(t, "kmodvm", nil)
 
 	r := v.run(mod, "run", mod)
 	m := crashLine.FindStringSubmatch(r.stdout)
@@ -233,11 +242,7 @@ func TestRunWithoutCrashKeepsNothing(t *testing.T) {
 
 // TestCrashRetention: kmodvm.yaml's vm.crash_retention bundles are kept, the newest.
 func TestCrashRetention(t *testing.T) {
-	isolate(t)
-	mod := t.TempDir()
-	writeFiles(t, mod, map[string]string{"Kbuild": "obj-m := rust_oops.o\n", "kmodvm.yaml": "name: dev\nvm:\n  crash_retention: 2\n"})
-	v := newCrashVM(t, "dev")
-	v.runner.result = rustPanicResult(t)
+	v, mod := rustOopsVM(t, "dev", map[string]string{"kmodvm.yaml": "name: dev\nvm:\n  crash_retention: 2\n"})
 	var ids []string
 	for range 3 {
 		r := v.run(mod, "run", "--json", mod)
@@ -256,11 +261,7 @@ func TestCrashRetention(t *testing.T) {
 // TestCrashNotKept: a bundle that cannot be saved is a warning and a note; the run's verdict
 // and exit code stand.
 func TestCrashNotKept(t *testing.T) {
-	isolate(t)
-	mod := t.TempDir()
-	writeFiles(t, mod, map[string]string{"Kbuild": "obj-m := rust_oops.o\n"})
-	v := newCrashVM(t, "kmodvm")
-	v.runner.result = rustPanicResult(t)
+	v, mod := rustOopsVM(t, "kmodvm", nil)
 	if err := os.WriteFile(filepath.Join(v.dir, "crashes"), nil, 0o600); err != nil { // not a directory
 		t.Fatal(err)
 	}
