@@ -111,23 +111,33 @@ func TestLogEmitter(t *testing.T) {
 			{Schema: schemaLogs, Time: 13, Text: "other: from the console", Source: "console"},
 			{Schema: schemaLogs, Seq: 9, Time: 14, Level: "warn", Text: "WARNING: at hello.c:3\nsecond line", Source: "kmsg"},
 		}
-		lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
-		if len(lines) != len(want) {
-			t.Fatalf("%d lines, want %d:\n%s", len(lines), len(want), out.String())
-		}
-		for i, l := range lines {
-			var got logLine
-			if err := json.Unmarshal([]byte(l), &got); err != nil {
-				t.Fatalf("line %d is not JSON: %v: %s", i+1, err, l)
-			}
-			if got != want[i] {
-				t.Errorf("line %d = %+v, want %+v", i+1, got, want[i])
+		lines, got := logLines(t, out.String(), len(want))
+		for i := range got {
+			if got[i] != want[i] {
+				t.Errorf("line %d = %+v, want %+v", i+1, got[i], want[i])
 			}
 		}
 		if strings.Contains(lines[1], `"seq"`) || strings.Contains(lines[1], `"level"`) {
 			t.Errorf("a console record without seq and level has them in JSON: %s", lines[1])
 		}
 	})
+}
+
+// logLines splits `logs --json` output into its lines and decodes each; it fails the test
+// unless there are n, each a JSON object.
+func logLines(t *testing.T, out string, n int) ([]string, []logLine) {
+	t.Helper()
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	if len(lines) != n {
+		t.Fatalf("%d lines, want %d:\n%s", len(lines), n, out)
+	}
+	recs := make([]logLine, len(lines))
+	for i, l := range lines {
+		if err := json.Unmarshal([]byte(l), &recs[i]); err != nil {
+			t.Fatalf("line %d is not JSON: %v: %s", i+1, err, l)
+		}
+	}
+	return lines, recs
 }
 
 // consoleRec is what a test compares of an emitted record.
@@ -366,17 +376,10 @@ func TestLogsReadable(t *testing.T) {
 		for _, r := range recs {
 			emit(r, "kmsg")
 		}
-		lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
-		if len(lines) != len(want) {
-			t.Fatalf("%d lines, want %d:\n%s", len(lines), len(want), out.String())
-		}
-		for i, l := range lines {
-			var got logLine
-			if err := json.Unmarshal([]byte(l), &got); err != nil {
-				t.Fatal(err)
-			}
-			if got.Text != want[i] {
-				t.Errorf("text %q, want %q", got.Text, want[i])
+		_, got := logLines(t, out.String(), len(want))
+		for i := range got {
+			if got[i].Text != want[i] {
+				t.Errorf("text %q, want %q", got[i].Text, want[i])
 			}
 		}
 	})
