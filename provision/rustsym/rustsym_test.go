@@ -5,8 +5,21 @@ import (
 	"testing"
 )
 
+// demangleCase is an input and what a demangling function makes of it.
+type demangleCase struct{ in, want string }
+
+// checkDemangling runs f, named name, on each case's input.
+func checkDemangling(t *testing.T, name string, f func(string) string, cases []demangleCase) {
+	t.Helper()
+	for _, c := range cases {
+		if got := f(c.in); got != c.want {
+			t.Errorf("%s(%q) = %q, want %q", name, c.in, got, c.want)
+		}
+	}
+}
+
 func TestDemangle(t *testing.T) {
-	cases := []struct{ in, want string }{
+	checkDemangling(t, "Demangle", Demangle, []demangleCase{
 		{"_RNvXCs7pXBtqNa9yW_9rust_oopsNtB2_8RustOopsNtCsbDqzXfLQacH_6kernel6Module4init", "<rust_oops::RustOops as kernel::Module>::init"},
 		{"_RNvXCs5Rd3xvvgW4W_10rust_helloNtB2_9RustHelloNtCsbDqzXfLQacH_6kernel6Module4init", "<rust_hello::RustHello as kernel::Module>::init"},
 		{"_RNvCsbDqzXfLQacH_6kernel14rust_panic_fmt", "kernel::rust_panic_fmt"},
@@ -26,12 +39,7 @@ func TestDemangle(t *testing.T) {
 		{"_RNv5abc", "_RNv5abc"},           // truncated
 		{"_RC999999999x", "_RC999999999x"}, // absurd length
 		{"_RNvFE1a", "_RNvFE1a"},
-	}
-	for _, c := range cases {
-		if got := Demangle(c.in); got != c.want {
-			t.Errorf("Demangle(%q) = %q, want %q", c.in, got, c.want)
-		}
-	}
+	})
 }
 
 // A name longer than the bound is cut there rather than fill a screen.
@@ -45,18 +53,13 @@ func TestDemangleBounded(t *testing.T) {
 }
 
 func TestDemangleText(t *testing.T) {
-	cases := []struct{ in, want string }{
+	checkDemangling(t, "DemangleText", DemangleText, []demangleCase{
 		{"WARNING at _RNvCsba7VXYN6cTp_9rust_oops5check+0x3c/0x3c [rust_oops], in _ZN4core9panicking5panic17h0123456789abcdefE.",
 			"WARNING at rust_oops::check+0x3c/0x3c [rust_oops], in core::panicking::panic."},
 		{"RIP: 0010:_RNvCsbDqzXfLQacH_6kernel14rust_panic_fmt+0x52/0x60", "RIP: 0010:kernel::rust_panic_fmt+0x52/0x60"},
 		{"hello: loaded", "hello: loaded"},
 		{"_Rnot_a_symbol", "_Rnot_a_symbol"},
-	}
-	for _, c := range cases {
-		if got := DemangleText(c.in); got != c.want {
-			t.Errorf("DemangleText(%q) = %q, want %q", c.in, got, c.want)
-		}
-	}
+	})
 }
 
 func FuzzDemangle(f *testing.F) {
