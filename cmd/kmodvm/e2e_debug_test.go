@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kmodvm/kmodvm/provision/ktrace"
+)
+
+// TestE2EDebugKernel: on the debug kernel (kernel.debug: true: DWARF, ORC), a Rust module
+// whose init panics and a C module that oopses crash the guest; the trace's top module
+// frame names the module's host source file and the very line that crashed, with that
+// line's text, no frame of the module is a guess, and each crash is kept as a bundle that
+// `kmodvm crashes` lists and shows.
+func TestE2EDebugKernel(t *testing.T) {
+	e2eEnv(t)
+	ctx := context.Background()
+	name, _ := e2eVM(t, "e2e-debug")
+	cfg := filepath.Join(t.TempDir(), "kmodvm.yaml")
+	if err := os.WriteFile(cfg, []byte("kernel:\n  debug: true\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n := []string{"-n", name, "--config", cfg}
+	root := repoRoot(t)
+	mustCLI(t, ctx, append([]string{"up"}, n...)...)
+
+	var st struct {
+		KernelDebug bool `json:"kernel_debug"`
+	}
+	if out := mustCLI(t, ctx, append([]string{"status", "--json"}, n...)...); json.Unmarshal([]byte(out), &st) != nil || !st.KernelDebug {
+		t.Errorf("status --json: kernel_debug is not true:\n%s", out)
+	}
+
+	cases := []struct {
+		dir, file, line, module string
+		cmd                     []string
+	}{
+		// Rust: `let x = v[i];` panics (index 7 of 3); the kernel turns the panic into a BUG.
+		{"testdata/modules/oops-rust", "oops_rust.rs", "let x = v[i];", "oops_rust", []string{"run"}},
+		// C: KUnit's test 2 writes through NULL; the oops kills only its thread.
+		{"testdata/modules/kunit-crash-c", "kunit_crash_c.c", "WRITE_ONCE(*p, 1);", "kunit_crash_c", []string{"test"}},
+	}
+	var ids []string
+	for _, c := range cases {
+		src := filepath.Join(root, c.dir, c.file)
+		line := lineOf(t, src, c.line)
+		code, out, _ := cli(t, ctx, append(append(c.cmd, n...), "--json", filepath.Join(root, c.dir))...)
+		var res struct {
+			Verdict string `json:"verdict"`
+			CrashID string `json:"crash_id"`
+			Steps   []struct {
+				Traces []ktrace.Trace `json:"traces"`
+			} `json:"steps"`
+		}
+		if code != 5 || json.Unmarshal([]byte(out), &res) != nil || res.Verdict != "kernel-problem" {
+			t.Errorf("%s %s: exit %d, want 5 with verdict kernel-problem:\n%s", c.cmd[0], c.dir, code, out)
+			continue
+		}
+		top := topModuleFrame(res.Steps, c.module)
+		if top == nil {
+			t.Errorf("%s %s: no trace has a frame in module %s:\n%s", c.cmd[0], c.dir, c.module, out)
+			continue
+		}
+		if top.File != src || top.Line != line || strings.TrimSpace(top.Source) != c.line {
+			t.Errorf("%s %s: top frame of %s is %s:%d %q, want %s:%d %q", c.cmd[0], c.dir, c.module, top.File, top.Line, top.Source, src, line, c.line)
+		}
+		for _, s := range res.Steps {
+			for _, tr := range s.Traces {
+				for _, f := range tr.Frames {
+					if f.Module == c.module && !f.Reliable {
+						t.Errorf("%s %s: the unwinder guessed frame %q on the debug kernel (ORC)", c.cmd[0], c.dir, f.Raw)
+					}
+				}
+			}
+		}
+		if res.CrashID == "" {
+			t.Errorf("%s %s: no crash_id: the crash was not kept", c.cmd[0], c.dir)
+		} else {
+			ids = append(ids, res.CrashID)
+		}
+		// The text report shows the same place, with the line itself.
+		_, text, _ := cli(t, ctx, append(append(c.cmd, n...), filepath.Join(root, c.dir))...)
+		if want := "> " + c.line; !strings.Contains(text, src+":") || !strings.Contains(text, want) {
+			t.Errorf("%s %s: the report lacks %s and %q:\n%s", c.cmd[0], c.dir, src, want, text)
+		}
+	}
+
+	list := mustCLI(t, ctx, append([]string{"crashes", "list"}, n...)...)
+	for _, id := range ids {
+		if !strings.Contains(list, id) {
+			t.Errorf("crashes list lacks %s:\n%s", id, list)
+		}
+		show := mustCLI(t, ctx, append([]string{"crashes", "show", id}, n...)...)
+		if !strings.Contains(show, root) {
+			t.Errorf("crashes show %s: no frame names the host source under %s:\n%s", id, root, show)
+		}
+	}
+}
+
+// topModuleFrame returns the first frame in module mod of the first trace that has one: the
+// function of the module the CPU was in, or the innermost module frame of the call trace.
+func topModuleFrame(steps []struct {
+	Traces []ktrace.Trace `json:"traces"`
+}, mod string) *ktrace.Frame {
+	for _, s := range steps {
+		for _, tr := range s.Traces {
+			if tr.RIP != nil && tr.RIP.Module == mod {
+				return tr.RIP
+			}
+			for i := range tr.Frames {
+				if tr.Frames[i].Module == mod {
+					return &tr.Frames[i]
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// lineOf is the 1-based number of the line of file whose text, trimmed, is text.
+func lineOf(t *testing.T, file, text string) int {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, l := range strings.Split(string(data), "\n") {
+		if strings.TrimSpace(l) == text {
+			return i + 1
+		}
+	}
+	t.Fatalf("%s has no line %q", file, text)
+	return 0
+}
