@@ -22,11 +22,12 @@ build:
 
 # The whole suite: unit tests, every fuzz target for a bounded time, then the tests against
 # a real libvirtd and QEMU guest, faults and load included (they build the image and the
-# Rust kernel on first use; cached afterwards). See docs/reliability.md.
+# Rust kernel on first use; cached afterwards). See docs/reliability.md. On failure,
+# scripts/e2e.sh repeats what the failed tests said at the end of its output.
 test: deps
 	go test ./...
 	bash scripts/fuzz.sh
-	KMODVM_E2E=1 go test -p 1 -count=1 -timeout 80m -v -run 'E2E' ./cmd/kmodvm ./images ./vm
+	bash scripts/e2e.sh
 
 unit:
 	go test ./...
@@ -36,7 +37,7 @@ fuzz:
 	bash scripts/fuzz.sh
 
 e2e: deps
-	KMODVM_E2E=1 go test -p 1 -count=1 -timeout 80m -v -run 'E2E' ./cmd/kmodvm ./images ./vm
+	bash scripts/e2e.sh
 
 bench: deps build
 	bash scripts/bench.sh
