@@ -38,9 +38,13 @@ type app struct {
 	log   *slog.Logger
 	prog  *progress
 
-	// openVM reaches the VM a module run works in; nil is openModuleVM (through libvirt).
-	// The tests of `kmodvm mcp` give run and test a fake VM here.
-	openVM func(ctx context.Context, name string) (moduleVM, error)
+	// openVM reaches the VM a module run works in, with up starting it first when it is not
+	// running; nil is openModuleVM (through libvirt). The tests of `kmodvm mcp` give run and
+	// test a fake VM here.
+	openVM func(ctx context.Context, name string, up bool) (moduleVM, error)
+	// libvirt connects to libvirt; nil is vm.Connect on vm.uri. Tests give the sandbox a
+	// fake libvirt here.
+	libvirt func(ctx context.Context) (vm.Libvirt, error)
 	// watchOptions, when set, adjusts the file watcher of `kmodvm watch`: its tests give it a
 	// manual clock and see the events it judged.
 	watchOptions func(*treewatch.Options)
@@ -183,11 +187,23 @@ func (a *app) sandbox(ctx context.Context) (*sandbox.Sandbox, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	lv, err := vm.Connect(ctx, a.cfg.VM.URI, a.log)
+	lv, err := a.connectLibvirt(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
 	return sandbox.New(lv, opt), func() { _ = lv.Disconnect() }, nil
+}
+
+// connectLibvirt connects to the libvirt daemon behind vm.uri (or the tests' fake).
+func (a *app) connectLibvirt(ctx context.Context) (vm.Libvirt, error) {
+	if a.libvirt != nil {
+		return a.libvirt(ctx)
+	}
+	c, err := vm.Connect(ctx, a.cfg.VM.URI, a.log)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // withSandbox runs body with a sandbox on a libvirt connection, disconnecting afterwards.
