@@ -212,7 +212,7 @@ type moduleFlags struct {
 
 // addCommon defines the flags every such command takes: -p, --build, --timeout, --no-up.
 func (m *moduleFlags) addCommon(f *pflag.FlagSet) {
-	f.BoolVar(&m.noUp, "no-up", false, "fail when the VM is not running, instead of starting it as `kmodvm up` does")
+	f.BoolVar(&m.noUp, "no-up", false, "fail when the VM is not running, instead of starting it as kmodvm up does")
 	f.StringArrayVarP(&m.params, "param", "p", nil, "module parameter name=value (repeatable; default: kmodvm.yaml module.params)")
 	f.StringVar(&m.where, "build", module.BuildAuto, "where to build: auto (host under TCG, guest under KVM), guest or host")
 	f.DurationVar(&m.tmo, "timeout", 0, "how long a load, unload or KUnit suite may take before the guest is judged hung (default: kmodvm.yaml module.timeout, 2m)")
@@ -258,9 +258,10 @@ func (a *app) moduleCmd(tests bool) *cobra.Command {
 		Long: `Sync the module directory into the guest, build it against the booted kernel,
 insmod it, read exactly the kernel log lines the load produced, judge them, rmmod it
 and judge again. A VM that does not exist or is not running is started first, as
-kmodvm up does (--no-up: fail instead). A module that crashes or hangs the guest is reported with the trace
-from the console log, and the guest is restarted. The KUnit tests a module carries run
-at insmod (kmodvm's kernel has KUnit with autorun): a failing test fails the run.
+kmodvm up does (--no-up: fail instead). A module that crashes or hangs the guest is
+reported with the trace from the console log, and the guest is restarted. The KUnit
+tests a module carries run at insmod (kmodvm's kernel has KUnit with autorun): a
+failing test fails the run.
 
 ` + exitCodesHelp(),
 		Args: cobra.MaximumNArgs(1),
@@ -269,10 +270,10 @@ at insmod (kmodvm's kernel has KUnit with autorun): a failing test fails the run
 		c.Use = "test [DIR]"
 		c.Short = "Build a module, run its KUnit tests in the guest, report each test"
 		c.Long = `Sync and build the module as run does (starting the VM when it is not running,
-unless --no-up), load it, run every KUnit suite it
-registers (Rust #[kunit_tests], C kunit_test_suite()), unload it, and report each test:
-passed, failed (with the failure's host path:line), skipped (with the reason) or crashed
-(a test that oopsed, panicked or hung the guest; the guest is restarted). --junit writes
+unless --no-up), load it, run every KUnit suite it registers (Rust #[kunit_tests], C
+kunit_test_suite()), unload it, and report each test: passed, failed (with the
+failure's host path:line), skipped (with the reason) or crashed (a test that oopsed,
+panicked or hung the guest; the guest is restarted). --junit writes
 JUnit XML for CI, one testsuite per KUnit suite; --json the whole result.
 
 ` + exitCodesHelp()
