@@ -38,9 +38,13 @@ type app struct {
 	log   *slog.Logger
 	prog  *progress
 
-	// openVM reaches the VM a module run works in; nil is openModuleVM (through libvirt).
-	// The tests of `kmodvm mcp` give run and test a fake VM here.
-	openVM func(ctx context.Context, name string) (moduleVM, error)
+	// openVM reaches the VM a module run works in, with up starting it first when it is not
+	// running; nil is openModuleVM (through libvirt). The tests of `kmodvm mcp` give run and
+	// test a fake VM here.
+	openVM func(ctx context.Context, name string, up bool) (moduleVM, error)
+	// libvirt connects to libvirt; nil is vm.Connect on vm.uri. Tests give the sandbox a
+	// fake libvirt here.
+	libvirt func(ctx context.Context) (vm.Libvirt, error)
 	// watchOptions, when set, adjusts the file watcher of `kmodvm watch`: its tests give it a
 	// manual clock and see the events it judged.
 	watchOptions func(*treewatch.Options)
@@ -54,6 +58,7 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) (*cobra.Command, *app
 		Long: `kmodvm builds a Rust-enabled kernel with a matching toolchain, boots it in a
 libvirt/QEMU sandbox, and syncs, builds, loads and judges your module there.
 
+  kmodvm new mymodule       write a new module's skeleton (Rust; --lang c for C)
   kmodvm up                 start the sandbox (image and kernel are built once, cached)
   kmodvm run ./mymodule     sync, build, insmod, read the kernel log, judge, rmmod
   kmodvm watch ./mymodule   the same, again every time you save
@@ -84,15 +89,17 @@ libvirt/QEMU sandbox, and syncs, builds, loads and judges your module there.
 		a.upCmd(), a.downCmd(), a.destroyCmd(), a.statusCmd(), a.listCmd(),
 		a.sshCmd(), a.execCmd(), a.doctorCmd(), a.imageCmd(), a.kernelCmd(),
 		a.runCmd(), a.testCmd(), a.watchCmd(), a.syncCmd(), a.logsCmd(), a.cacheCmd(), a.mcpCmd(), a.crashesCmd(),
+		a.newCmd(),
 	)
 	return root, a
 }
 
-// needsSetup is false for cobra's help and completion commands and for command groups
-// (`kmodvm kernel`): they print help and must work whatever kmodvm.yaml says. A group that
+// needsSetup is false for cobra's help and completion commands, for command groups
+// (`kmodvm kernel`): they print help and must work whatever kmodvm.yaml says, and for
+// commands annotated noSetup (`kmodvm new` writes files and reads no settings). A group that
 // does work of its own (`kmodvm crashes` lists) says so with the annotation groupRuns.
 func needsSetup(cmd *cobra.Command) bool {
-	if cmd.HasSubCommands() && cmd.Annotations[groupRuns] == "" {
+	if cmd.HasSubCommands() && cmd.Annotations[groupRuns] == "" || cmd.Annotations[noSetup] != "" {
 		return false
 	}
 	for c := cmd; c != nil; c = c.Parent() {
@@ -180,11 +187,23 @@ func (a *app) sandbox(ctx context.Context) (*sandbox.Sandbox, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	lv, err := vm.Connect(ctx, a.cfg.VM.URI, a.log)
+	lv, err := a.connectLibvirt(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
 	return sandbox.New(lv, opt), func() { _ = lv.Disconnect() }, nil
+}
+
+// connectLibvirt connects to the libvirt daemon behind vm.uri (or the tests' fake).
+func (a *app) connectLibvirt(ctx context.Context) (vm.Libvirt, error) {
+	if a.libvirt != nil {
+		return a.libvirt(ctx)
+	}
+	c, err := vm.Connect(ctx, a.cfg.VM.URI, a.log)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // withSandbox runs body with a sandbox on a libvirt connection, disconnecting afterwards.
@@ -243,3 +262,6 @@ func since(t time.Time) string { return fmt.Sprintf("%.1f s", time.Since(t).Seco
 
 // groupRuns annotates a command group that is a command too, and needs the settings.
 const groupRuns = "kmodvm-group-runs"
+
+// noSetup annotates a command that needs neither kmodvm.yaml nor kmodvm's directories.
+const noSetup = "kmodvm-no-setup"

@@ -90,12 +90,17 @@ func saveCrash(ctx context.Context, c crashRun, step module.Step, class string) 
 func (a *app) commandLine() string {
 	words := []string{"kmodvm"}
 	for _, w := range a.args {
-		if !plainWord.MatchString(w) {
-			w = shellquote.Quote(w)
-		}
-		words = append(words, w)
+		words = append(words, shellWord(w))
 	}
 	return strings.Join(words, " ")
+}
+
+// shellWord is w as a shell reads it back: as it is when it is plain, else quoted.
+func shellWord(w string) string {
+	if plainWord.MatchString(w) {
+		return w
+	}
+	return shellquote.Quote(w)
 }
 
 // plainWord is a word a shell takes as it is.

@@ -90,7 +90,7 @@ func (v *crashVM) run(dir string, args ...string) cliResult {
 	defer cancel()
 	var out, errb bytes.Buffer
 	code := runApp(ctx, args, strings.NewReader(""), &out, &errb, func(a *app) {
-		a.openVM = func(_ context.Context, name string) (moduleVM, error) {
+		a.openVM = func(_ context.Context, name string, _ bool) (moduleVM, error) {
 			sb, err := a.offline()
 			if err != nil {
 				return moduleVM{}, err

@@ -23,6 +23,7 @@ const (
 	schemaImageBuild   = "kmodvm.image-build/v1"
 	schemaCacheKey     = "kmodvm.cache-key/v1"
 	schemaCrashes      = "kmodvm.crashes/v1"
+	schemaNew          = "kmodvm.new/v1"
 	schemaCrash        = crashes.Schema // crashes show --json: meta.json and the traces
 )
 

@@ -60,9 +60,9 @@ type nopWriteCloser struct{ io.Writer }
 func (nopWriteCloser) Close() error { return nil }
 
 const mcpInstructions = `kmodvm runs Linux kernel modules in a throw-away sandbox VM with a Rust-enabled kernel.
-Call up first (the first up builds an image and a kernel: that takes many minutes, and
-reports progress). Then run builds, loads, judges and unloads a module: pass dir, the
-module's directory on this machine; the verdict is ok, build-failed, load-failed,
+up starts it (the first up builds an image and a kernel: that takes many minutes, and
+reports progress); run and test start it the same way when it is not running. run builds,
+loads, judges and unloads a module: pass dir, the module's directory on this machine; the verdict is ok, build-failed, load-failed,
 kernel-problem or tests-failed, and build errors name files by their paths here. test runs
 the module's KUnit tests and reports each. logs reads the guest's kernel log; down stops the
 VM. A module that crashes the guest is reported, and the guest restarted.`
@@ -93,7 +93,7 @@ func (a *app) newMCPServer(allowExec bool) (*mcp.Server, error) {
 				return c.vmStatus(ctx)
 			}),
 		addTool(s, a, &mcp.Tool{Name: "run", Annotations: changes,
-			Description: "Sync the module directory dir into the guest, build it (diagnostics name host paths), insmod it, judge the kernel log lines the load produced, rmmod it. verdict and exit_code say how it went; steps[].log is the module's log."},
+			Description: "Sync the module directory dir into the guest, build it (diagnostics name host paths), insmod it, judge the kernel log lines the load produced, rmmod it; a VM that is not running is started first, as up does. verdict and exit_code say how it went; steps[].log is the module's log."},
 			func(ctx context.Context, c *app, in runArgs) (runJSON, error) {
 				req, err := in.request()
 				if err != nil {
@@ -103,7 +103,7 @@ func (a *app) newMCPServer(allowExec bool) (*mcp.Server, error) {
 				return c.runModuleRequest(ctx, req)
 			}),
 		addTool(s, a, &mcp.Tool{Name: "test", Annotations: changes,
-			Description: "Build the module in dir, run its KUnit tests in the guest and report each test (kunit[].tests: passed, failed with the host path:line, skipped, crashed) and their counts (tests)."},
+			Description: "Build the module in dir, run its KUnit tests in the guest (started first when it is not running, as up does) and report each test (kunit[].tests: passed, failed with the host path:line, skipped, crashed) and their counts (tests)."},
 			func(ctx context.Context, c *app, in testArgs) (runJSON, error) {
 				req, err := in.request()
 				if err != nil {

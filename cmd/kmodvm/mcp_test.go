@@ -260,7 +260,7 @@ func TestMCPArgumentsValidated(t *testing.T) {
 	}
 	for _, tt := range tests {
 		a, stdout := mcpApp(t, map[string]string{"m/Kbuild": helloKbuild}, "--uri", nowhereURI(t))
-		a.openVM = func(context.Context, string) (moduleVM, error) {
+		a.openVM = func(context.Context, string, bool) (moduleVM, error) {
 			t.Errorf("%s %v reached the VM", tt.tool, tt.args)
 			return moduleVM{}, errors.New("no VM in this test")
 		}
@@ -321,18 +321,21 @@ func (f *fakeRunner) Close() error {
 }
 
 // fakeVM gives a's runs a VM running under TCG with r as its runner; it records the names
-// of the VMs the runs opened, and counts how often a run released one (lock, connection).
+// of the VMs the runs opened and whether each asked to start the VM when it was not running,
+// and counts how often a run released one (lock, connection).
 type fakeVM struct {
 	mu       sync.Mutex
 	opened   []string
+	ups      []bool
 	released int
 }
 
 func newFakeVM(a *app, r moduleRunner) *fakeVM {
 	f := &fakeVM{}
-	a.openVM = func(_ context.Context, name string) (moduleVM, error) {
+	a.openVM = func(_ context.Context, name string, up bool) (moduleVM, error) {
 		f.mu.Lock()
 		f.opened = append(f.opened, name)
+		f.ups = append(f.ups, up)
 		f.mu.Unlock()
 		in := &sandbox.Instance{Name: name, Accel: vm.AccelTCG, KernelRelease: "6.12.1-kmodvm",
 			ConfigHash: "c0ffee", Toolchain: map[string]string{"rustc": "rustc 1.85.0"}}
@@ -403,6 +406,10 @@ func TestMCPRun(t *testing.T) {
 			}
 			if !slices.Equal(fv.opened, []string{wantVM}) || fv.released != 1 {
 				t.Errorf("opened VMs %v and released %d times, want [%s] once", fv.opened, fv.released, wantVM)
+			}
+			// An agent's run starts the VM when it is not running, as a person's does.
+			if !slices.Equal(fv.ups, []bool{true}) {
+				t.Errorf("the run opened its VM with up %v, want [true]", fv.ups)
 			}
 			if tt.err != nil {
 				wantErrorResult(t, res, tt.wantText)

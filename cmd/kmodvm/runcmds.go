@@ -48,6 +48,7 @@ type moduleRequest struct {
 	tests   bool
 	filter  string
 	command string // the command line (or MCP tool) a crash bundle records
+	noUp    bool   // a VM that is not running is an error, not started first
 }
 
 // preparedRun is a moduleRequest resolved against kmodvm.yaml and checked.
@@ -101,12 +102,18 @@ type moduleVM struct {
 	release func()
 }
 
-// openModuleVM reaches the VM through libvirt and takes its lock (a second run waits, and
-// says so).
-func (a *app) openModuleVM(ctx context.Context, name string) (moduleVM, error) {
+// openModuleVM reaches the VM through libvirt, with up first starts it as `kmodvm up` does
+// when it is not running, and takes its lock (a second run waits, and says so).
+func (a *app) openModuleVM(ctx context.Context, name string, up bool) (moduleVM, error) {
 	sb, closeLV, err := a.sandbox(ctx)
 	if err != nil {
 		return moduleVM{}, err
+	}
+	if up {
+		if err := a.startIfDown(ctx, sb); err != nil {
+			closeLV()
+			return moduleVM{}, err
+		}
 	}
 	in, err := sb.Instance(name)
 	if err != nil {
@@ -143,7 +150,7 @@ func (a *app) runModule(ctx context.Context, p preparedRun) (runJSON, error) {
 	if open == nil {
 		open = a.openModuleVM
 	}
-	vmx, err := open(ctx, a.vmName())
+	vmx, err := open(ctx, a.vmName(), !p.noUp)
 	if err != nil {
 		return runJSON{}, err
 	}
@@ -194,6 +201,7 @@ func (a *app) testCmd() *cobra.Command {
 
 // moduleFlags are the flags of the commands that run a module: run, test and watch.
 type moduleFlags struct {
+	noUp   bool
 	params []string
 	where  string
 	keep   bool
@@ -202,8 +210,9 @@ type moduleFlags struct {
 	filter string
 }
 
-// addCommon defines the flags every such command takes: -p, --build, --timeout.
+// addCommon defines the flags every such command takes: -p, --build, --timeout, --no-up.
 func (m *moduleFlags) addCommon(f *pflag.FlagSet) {
+	f.BoolVar(&m.noUp, "no-up", false, "fail when the VM is not running, instead of starting it as kmodvm up does")
 	f.StringArrayVarP(&m.params, "param", "p", nil, "module parameter name=value (repeatable; default: kmodvm.yaml module.params)")
 	f.StringVar(&m.where, "build", module.BuildAuto, "where to build: auto (host under TCG, guest under KVM), guest or host")
 	f.DurationVar(&m.tmo, "timeout", 0, "how long a load, unload or KUnit suite may take before the guest is judged hung (default: kmodvm.yaml module.timeout, 2m)")
@@ -220,7 +229,7 @@ func (m *moduleFlags) addFilter(f *pflag.FlagSet) {
 // request is the run the flags and the DIR argument ask for; a flag left out is
 // kmodvm.yaml's setting.
 func (m *moduleFlags) request(cmd *cobra.Command, args []string, tests bool) moduleRequest {
-	req := moduleRequest{keep: m.keep, reload: m.reload, tests: tests, filter: m.filter}
+	req := moduleRequest{keep: m.keep, reload: m.reload, tests: tests, filter: m.filter, noUp: m.noUp}
 	if len(args) > 0 {
 		req.dir = args[0]
 	}
@@ -248,9 +257,11 @@ func (a *app) moduleCmd(tests bool) *cobra.Command {
 		Short: "Sync, build, load and judge a module in the guest; exit code is the verdict",
 		Long: `Sync the module directory into the guest, build it against the booted kernel,
 insmod it, read exactly the kernel log lines the load produced, judge them, rmmod it
-and judge again. A module that crashes or hangs the guest is reported with the trace
-from the console log, and the guest is restarted. The KUnit tests a module carries run
-at insmod (kmodvm's kernel has KUnit with autorun): a failing test fails the run.
+and judge again. A VM that does not exist or is not running is started first, as
+kmodvm up does (--no-up: fail instead). A module that crashes or hangs the guest is
+reported with the trace from the console log, and the guest is restarted. The KUnit
+tests a module carries run at insmod (kmodvm's kernel has KUnit with autorun): a
+failing test fails the run.
 
 ` + exitCodesHelp(),
 		Args: cobra.MaximumNArgs(1),
@@ -258,10 +269,11 @@ at insmod (kmodvm's kernel has KUnit with autorun): a failing test fails the run
 	if tests {
 		c.Use = "test [DIR]"
 		c.Short = "Build a module, run its KUnit tests in the guest, report each test"
-		c.Long = `Sync and build the module as run does, load it, run every KUnit suite it
-registers (Rust #[kunit_tests], C kunit_test_suite()), unload it, and report each test:
-passed, failed (with the failure's host path:line), skipped (with the reason) or crashed
-(a test that oopsed, panicked or hung the guest; the guest is restarted). --junit writes
+		c.Long = `Sync and build the module as run does (starting the VM when it is not running,
+unless --no-up), load it, run every KUnit suite it registers (Rust #[kunit_tests], C
+kunit_test_suite()), unload it, and report each test: passed, failed (with the
+failure's host path:line), skipped (with the reason) or crashed (a test that oopsed,
+panicked or hung the guest; the guest is restarted). --junit writes
 JUnit XML for CI, one testsuite per KUnit suite; --json the whole result.
 
 ` + exitCodesHelp()

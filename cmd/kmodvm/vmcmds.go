@@ -16,6 +16,7 @@ import (
 	"github.com/kmodvm/kmodvm/provision/sandbox"
 	"github.com/kmodvm/kmodvm/vm/remedy"
 	"github.com/kmodvm/kmodvm/vm/shellquote"
+	"github.com/kmodvm/kmodvm/vm/sshclient"
 )
 
 func (a *app) upCmd() *cobra.Command {
@@ -49,19 +50,44 @@ func (a *app) upCmd() *cobra.Command {
 // upVM makes the VM run with SSH ready, building what it boots from on first use; `up` and
 // the up tool of `kmodvm mcp`.
 func (a *app) upVM(ctx context.Context) (*sandbox.Instance, error) {
-	start := time.Now()
 	var in *sandbox.Instance
 	err := a.withSandbox(ctx, func(sb *sandbox.Sandbox) error {
-		i, c, err := sb.Up(ctx, a.vmName())
-		if err != nil {
-			return err
-		}
-		c.Close()
-		a.prog.Status(fmt.Sprintf("%s is up in %s: kernel %s (%s), ssh on 127.0.0.1:%d", i.Name, since(start), i.KernelRelease, i.Accel, i.SSHPort))
-		in = i
-		return nil
+		var err error
+		in, err = a.startVM(ctx, sb)
+		return err
 	})
 	return in, err
+}
+
+// vmStarter is what starting the VM needs of the sandbox.
+type vmStarter interface {
+	Running(ctx context.Context, name string) (bool, error)
+	Up(ctx context.Context, name string) (*sandbox.Instance, *sshclient.Client, error)
+}
+
+// startVM is `up`'s work on a sandbox: the VM runs with SSH ready (created, with image and
+// kernel built, on first use), its progress on stderr.
+func (a *app) startVM(ctx context.Context, sb vmStarter) (*sandbox.Instance, error) {
+	start := time.Now()
+	in, c, err := sb.Up(ctx, a.vmName())
+	if err != nil {
+		return nil, err
+	}
+	c.Close()
+	a.prog.Status(fmt.Sprintf("%s is up in %s: kernel %s (%s), ssh on 127.0.0.1:%d", in.Name, since(start), in.KernelRelease, in.Accel, in.SSHPort))
+	return in, nil
+}
+
+// startIfDown starts the VM as `up` does when it does not exist or is not running: what
+// run, test and watch do before they work in it, unless --no-up.
+func (a *app) startIfDown(ctx context.Context, sb vmStarter) error {
+	running, err := sb.Running(ctx, a.vmName())
+	if err != nil || running {
+		return err
+	}
+	a.prog.Status(fmt.Sprintf("VM %s is not running: starting it as `kmodvm up` does (--no-up fails instead)", a.vmName()))
+	_, err = a.startVM(ctx, sb)
+	return err
 }
 
 func (a *app) downCmd() *cobra.Command {

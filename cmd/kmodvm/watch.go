@@ -40,12 +40,13 @@ func (a *app) watchCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "watch [DIR]",
 		Short: "Run the module again (sync, build, load, judge) every time you save",
-		Long: `Do what run does, once at start and again after every change in the module
-directory: one line per run with its verdict, and the whole report of a run that
-failed. Build outputs, .git/, target/, .kmodvmignore patterns and editors' temporary
-files are no change. A burst of changes (one save, a git checkout) is one run; a
-change made during a run starts one more run after it. A run is never cut short by a
-change: stopping a module mid-insmod would leave the guest in a bad state.
+		Long: `Do what run does (a VM that is not running is started first, unless --no-up),
+once at start and again after every change in the module directory: one line per run
+with its verdict, and the whole report of a run that failed. Build outputs, .git/,
+target/, .kmodvmignore patterns and editors' temporary files are no change. A burst
+of changes (one save, a git checkout) is one run; a change made during a run starts
+one more run after it. A run is never cut short by a change: stopping a module
+mid-insmod would leave the guest in a bad state.
 A crashed guest is restarted, and watching goes on. Ctrl-C stops (exit 130).
 
 With --tests each run is kmodvm test's: the module's KUnit suites, test by test.

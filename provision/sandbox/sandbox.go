@@ -394,6 +394,26 @@ func (s *Sandbox) Connect(ctx context.Context, name string) (*Instance, *sshclie
 // next to kernel builds on 2 cores, its answer was seen to take more than 30 s.
 const connectTimeout = 60 * time.Second
 
+// Running says whether the named VM exists and its domain is running: what decides whether
+// a module run starts the VM first. A VM that does not exist is not running.
+func (s *Sandbox) Running(ctx context.Context, name string) (bool, error) {
+	if err := CheckName(name); err != nil {
+		return false, err
+	}
+	in, err := loadInstance(s.opt.State, name)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	if err := s.claim(ctx, name, in.DomainName(), in.legacy()); err != nil {
+		return false, err
+	}
+	st, err := s.drv.State(ctx, in.DomainName())
+	return st == vm.StateRunning, err
+}
+
 // Instance returns the VM's remembered state or a clear error.
 func (s *Sandbox) Instance(name string) (*Instance, error) {
 	if err := CheckName(name); err != nil {

@@ -1287,3 +1287,46 @@ func TestStatusKernelDebug(t *testing.T) {
 		}
 	}
 }
+
+// TestRunning: a VM runs when its state exists and its domain runs; one that does not exist,
+// or whose domain is stopped or gone, does not; a domain of its name that is someone
+// else's is an error.
+func TestRunning(t *testing.T) {
+	tests := []struct {
+		name    string
+		setup   func(fx *fixture)
+		want    bool
+		wantErr string
+	}{
+		{name: "no such VM", setup: func(*fixture) {}},
+		{name: "state, no domain", setup: func(fx *fixture) { fx.instance("dev", freePort(t)) }},
+		{name: "stopped", setup: func(fx *fixture) { fx.define(fx.instance("dev", freePort(t))) }},
+		{name: "running", want: true, setup: func(fx *fixture) {
+			fx.instance("dev", fx.sshPort())
+			fx.running("dev")
+		}},
+		{name: "someone else's domain", wantErr: "not to you", setup: func(fx *fixture) {
+			in := fx.instance("dev", freePort(t))
+			o := fx.ours("dev")
+			o.UID, o.User = 0, "root"
+			fx.owned(in.DomainName(), o, libvirt.DomainRunning)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fx := newFixture(t)
+			tt.setup(fx)
+			got, err := fx.sb.Running(testContext(t), "dev")
+			if tt.wantErr != "" {
+				wantErr(t, err, tt.wantErr)
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Errorf("Running = %v, %v; want %v", got, err, tt.want)
+			}
+		})
+	}
+	if _, err := newFixture(t).sb.Running(testContext(t), "Bad Name"); err == nil {
+		t.Error("Running accepted a bad VM name")
+	}
+}
