@@ -47,10 +47,12 @@ type Hit struct {
 
 // Stage copies from a built kernel tree into dst the generated files and the kernel crate's
 // sources, and writes their index there: dst is then a self-contained Index directory. A
-// tree without the generated files (a kernel without CONFIG_RUST) is an error.
+// tree without bindings_generated.rs (a kernel without CONFIG_RUST) is an error; the
+// helpers and uapi files are indexed when the kernel has them.
 func Stage(ctx context.Context, tree, dst string) error {
 	for _, g := range GeneratedFiles {
-		if err := ondisk.CopyFile(filepath.Join(tree, g.Path), filepath.Join(dst, g.Path)); err != nil {
+		err := ondisk.CopyFile(filepath.Join(tree, g.Path), filepath.Join(dst, g.Path))
+		if err != nil && (g.Required || !errors.Is(err, os.ErrNotExist)) {
 			return fmt.Errorf("keep %s: %w", g.Path, err)
 		}
 	}
@@ -73,6 +75,9 @@ func Build(dir string) (*Index, error) {
 	ix := &Index{Version: Version, dir: dir}
 	for _, g := range GeneratedFiles {
 		f, err := os.Open(filepath.Join(dir, g.Path))
+		if !g.Required && errors.Is(err, os.ErrNotExist) {
+			continue
+		}
 		if err != nil {
 			return nil, fmt.Errorf("index the bindings: %w", err)
 		}

@@ -54,10 +54,14 @@ const (
 )
 
 // GeneratedFiles are the generated files and their crates, in the order they are indexed.
-var GeneratedFiles = []struct{ Path, Crate string }{
-	{BindingsFile, "bindings"},
-	{HelpersFile, "bindings"},
-	{UapiFile, "uapi"},
+// Every Rust-enabled kernel has bindings_generated.rs; the others are indexed when there.
+var GeneratedFiles = []struct {
+	Path, Crate string
+	Required    bool
+}{
+	{BindingsFile, "bindings", true},
+	{HelpersFile, "bindings", false},
+	{UapiFile, "uapi", false},
 }
 
 var (
