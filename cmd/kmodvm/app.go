@@ -84,6 +84,7 @@ libvirt/QEMU sandbox, and syncs, builds, loads and judges your module there.
 		a.upCmd(), a.downCmd(), a.destroyCmd(), a.statusCmd(), a.listCmd(),
 		a.sshCmd(), a.execCmd(), a.doctorCmd(), a.imageCmd(), a.kernelCmd(),
 		a.runCmd(), a.testCmd(), a.watchCmd(), a.syncCmd(), a.logsCmd(), a.cacheCmd(), a.mcpCmd(), a.crashesCmd(),
+		a.bindingsCmd(),
 	)
 	return root, a
 }

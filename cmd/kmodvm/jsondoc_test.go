@@ -29,6 +29,7 @@ var jsonOutputs = []struct {
 	{schemaCacheKey, cacheKeyJSON{}},
 	{schemaCrashes, crashesJSON{}},
 	{schemaCrash, crashJSON{}},
+	{schemaBindings, bindingsJSON{}},
 }
 
 // jsonFields lists the fields encoding/json writes for t, as paths: "steps[].findings[].class".

@@ -24,6 +24,7 @@ const (
 	schemaCacheKey     = "kmodvm.cache-key/v1"
 	schemaCrashes      = "kmodvm.crashes/v1"
 	schemaCrash        = crashes.Schema // crashes show --json: meta.json and the traces
+	schemaBindings     = "kmodvm.bindings/v1"
 )
 
 // upJSON is `up --json`: the VM that is now running.
