@@ -90,6 +90,7 @@ libvirt/QEMU sandbox, and syncs, builds, loads and judges your module there.
 		a.sshCmd(), a.execCmd(), a.doctorCmd(), a.imageCmd(), a.kernelCmd(),
 		a.runCmd(), a.testCmd(), a.watchCmd(), a.syncCmd(), a.logsCmd(), a.cacheCmd(), a.mcpCmd(), a.crashesCmd(),
 		a.newCmd(),
+		a.bindingsCmd(),
 	)
 	return root, a
 }

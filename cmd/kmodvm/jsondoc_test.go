@@ -30,6 +30,7 @@ var jsonOutputs = []struct {
 	{schemaCrashes, crashesJSON{}},
 	{schemaCrash, crashJSON{}},
 	{schemaNew, newJSON{}},
+	{schemaBindings, bindingsJSON{}},
 }
 
 // jsonFields lists the fields encoding/json writes for t, as paths: "steps[].findings[].class".

@@ -25,6 +25,7 @@ const (
 	schemaCrashes      = "kmodvm.crashes/v1"
 	schemaNew          = "kmodvm.new/v1"
 	schemaCrash        = crashes.Schema // crashes show --json: meta.json and the traces
+	schemaBindings     = "kmodvm.bindings/v1"
 )
 
 // upJSON is `up --json`: the VM that is now running.

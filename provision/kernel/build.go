@@ -21,6 +21,7 @@ import (
 
 	"github.com/kmodvm/kmodvm/images"
 	"github.com/kmodvm/kmodvm/images/ondisk"
+	"github.com/kmodvm/kmodvm/provision/bindindex"
 	"github.com/kmodvm/kmodvm/provision/kconfig"
 )
 
@@ -113,6 +114,13 @@ func (r *Result) ModulesDir() string {
 }
 func (r *Result) KDir() string { return filepath.Join(r.Dir, "kdir") }
 func (r *Result) Log() string  { return filepath.Join(r.Dir, "build.log") }
+
+// BindingsDir holds the kernel's generated Rust bindings, the kernel crate's sources and
+// their index (provision/bindindex); an entry built before kmodvm kept them has none.
+func (r *Result) BindingsDir() string { return filepath.Join(r.Dir, bindingsName) }
+
+// bindingsName is the bindings directory's name in a cached build.
+const bindingsName = "bindings"
 
 // Extras are the trees the guest disk gets from this kernel.
 func (r *Result) Extras() []images.Tree {
@@ -330,21 +338,45 @@ func (b *Builder) unpack(ctx context.Context, p *prepared) error {
 }
 
 func (b *Builder) cached(key string) (*Result, error) {
-	dir := filepath.Join(b.Cache, "builds", key)
-	data, err := os.ReadFile(filepath.Join(dir, "info.json"))
+	r, err := Open(filepath.Join(b.Cache, "builds", key))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
+	return r, err
+}
+
+// Open reads the built kernel in the cache entry dir; an error wrapping os.ErrNotExist when
+// dir holds none.
+func Open(dir string) (*Result, error) {
+	data, err := os.ReadFile(filepath.Join(dir, "info.json"))
 	if err != nil {
 		return nil, err
 	}
 	var r Result
 	if err := json.Unmarshal(data, &r); err != nil {
-		return nil, fmt.Errorf("read cached kernel %s: %w; hint: remove %s", key, err, dir)
+		return nil, fmt.Errorf("read cached kernel %s: %w; hint: remove %s", filepath.Base(dir), err, dir)
 	}
 	r.Dir = dir
 	r.Cached = true
 	return &r, nil
+}
+
+// Lookup returns the cached kernel for req without building anything: nil when it is not
+// built, or when that cannot be told without unpacking its sources (then it is not built
+// either).
+func (b *Builder) Lookup(ctx context.Context, req Request) (*Result, error) {
+	p, err := b.identify(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	dir := p.readySources()
+	if dir == "" {
+		return nil, nil
+	}
+	if err := b.planFrom(ctx, req, p, dir); err != nil {
+		return nil, err
+	}
+	return b.cached(p.key)
 }
 
 // ConfigCheck is what `kmodvm kernel config` prints.
@@ -511,6 +543,10 @@ func (b *Builder) fillEntry(ctx context.Context, tree, tmp string, res *Result, 
 	b.report(Progress{Phase: "stage", Current: "staging the module build tree", Elapsed: time.Since(start)})
 	if err := StageKDir(ctx, tree, filepath.Join(tmp, "kdir")); err != nil {
 		return fmt.Errorf("stage kernel build tree: %w", err)
+	}
+	b.report(Progress{Phase: "stage", Current: "indexing the Rust bindings", Elapsed: time.Since(start)})
+	if err := bindindex.Stage(ctx, tree, filepath.Join(tmp, bindingsName)); err != nil {
+		return fmt.Errorf("index the kernel's Rust bindings: %w", err)
 	}
 	res.BuildTime = time.Since(start)
 	data, _ := json.MarshalIndent(res, "", "  ")

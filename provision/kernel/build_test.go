@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/kmodvm/kmodvm/provision/bindindex"
 )
 
 // The whole flow on a fake toolchain: unpack, gate, config, verify, make, install, stage,
@@ -27,6 +29,19 @@ func TestBuildAndCacheHit(t *testing.T) {
 		if _, err := os.Stat(p); err != nil {
 			t.Errorf("the entry lacks %s: %v", p, err)
 		}
+	}
+	// The bindings are indexed, with the kernel crate's uses, in the entry.
+	ix, err := bindindex.Load(res.BindingsDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hits := ix.Lookup("kfree"); len(hits) != 1 || len(hits[0].Uses) != 1 || hits[0].Uses[0].Impl != "impl<T> Drop for Box<T>" {
+		t.Errorf("the entry's index finds kfree as %+v; want it with its use in Box's Drop", hits)
+	} else if _, err := os.Stat(ix.Path(hits[0].Uses[0].File)); err != nil {
+		t.Errorf("the entry lacks the kernel crate's source of a use: %v", err)
+	}
+	if hits := ix.Lookup("refcount_inc"); len(hits) != 1 || hits[0].Helper != "rust_helper_refcount_inc" {
+		t.Errorf("the entry's index finds refcount_inc as %+v; want the helper", hits)
 	}
 	if l, err := os.Readlink(filepath.Join(res.ModulesDir(), "build")); err != nil || l != GuestTree {
 		t.Errorf("modules build link = %q, %v", l, err)
@@ -365,5 +380,32 @@ func TestBuildDebugOptionDropped(t *testing.T) {
 	var ce *ConfigError
 	if !errors.As(err, &ce) || !strings.Contains(err.Error(), "UNWINDER_ORC") {
 		t.Fatalf("dropped debug option: %v", err)
+	}
+}
+
+// Lookup finds a built kernel without building: nothing before the build, the entry after.
+func TestLookup(t *testing.T) {
+	b, root, _ := newTestBuilder(t)
+	req := Request{Source: Source{Kind: SourcePackage}}
+	if r, err := b.Lookup(t.Context(), req); r != nil || err != nil {
+		t.Fatalf("Lookup before any build = %+v, %v; want nothing", r, err)
+	}
+	res, err := b.Build(t.Context(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	made := len(root.makeTargets(t))
+	r, err := b.Lookup(t.Context(), req)
+	if err != nil || r == nil || r.Dir != res.Dir || r.Key != res.Key {
+		t.Fatalf("Lookup after the build = %+v, %v; want the entry %s", r, err, res.Dir)
+	}
+	if n := len(root.makeTargets(t)); n != made {
+		t.Errorf("Lookup ran make: %v", root.makeTargets(t)[made:])
+	}
+	if r, err := b.Lookup(t.Context(), Request{Source: Source{Kind: SourcePackage}, Config: ConfigSpec{Fragments: []string{"CONFIG_DUMMY=m"}}}); r != nil || err != nil {
+		t.Errorf("Lookup of another config = %+v, %v; want nothing", r, err)
+	}
+	if _, err := Open(t.TempDir()); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Open(an empty dir) = %v; want os.ErrNotExist", err)
 	}
 }

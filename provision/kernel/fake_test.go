@@ -96,6 +96,11 @@ all)
 	echo obj > kernel/fork.o
 	step HOSTCC scripts/mod/modpost
 	echo elf > scripts/mod/modpost
+	step BINDGEN rust/bindings/bindings_generated.rs
+	mkdir -p rust/bindings
+	printf '%s\n' 'unsafe extern "C" {' '    pub fn kfree(objp: *const ffi::c_void);' '}' > rust/bindings/bindings_generated.rs
+	step BINDGEN rust/bindings/bindings_helpers_generated.rs
+	printf '%s\n' 'unsafe extern "C" {' '    #[link_name="rust_helper_refcount_inc"]' '    pub fn refcount_inc(r: *mut refcount_t);' '}' > rust/bindings/bindings_helpers_generated.rs
 	step RUSTC rust/kernel.o
 	echo meta > rust/kernel.rmeta
 	echo so > rust/libmacros.so
@@ -256,6 +261,7 @@ func fakeKernelSource(t *testing.T, dir string, extra ...string) {
 		"include/linux/module.h":     "#define MODULE\n",
 		"scripts/Makefile.build":     "# kbuild\n",
 		"rust/kernel/lib.rs":         "//! the kernel crate\n",
+		"rust/kernel/alloc/kbox.rs":  "impl<T> Drop for Box<T> {\n    fn drop(&mut self) {\n        unsafe { bindings::kfree(self.0.cast()) };\n    }\n}\n",
 		"drivers/gpu/private.h":      "#define REGS\n",
 		"Documentation/rust/doc.rst": "docs\n",
 	} {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/kmodvm/kmodvm/images/ondisk"
+	"github.com/kmodvm/kmodvm/provision/kernel"
 	"github.com/kmodvm/kmodvm/vm"
 	"github.com/kmodvm/kmodvm/vm/remedy"
 	"github.com/kmodvm/kmodvm/vm/sshclient"
@@ -249,4 +250,13 @@ func lookupUserName(uid int) string {
 		return pw.Username
 	}
 	return ""
+}
+
+// KernelEntry is the cached kernel build the VM boots (the entry its bzImage is in).
+func (in *Instance) KernelEntry() (*kernel.Result, error) {
+	r, err := kernel.Open(filepath.Dir(in.Kernel))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, remedy.With(fmt.Errorf("the kernel VM %s boots is gone from the cache (%s): %w", in.Name, filepath.Dir(in.Kernel), err), in.Name, remedy.RecreateVM)
+	}
+	return r, err
 }

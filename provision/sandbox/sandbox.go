@@ -657,3 +657,16 @@ func lock(ctx context.Context, path string, status func(string)) (func(), error)
 		status("waiting for another kmodvm command using this VM to finish...")
 	})
 }
+
+// BuiltKernel returns the kernel the options select when it is built (its toolchain root
+// and its entry cached), building nothing; nil when it is not built.
+func (s *Sandbox) BuiltKernel(ctx context.Context) (*kernel.Result, error) {
+	root, err := images.OpenRoot(filepath.Join(s.opt.Cache, "images"), s.opt.Image)
+	if errors.Is(err, images.ErrNotBuilt) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return s.kernelBuilder(root).Lookup(ctx, s.opt.Kernel)
+}
