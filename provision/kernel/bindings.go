@@ -233,7 +233,11 @@ func bindingWarning(tree, h, rel string, items []cItem, final *kconfig.Config) s
 	if len(items) > 3 {
 		names = append(names, "...")
 	}
-	head += fmt.Sprintf(" (%d items, e.g. %s)", len(items), strings.Join(names, ", "))
+	count := fmt.Sprintf("%d items", len(items))
+	if len(items) == 1 {
+		count = "1 item"
+	}
+	head += fmt.Sprintf(" (%s: %s)", count, strings.Join(names, ", "))
 	off := func(sym string) bool {
 		v, _ := final.Value(sym)
 		return v != "y" && v != "m"
