@@ -481,6 +481,7 @@ func (b *Builder) Build(ctx context.Context, req Request) (*Result, error) {
 			return nil, err
 		}
 		if r, err := b.cached(p.key); r != nil || err != nil {
+			b.reportWarnings(r, start)
 			return r, err
 		}
 	}
@@ -490,6 +491,7 @@ func (b *Builder) Build(ctx context.Context, req Request) (*Result, error) {
 	}
 	defer unlock()
 	if r, err := b.cached(p.key); r != nil || err != nil { // built while we waited
+		b.reportWarnings(r, start)
 		return r, err
 	}
 	restore, err := b.applyVariant(p)
@@ -527,14 +529,11 @@ func (b *Builder) Build(ctx context.Context, req Request) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, w := range warnings {
-		b.logger().Warn(w)
-		b.report(Progress{Phase: "bindings", Current: w, Elapsed: time.Since(start)})
-	}
 	res := &Result{
 		Key: p.key, Release: release, ConfigHash: final.Hash(), SourceID: p.sourceID,
 		Base: p.plan.Base, Debug: p.plan.Debug, Toolchain: p.toolchain, Warnings: warnings,
 	}
+	b.reportWarnings(res, start)
 	dir, _, err := ondisk.Entry(ctx, b.logger(), filepath.Join(b.Cache, "builds"), p.key, func(tmp, _ string) error {
 		return b.fillEntry(ctx, p.tree, tmp, res, logf, start)
 	})
@@ -543,6 +542,18 @@ func (b *Builder) Build(ctx context.Context, req Request) (*Result, error) {
 	}
 	res.Dir = dir
 	return res, nil
+}
+
+// reportWarnings reports a kernel's warnings as progress, a cached kernel's too: they are
+// about what the kernel lacks, whenever it is used.
+func (b *Builder) reportWarnings(r *Result, start time.Time) {
+	if r == nil {
+		return
+	}
+	for _, w := range r.Warnings {
+		b.logger().Info("kernel warning", "key", r.Key, "warning", w)
+		b.report(Progress{Phase: "bindings", Current: w, Elapsed: time.Since(start)})
+	}
 }
 
 // configAndMake generates and verifies the config in the tree, then runs the full make.

@@ -193,6 +193,9 @@ func TestBuildWithBindings(t *testing.T) {
 	if err != nil || !hit.Cached || len(hit.Warnings) != 1 {
 		t.Errorf("cache hit = %+v, %v; want the warning kept", hit, err)
 	}
+	if n := strings.Count(pl.text(), "none of what linux/gpio/driver.h"); n != 2 {
+		t.Errorf("the warning was reported %d times over a build and a cache hit, want 2", n)
+	}
 	plain, err := b.Build(t.Context(), Request{Source: Source{Kind: SourceTree, Path: src}})
 	if err != nil || plain.Key == res.Key {
 		t.Errorf("without bindings = %+v, %v; want another kernel", plain, err)
