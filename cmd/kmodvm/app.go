@@ -175,7 +175,7 @@ func (a *app) sandboxOptions() (sandbox.Options, error) {
 			Packages: a.cfg.Image.Packages, Init: a.cfg.Image.Init},
 		Kernel: kernel.Request{Source: src, Config: kernel.ConfigSpec{
 			Base: a.cfg.Kernel.Base, Fragments: a.cfg.Kernel.Fragments, BaseDir: a.cfg.Dir, Debug: a.cfg.Kernel.Debug,
-		}},
+		}, Patches: a.cfg.Kernel.Patches, Bindings: a.cfg.Kernel.Bindings},
 		Jobs:      a.cfg.Kernel.Jobs,
 		MemoryMiB: a.cfg.VM.Memory, CPUs: a.cfg.VM.CPUs, Accel: accel, Port: a.cfg.VM.Port, URI: a.cfg.VM.URI,
 		Log: a.log, Status: a.prog.Status, KernelProgress: a.prog.Kernel,

@@ -62,6 +62,13 @@ type Builder struct {
 type Request struct {
 	Source Source
 	Config ConfigSpec
+	// Patches are patch files (kmodvm.yaml kernel.patches; relative paths resolve against
+	// Config.BaseDir) applied in order to the sources before the Kconfig pass, in the build
+	// tree only: a local tree source is never changed. Their content is part of the key.
+	Patches []string
+	// Bindings are headers ("linux/iio/iio.h", kmodvm.yaml kernel.bindings) included in
+	// rust/bindings/bindings_helper.h for this kernel, so bindgen binds what they declare.
+	Bindings []string
 }
 
 // Result is a built kernel in the cache.
@@ -75,7 +82,10 @@ type Result struct {
 	Debug      bool              `json:"debug"` // the debug variant: the entry keeps vmlinux
 	Toolchain  map[string]string `json:"toolchain"`
 	BuildTime  time.Duration     `json:"build_time_ns"`
-	Cached     bool              `json:"-"`
+	// Warnings are what the build found wrong but not fatal: a kernel.bindings header none
+	// of whose items reached the Rust bindings, and why.
+	Warnings []string `json:"warnings,omitempty"`
+	Cached   bool     `json:"-"`
 }
 
 // Paths inside a result entry.
@@ -141,6 +151,9 @@ type prepared struct {
 	plan      *ConfigPlan
 	key       string
 	toolchain map[string]string
+	patches   []patchFile
+	bindings  []string
+	variant   []string // the key's parts for the patches and bindings
 }
 
 func (b *Builder) logger() *slog.Logger {
@@ -158,7 +171,12 @@ func (b *Builder) report(p Progress) {
 
 // identify finds out what the source is, without touching its build tree.
 func (b *Builder) identify(ctx context.Context, req Request) (*prepared, error) {
-	p := &prepared{src: req.Source}
+	p := &prepared{src: req.Source, bindings: req.Bindings}
+	var err error
+	if p.patches, err = readPatches(req.Patches, req.Config.BaseDir); err != nil {
+		return nil, err
+	}
+	p.variant = variantParts(p.patches, p.bindings)
 	var pkgName string
 	switch req.Source.Kind {
 	case SourcePackage:
@@ -186,7 +204,10 @@ func (b *Builder) identify(ctx context.Context, req Request) (*prepared, error) 
 // planFrom resolves the config request against the kernel sources in dir and computes the
 // cache key.
 func (b *Builder) planFrom(ctx context.Context, req Request, p *prepared, dir string) error {
-	plan, err := PlanConfig(req.Config, dir, p.sourceID)
+	// The config is planned on the unpatched sources, as a cache hit reads them; the
+	// patches and bindings count in LOCALVERSION, so a module built for a patched kernel is
+	// never loaded into the same kernel without its patches.
+	plan, err := PlanConfig(req.Config, dir, planID(p.sourceID, p.variant))
 	if err != nil {
 		return configError(err)
 	}
@@ -194,8 +215,14 @@ func (b *Builder) planFrom(ctx context.Context, req Request, p *prepared, dir st
 	if p.toolchain, err = b.toolchain(ctx); err != nil {
 		return err
 	}
-	p.key = cacheKey(p.sourceID, plan, p.toolchain)
+	p.key = cacheKey(p.sourceID, plan, p.toolchain, p.variant...)
 	return nil
+}
+
+// planID is what PlanConfig derives LOCALVERSION from: the source and, if any, the patches
+// and bindings.
+func planID(sourceID string, variant []string) string {
+	return strings.Join(append([]string{sourceID}, variant...), "\x00")
 }
 
 // readySources returns a directory holding the request's kernel sources as they are now,
@@ -230,7 +257,13 @@ func (b *Builder) useTree(ctx context.Context, req Request, p *prepared) (unlock
 	if err := b.recoverInterrupted(p.tree); err != nil {
 		return nil, err
 	}
+	if err := restorePatched(p.tree); err != nil { // a build that was killed with patches in
+		return nil, fmt.Errorf("take the patches of an earlier build out of the kernel tree %s: %w; hint: remove %s to start that tree afresh", p.tree, err, p.tree)
+	}
 	if err := b.unpack(ctx, p); err != nil {
+		return nil, err
+	}
+	if err := touchRestored(p.tree); err != nil {
 		return nil, err
 	}
 	if err := b.planFrom(ctx, req, p, p.tree); err != nil {
@@ -243,13 +276,43 @@ func (b *Builder) useTree(ctx context.Context, req Request, p *prepared) (unlock
 // the config, the toolchain versions, and the variant. The final .config is a function of
 // these, so a hit needs no Kconfig run. The debug variant is named apart from its config: a
 // debug entry keeps vmlinux, and a plain request whose fragments happen to equal the debug
-// one's must not be served one without it (nor the reverse).
-func cacheKey(sourceID string, plan *ConfigPlan, toolchain map[string]string) string {
+// one's must not be served one without it (nor the reverse). variant is the patches (by
+// content) and the bindings, if any.
+func cacheKey(sourceID string, plan *ConfigPlan, toolchain map[string]string, variant ...string) string {
 	parts := []string{recipe, sourceID, plan.InputHash, string(plan.Merged.Bytes()), versionsString(toolchain)}
 	if plan.Debug {
 		parts = append(parts, debugVariant)
 	}
-	return shortHash(parts...)
+	return shortHash(append(parts, variant...)...)
+}
+
+// applyVariant applies the request's patches and bindings to its build tree, before the
+// Kconfig pass; restore takes them out again and must be called once the tree's build
+// outputs are staged. A patch that does not apply leaves the tree restored.
+func (b *Builder) applyVariant(p *prepared) (restore func(), err error) {
+	restore = func() {
+		if err := restorePatched(p.tree); err != nil { // the next use of the tree tries again
+			b.logger().Warn("could not take the patches out of the kernel tree", "tree", p.tree, "err", err)
+		}
+	}
+	if len(p.patches) == 0 && len(p.bindings) == 0 {
+		return func() {}, nil
+	}
+	b.report(Progress{Phase: "patch", Current: fmt.Sprintf("applying %d patch files and %d binding headers", len(p.patches), len(p.bindings))})
+	j, err := newJournal(p.tree)
+	if err == nil {
+		err = applyPatches(j, p.patches, p.sourceID)
+	}
+	if err == nil {
+		err = addBindings(j, p.bindings)
+	}
+	if err != nil {
+		if rerr := restorePatched(p.tree); rerr != nil {
+			err = errors.Join(err, fmt.Errorf("restore the kernel tree: %w", rerr))
+		}
+		return nil, err
+	}
+	return restore, nil
 }
 
 // debugVariant is the debug variant's part of the cache keys; the plain variant adds none,
@@ -399,6 +462,11 @@ func (b *Builder) CheckConfig(ctx context.Context, req Request) (*ConfigCheck, e
 		return nil, err
 	}
 	defer unlock()
+	restore, err := b.applyVariant(p)
+	if err != nil {
+		return nil, err
+	}
+	defer restore()
 	kc, err := b.checkTree(ctx, p)
 	if err != nil {
 		return nil, err
@@ -445,6 +513,7 @@ func (b *Builder) Build(ctx context.Context, req Request) (*Result, error) {
 			return nil, err
 		}
 		if r, err := b.cached(p.key); r != nil || err != nil {
+			b.reportWarnings(r, start)
 			return r, err
 		}
 	}
@@ -454,8 +523,14 @@ func (b *Builder) Build(ctx context.Context, req Request) (*Result, error) {
 	}
 	defer unlock()
 	if r, err := b.cached(p.key); r != nil || err != nil { // built while we waited
+		b.reportWarnings(r, start)
 		return r, err
 	}
+	restore, err := b.applyVariant(p)
+	if err != nil {
+		return nil, err
+	}
+	defer restore()
 	kc, err := b.checkTree(ctx, p)
 	if err != nil {
 		return nil, err
@@ -482,10 +557,15 @@ func (b *Builder) Build(ctx context.Context, req Request) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	warnings, err := checkBindings(p.tree, p.bindings, final)
+	if err != nil {
+		return nil, err
+	}
 	res := &Result{
 		Key: p.key, Release: release, ConfigHash: final.Hash(), SourceID: p.sourceID,
-		Base: p.plan.Base, Debug: p.plan.Debug, Toolchain: p.toolchain,
+		Base: p.plan.Base, Debug: p.plan.Debug, Toolchain: p.toolchain, Warnings: warnings,
 	}
+	b.reportWarnings(res, start)
 	dir, _, err := ondisk.Entry(ctx, b.logger(), filepath.Join(b.Cache, "builds"), p.key, func(tmp, _ string) error {
 		return b.fillEntry(ctx, p.tree, tmp, res, logf, start)
 	})
@@ -494,6 +574,18 @@ func (b *Builder) Build(ctx context.Context, req Request) (*Result, error) {
 	}
 	res.Dir = dir
 	return res, nil
+}
+
+// reportWarnings reports a kernel's warnings as progress, a cached kernel's too: they are
+// about what the kernel lacks, whenever it is used.
+func (b *Builder) reportWarnings(r *Result, start time.Time) {
+	if r == nil {
+		return
+	}
+	for _, w := range r.Warnings {
+		b.logger().Info("kernel warning", "key", r.Key, "warning", w)
+		b.report(Progress{Phase: "bindings", Current: w, Elapsed: time.Since(start)})
+	}
 }
 
 // configAndMake generates and verifies the config in the tree, then runs the full make.

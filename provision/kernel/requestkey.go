@@ -15,11 +15,12 @@ import (
 // the toolchain root (the linux-source version, the tool versions) and the source's base
 // fragments; each of those is fixed by the root (rootHash: a root is never rebuilt in place)
 // or by the source's identity. So RequestKey hashes the root's hash, the source's identity,
-// the base, kmodvm's recipe, the variant (debug or not), and kmodvm's fragments (the debug
-// one for the debug variant) merged with the user's: whenever the kernel's cache key
-// changes, RequestKey changes too. The converse fails only when the difference is absorbed
-// by what RequestKey cannot see (a user fragment repeating a base fragment of the source; an
-// in-tree fragment named two ways): a cache miss, never a stale hit.
+// the base, kmodvm's recipe, the variant (debug or not), kmodvm's fragments (the debug one
+// for the debug variant) merged with the user's, and the patches (by content) and bindings:
+// whenever the kernel's cache key changes, RequestKey changes too. The converse fails only
+// when the difference is absorbed by what RequestKey cannot see (a user fragment repeating a
+// base fragment of the source; an in-tree fragment named two ways): a cache miss, never a
+// stale hit.
 func RequestKey(ctx context.Context, req Request, rootHash string) (string, error) {
 	base := req.Config.Base
 	if base == "" {
@@ -91,6 +92,11 @@ func RequestKey(ctx context.Context, req Request, rootHash string) (string, erro
 	if err := flush(); err != nil {
 		return "", err
 	}
+	patches, err := readPatches(req.Patches, req.Config.BaseDir)
+	if err != nil {
+		return "", err
+	}
+	parts = append(parts, variantParts(patches, req.Bindings)...)
 	return shortHash(parts...), nil
 }
 

@@ -20,6 +20,12 @@ func TestRequestKey(t *testing.T) {
 	write("kasan.config", "CONFIG_KASAN=y\n")
 	write("kasan-commented.config", "# more checks\nCONFIG_KASAN=y\n\n")
 	write("kfence.config", "CONFIG_KFENCE=y\n")
+	write("a.patch", "--- a/kernel/fork.c\n+++ b/kernel/fork.c\n@@ -1 +1 @@\n-int fork;\n+int fork = 1;\n")
+	write("b.patch", "--- a/kernel/fork.c\n+++ b/kernel/fork.c\n@@ -1 +1 @@\n-int fork;\n+int fork = 2;\n")
+	if err := os.MkdirAll(filepath.Join(dir, "copy"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write("copy/a.patch", "--- a/kernel/fork.c\n+++ b/kernel/fork.c\n@@ -1 +1 @@\n-int fork;\n+int fork = 1;\n")
 	const root, otherRoot = "root-a", "root-b"
 	tc := map[string]string{"rustc": "rustc 1.97.1"}
 	type request struct {
@@ -53,6 +59,13 @@ func TestRequestKey(t *testing.T) {
 		{"debug variant with a fragment", root, Request{Source: pkg, Config: debug(spec("", "kasan.config"))}},
 		{"debug fragment without the variant", root, Request{Source: pkg, Config: spec("", string(debugConfig))}},
 		{"debug variant and its own fragment", root, Request{Source: pkg, Config: debug(spec("", string(debugConfig)))}},
+		{"a patch", root, Request{Source: pkg, Config: spec(""), Patches: []string{"a.patch"}}},
+		{"the same patch elsewhere", root, Request{Source: pkg, Config: spec(""), Patches: []string{"./copy/a.patch"}}},
+		{"another patch", root, Request{Source: pkg, Config: spec(""), Patches: []string{"b.patch"}}},
+		{"two patches", root, Request{Source: pkg, Config: spec(""), Patches: []string{"a.patch", "b.patch"}}},
+		{"two patches the other way round", root, Request{Source: pkg, Config: spec(""), Patches: []string{"b.patch", "a.patch"}}},
+		{"bindings", root, Request{Source: pkg, Config: spec(""), Bindings: []string{"linux/iio/iio.h"}}},
+		{"other bindings", root, Request{Source: pkg, Config: spec(""), Bindings: []string{"linux/gpio/driver.h"}}},
 	}
 	// What Build would compute once the root is there: the package version and the tool
 	// versions are the root's, so they differ exactly when the root does.
@@ -62,14 +75,27 @@ func TestRequestKey(t *testing.T) {
 		if r.req.Source.Kind == SourceTarball {
 			srcID = "tarball:" + r.req.Source.SHA256
 		}
-		plan, err := PlanConfig(r.req.Config, tree, srcID)
+		patches, err := readPatches(r.req.Patches, dir)
 		if err != nil {
 			t.Fatalf("%s: %v", r.name, err)
 		}
-		return cacheKey(srcID, plan, map[string]string{"rustc": tc["rustc"], "root": r.root})
+		variant := variantParts(patches, r.req.Bindings)
+		plan, err := PlanConfig(r.req.Config, tree, planID(srcID, variant))
+		if err != nil {
+			t.Fatalf("%s: %v", r.name, err)
+		}
+		return cacheKey(srcID, plan, map[string]string{"rustc": tc["rustc"], "root": r.root}, variant...)
 	}
 	if realKey(reqs[13]) == realKey(reqs[0]) {
 		t.Error("the debug variant has the plain kernel's cache key")
+	}
+	// Patches count by content and order, bindings by name: each is a kernel of its own.
+	for i, a := range []int{0, 17, 19, 20, 21, 22, 23} {
+		for _, b := range []int{0, 17, 19, 20, 21, 22, 23}[i+1:] {
+			if realKey(reqs[a]) == realKey(reqs[b]) {
+				t.Errorf("%q and %q share the cache key", reqs[a].name, reqs[b].name)
+			}
+		}
 	}
 	reqKey := func(r request) string {
 		t.Helper()
@@ -87,7 +113,7 @@ func TestRequestKey(t *testing.T) {
 		}
 	}
 	// The ways of writing one request that must not cost a CI a cold cache.
-	same := [][2]int{{0, 1}, {0, 2}, {4, 5}, {4, 6}, {13, 16}}
+	same := [][2]int{{0, 1}, {0, 2}, {4, 5}, {4, 6}, {13, 16}, {17, 18}}
 	for _, p := range same {
 		if a, b := reqs[p[0]], reqs[p[1]]; reqKey(a) != reqKey(b) {
 			t.Errorf("%q and %q are one kernel, yet their request keys differ", a.name, b.name)

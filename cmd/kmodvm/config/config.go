@@ -71,7 +71,14 @@ type Kernel struct {
 	// Fragments are config lines, in-tree fragment names or fragment files (see ClassifyFragment).
 	// Load makes relative file paths absolute.
 	Fragments []string `yaml:"fragments"`
-	Jobs      int      `yaml:"jobs"` // make -j; 0 = number of CPUs
+	// Patches are patch files (git format-patch, mbox series, diff -u) applied in order to
+	// the kernel sources of this kernel only (kernel.Request.Patches). Load makes relative
+	// paths absolute.
+	Patches []string `yaml:"patches"`
+	// Bindings are headers ("linux/iio/iio.h") bindgen binds for the kernel crate of this
+	// kernel (kernel.Request.Bindings).
+	Bindings []string `yaml:"bindings"`
+	Jobs     int      `yaml:"jobs"` // make -j; 0 = number of CPUs
 	// Debug selects the debug kernel variant: DWARF line tables, the ORC unwinder, and
 	// vmlinux kept for symbolizing traces (kernel.ConfigSpec.Debug).
 	Debug bool `yaml:"debug"`
@@ -210,7 +217,10 @@ func (c *Config) resolve() {
 			c.Kernel.Fragments[i] = abs(f)
 		}
 	}
-	for _, l := range []*[]string{&c.Image.Packages, &c.Kernel.Fragments, &c.Module.Params} {
+	for i, p := range c.Kernel.Patches {
+		c.Kernel.Patches[i] = abs(p)
+	}
+	for _, l := range []*[]string{&c.Image.Packages, &c.Kernel.Fragments, &c.Kernel.Patches, &c.Kernel.Bindings, &c.Module.Params} {
 		if len(*l) == 0 {
 			*l = nil
 		}

@@ -45,7 +45,7 @@ func TestParseValid(t *testing.T) {
 		{"empty document", "---\n", withDefaults(nil)},
 		{"null sections keep defaults", "vm:\nimage: ~\nkernel:\nmodule:\n", withDefaults(nil)},
 		{"null value keeps default", "vm:\n  memory: ~\n", withDefaults(nil)},
-		{"empty lists", "image:\n  packages: []\nkernel:\n  fragments: []\nmodule:\n  params: []\n", withDefaults(nil)},
+		{"empty lists", "image:\n  packages: []\nkernel:\n  fragments: []\n  patches: []\n  bindings: []\nmodule:\n  params: []\n", withDefaults(nil)},
 		{"full file", `name: rust-dev
 vm:
   memory: 4096
@@ -70,6 +70,8 @@ kernel:
     - kvm_guest.config
     - ./debug.config
     - /etc/kmodvm/extra.config
+  patches: [./patches/0001-fix.patch, /srv/series.mbox]
+  bindings: [linux/iio/iio.h, asm/msr.h]
   jobs: 2
   debug: true
 module:
@@ -88,8 +90,10 @@ module:
 				Base:   BaseDefconfig,
 				Fragments: []string{"CONFIG_KASAN=y", "# CONFIG_DEBUG_INFO_BTF is not set", `CONFIG_CMDLINE="console=ttyS0"`,
 					"kvm_guest.config", "/proj/debug.config", "/etc/kmodvm/extra.config"},
-				Jobs:  2,
-				Debug: true,
+				Patches:  []string{"/proj/patches/0001-fix.patch", "/srv/series.mbox"},
+				Bindings: []string{"linux/iio/iio.h", "asm/msr.h"},
+				Jobs:     2,
+				Debug:    true,
 			}
 			c.Module = Module{Dir: "/proj/examples/rust", Params: []string{"debug=1", "mod.name=a b c", "empty="},
 				Build: BuildGuest, Timeout: 90 * time.Second}
@@ -154,7 +158,7 @@ func TestParseErrors(t *testing.T) {
 		{"top-level key in a section", "module:\n  name: x\n",
 			`kmodvm.yaml:2: unknown key "name" in section "module" (did you mean the top-level key "name"?)` + docHint},
 		{"nothing close", "kernel:\n  flavour: rt\n",
-			`kmodvm.yaml:2: unknown key "flavour" in section "kernel" (known keys: source, sha256, base, fragments, jobs, debug)` + docHint},
+			`kmodvm.yaml:2: unknown key "flavour" in section "kernel" (known keys: source, sha256, base, fragments, patches, bindings, jobs, debug)` + docHint},
 		{"merge key", "<<: {name: x}\n", `kmodvm.yaml:1: unknown key "<<" at top level (known keys: name, vm, image, kernel, module)` + docHint},
 		{"complex key", "? [a]\n: b\n", `kmodvm.yaml:1: expected a plain word as a key at top level, got a list` + docHint},
 
@@ -232,6 +236,14 @@ func TestParseErrors(t *testing.T) {
 		{"bad param name", "module:\n  params: [\"1x=2\"]\n", `kmodvm.yaml:2: module.params[0]: "1x" is not a module parameter name: use letters, digits, _ and ., starting with a letter or _; hint: see the keys documented in README.md#configuration`},
 		{"param value with NUL", "module:\n  params: [\"msg=a\\0b\"]\n", `kmodvm.yaml:2: module.params[0]: the value of "msg" contains a NUL byte, which no command argument can carry; hint: see the keys documented in README.md#configuration`},
 		{"empty module dir", "module:\n  dir: \"\"\n", `kmodvm.yaml:2: module.dir: is empty; hint: give a path`},
+
+		// Patches and bindings.
+		{"home-relative patch", "kernel:\n  patches:\n    - ./a.patch\n    - ~/b.patch\n", `kmodvm.yaml:4: kernel.patches[1]: "~/b.patch" starts with "~", which kmodvm does not expand; hint: write the full path or one relative to kmodvm.yaml`},
+		{"patch is a section", "kernel:\n  patches:\n    - {file: a.patch}\n", `kmodvm.yaml:3: kernel.patches[0]: expected a string, got a section of "key: value" lines` + docHint},
+		{"binding with angle brackets", "kernel:\n  bindings: [\"<linux/iio/iio.h>\"]\n", `kmodvm.yaml:2: kernel.bindings[0]: "<linux/iio/iio.h>" is not a header path; hint: write it as #include <...> names it, relative to the kernel's include/, such as "linux/iio/iio.h", without #include, <> or quotes`},
+		{"binding under include/", "kernel:\n  bindings:\n    - linux/slab.h\n    - include/linux/iio/iio.h\n", `kmodvm.yaml:4: kernel.bindings[1]: "include/linux/iio/iio.h" is not a header path as #include names it; hint: write it as #include <...> names it, relative to the kernel's include/, such as "linux/iio/iio.h" (leave out include/)`},
+		{"binding not a header", "kernel:\n  bindings: [linux/iio]\n", `kmodvm.yaml:2: kernel.bindings[0]: "linux/iio" is not a header path; hint: write it as #include <...> names it, relative to the kernel's include/, such as "linux/iio/iio.h"`},
+		{"binding climbs out", "kernel:\n  bindings: [../secret.h]\n", `kmodvm.yaml:2: kernel.bindings[0]: "../secret.h" is not a header path; hint: write it as #include <...> names it, relative to the kernel's include/, such as "linux/iio/iio.h"`},
 
 		// Several problems are all reported, in line order.
 		{"several invalid values", "vm:\n  cpus: 0\nname: BAD\n",
@@ -363,8 +375,8 @@ func TestEveryKeyTypo(t *testing.T) {
 		}
 		n++
 	}
-	if n != 26 { // name, 4 sections, 21 keys in them
-		t.Errorf("found %d keys in ExampleYAML, want 26", n)
+	if n != 28 { // name, 4 sections, 23 keys in them
+		t.Errorf("found %d keys in ExampleYAML, want 28", n)
 	}
 }
 

@@ -97,6 +97,11 @@ kernel:
   fragments: []           # each: an inline "CONFIG_X=y" / "# CONFIG_X is not set" line,
                           # an in-tree name like "kvm_guest.config",
                           # or a file path such as "./debug.config" (relative to this file)
+  patches: []             # patch files applied in order to this kernel's sources (never to
+                          # your tree), relative to this file: git format-patch files, mbox
+                          # series (git am style) or diff -u; e.g. [./0001-fix.patch]
+  bindings: []            # headers bindgen binds for this kernel's Rust bindings,
+                          # e.g. [linux/iio/iio.h]; checked after the build
   jobs: 0                 # make -j; 0 = number of CPUs
   debug: false            # true: a kernel with DWARF line tables and the ORC unwinder, its
                           # vmlinux kept, so traces show file:line; a separate cache entry

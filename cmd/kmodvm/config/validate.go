@@ -163,9 +163,35 @@ func (v *validator) kernel(k Kernel) {
 			v.path(field, f)
 		}
 	}
+	for i, p := range k.Patches {
+		v.path(fmt.Sprintf("kernel.patches[%d]", i), p)
+	}
+	for i, h := range k.Bindings {
+		if msg := checkHeader(h); msg != "" {
+			v.add(fmt.Sprintf("kernel.bindings[%d]", i), "%s", msg)
+		}
+	}
 	if k.Jobs < 0 || k.Jobs > 1024 {
 		v.add("kernel.jobs", "%d is not 0 (one job per CPU) or a job count in 1..1024", k.Jobs)
 	}
+}
+
+// headerRe is a header path as #include <...> names it: components of letters, digits and
+// _ . + -, ending in .h.
+var headerRe = regexp.MustCompile(`^([A-Za-z0-9_][A-Za-z0-9_.+-]*/)*[A-Za-z0-9_][A-Za-z0-9_.+-]*\.h$`)
+
+// checkHeader checks one kernel.bindings header; it returns what is wrong, or "".
+func checkHeader(h string) string {
+	shape := "write it as #include <...> names it, relative to the kernel's include/, such as \"linux/iio/iio.h\""
+	switch {
+	case strings.HasPrefix(h, "<") || strings.HasPrefix(h, "#include") || strings.HasPrefix(h, "\""):
+		return fmt.Sprintf("%s is not a header path; hint: %s, without #include, <> or quotes", quote(h), shape)
+	case strings.HasPrefix(h, "include/") || strings.HasPrefix(h, "/"):
+		return fmt.Sprintf("%s is not a header path as #include names it; hint: %s (leave out include/)", quote(h), shape)
+	case !headerRe.MatchString(h): // also refuses ".." components: none starts with "."
+		return fmt.Sprintf("%s is not a header path; hint: %s", quote(h), shape)
+	}
+	return ""
 }
 
 // checkURI accepts qemu:///system and qemu:///session, locally or through a remote transport

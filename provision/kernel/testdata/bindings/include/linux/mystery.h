@@ -1,0 +1,1 @@
+int mystery(void);
