@@ -37,6 +37,7 @@ type Libvirt struct {
 	hooks       map[string]func(name string)
 	stateScript map[string][]StateStep
 	onRestored  func(name, xml string)
+	onSaved     func(name string)
 	restored    []string // replacement XML of every restore that started a domain
 
 	version, qemuVersion uint64
@@ -138,6 +139,14 @@ func (f *Libvirt) OnRestored(hook func(name, xml string)) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.onRestored = hook
+}
+
+// OnSaved runs hook after every save that stopped a domain, with its name (outside the
+// fake's lock): the QEMU that ran it exits.
+func (f *Libvirt) OnSaved(hook func(name string)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.onSaved = hook
 }
 
 // Restored returns the XML of every restore that started a domain, in order.

@@ -25,8 +25,18 @@ func SaveFile(x string) []byte { return []byte(SaveMagic + x + SaveEnd) }
 // DomainSaveFlags writes the running domain's XML to the file to, as a save file, and stops
 // the domain (shutoff, reason "saved"); a transient domain disappears. dxml must be empty.
 func (f *Libvirt) DomainSaveFlags(d libvirt.Domain, to string, dxml libvirt.OptString, flags uint32) error {
+	err := f.save(d, to, dxml)
+	hook := f.onSaved
+	f.mu.Unlock()
+	if err == nil && hook != nil {
+		hook(d.Name)
+	}
+	return err
+}
+
+// save is DomainSaveFlags; it returns with f.mu held.
+func (f *Libvirt) save(d libvirt.Domain, to string, dxml libvirt.OptString) error {
 	fd, err := f.enterDomain("DomainSaveFlags", d)
-	defer f.mu.Unlock()
 	if err != nil {
 		return err
 	}
