@@ -299,7 +299,7 @@ func (s *Sandbox) restoreFrom(ctx context.Context, in *Instance, memory string) 
 	if err := s.drv.Restore(ctx, memory, x); err != nil {
 		return nil, err
 	}
-	c, err := s.waitSSHWithin(ctx, in, restoreSSHWait)
+	c, err := s.waitSSHWithin(ctx, in, min(restoreSSHWait, s.opt.BootTimeout))
 	if err != nil {
 		return nil, err
 	}
