@@ -316,6 +316,10 @@ func (s *Sandbox) boot(ctx context.Context, in *Instance, fresh bool) (*sshclien
 			return nil, ctx.Err()
 		}
 		s.opt.Status(fmt.Sprintf("resuming %s from its saved state failed (%s); booting cold on its disk", in.Name, oneLine(err)))
+		// A failed restore may have lost the port to someone else.
+		if err := s.define(ctx, in); err != nil {
+			return nil, err
+		}
 	case FromPristine:
 		s.opt.Status(fmt.Sprintf("restoring %s from its pristine save (ssh on 127.0.0.1:%d)", in.Name, in.SSHPort))
 		c, err := s.restorePristine(ctx, in, s.pristine(facts.Key))

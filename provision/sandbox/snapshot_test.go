@@ -2,6 +2,8 @@ package sandbox
 
 import (
 	"errors"
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -365,5 +367,35 @@ func TestPristineSaveNoRoom(t *testing.T) {
 		if ents, _ := os.ReadDir(savesDir(fx.opt.Cache)); len(ents) != 0 {
 			t.Errorf("saves dir holds %d entries", len(ents))
 		}
+	}
+}
+
+// TestUpOwnSavePortTaken: the VM's port taken while it was down does not spoil its save: the
+// restore forwards SSH from a new free port (the port lives in the restore XML, not in the
+// saved machine).
+func TestUpOwnSavePortTaken(t *testing.T) {
+	fx := newFixture(t)
+	ctx := testContext(t)
+	fx.stoppedVM("dev", "disk")
+	in, c := fx.up("dev")
+	c.Close()
+	if err := fx.sb.Down(ctx, "dev", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	old := in.SSHPort
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", old))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	creates := len(fx.lv.Calls("DomainCreate"))
+	in, c = fx.up("dev")
+	c.Close()
+	if len(fx.lv.Calls("DomainCreate")) != creates || in.RestoredFrom != FromOwnSave {
+		t.Fatalf("up booted instead of resuming; status %q", fx.statusLines())
+	}
+	x := fx.lv.Restored()[len(fx.lv.Restored())-1]
+	if in.SSHPort == old || xmlPort(x) != in.SSHPort {
+		t.Errorf("resumed on port %d (restore XML: %d), was %d: want a new free port in the XML", in.SSHPort, xmlPort(x), old)
 	}
 }
