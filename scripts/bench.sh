@@ -2,10 +2,15 @@
 # make bench: kmodvm's speed against baselines measured in the same run, alternating, so a
 # busy machine slows both sides alike. Prints medians and ratios; never asserts.
 #
-#   BENCH_N=5 bash scripts/bench.sh [up|kernel|kernel-full|loop|classify|load|bindings|all]
+#   BENCH_N=5 bash scripts/bench.sh [up|restore|kernel|kernel-full|loop|classify|load|bindings|all]
 #
-# up:     `kmodvm up` from a stopped, defined VM to SSH-ready vs a bare qemu-system-x86_64
-#         boot of the same kernel, disk, init and cmdline to SSH-ready; image build cached.
+# up:     `kmodvm up --cold` from a stopped, defined VM to SSH-ready vs a bare
+#         qemu-system-x86_64 boot of the same kernel, disk, init and cmdline to SSH-ready;
+#         image build cached.
+# restore: a new VM's `up --cold` vs its `up` by restoring its pristine save (both after a
+#         destroy, alternating); `down` + `up` resuming the VM's own save; recovery after a
+#         module panics the guest (`run testdata/modules/panic-c`), by restoring the
+#         pristine save vs by a reboot (the pristine saves moved aside).
 # kernel: kernel build cache hit; rebuild after one fragment change.
 # kernel-full: a cold `kmodvm kernel build` vs the same unpack + Kconfig + make run by hand
 #         in the same root (two full builds: ~15 min here); KFULL_ORDER=hand-first swaps
@@ -45,6 +50,8 @@ tmp=$(mktemp -d)
 started=
 cleanup() {
 	if [ -n "${qpid:-}" ]; then kill "$qpid" 2>/dev/null || true; fi
+	# bench_restore moves the pristine saves aside for a while: put them back.
+	if [ -d "$CACHE/saves.bench-off" ] && [ ! -e "$CACHE/saves" ]; then mv "$CACHE/saves.bench-off" "$CACHE/saves"; fi
 	# Only a VM this run brought up: a mode without one must not remove a "bench" VM
 	# that someone else's run is using.
 	[ -n "$started" ] && { "$K" -n "$VM" destroy >/dev/null 2>&1 || true; }
@@ -78,7 +85,7 @@ bench_up() {
 	: >"$tmp/up"; : >"$tmp/bare"
 	for i in $(seq 1 "$N"); do
 		"$K" -n "$VM" down >/dev/null
-		t0=$(now); "$K" -n "$VM" up >/dev/null; t1=$(now)
+		t0=$(now); "$K" -n "$VM" up --cold >/dev/null; t1=$(now)
 		echo "$t1 - $t0" | bc >>"$tmp/up"
 		"$K" -n "$VM" down >/dev/null
 
@@ -154,6 +161,57 @@ bench_kernel_full() {
 	}
 	if [ "${KFULL_ORDER:-}" = hand-first ]; then by_hand; by_kmodvm; else by_kmodvm; by_hand; fi
 	echo "ratio kmodvm/hand: $(ratio "$tk" "$th")  (goal <= 1.02)"
+}
+
+bench_restore() {
+	echo "== restore: new VM up --cold vs up by restoring its pristine save; down+up; recovery both ways (N=$N)"
+	started=1
+	"$K" -n "$VM" destroy >/dev/null 2>&1 || true
+	"$K" -n "$VM" up >/dev/null # a cold boot that makes the VM's pristine save (or finds it)
+	: >"$tmp/cold"; : >"$tmp/rest"; : >"$tmp/own"
+	for i in $(seq 1 "$N"); do
+		"$K" -n "$VM" destroy >/dev/null
+		t0=$(now); "$K" -n "$VM" up --cold >/dev/null; t1=$(now)
+		echo "$t1 - $t0" | bc >>"$tmp/cold"
+		"$K" -n "$VM" destroy >/dev/null
+		t0=$(now); "$K" -n "$VM" up >/dev/null 2>"$tmp/up.err"; t1=$(now)
+		grep -q "restoring $VM from its pristine save" "$tmp/up.err" ||
+			{ echo "up did not restore the pristine save:" >&2; cat "$tmp/up.err" >&2; exit 1; }
+		echo "$t1 - $t0" | bc >>"$tmp/rest"
+		"$K" -n "$VM" down >/dev/null
+		t0=$(now); "$K" -n "$VM" up >/dev/null; t1=$(now)
+		echo "$t1 - $t0" | bc >>"$tmp/own"
+	done
+	local mc mr mo; mc=$(median <"$tmp/cold"); mr=$(median <"$tmp/rest"); mo=$(median <"$tmp/own")
+	echo "up --cold (new VM): median ${mc}s  ($(tr '\n' ' ' <"$tmp/cold"))"
+	echo "up by restore (new VM, pristine save): median ${mr}s  ($(tr '\n' ' ' <"$tmp/rest"))"
+	echo "up after down (own save): median ${mo}s  ($(tr '\n' ' ' <"$tmp/own"))"
+	echo "ratio restore/cold: $(ratio "$mr" "$mc")  (goal <= 0.3)"
+
+	# Recovery: the whole run of a module that panics the guest (exit 5), which includes
+	# bringing the guest back; with the pristine saves moved aside the guest reboots.
+	cp -r testdata/modules/panic-c "$tmp/panic"
+	"$K" -n "$VM" run "$tmp/panic" >/dev/null 2>&1 || true # warm: builds
+	: >"$tmp/rr"; : >"$tmp/rb"
+	local rc
+	for i in $(seq 1 "$N"); do
+		t0=$(now); rc=0; "$K" -n "$VM" run --json "$tmp/panic" >"$tmp/r.json" 2>/dev/null || rc=$?; t1=$(now)
+		if [ "$rc" != 5 ] || ! grep -q '"guest_recovered_by": "restored"' "$tmp/r.json"; then
+			echo "run did not recover by restore (exit $rc)" >&2; exit 1
+		fi
+		echo "$t1 - $t0" | bc >>"$tmp/rr"
+		mv "$CACHE/saves" "$CACHE/saves.bench-off"
+		t0=$(now); rc=0; "$K" -n "$VM" run --json "$tmp/panic" >"$tmp/r.json" 2>/dev/null || rc=$?; t1=$(now)
+		mv "$CACHE/saves.bench-off" "$CACHE/saves"
+		if [ "$rc" != 5 ] || ! grep -q '"guest_recovered_by": "rebooted"' "$tmp/r.json"; then
+			echo "run did not recover by reboot (exit $rc)" >&2; exit 1
+		fi
+		echo "$t1 - $t0" | bc >>"$tmp/rb"
+	done
+	local a b; a=$(median <"$tmp/rr"); b=$(median <"$tmp/rb")
+	echo "run panic-c, recovered by restore: median ${a}s  ($(tr '\n' ' ' <"$tmp/rr"))"
+	echo "run panic-c, recovered by reboot: median ${b}s  ($(tr '\n' ' ' <"$tmp/rb"))"
+	echo "ratio restore/reboot: $(ratio "$a" "$b")"
 }
 
 bench_loop() {
@@ -302,12 +360,13 @@ bench_load() {
 
 case "$WHAT" in
 up) bench_up ;;
+restore) bench_restore ;;
 kernel) bench_kernel ;;
 kernel-full) bench_kernel_full ;;
 loop) bench_loop ;;
 classify) bench_classify ;;
 load) bench_load ;;
 bindings) bench_bindings ;;
-all) bench_up; bench_kernel; bench_loop; bench_classify; bench_load; bench_bindings ;;
-*) echo "usage: $0 [up|kernel|kernel-full|loop|classify|load|bindings|all]" >&2; exit 2 ;;
+all) bench_up; bench_restore; bench_kernel; bench_loop; bench_classify; bench_load; bench_bindings ;;
+*) echo "usage: $0 [up|restore|kernel|kernel-full|loop|classify|load|bindings|all]" >&2; exit 2 ;;
 esac

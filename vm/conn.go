@@ -165,6 +165,36 @@ func (c *Conn) DomainInjectNmi(d libvirt.Domain, flags uint32) error {
 	return call0(c, func(s session) error { return s.DomainInjectNmi(d, flags) })
 }
 
+// DomainSaveFlags is not repeated on a new connection: a save that got as far as stopping
+// the domain cannot be made again, and the caller falls back to what it does when a save
+// fails.
+func (c *Conn) DomainSaveFlags(d libvirt.Domain, to string, dxml libvirt.OptString, flags uint32) error {
+	return once(c, func(s session) error { return s.DomainSaveFlags(d, to, dxml, flags) })
+}
+
+// DomainRestoreFlags is not repeated on a new connection either: a restore that started the
+// domain would fail the second time with the domain already running.
+func (c *Conn) DomainRestoreFlags(from string, dxml libvirt.OptString, flags uint32) error {
+	return once(c, func(s session) error { return s.DomainRestoreFlags(from, dxml, flags) })
+}
+
+func (c *Conn) DomainSaveImageGetXMLDesc(file string, flags uint32) (string, error) {
+	return call(c, func(s session) (string, error) { return s.DomainSaveImageGetXMLDesc(file, flags) })
+}
+
+func (c *Conn) ConnectGetVersion() (uint64, error) {
+	return call(c, func(s session) (uint64, error) { return s.ConnectGetVersion() })
+}
+
+// once runs op on the connection (redialed first when it was lost), but never a second time.
+func once(c *Conn, op func(session) error) error {
+	s, err := c.session()
+	if err != nil {
+		return err
+	}
+	return op(s)
+}
+
 func (c *Conn) ConnectGetLibVersion() (uint64, error) {
 	return call(c, func(s session) (uint64, error) { return s.ConnectGetLibVersion() })
 }

@@ -28,7 +28,11 @@ type Libvirt interface {
 	DomainUndefineFlags(d libvirt.Domain, flags libvirt.DomainUndefineFlagsValues) error
 	DomainGetXMLDesc(d libvirt.Domain, flags libvirt.DomainXMLFlags) (string, error)
 	DomainInjectNmi(d libvirt.Domain, flags uint32) error
+	DomainSaveFlags(d libvirt.Domain, to string, dxml libvirt.OptString, flags uint32) error
+	DomainRestoreFlags(from string, dxml libvirt.OptString, flags uint32) error
+	DomainSaveImageGetXMLDesc(file string, flags uint32) (string, error)
 	ConnectGetLibVersion() (uint64, error)
+	ConnectGetVersion() (uint64, error)
 	Disconnect() error
 }
 

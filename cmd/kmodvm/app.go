@@ -29,6 +29,7 @@ type app struct {
 	name       string
 	accel      string
 	port       int
+	cold       bool // up --cold
 	uri        string
 	verbose    bool
 	jsonOut    bool
@@ -178,7 +179,8 @@ func (a *app) sandboxOptions() (sandbox.Options, error) {
 		}, Patches: a.cfg.Kernel.Patches, Bindings: a.cfg.Kernel.Bindings},
 		Jobs:      a.cfg.Kernel.Jobs,
 		MemoryMiB: a.cfg.VM.Memory, CPUs: a.cfg.VM.CPUs, Accel: accel, Port: a.cfg.VM.Port, URI: a.cfg.VM.URI,
-		Log: a.log, Status: a.prog.Status, KernelProgress: a.prog.Kernel,
+		Cold: a.cold,
+		Log:  a.log, Status: a.prog.Status, KernelProgress: a.prog.Kernel,
 	}, nil
 }
 

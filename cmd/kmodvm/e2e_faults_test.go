@@ -270,9 +270,9 @@ func TestE2EFaults(t *testing.T) {
 		close(stop)
 		wg.Wait()
 		t.Logf("status exits during the restart: %v", codes)
-		// During up of a stopped VM.
+		// During up of a stopped VM that boots (down saved its state: --cold boots anyway).
 		mustRun(t, "down")
-		p = startKmodvm(t, nil, append([]string{"up"}, n...)...)
+		p = startKmodvm(t, nil, append([]string{"up", "--cold"}, n...)...)
 		p.waitFor("booting", 5*time.Minute)
 		restartLibvirtd(t)
 		if code := p.wait(5 * time.Minute); code != 0 && (code != 1 || !strings.Contains(p.stderr.String(), "stopped")) {

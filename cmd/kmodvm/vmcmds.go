@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -43,6 +44,7 @@ func (a *app) upCmd() *cobra.Command {
 	}
 	c.Flags().StringVar(&a.accel, "accel", "", "accelerator: auto, kvm or tcg (default: kmodvm.yaml vm.accel, else auto)")
 	c.Flags().IntVar(&a.port, "port", 0, "host port on 127.0.0.1 for the guest's SSH (0: pick a free one)")
+	c.Flags().BoolVar(&a.cold, "cold", false, "boot the guest instead of restoring a save (drops the VM's own saved state)")
 	c.Flags().BoolVar(&a.jsonOut, "json", false, "print JSON")
 	return c
 }
@@ -162,6 +164,15 @@ func (a *app) statusCmd() *cobra.Command {
 			}
 			if st.Uptime != "" {
 				fmt.Fprintf(tw, "uptime:\t%s\n", st.Uptime)
+			}
+			if st.RestoredFrom != "" {
+				fmt.Fprintf(tw, "restored from:\t%s save\n", strings.TrimSuffix(st.RestoredFrom, " save"))
+			}
+			if st.SaveBytes != 0 {
+				fmt.Fprintf(tw, "saved state:\t%d MiB (the next up resumes it)\n", st.SaveBytes>>20)
+			}
+			if st.PristineSaveBytes != 0 {
+				fmt.Fprintf(tw, "pristine save:\t%d MiB\n", st.PristineSaveBytes>>20)
 			}
 			for _, k := range []string{"rustc", "bindgen", "clang"} {
 				if v := st.Toolchain[k]; v != "" {

@@ -78,6 +78,7 @@ type fakeGuest struct {
 	ssh      *sshclient.Client
 	outside  string // StoppedFromOutside's answer
 	restarts int
+	recovery string // what Restart says it did; "": "rebooted"
 	nmis     int
 	closed   bool
 }
@@ -194,7 +195,7 @@ func (g *fakeGuest) InjectNMI(context.Context) error {
 }
 
 // Restart is a fresh boot: a new kernel log numbered from 1, nothing loaded, no taint.
-func (g *fakeGuest) Restart(context.Context) error {
+func (g *fakeGuest) Restart(context.Context) (string, error) {
 	g.mu.Lock()
 	g.restarts++
 	old := g.ssh
@@ -205,10 +206,13 @@ func (g *fakeGuest) Restart(context.Context) error {
 	g.write("tainted", "0\n", 0o644)
 	g.write("modules", "", 0o644)
 	if err := os.Remove(filepath.Join(g.dir, "dead")); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
+		return "", err
 	}
 	g.dial()
-	return nil
+	if g.recovery != "" {
+		return g.recovery, nil
+	}
+	return "rebooted", nil
 }
 
 func (g *fakeGuest) Close() error {

@@ -19,7 +19,7 @@ func (stoppedGuest) ConsoleLog() string                                   { retu
 func (stoppedGuest) Running(context.Context) (bool, error)                { return false, nil }
 func (g stoppedGuest) StoppedFromOutside(context.Context) (string, error) { return g.how, nil }
 func (stoppedGuest) InjectNMI(context.Context) error                      { return errors.New("domain is not running") }
-func (stoppedGuest) Restart(context.Context) error                        { return nil }
+func (stoppedGuest) Restart(context.Context) (string, error)              { return "rebooted", nil }
 func (stoppedGuest) Close() error                                         { return nil }
 
 // The runner's errors name what to do as remedies, never as a command line: the CLI renders

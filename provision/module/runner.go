@@ -41,9 +41,10 @@ type Guest interface {
 	StoppedFromOutside(ctx context.Context) (string, error)
 	// InjectNMI sends the guest an NMI: its kernel panics and prints where it was stuck.
 	InjectNMI(ctx context.Context) error
-	// Restart stops the guest hard, boots it and reconnects (SSH() then returns the new
-	// connection).
-	Restart(ctx context.Context) error
+	// Restart stops the guest hard, brings it back and reconnects (SSH() then returns the
+	// new connection). how is "restored" (from the VM's pristine save: the guest's own
+	// changes since its up are gone) or "rebooted".
+	Restart(ctx context.Context) (how string, err error)
 	Close() error
 }
 
@@ -99,6 +100,8 @@ type Runner struct {
 	guestFiles guestFiles // the files guest.sh uses; zero: the real ones (tests change them)
 	// symbolizeBudget bounds decodeTraces; zero: DefaultSymbolizeBudget (tests shorten it).
 	symbolizeBudget time.Duration
+	// recovered is how each restart of this run brought the guest back (Guest.Restart).
+	recovered []string
 }
 
 func (r *Runner) files() guestFiles {
@@ -134,18 +137,21 @@ const (
 
 // Result is the whole story of one run (`run --json` prints it).
 type Result struct {
-	Module   string        `json:"module_dir"`
-	Modules  []string      `json:"modules"`
-	Sync     SyncResult    `json:"sync"`
-	Build    BuildResult   `json:"build"`
-	Steps    []Step        `json:"steps"`
-	Verdict  string        `json:"verdict"`
-	Title    string        `json:"title"`
-	Restart  bool          `json:"guest_restarted"`
-	KUnit    []SuiteResult `json:"kunit,omitempty"` // the KUnit suites that ran
-	Tests    TestCounts    `json:"tests"`           // their tests
-	Notes    []string      `json:"notes,omitempty"`
-	Duration time.Duration `json:"duration_ns"`
+	Module  string      `json:"module_dir"`
+	Modules []string    `json:"modules"`
+	Sync    SyncResult  `json:"sync"`
+	Build   BuildResult `json:"build"`
+	Steps   []Step      `json:"steps"`
+	Verdict string      `json:"verdict"`
+	Title   string      `json:"title"`
+	Restart bool        `json:"guest_restarted"`
+	// RecoveredBy is how the (last) restart brought the guest back: "restored" (its
+	// pristine save) or "rebooted"; "" without a restart.
+	RecoveredBy string        `json:"guest_recovered_by,omitempty"`
+	KUnit       []SuiteResult `json:"kunit,omitempty"` // the KUnit suites that ran
+	Tests       TestCounts    `json:"tests"`           // their tests
+	Notes       []string      `json:"notes,omitempty"`
+	Duration    time.Duration `json:"duration_ns"`
 }
 
 // SyncResult summarises the source sync.
@@ -211,7 +217,11 @@ func (r *Runner) Run(ctx context.Context, opt Options) (*Result, error) {
 	}
 	remote := path.Join(r.files().Root, RemoteDir(opt.Source.Dir))
 	res := &Result{Module: opt.Source.Dir, Modules: opt.Source.Modules}
-	defer func() { res.Duration = time.Since(start) }()
+	r.recovered = nil
+	defer func() {
+		res.Duration = time.Since(start)
+		res.RecoveredBy, res.Notes = recoveryNotes(r.recovered, res.Notes)
+	}()
 
 	// A host build needs no guest: start it first, connect and sync meanwhile.
 	var hostBuild chan builtModule
@@ -358,11 +368,29 @@ func died(steps []Step) bool {
 	return d
 }
 
-// restart boots the guest afresh, even when ctx is cancelled (a guest left dead or oopsed
-// helps nobody); the new guest's kernel log starts over.
+// restart brings the guest back afresh, even when ctx is cancelled (a guest left dead or
+// oopsed helps nobody); the new guest's kernel log starts over.
 func (r *Runner) restart(ctx context.Context) error {
 	r.seen = logCursor{}
-	return r.guest.Restart(context.WithoutCancel(ctx))
+	how, err := r.guest.Restart(context.WithoutCancel(ctx))
+	if err != nil {
+		return err
+	}
+	r.recovered = append(r.recovered, how)
+	return nil
+}
+
+// recoveryNotes says how the run's restarts brought the guest back: the last one's way, and
+// a note when a restore discarded the guest's own changes (a reboot keeps its disk and
+// needs no note).
+func recoveryNotes(recovered, notes []string) (string, []string) {
+	if len(recovered) == 0 {
+		return "", notes
+	}
+	if slices.Contains(recovered, "restored") {
+		notes = append(notes, "kmodvm recovered the guest by restoring its pristine save: the guest's own changes since its up are gone (the next run syncs the module again)")
+	}
+	return recovered[len(recovered)-1], notes
 }
 
 // recoverDeadKernel restarts the guest when its kernel oopsed before this run (in `kmodvm

@@ -407,6 +407,54 @@ func TestGuestBuildKeepsBothStreams(t *testing.T) {
 	}
 }
 
+// The result says how the guest was recovered: by restoring its pristine save (and what that
+// discards) or by a reboot.
+func TestRunSaysHowTheGuestRecovered(t *testing.T) {
+	const oops = `klog 1 "BUG: kernel NULL pointer dereference, address: 0000000000000000"; klog 4 "---[ end trace 0000000000000000 ]---"; taint 4224; exit 137`
+	cases := []struct {
+		recovery, want, note string
+	}{
+		{"restored", "restored", "by restoring its pristine save: the guest's own changes since its up are gone"},
+		{"rebooted", "rebooted", ""},
+	}
+	for _, c := range cases {
+		t.Run(c.recovery, func(t *testing.T) {
+			g := newFakeGuest(t)
+			g.recovery = c.recovery
+			g.write("tainted", "0\n", 0o644)
+			g.write("insmod.sh", oops, 0o644)
+			r := g.runner(nil)
+			defer r.Close()
+			res, err := r.Run(testCtx(t), Options{Source: moduleSource(t), Where: BuildGuest})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !res.Restart || res.RecoveredBy != c.want {
+				t.Errorf("restarted %v, recovered by %q; want a restart by %q", res.Restart, res.RecoveredBy, c.want)
+			}
+			notes := strings.Join(res.Notes, "\n")
+			if c.note != "" && !strings.Contains(notes, c.note) {
+				t.Errorf("notes %q, want one with %q", notes, c.note)
+			}
+			if c.note == "" && strings.Contains(notes, "pristine save") {
+				t.Errorf("notes %q speak of a restore after a reboot", notes)
+			}
+		})
+	}
+	// Without a restart, nothing is said.
+	g := newFakeGuest(t)
+	g.write("tainted", "0\n", 0o644)
+	r := g.runner(nil)
+	defer r.Close()
+	res, err := r.Run(testCtx(t), Options{Source: moduleSource(t), Where: BuildGuest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.RecoveredBy != "" || strings.Contains(strings.Join(res.Notes, " "), "recovered the guest") {
+		t.Errorf("a run without a restart says recovered by %q, notes %q", res.RecoveredBy, res.Notes)
+	}
+}
+
 // A kernel that oopsed (taint D) lives on but cannot be trusted, and a module whose init
 // oopsed stays stuck loading: the guest is restarted after the run that oopsed it, and before
 // a run when it oopsed since the last one; a warning (taint W) restarts nothing.

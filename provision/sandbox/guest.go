@@ -75,15 +75,16 @@ func (g *Guest) InjectNMI(ctx context.Context) error {
 	return g.sb.drv.InjectNMI(ctx, g.in.DomainName())
 }
 
-// Restart stops the VM hard, boots it again and reconnects.
-func (g *Guest) Restart(ctx context.Context) error {
+// Restart stops the VM hard, brings it back (by restoring its pristine save, or by a
+// reboot: how says "restored" or "rebooted") and reconnects.
+func (g *Guest) Restart(ctx context.Context) (how string, err error) {
 	g.c.Close()
-	c, err := g.sb.Restart(ctx, g.in)
+	c, how, err := g.sb.Restart(ctx, g.in)
 	if err != nil {
-		return err
+		return "", err
 	}
 	g.c = c
-	return nil
+	return how, nil
 }
 
 // Lock serializes commands that change the guest (run, sync): a second one waits and says so.

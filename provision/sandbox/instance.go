@@ -57,6 +57,9 @@ type Instance struct {
 	Suite     string            `json:"suite"`
 
 	Created time.Time `json:"created"`
+	// RestoredFrom says where the running guest came from: FromPristine, FromOwnSave, or ""
+	// (booted).
+	RestoredFrom string `json:"restored_from,omitempty"`
 
 	dir string
 }

@@ -38,6 +38,9 @@ type Options struct {
 	Port        int    // 0 = pick a free one
 	QEMU        string // qemu-system-x86_64, for the KVM probe
 	BootTimeout time.Duration
+	// Cold makes `up` boot the VM instead of restoring a save (up --cold); a save of the
+	// VM's own is dropped.
+	Cold bool
 	// ProbeKVM tells whether KVM runs guests here; nil means vm.ProbeKVM. The answer is
 	// cached in State (see probeKVM); tests replace the probe.
 	ProbeKVM func(ctx context.Context, p vm.AccelProbe) (ok bool, detail string, err error)
@@ -53,6 +56,13 @@ type Sandbox struct {
 	drv *vm.Driver
 	// consoleStat reports the owner and size of the console log (see prepareConsoleLog).
 	consoleStat func(path string) (uid int, size int64, err error)
+	// fixGuest sets a restored guest's clock and random state (fixRestoredGuest); tests,
+	// whose SSH server runs commands on the host, record instead.
+	fixGuest func(ctx context.Context, c *sshclient.Client) error
+	// freeSpace reports the free bytes of a directory's file system; createOverlay makes a
+	// VM's overlay on its base disk (images.CreateOverlay). Tests replace both.
+	freeSpace     func(dir string) (int64, error)
+	createOverlay func(ctx context.Context, base, overlay string) error
 }
 
 // New returns a Sandbox on a libvirt connection (real or fake).
@@ -79,7 +89,8 @@ func New(lv vm.Libvirt, opt Options) *Sandbox {
 	if opt.LookupUser == nil {
 		opt.LookupUser = lookupUserName
 	}
-	return &Sandbox{opt: opt, drv: vm.NewDriver(lv, opt.Log), consoleStat: statOwner}
+	return &Sandbox{opt: opt, drv: vm.NewDriver(lv, opt.Log), consoleStat: statOwner,
+		fixGuest: fixRestoredGuest, freeSpace: freeSpace, createOverlay: images.CreateOverlay}
 }
 
 // Artifacts are the built pieces a VM boots from.
@@ -187,7 +198,7 @@ func (s *Sandbox) Up(ctx context.Context, name string) (*Instance, *sshclient.Cl
 		_ = s.drv.Undefine(bg, in.DomainName())
 		_ = os.RemoveAll(in.dir)
 	}
-	c, err := s.boot(ctx, in)
+	c, err := s.boot(ctx, in, created)
 	if err != nil {
 		cleanup()
 		return nil, nil, err
@@ -210,10 +221,8 @@ func (s *Sandbox) create(ctx context.Context, name string) (_ *Instance, err err
 	if notice != "" {
 		s.opt.Status(notice)
 	}
-	uuid, err := vm.NewDomainUUID()
-	if err != nil {
-		return nil, err
-	}
+	// The same UUID for every VM of this name: its pristine save is tied to it.
+	uuid := stableUUID(DomainName(s.opt.User.UID, name))
 	dir := filepath.Join(vmsDir(s.opt.State), name)
 	if err := os.MkdirAll(vmsDir(s.opt.State), 0o700); err != nil {
 		return nil, fmt.Errorf("create state dir: %w", err)
@@ -239,7 +248,7 @@ func (s *Sandbox) create(ctx context.Context, name string) (_ *Instance, err err
 		Toolchain: art.Kernel.Toolchain, Suite: s.opt.Image.Suite,
 		Created: time.Now().UTC(), dir: dir,
 	}
-	if err := images.CreateOverlay(ctx, in.Base, in.Overlay()); err != nil {
+	if err := s.createOverlay(ctx, in.Base, in.Overlay()); err != nil {
 		return nil, err
 	}
 	if err := in.save(); err != nil {
@@ -248,9 +257,12 @@ func (s *Sandbox) create(ctx context.Context, name string) (_ *Instance, err err
 	return in, nil
 }
 
-// boot defines (with a free port) and starts the domain if it is not running, then waits
-// for SSH.
-func (s *Sandbox) boot(ctx context.Context, in *Instance) (*sshclient.Client, error) {
+// boot makes the VM run with SSH ready. A running domain is only waited for; a stopped one
+// is defined (with a free port) and then restored from a save or booted, as planBoot decides:
+// its own save (from `down`), its pristine save when its overlay is fresh (a new VM), else a
+// cold boot — after which a fresh VM's guest is saved as its pristine save. A restore that
+// fails is followed by a cold boot with a one-line notice, never by an error.
+func (s *Sandbox) boot(ctx context.Context, in *Instance, fresh bool) (*sshclient.Client, error) {
 	for _, p := range []string{in.Kernel, in.Base, in.ClientKey, in.HostPub} {
 		if _, err := os.Stat(p); err != nil {
 			return nil, remedy.With(fmt.Errorf("VM %q needs %s, which is gone from the cache", in.Name, p), in.Name, remedy.RecreateVM)
@@ -264,38 +276,130 @@ func (s *Sandbox) boot(ctx context.Context, in *Instance) (*sshclient.Client, er
 	if err != nil {
 		return nil, err
 	}
-	if st != vm.StateRunning {
-		if st != vm.StateMissing && st != vm.StateShutoff && st != vm.StateCrashed {
-			if err := s.drv.Destroy(ctx, dn); err != nil {
-				return nil, err
-			}
-		}
-		if err := s.pickPort(in); err != nil {
+	if st == vm.StateRunning {
+		return s.waitSSH(ctx, in)
+	}
+	if st != vm.StateMissing && st != vm.StateShutoff && st != vm.StateCrashed {
+		if err := s.drv.Destroy(ctx, dn); err != nil {
 			return nil, err
 		}
-		if err := s.drv.Define(ctx, in.DomainSpec(s.opt.URI, *s.opt.User)); err != nil {
+	}
+	if err := s.define(ctx, in); err != nil {
+		return nil, err
+	}
+	facts, err := s.facts(ctx, in, fresh)
+	if err != nil {
+		return nil, err
+	}
+	plan := planBoot(facts)
+	if plan.Notice != "" {
+		s.opt.Status(plan.Notice)
+	}
+	if plan.DropOwn && plan.From != FromOwnSave {
+		if err := dropOwnSave(in); err != nil {
 			return nil, err
 		}
-		if err := in.save(); err != nil {
+	}
+	switch plan.From {
+	case FromOwnSave:
+		s.opt.Status(fmt.Sprintf("resuming %s from its saved state (ssh on 127.0.0.1:%d)", in.Name, in.SSHPort))
+		c, err := s.restoreFrom(ctx, in, in.OwnSave())
+		// Used or broken, the save goes: from here on the disk moves on without it.
+		if derr := dropOwnSave(in); derr != nil && err == nil {
+			c.Close()
+			return nil, derr
+		}
+		if err == nil {
+			return c, s.setRestoredFrom(in, FromOwnSave)
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		s.opt.Status(fmt.Sprintf("resuming %s from its saved state failed (%s); booting cold on its disk", in.Name, oneLine(err)))
+		// A failed restore may have lost the port to someone else.
+		if err := s.define(ctx, in); err != nil {
 			return nil, err
 		}
-		if err := s.prepareConsoleLog(in); err != nil {
+	case FromPristine:
+		s.opt.Status(fmt.Sprintf("restoring %s from its pristine save (ssh on 127.0.0.1:%d)", in.Name, in.SSHPort))
+		c, err := s.restorePristine(ctx, in, s.pristine(facts.Key))
+		if err == nil {
+			return c, s.setRestoredFrom(in, FromPristine)
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		s.opt.Status(fmt.Sprintf("restoring %s from its pristine save failed (%s); booting cold and saving afresh", in.Name, oneLine(err)))
+		plan.MakeSaving = true
+		// A failed restore may have lost the port to someone else.
+		if err := s.define(ctx, in); err != nil {
 			return nil, err
 		}
-		s.opt.Status(fmt.Sprintf("booting %s (%s, kernel %s, ssh on 127.0.0.1:%d)", in.Name, in.Accel, in.KernelRelease, in.SSHPort))
-		if err := s.drv.Start(ctx, dn); err != nil {
-			return nil, fmt.Errorf("start VM %q: %w; hint: see %s", in.Name, err, in.ConsoleLog())
+	}
+	c, err := s.coldBoot(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.setRestoredFrom(in, ""); err != nil {
+		c.Close()
+		return nil, err
+	}
+	if plan.MakeSaving {
+		if c = s.savePristine(ctx, in, facts.Key, c); c == nil {
+			return nil, fmt.Errorf("VM %q stopped while kmodvm saved it; hint: see %s", in.Name, in.ConsoleLog())
 		}
+	}
+	return c, nil
+}
+
+// define picks a free port for the stopped VM and defines its domain.
+func (s *Sandbox) define(ctx context.Context, in *Instance) error {
+	if err := s.pickPort(in); err != nil {
+		return err
+	}
+	if err := s.drv.Define(ctx, in.DomainSpec(s.opt.URI, *s.opt.User)); err != nil {
+		return err
+	}
+	if err := in.save(); err != nil {
+		return err
+	}
+	return s.prepareConsoleLog(in)
+}
+
+// coldBoot starts the defined, stopped domain and waits for SSH.
+func (s *Sandbox) coldBoot(ctx context.Context, in *Instance) (*sshclient.Client, error) {
+	s.opt.Status(fmt.Sprintf("booting %s (%s, kernel %s, ssh on 127.0.0.1:%d)", in.Name, in.Accel, in.KernelRelease, in.SSHPort))
+	if err := s.drv.Start(ctx, in.DomainName()); err != nil {
+		return nil, fmt.Errorf("start VM %q: %w; hint: see %s", in.Name, err, in.ConsoleLog())
 	}
 	return s.waitSSH(ctx, in)
 }
 
+// setRestoredFrom remembers where the running guest came from.
+func (s *Sandbox) setRestoredFrom(in *Instance, from string) error {
+	if in.RestoredFrom == from {
+		return nil
+	}
+	in.RestoredFrom = from
+	return in.save()
+}
+
+// oneLine is err's text on one line, for a notice.
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(err.Error()), " ")
+}
+
 func (s *Sandbox) waitSSH(ctx context.Context, in *Instance) (*sshclient.Client, error) {
+	return s.waitSSHWithin(ctx, in, s.opt.BootTimeout)
+}
+
+// waitSSHWithin waits up to timeout for the running guest's SSH.
+func (s *Sandbox) waitSSHWithin(ctx context.Context, in *Instance, timeout time.Duration) (*sshclient.Client, error) {
 	cfg, err := in.SSHConfig()
 	if err != nil {
 		return nil, err
 	}
-	wctx, cancel := context.WithTimeout(ctx, s.opt.BootTimeout)
+	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	dn := in.DomainName()
 	c, err := sshclient.Wait(wctx, cfg, func() error {
@@ -314,7 +418,7 @@ func (s *Sandbox) waitSSH(ctx context.Context, in *Instance) (*sshclient.Client,
 		}
 		reason := err.Error()
 		if wctx.Err() != nil {
-			reason = fmt.Sprintf("no SSH after %s", s.opt.BootTimeout)
+			reason = fmt.Sprintf("no SSH after %s", timeout)
 		}
 		return nil, fmt.Errorf("VM %q did not become ready: %s; last console lines:\n%s\nhint: full console log in %s",
 			in.Name, reason, indent(ConsoleTail(in.ConsoleLog(), 15)), in.ConsoleLog())
@@ -426,15 +530,45 @@ func (s *Sandbox) Instance(name string) (*Instance, error) {
 	return in, err
 }
 
-// Restart stops the domain hard and boots it again (after a crash or hang).
-func (s *Sandbox) Restart(ctx context.Context, in *Instance) (*sshclient.Client, error) {
-	if err := s.claim(ctx, in.Name, in.DomainName(), in.legacy()); err != nil {
-		return nil, err
+// Restart stops the domain hard and brings the guest back after a crash or hang: by
+// restoring its pristine save when there is one for the VM's key (the guest's own changes
+// since its up are gone: its overlay is replaced by the pristine one), else by booting it
+// again. how says which: "restored" or "rebooted".
+func (s *Sandbox) Restart(ctx context.Context, in *Instance) (_ *sshclient.Client, how string, err error) {
+	dn := in.DomainName()
+	if err := s.claim(ctx, in.Name, dn, in.legacy()); err != nil {
+		return nil, "", err
 	}
-	if err := s.drv.Destroy(ctx, in.DomainName()); err != nil {
-		return nil, err
+	if err := s.drv.Destroy(ctx, dn); err != nil {
+		return nil, "", err
 	}
-	return s.boot(ctx, in)
+	fresh := false
+	if s.savesUsable() {
+		key, err := s.saveKey(ctx, in)
+		if err != nil {
+			return nil, "", err
+		}
+		if dir := s.pristine(key); dir != "" {
+			fresh = true // restorePristine leaves a fresh overlay when it fails
+			if err := s.define(ctx, in); err != nil {
+				return nil, "", err
+			}
+			s.opt.Status(fmt.Sprintf("restoring %s from its pristine save", in.Name))
+			c, err := s.restorePristine(ctx, in, dir)
+			if err == nil {
+				return c, "restored", s.setRestoredFrom(in, FromPristine)
+			}
+			if ctx.Err() != nil {
+				return nil, "", ctx.Err()
+			}
+			s.opt.Status(fmt.Sprintf("restoring %s from its pristine save failed (%s); booting it on a fresh disk", in.Name, oneLine(err)))
+		}
+	}
+	c, err := s.boot(ctx, in, fresh)
+	if err != nil {
+		return nil, "", err
+	}
+	return c, "rebooted", nil
 }
 
 // Down stops a VM: a clean shutdown over SSH, then a hard stop after timeout.
@@ -457,6 +591,9 @@ func (s *Sandbox) Down(ctx context.Context, name string, timeout time.Duration) 
 		return err
 	}
 	if st != vm.StateRunning {
+		return nil
+	}
+	if s.ownSave(ctx, in) {
 		return nil
 	}
 	if cfg, err := in.SSHConfig(); err == nil {
@@ -526,7 +663,15 @@ type Status struct {
 	UptimeSeconds float64           `json:"uptime_seconds,omitempty"`
 	StateDir      string            `json:"state_dir"`
 	ConsoleLog    string            `json:"console_log,omitempty"`
-	Problem       string            `json:"problem,omitempty"`
+	// RestoredFrom says where the running guest came from: "pristine" (its pristine save),
+	// "own save" (the state `down` saved) or "" (it booted).
+	RestoredFrom string `json:"restored_from"`
+	// SaveBytes is the size of the state `down` saved (0: none); PristineSaveBytes that of
+	// the VM's pristine save, memory and overlay (0: none for its kernel, image, settings and
+	// libvirt/QEMU versions).
+	SaveBytes         int64  `json:"save_bytes"`
+	PristineSaveBytes int64  `json:"pristine_save_bytes"`
+	Problem           string `json:"problem,omitempty"`
 	// Fix is what the user can do about Problem; the CLI renders it into Problem's text.
 	Fix []remedy.Action `json:"-"`
 }
@@ -570,6 +715,15 @@ func (s *Sandbox) Status(ctx context.Context, name string) (Status, error) {
 	if notOurs != nil {
 		out.Problem = notOurs.Error()
 		return out, nil
+	}
+	out.SaveBytes = fileSize(in.OwnSave())
+	if st == vm.StateRunning {
+		out.RestoredFrom = in.RestoredFrom
+	}
+	if s.savesUsable() {
+		if key, err := s.saveKey(ctx, in); err == nil {
+			out.PristineSaveBytes = pristineSize(s.pristine(key))
+		}
 	}
 	if st == vm.StateMissing {
 		out.Problem = fmt.Sprintf("the state directory exists but libvirt has no domain %s", dn)

@@ -50,6 +50,9 @@ type fixture struct {
 
 	mu     sync.Mutex
 	status []string
+	fixes  int   // restored guests fixed up
+	fixErr error // what fixing one up returns
+	free   int64 // free space the sandbox sees
 }
 
 func newFixture(t *testing.T, mods ...func(*Options)) *fixture {
@@ -93,7 +96,24 @@ func newFixture(t *testing.T, mods ...func(*Options)) *fixture {
 		}
 	})
 	fx.lv.OnCall("DomainDestroy", fx.qemu.stop)
+	fx.lv.OnSaved(fx.qemu.stop)
+	fx.lv.OnRestored(fx.qemu.start)
+	fx.sb.fixGuest = fx.fixGuest
+	fx.sb.freeSpace = func(string) (int64, error) { return fx.free, nil }
+	fx.free = 1 << 40
+	fx.sb.createOverlay = func(_ context.Context, base, overlay string) error {
+		return os.WriteFile(overlay, []byte("fresh overlay on "+base), 0o600)
+	}
 	return fx
+}
+
+// fixGuest records the fix-up of a restored guest (the test SSH server would run the real
+// one on the host).
+func (fx *fixture) fixGuest(ctx context.Context, c *sshclient.Client) error {
+	fx.mu.Lock()
+	defer fx.mu.Unlock()
+	fx.fixes++
+	return fx.fixErr
 }
 
 func writeFile(t *testing.T, path, content string) string {
@@ -1032,6 +1052,8 @@ func TestDown(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			fx := newFixture(t)
+			// These are the ways down goes when it does not save (TestDownSaves).
+			fx.lv.FailOn("DomainSaveFlags", vmtest.Error(libvirt.ErrOperationFailed, "operation failed: no space"))
 			if tt.setup != nil {
 				tt.setup(fx)
 			}
@@ -1076,7 +1098,7 @@ func TestGuestRestartAndRunning(t *testing.T) {
 	}
 
 	old := g.SSH()
-	if err := g.Restart(ctx); err != nil {
+	if how, err := g.Restart(ctx); err != nil || how != "rebooted" {
 		t.Fatalf("Restart: %v", err)
 	}
 	if g.SSH() == old {

@@ -36,8 +36,11 @@ type Libvirt struct {
 	errs        map[string]error
 	hooks       map[string]func(name string)
 	stateScript map[string][]StateStep
+	onRestored  func(name, xml string)
+	onSaved     func(name string)
+	restored    []string // replacement XML of every restore that started a domain
 
-	version uint64
+	version, qemuVersion uint64
 }
 
 // StateStep is one state DomainGetState reports (see ScriptStates).
@@ -72,6 +75,7 @@ func NewLibvirt() *Libvirt {
 		hooks:       map[string]func(string){},
 		stateScript: map[string][]StateStep{},
 		version:     9000000,
+		qemuVersion: 7002000,
 	}
 }
 
@@ -120,6 +124,36 @@ func (f *Libvirt) SetLibVersion(v uint64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.version = v
+}
+
+// SetQEMUVersion sets what ConnectGetVersion returns (QEMU's version, encoded as libvirt's).
+func (f *Libvirt) SetQEMUVersion(v uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.qemuVersion = v
+}
+
+// OnRestored runs hook after every restore that started a domain, with its name and the XML
+// it runs with (outside the fake's lock): the fake's stand-in for the QEMU a restore starts.
+func (f *Libvirt) OnRestored(hook func(name, xml string)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.onRestored = hook
+}
+
+// OnSaved runs hook after every save that stopped a domain, with its name (outside the
+// fake's lock): the QEMU that ran it exits.
+func (f *Libvirt) OnSaved(hook func(name string)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.onSaved = hook
+}
+
+// Restored returns the XML of every restore that started a domain, in order.
+func (f *Libvirt) Restored() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.restored)
 }
 
 // AddDomain defines a domain name directly (no call recorded), in state st: one that exists
@@ -440,6 +474,15 @@ func (f *Libvirt) DomainGetXMLDesc(d libvirt.Domain, flags libvirt.DomainXMLFlag
 		return "", err
 	}
 	return fd.xml, nil
+}
+
+func (f *Libvirt) ConnectGetVersion() (uint64, error) {
+	err := f.enter("ConnectGetVersion", "")
+	defer f.mu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	return f.qemuVersion, nil
 }
 
 func (f *Libvirt) ConnectGetLibVersion() (uint64, error) {
