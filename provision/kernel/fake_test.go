@@ -24,9 +24,9 @@ import (
 // Like kbuild, `all` writes rust/uapi/uapi_generated.rs through a shell redirection (the
 // file exists, empty, before bindgen fills it), only when it is missing (the test removes it
 // as a changed header would make make regenerate it), and rustc fails on an empty one as it
-// does on the real thing. Where the tree has rust/bindings/bindings_helper.h, `all` writes
-// bindings_generated.rs from the headers it includes, as a much simplified bindgen. Files
-// the test puts in the tree steer it:
+// does on the real thing. `all` writes bindings_generated.rs with one function and, where
+// the tree has rust/bindings/bindings_helper.h, adds one for each function of the headers it
+// includes, as a much simplified bindgen. Files the test puts in the tree steer it:
 //
 //	.fake-no-rust        rustavailable fails
 //	.fake-drop           Kconfig drops the symbol named in it (as it drops an unmet RUST)
@@ -94,24 +94,23 @@ all)
 		point bindgen $gen
 		echo "pub const _IOC_SIZEMASK: u32 = 16383;" > $gen
 	fi
+	step BINDGEN rust/bindings/bindings_generated.rs
+	mkdir -p rust/bindings
+	printf '%s\n' 'unsafe extern "C" {' '    pub fn kfree(objp: *const ffi::c_void);' '}' > rust/bindings/bindings_generated.rs
 	if [ -e rust/bindings/bindings_helper.h ]; then
 		# bindgen: "pub fn NAME(" for each "int NAME(...);" of the included headers,
 		# leaving out an #ifdef CONFIG_X block whose X is not y.
-		step BINDGEN rust/bindings/bindings_generated.rs
 		for h in $(sed -n 's/^#include <\(.*\)>$/\1/p' rust/bindings/bindings_helper.h); do
 			[ -e include/$h ] && awk '
 				/^#ifdef CONFIG_/ { skip = 1; while ((getline l < ".config") > 0) if (l == $2 "=y") skip = 0; close(".config"); next }
 				/^#endif/ { skip = 0; next }
 				!skip && /^int [a-z_0-9]*\(.*\);$/ { n = $2; sub(/\(.*/, "", n); print "pub fn " n "(" }' include/$h
-		done > rust/bindings/bindings_generated.rs
+		done >> rust/bindings/bindings_generated.rs
 	fi
 	step CC kernel/fork.o
 	echo obj > kernel/fork.o
 	step HOSTCC scripts/mod/modpost
 	echo elf > scripts/mod/modpost
-	step BINDGEN rust/bindings/bindings_generated.rs
-	mkdir -p rust/bindings
-	printf '%s\n' 'unsafe extern "C" {' '    pub fn kfree(objp: *const ffi::c_void);' '}' > rust/bindings/bindings_generated.rs
 	step BINDGEN rust/bindings/bindings_helpers_generated.rs
 	printf '%s\n' 'unsafe extern "C" {' '    #[link_name="rust_helper_refcount_inc"]' '    pub fn refcount_inc(r: *mut refcount_t);' '}' > rust/bindings/bindings_helpers_generated.rs
 	step RUSTC rust/kernel.o
