@@ -316,6 +316,7 @@ func (s *Sandbox) restoreFrom(ctx context.Context, in *Instance, memory string) 
 func (s *Sandbox) restorePristine(ctx context.Context, in *Instance, dir string) (*sshclient.Client, error) {
 	c, err := s.copyAndRestore(ctx, in, dir)
 	if err == nil {
+		touchPristine(dir)
 		return c, nil
 	}
 	bg := context.WithoutCancel(ctx)
@@ -414,6 +415,8 @@ func (s *Sandbox) savePristine(ctx context.Context, in *Instance, key saveKey, c
 	})
 	if err != nil {
 		s.opt.Status(fmt.Sprintf("saving the booted guest failed (%v); it goes on without a save", err))
+	} else {
+		prunePristine(s.opt.Log, parent, dir, in.Name)
 	}
 	if st, serr := s.drv.State(ctx, dn); serr == nil && st == vm.StateRunning {
 		return s.reconnect(ctx, in) // not saved (or saved by another kmodvm): still running

@@ -310,13 +310,21 @@ func TestPristineSave(t *testing.T) {
 		t.Errorf("status %+v, %v: want the pristine save's size %d", st, err, pristineSize(dir))
 	}
 
-	// A crash: recovery restores the pristine save on a copy of its overlay.
+	// A crash: recovery restores the pristine save on a copy of its overlay, and marks the
+	// save used (the cache keeps the most recently used).
 	writeFile(t, in.Overlay(), "the guest's own changes")
+	longAgo := time.Now().Add(-48 * time.Hour)
+	if err := os.Chtimes(filepath.Join(dir, metaFile), longAgo, longAgo); err != nil {
+		t.Fatal(err)
+	}
 	c, how, err := fx.sb.Restart(ctx, in)
 	if err != nil || how != "restored" {
 		t.Fatalf("Restart = %q, %v; want restored", how, err)
 	}
 	c.Close()
+	if fi, err := os.Stat(filepath.Join(dir, metaFile)); err != nil || time.Since(fi.ModTime()) > time.Hour {
+		t.Errorf("the restored save is not marked used: %v", err)
+	}
 	if got := string(readFile(t, in.Overlay())); got != "freshly booted disk" {
 		t.Errorf("overlay after recovery = %q, want the pristine copy", got)
 	}
