@@ -31,7 +31,7 @@ import (
 const GuestTree = "/usr/src/kmodvm/linux"
 
 // recipe is bumped whenever the way a kernel is built or staged changes.
-const recipe = "kernel-v2"
+const recipe = "kernel-v3" // v3: entries keep the generated bindings and their index (kmodvm bindings)
 
 // Root is the toolchain root the kernel is built in (images.Root satisfies it).
 type Root interface {

@@ -1,0 +1,174 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// markerPatch declares a function no kernel has in include/linux/iio/iio.h: bound after a
+// build with it and that header in kernel.bindings, it proves the patch reached bindgen.
+const markerPatch = `From: kmodvm e2e <e2e@kmodvm.invalid>
+Subject: [PATCH] iio: declare kmodvm_e2e_marker
+
+---
+ include/linux/iio/iio.h | 2 ++
+ 1 file changed, 2 insertions(+)
+
+diff --git a/include/linux/iio/iio.h b/include/linux/iio/iio.h
+--- a/include/linux/iio/iio.h
++++ b/include/linux/iio/iio.h
+@@ -7,6 +7,8 @@
+ #ifndef _INDUSTRIAL_IO_H_
+ #define _INDUSTRIAL_IO_H_
+ 
++int kmodvm_e2e_marker(int x);
++
+ #include <linux/align.h>
+ #include <linux/device.h>
+ #include <linux/cdev.h>
+`
+
+// TestE2EBindingsAndPatches: on the real kernel, `bindings` finds a bound struct with the
+// kernel crate's uses of it, and for an unbound function names its header, line and the
+// kmodvm.yaml lines that bind it; with those lines and a patch, the variant's bindings have
+// both the header's function and the patched-in one, the default kernel's still have
+// neither, and a patch that does not apply names its hunk and builds nothing.
+func TestE2EBindingsAndPatches(t *testing.T) {
+	e2eEnv(t)
+	ctx := context.Background()
+	// No VM of this name exists: bindings searches the kernel kmodvm.yaml selects.
+	n := []string{"-n", fmt.Sprintf("e2e-bindings-%d", os.Getpid())}
+	mustCLI(t, ctx, "kernel", "build")
+
+	res, code := bindingsQuery(t, ctx, append(n, "file_operations")...)
+	if code != 0 || !res.Bound {
+		t.Fatalf("bindings file_operations: exit %d, bound %v; want it bound", code, res.Bound)
+	}
+	used := false
+	for _, it := range res.Items {
+		checkLine(t, it.Path, it.Line, "file_operations")
+		used = used || len(it.Uses) > 0
+		for _, u := range it.Uses {
+			checkLine(t, u.Path, u.Line, "file_operations")
+		}
+	}
+	if !used {
+		t.Errorf("bindings file_operations: no use in the kernel crate; want its abstractions (miscdevice, ...)")
+	}
+
+	res, code = bindingsQuery(t, ctx, append(n, "iio_device_alloc")...)
+	m := res.Missing
+	if code != 1 || res.Bound || m == nil || m.Header != "linux/iio/iio.h" || !strings.Contains(m.Config, "bindings: [linux/iio/iio.h]") || len(m.Declarations) == 0 {
+		t.Fatalf("bindings iio_device_alloc: exit %d, %+v; want exit 1, header linux/iio/iio.h and the kmodvm.yaml lines", code, res)
+	}
+	checkLine(t, m.Declarations[0].Path, m.Declarations[0].Line, "iio_device_alloc")
+	if _, code := bindingsQuery(t, ctx, append(n, "kmodvm_e2e_marker")...); code != 1 {
+		t.Errorf("bindings kmodvm_e2e_marker on the plain kernel: exit %d, want 1", code)
+	}
+
+	// The variant: the header bound, the patch applied.
+	dir := t.TempDir()
+	writeE2EFile(t, filepath.Join(dir, "0001-marker.patch"), markerPatch)
+	cfg := writeE2EFile(t, filepath.Join(dir, "kmodvm.yaml"), "kernel:\n  patches: [./0001-marker.patch]\n  bindings: [linux/iio/iio.h]\n")
+	vn := append(slices.Clone(n), "--config", cfg)
+	code, _, stderr := cli(t, ctx, append([]string{"kernel", "build"}, vn...)...)
+	if code != 0 {
+		t.Fatalf("kernel build with a patch and a binding: exit %d", code)
+	}
+	if strings.Contains(stderr, "none of what linux/iio/iio.h declares") {
+		t.Errorf("the build warns that iio.h's items did not reach the bindings:\n%s", stderr)
+	}
+	for _, q := range []struct{ name, sig string }{
+		{"iio_device_alloc", "pub fn iio_device_alloc("},
+		{"kmodvm_e2e_marker", "pub fn kmodvm_e2e_marker(x: "},
+	} {
+		res, code := bindingsQuery(t, ctx, append(slices.Clone(vn), q.name)...)
+		if code != 0 || len(res.Items) == 0 || !strings.Contains(res.Items[0].Signature, q.sig) {
+			t.Errorf("bindings %s on the variant: exit %d, %+v; want a fn %q", q.name, code, res.Items, q.sig)
+			continue
+		}
+		checkLine(t, res.Items[0].Path, res.Items[0].Line, q.name)
+	}
+	// The shared build tree was restored: the plain kernel, built again (a cache hit or an
+	// incremental make), still lacks both.
+	mustCLI(t, ctx, "kernel", "build")
+	for _, q := range []string{"iio_device_alloc", "kmodvm_e2e_marker"} {
+		if _, code := bindingsQuery(t, ctx, append(slices.Clone(n), q)...); code != 1 {
+			t.Errorf("bindings %s on the plain kernel after the variant: exit %d, want 1", q, code)
+		}
+	}
+
+	// A patch whose context is not in the tree: stopped before make, named, nothing cached.
+	bad := strings.Replace(markerPatch, " #define _INDUSTRIAL_IO_H_\n", " #define _INDUSTRIAL_IO_H_ /* not this */\n", 1)
+	writeE2EFile(t, filepath.Join(dir, "0001-marker.patch"), bad)
+	builds := filepath.Join(e2ePaths(t).Cache, "kernels", "builds")
+	before := dirNames(t, builds)
+	code, _, stderr = cli(t, ctx, append([]string{"kernel", "build"}, vn...)...)
+	if code == 0 {
+		t.Fatal("kernel build with a patch that does not apply: exit 0")
+	}
+	for _, want := range []string{"0001-marker.patch does not apply", `hunk "@@ -7,6 +7,8 @@`, "include/linux/iio/iio.h", "hint: "} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("the error does not say %q:\n%s", want, stderr)
+		}
+	}
+	if after := dirNames(t, builds); !slices.Equal(before, after) {
+		t.Errorf("a failed patch left cache entries: before %q, after %q", before, after)
+	}
+}
+
+// bindingsQuery runs `bindings --json ARGS` and decodes its output (printed on exit 1 too).
+func bindingsQuery(t *testing.T, ctx context.Context, args ...string) (bindingsJSON, int) {
+	t.Helper()
+	code, out, _ := cli(t, ctx, append([]string{"bindings", "--json"}, args...)...)
+	var res bindingsJSON
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("bindings %s: exit %d, output is not JSON (%v):\n%s", strings.Join(args, " "), code, err, out)
+	}
+	return res, code
+}
+
+// checkLine fails unless line of the host file path exists and mentions name.
+func checkLine(t *testing.T, path string, line int, name string) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Errorf("%s:%d: %v", path, line, err)
+		return
+	}
+	lines := strings.Split(string(data), "\n")
+	if line < 1 || line > len(lines) || !strings.Contains(lines[line-1], name) {
+		t.Errorf("%s:%d does not mention %s", path, line, name)
+	}
+}
+
+func writeE2EFile(t *testing.T, path, content string) string {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// dirNames lists the directories in dir, sorted, but for temporary ones (".tmp-*"): the
+// cache entries. Lock files and failure logs are not entries.
+func dirNames(t *testing.T, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		if e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
+			names = append(names, e.Name())
+		}
+	}
+	return names
+}
