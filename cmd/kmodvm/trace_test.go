@@ -68,14 +68,15 @@ func crashedRun(t *testing.T, sym ktrace.Symbolizer) (res *module.Result, host s
 
 // A crashed run as `run` prints it (golden, -update rewrites): the step's raw log lines
 // demangled, its findings, then each trace decoded: with a symbolizer, frames at their host
-// file:line and the offending source line; without, at their offsets, and the note saying
-// why once.
+// file:line (a call trace frame is looked up at its call site, one byte before the return
+// address printed) and the offending source line; without, at their offsets, and the note
+// saying why once.
 func TestPrintRunCrashed(t *testing.T) {
 	sym := tableSymbolizer{
-		"_RNvXCs7pXBtqNa9yW_9rust_oopsNtB2_8RustOopsNtCsbDqzXfLQacH_6kernel6Module4init+0x61": {File: "/root/mod/rust_oops.rs", Line: 19},
-		"init_module+0x14":     {File: "/root/mod/rust_oops.rs", Line: 6},
+		"_RNvXCs7pXBtqNa9yW_9rust_oopsNtB2_8RustOopsNtCsbDqzXfLQacH_6kernel6Module4init+0x60": {File: "/root/mod/rust_oops.rs", Line: 19},
+		"init_module+0x13":     {File: "/root/mod/rust_oops.rs", Line: 6},
 		"rust_helper_BUG+0x8":  {File: kernel.GuestTree + "/rust/helpers/bug.c", Line: 7},
-		"do_one_initcall+0x5b": {File: kernel.GuestTree + "/init/main.c", Line: 1270},
+		"do_one_initcall+0x5a": {File: kernel.GuestTree + "/init/main.c", Line: 1270},
 	}
 	for _, c := range []struct {
 		name string

@@ -17,7 +17,7 @@ import (
 //	      ? do_one_initcall+0x5b/0x310
 //
 // A frame without a source position keeps its offset; "?" marks the frames
-// the unwinder only guessed.
+// the unwinder only guessed, which are left out when it knew the others.
 func Format(t Trace) string {
 	var b strings.Builder
 	b.WriteString(t.Title)
@@ -35,10 +35,35 @@ func Format(t Trace) string {
 	if t.RIP != nil {
 		writeFrame(&b, "RIP", *t.RIP, top == t.RIP)
 	}
+	// An unwinder that knows the frames (ORC, frame pointers) gives the call chain as the
+	// unmarked frames; the kernel still prints, marked "?", every other code address it
+	// finds on the stack: leftovers of earlier calls, noise to a reader. They are left out
+	// when there is a chain to read (and counted); the guess unwinder marks every frame,
+	// and then all are shown. --json keeps them all.
+	chain := false
+	for _, f := range t.Frames {
+		chain = chain || f.Reliable
+	}
+	hidden := 0
 	for i := range t.Frames {
-		writeFrame(&b, "", t.Frames[i], top == &t.Frames[i])
+		f := &t.Frames[i]
+		if chain && !f.Reliable && f != top {
+			hidden++
+			continue
+		}
+		writeFrame(&b, "", *f, f == top)
+	}
+	if hidden > 0 {
+		fmt.Fprintf(&b, "        (%d stack %s marked \"?\" left out: leftovers the unwinder passed over)\n", hidden, plural(hidden, "entry", "entries"))
 	}
 	return b.String()
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 func locationVerb(kind string) string {

@@ -273,7 +273,7 @@ func TestAddr2Line(t *testing.T) {
 	t.Setenv("FAKE_ADDR2LINE_ARGS", argsLog)
 	ctx := context.Background()
 
-	srcs, err := a.Symbolize(ctx, "rust_oops", "_RNvXCs7pXBtqNa9yW_9rust_oopsNtB2_8RustOopsNtCsbDqzXfLQacH_6kernel6Module4init", 0x61)
+	srcs, err := a.Symbolize(ctx, "rust_oops", "_RNvXCs7pXBtqNa9yW_9rust_oopsNtB2_8RustOopsNtCsbDqzXfLQacH_6kernel6Module4init", 0x60)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,12 +288,12 @@ func TestAddr2Line(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantArgs := "-f\n-i\n--no-demangle\n-e\n/build/rust_oops.ko\n_RNvXCs7pXBtqNa9yW_9rust_oopsNtB2_8RustOopsNtCsbDqzXfLQacH_6kernel6Module4init+0x61\n"
+	wantArgs := "-f\n-i\n--no-demangle\n-e\n/build/rust_oops.ko\n_RNvXCs7pXBtqNa9yW_9rust_oopsNtB2_8RustOopsNtCsbDqzXfLQacH_6kernel6Module4init+0x60\n"
 	if string(args) != wantArgs {
 		t.Errorf("arguments:\n%s\nwant\n%s", args, wantArgs)
 	}
 
-	if _, err := a.Symbolize(ctx, "", "entry_SYSCALL_64_after_hwframe", 0x76); !errorsIs(err, ErrNoLine) {
+	if _, err := a.Symbolize(ctx, "", "entry_SYSCALL_64_after_hwframe", 0x75); !errorsIs(err, ErrNoLine) {
 		t.Errorf("no line information: err %v, want ErrNoLine", err)
 	}
 	if _, err := a.Symbolize(ctx, "m", "broken", 1); err == nil || !strings.Contains(err.Error(), "No such file") {

@@ -160,11 +160,22 @@ func (t *Trace) Resolve(ctx context.Context, s Symbolizer, m Mapper) error {
 	onHost := map[*Frame]bool{}
 	if s != nil {
 		failed := map[string]bool{}
-		resolve := func(f *Frame) {
+		// callSite: a call trace frame is a return address, the instruction after the
+		// call; the call is the byte before it. Symbolizing the return address itself
+		// goes wrong where it matters most: a call to a function that does not return
+		// (a Rust panic, BUG) is often a function's last instruction, so its return
+		// address is the function's end ("init+0xf4/0xf4"), which the line tables give
+		// to the function's first line or to the next function. The RIP is the
+		// faulting instruction itself.
+		resolve := func(f *Frame, callSite bool) {
 			if f.Func == "" || failed[f.Module] {
 				return
 			}
-			srcs, err := s.Symbolize(ctx, f.Module, f.symbolName(), f.Offset)
+			off := f.Offset
+			if callSite && off > 0 {
+				off--
+			}
+			srcs, err := s.Symbolize(ctx, f.Module, f.symbolName(), off)
 			if errors.Is(err, ErrNoLine) {
 				return
 			}
@@ -186,14 +197,14 @@ func (t *Trace) Resolve(ctx context.Context, s Symbolizer, m Mapper) error {
 			}
 		}
 		if t.RIP != nil {
-			resolve(t.RIP)
+			resolve(t.RIP, false)
 		}
 		for i := range t.Frames {
 			if ctx.Err() != nil {
 				errs = append(errs, ctx.Err())
 				break
 			}
-			resolve(&t.Frames[i])
+			resolve(&t.Frames[i], true)
 		}
 	}
 	if f := t.TopModuleFrame(); f != nil && onHost[f] {

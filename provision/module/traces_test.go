@@ -92,7 +92,7 @@ func TestRunDecodesTraces(t *testing.T) {
 			name:   "Rust panic at load symbolized",
 			insmod: "rust-panic",
 			sym: &fakeSymbolizer{answers: map[string]ktrace.Source{
-				"rust_oops:" + rustInit + "+0x61": {File: "REMOTE/rust_oops.rs", Line: 19},
+				"rust_oops:" + rustInit + "+0x60": {File: "REMOTE/rust_oops.rs", Line: 19},
 				":rust_helper_BUG+0x8":            {File: kernel.GuestTree + "/rust/helpers/bug.c", Line: 7},
 			}},
 			traces: []int{1},
