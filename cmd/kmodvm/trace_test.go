@@ -5,7 +5,6 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -18,14 +17,17 @@ import (
 	"github.com/kmodvm/kmodvm/vm/golden"
 )
 
-// tableSymbolizer answers the queries in its table by "symbol+0xoff", ErrNoLine the others.
+// tableSymbolizer answers the queries in its table by "symbol+0xoff", no position the others.
 type tableSymbolizer map[string]ktrace.Source
 
-func (s tableSymbolizer) Symbolize(_ context.Context, _, symbol string, offset uint64) ([]ktrace.Source, error) {
-	if src, ok := s[symbol+"+0x"+strconv.FormatUint(offset, 16)]; ok {
-		return []ktrace.Source{src}, nil
+func (s tableSymbolizer) Symbolize(_ context.Context, _ string, queries []ktrace.Query) ([][]ktrace.Source, error) {
+	out := make([][]ktrace.Source, len(queries))
+	for i, q := range queries {
+		if src, ok := s[q.String()]; ok {
+			out[i] = []ktrace.Source{src}
+		}
 	}
-	return nil, ktrace.ErrNoLine
+	return out, nil
 }
 
 // crashedRun is the result of a run whose load hit the captured Rust panic

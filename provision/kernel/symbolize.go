@@ -28,8 +28,8 @@ const addr2line = "llvm-addr2line"
 const symbolizeDir = "/tmp/kmodvm-symbolize"
 
 // NewSymbolizer returns the symbolizer for traces of a guest running a kernel kmodvm built:
-// llvm-addr2line run in the toolchain root tc on the host, once per address, with the one
-// object it reads bound read-only into the root (a root mounted read-only; nothing else of
+// llvm-addr2line run in the toolchain root tc on the host, once per object with all of its
+// addresses, with the one object it reads bound read-only into the root (a root mounted read-only; nothing else of
 // the host is visible to it).
 //
 // vmlinux is the booted kernel's Result.Vmlinux(): "" for a kernel built without debug
@@ -41,7 +41,7 @@ const symbolizeDir = "/tmp/kmodvm-symbolize"
 // looked in at each query.
 func NewSymbolizer(tc Toolchain, vmlinux string, moduleDirs ...string) (*ktrace.Addr2Line, error) {
 	// The command line is bwrap's (or a fake's); only its program is fixed here, its
-	// arguments, the bind of the object included, are built per query below.
+	// arguments, the bind of the object included, are built per object below.
 	probe := tc.Command(context.Background(), symbolizeOptions("", ""), addr2line)
 	if probe.Err != nil {
 		return nil, fmt.Errorf("prepare %s in the toolchain root: %w", addr2line, probe.Err)
@@ -61,9 +61,9 @@ func NewSymbolizer(tc Toolchain, vmlinux string, moduleDirs ...string) (*ktrace.
 		}
 		dirs = append(dirs, abs)
 	}
-	command := func(object, query string) *exec.Cmd {
+	command := func(object string, queries []string) *exec.Cmd {
 		inside := path.Join(symbolizeDir, filepath.Base(object))
-		argv := append([]string{addr2line}, ktrace.Addr2LineArgs(inside, query)...)
+		argv := append([]string{addr2line}, ktrace.Addr2LineArgs(inside, queries)...)
 		return tc.Command(context.Background(), symbolizeOptions(object, inside), argv...)
 	}
 	return &ktrace.Addr2Line{
@@ -75,13 +75,13 @@ func NewSymbolizer(tc Toolchain, vmlinux string, moduleDirs ...string) (*ktrace.
 			}
 			// The query does not matter here: a command that cannot be built for this
 			// object cannot be built for any.
-			if cmd := command(obj, "0"); cmd.Err != nil {
+			if cmd := command(obj, []string{"0"}); cmd.Err != nil {
 				return "", fmt.Errorf("prepare %s in the toolchain root for %s: %w", addr2line, obj, cmd.Err)
 			}
 			return obj, nil
 		},
-		Args: func(object, query string) []string {
-			return command(object, query).Args[1:]
+		Args: func(object string, queries []string) []string {
+			return command(object, queries).Args[1:]
 		},
 	}, nil
 }

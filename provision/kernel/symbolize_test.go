@@ -14,10 +14,10 @@ import (
 	"github.com/kmodvm/kmodvm/provision/ktrace"
 )
 
-// fakeBwrapAddr2Line stands in for bwrap running llvm-addr2line in a read-only root: it
-// refuses a writable root, sees exactly the one file bound read-only (as the root would),
-// and answers a query from that host file's lines "QUERY|FUNC|FILE:LINE" (several lines:
-// an inline chain), or with llvm-addr2line's "??" when none match.
+// fakeBwrapAddr2Line stands in for bwrap running llvm-addr2line --output-style=JSON in a
+// read-only root: it refuses a writable root, sees exactly the one file bound read-only (as
+// the root would), and answers each query from that host file's lines "QUERY|FUNC|FILE:LINE"
+// (several lines: an inline chain), with no position when none match.
 const fakeBwrapAddr2Line = `#!/bin/sh
 ro=; host=; guest=
 while [ "$1" != -- ]; do
@@ -31,23 +31,32 @@ shift
 [ -n "$ro" ] || { echo "fake bwrap: the root is writable" >&2; exit 2; }
 [ "$1" = llvm-addr2line ] || { echo "fake bwrap: runs $1, not llvm-addr2line" >&2; exit 2; }
 shift
-obj=; query=
+obj=; queries=
 while [ $# -gt 0 ]; do
 	case $1 in
 	-e) obj=$2; shift 2 ;;
-	-f|-i|--no-demangle) shift ;;
+	-f|-i|--no-demangle|--output-style=JSON) shift ;;
 	-*) echo "llvm-addr2line: unknown option $1" >&2; exit 2 ;;
-	*) query=$1; shift ;;
+	*) queries="$queries $1"; shift ;;
 	esac
 done
 if [ -z "$guest" ] || [ "$obj" != "$guest" ]; then
 	echo "llvm-addr2line: error: '$obj': No such file or directory" >&2; exit 1
 fi
-found=
-while IFS='|' read -r q fn loc; do
-	if [ "$q" = "$query" ]; then printf '%s\n%s\n' "$fn" "$loc"; found=1; fi
-done < "$host"
-[ -n "$found" ] || printf '??\n??:0\n'
+sep='['
+for query in $queries; do
+	printf '%s{"SymName":"%s","Loc":[' "$sep" "${query%%+*}"
+	sep=,
+	lsep=
+	while IFS='|' read -r q fn loc; do
+		if [ "$q" = "$query" ]; then
+			printf '%s{"FunctionName":"%s","FileName":"%s","Line":%s}' "$lsep" "$fn" "${loc%:*}" "${loc##*:}"
+			lsep=,
+		fi
+	done < "$host"
+	printf ']}'
+done
+echo ']'
 `
 
 // fakeBwrap is a Toolchain whose commands run fakeBwrapAddr2Line with the run options as
@@ -117,7 +126,7 @@ func TestSymbolizer(t *testing.T) {
 			want: []ktrace.Source{{Func: "helper", File: "/usr/src/kmodvm/linux/include/linux/list.h", Line: 88}, {Func: "caller", File: "/usr/src/kmodvm/linux/kernel/fork.c", Line: 12}}},
 		{name: "module named with _ whose file has -", s: withDebug, module: "my_mod", symbol: "my_init", offset: 0x10,
 			want: []ktrace.Source{{Func: "my_init", File: "/root/mod/my-mod.c", Line: 7}}},
-		{name: "address without line information", s: withDebug, symbol: "do_fault", offset: 0x99, noLine: true, errWant: "no line information"},
+		{name: "address without line information", s: withDebug, symbol: "do_fault", offset: 0x99},
 		{name: "module not built on the host", s: withDebug, module: "virtio_blk", symbol: "f", noLine: true, errWant: "module virtio_blk has no .ko built on the host"},
 		{name: "a symlinked .ko is not followed", s: withDebug, module: "linked", symbol: "evil", noLine: true, errWant: "no .ko"},
 		{name: "kernel without debug information", s: plain, symbol: "do_fault", offset: 0x1a, noLine: true, errWant: "hint: set kernel.debug: true"},
@@ -126,13 +135,13 @@ func TestSymbolizer(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			got, err := c.s.Symbolize(t.Context(), c.module, c.symbol, c.offset)
+			got, err := c.s.Symbolize(t.Context(), c.module, []ktrace.Query{{Symbol: c.symbol, Offset: c.offset}})
 			if c.errWant == "" {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if !slices.Equal(got, c.want) {
-					t.Errorf("got %+v, want %+v", got, c.want)
+				if len(got) != 1 || !slices.Equal(got[0], c.want) {
+					t.Errorf("got %+v, want [%+v]", got, c.want)
 				}
 				return
 			}
@@ -166,11 +175,11 @@ func TestSymbolizerRootCommand(t *testing.T) {
 	if err != nil || obj != vmlinux {
 		t.Fatalf("object = %q, %v", obj, err)
 	}
-	args := strings.Join(s.Args(obj, "do_fault+0x1a"), " ")
+	args := strings.Join(s.Args(obj, []string{"do_fault+0x1a", "kthread+0x4"}), " ")
 	for _, want := range []string{
 		"--ro-bind /the/root /",
 		"--ro-bind " + vmlinux + " /tmp/kmodvm-symbolize/vmlinux",
-		"-- llvm-addr2line -f -i --no-demangle -e /tmp/kmodvm-symbolize/vmlinux do_fault+0x1a",
+		"-- llvm-addr2line -f -i --no-demangle --output-style=JSON -e /tmp/kmodvm-symbolize/vmlinux do_fault+0x1a kthread+0x4",
 	} {
 		if !strings.Contains(args, want) {
 			t.Errorf("bwrap arguments lack %q:\n%s", want, args)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -273,35 +274,63 @@ func TestAddr2Line(t *testing.T) {
 	t.Setenv("FAKE_ADDR2LINE_ARGS", argsLog)
 	ctx := context.Background()
 
-	srcs, err := a.Symbolize(ctx, "rust_oops", "_RNvXCs7pXBtqNa9yW_9rust_oopsNtB2_8RustOopsNtCsbDqzXfLQacH_6kernel6Module4init", 0x60)
+	// One run for all the module's queries: an inline chain, a position unknown, another.
+	init := "_RNvXCs7pXBtqNa9yW_9rust_oopsNtB2_8RustOopsNtCsbDqzXfLQacH_6kernel6Module4init"
+	got, err := a.Symbolize(ctx, "rust_oops", []Query{{init, 0x60}, {"entry_SYSCALL_64_after_hwframe", 0x75}, {"init_module", 0x13}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []Source{
-		{Func: "core::panicking::panic_bounds_check", File: "/usr/src/rustc/library/core/src/panicking.rs", Line: 276},
-		{Func: "<rust_oops::RustOops as kernel::Module>::init", File: "/root/mod/rust_oops.rs", Line: 19},
+	want := [][]Source{
+		{
+			{Func: "core::panicking::panic_bounds_check", File: "/usr/src/rustc/library/core/src/panicking.rs", Line: 276},
+			{Func: "<rust_oops::RustOops as kernel::Module>::init", File: "/root/mod/rust_oops.rs", Line: 19},
+		},
+		nil,
+		{{Func: "init_module", File: "/root/mod/rust_oops.rs", Line: 6}},
 	}
-	if len(srcs) != len(want) || srcs[0] != want[0] || srcs[1] != want[1] {
-		t.Errorf("sources %+v, want %+v", srcs, want)
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("sources %+v, want %+v", got, want)
 	}
 	args, err := os.ReadFile(argsLog)
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantArgs := "-f\n-i\n--no-demangle\n-e\n/build/rust_oops.ko\n_RNvXCs7pXBtqNa9yW_9rust_oopsNtB2_8RustOopsNtCsbDqzXfLQacH_6kernel6Module4init+0x60\n"
+	wantArgs := "-f\n-i\n--no-demangle\n--output-style=JSON\n-e\n/build/rust_oops.ko\n" + init + "+0x60\nentry_SYSCALL_64_after_hwframe+0x75\ninit_module+0x13\n"
 	if string(args) != wantArgs {
 		t.Errorf("arguments:\n%s\nwant\n%s", args, wantArgs)
 	}
 
-	if _, err := a.Symbolize(ctx, "", "entry_SYSCALL_64_after_hwframe", 0x75); !errorsIs(err, ErrNoLine) {
-		t.Errorf("no line information: err %v, want ErrNoLine", err)
+	if got, err := a.Symbolize(ctx, "m", nil); got != nil || err != nil {
+		t.Errorf("no queries: %v, %v; want nothing run", got, err)
 	}
-	if _, err := a.Symbolize(ctx, "m", "broken", 1); err == nil || !strings.Contains(err.Error(), "No such file") {
+	if _, err := a.Symbolize(ctx, "m", []Query{{"f", 1}, {"broken", 1}}); err == nil || !strings.Contains(err.Error(), "No such file") {
 		t.Errorf("failing command: err %v, want its stderr in it", err)
 	}
 	a.Object = func(string) (string, error) { return "", os.ErrNotExist }
-	if _, err := a.Symbolize(ctx, "m", "x", 1); !errorsIs(err, ErrNoObject) || !errorsIs(err, os.ErrNotExist) || !strings.Contains(err.Error(), "module m") {
+	if _, err := a.Symbolize(ctx, "m", []Query{{"x", 1}}); !errorsIs(err, ErrNoObject) || !errorsIs(err, os.ErrNotExist) || !strings.Contains(err.Error(), "module m") {
 		t.Errorf("missing object: err %v", err)
+	}
+}
+
+// TestParseAddr2Line: llvm-addr2line's JSON as it prints it (captured from LLVM 21 on a
+// debug kernel's vmlinux), one answer per query; an object it cannot read; a count that
+// does not match.
+func TestParseAddr2Line(t *testing.T) {
+	const real = `[{"Loc":[{"Column":8,"Discriminator":0,"FileName":"/usr/src/kmodvm/linux/init/main.c","FunctionName":"do_one_initcall","Line":1352,"StartAddress":"0xffffffff81208000","StartFileName":"/usr/src/kmodvm/linux/init/main.c","StartLine":1342}],"ModuleName":"/tmp/v","SymName":"do_one_initcall"},{"Loc":[],"ModuleName":"/tmp/v","SymName":"bogus_symbol"}]`
+	got, err := parseAddr2Line([]byte(real+"\n"), 2)
+	want := [][]Source{{{Func: "do_one_initcall", File: "/usr/src/kmodvm/linux/init/main.c", Line: 1352}}, nil}
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("parse = %+v, %v; want %+v", got, err, want)
+	}
+	const unreadable = `{"Address":"0x0","Error":{"Message":"No such file or directory"},"ModuleName":"/tmp/nonexist"}`
+	if _, err := parseAddr2Line([]byte(unreadable), 2); err == nil || !strings.Contains(err.Error(), "No such file or directory") {
+		t.Errorf("unreadable object: err %v", err)
+	}
+	if _, err := parseAddr2Line([]byte(real), 3); err == nil || !strings.Contains(err.Error(), "2 answers to 3 queries") {
+		t.Errorf("answers short: err %v", err)
+	}
+	if _, err := parseAddr2Line([]byte("do_one_initcall\n/usr/src/x.c:1\n"), 1); err == nil {
+		t.Error("text output: no error")
 	}
 }
 
@@ -333,29 +362,40 @@ func TestResolve(t *testing.T) {
 	golden.Check(t, "testdata/resolved/rust-panic.txt", []byte(got))
 }
 
-// failing fails every symbolization of one module and counts the calls.
+// failing fails every symbolization of one module and counts the calls, in order.
 type failing struct {
 	module string
 	calls  map[string]int
+	order  []string
 }
 
-func (f *failing) Symbolize(_ context.Context, module, symbol string, _ uint64) ([]Source, error) {
+func (f *failing) Symbolize(_ context.Context, module string, qs []Query) ([][]Source, error) {
 	f.calls[module]++
+	f.order = append(f.order, module)
 	if module == f.module {
 		return nil, os.ErrNotExist
 	}
-	return []Source{{Func: symbol, File: "x.c", Line: 1}}, nil
+	out := make([][]Source, len(qs))
+	for i, q := range qs {
+		out[i] = []Source{{Func: q.Symbol, File: "x.c", Line: 1}}
+	}
+	return out, nil
 }
 
-func TestResolveTriesAFailingModuleOnce(t *testing.T) {
+// TestResolveAsksEachModuleOnce: one query batch per module, the module before the kernel;
+// a module that fails leaves the others' frames placed.
+func TestResolveAsksEachModuleOnce(t *testing.T) {
 	traces := readTraces(t, "rust-panic")
 	s := &failing{module: "", calls: map[string]int{}}
 	err := traces[0].Resolve(context.Background(), s, Mapper{})
 	if err == nil {
 		t.Fatal("no error for the kernel frames")
 	}
-	if s.calls[""] != 1 || s.calls["rust_oops"] != 2 {
-		t.Errorf("calls %v, want the kernel once and both rust_oops frames", s.calls)
+	if s.calls[""] != 1 || s.calls["rust_oops"] != 1 {
+		t.Errorf("calls %v, want the kernel and rust_oops once each", s.calls)
+	}
+	if len(s.order) != 2 || s.order[0] != "rust_oops" {
+		t.Errorf("asked %q, want rust_oops before the kernel", s.order)
 	}
 	if f := traces[0].Frames[2]; f.File != "x.c" || f.Line != 1 {
 		t.Errorf("module frame %+v not symbolized", f)

@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -24,8 +26,8 @@ type Source struct {
 	Line int    `json:"line"`
 }
 
-// Symbolizer finds the source position of a code address given, as the
-// kernel prints it, by a symbol and an offset into it.
+// Query is one code address as the kernel prints it: a symbol, named as the
+// object's symbol table holds it (mangled, for Rust), and an offset into it.
 //
 // Symbol and offset rather than an address: a module's .ko is a relocatable
 // object whose sections (.text, .init.text, .exit.text) all start at
@@ -33,16 +35,27 @@ type Source struct {
 // only symbol+offset anyway. llvm-addr2line and llvm-symbolizer (LLVM 18 and
 // newer) accept "SYMBOL+OFFSET" in place of an address and look it up in the
 // object's symbol table.
-type Symbolizer interface {
-	// Symbolize resolves symbol+offset in the named module ("" for the
-	// kernel itself). symbol is the name as the symbol table holds it
-	// (mangled, for Rust).
-	Symbolize(ctx context.Context, module, symbol string, offset uint64) ([]Source, error)
+type Query struct {
+	Symbol string
+	Offset uint64
 }
 
-// ErrNoLine is the error a Symbolizer wraps when the object has no line
-// information for an address (assembly without debug information, an
-// object built without it). It concerns that address only.
+// String is the query as llvm-addr2line takes it: "SYMBOL+0xOFFSET".
+func (q Query) String() string { return q.Symbol + "+0x" + strconv.FormatUint(q.Offset, 16) }
+
+// Symbolizer finds the source positions of code addresses, all those of one
+// object at once: reading an object's debug information is the cost.
+type Symbolizer interface {
+	// Symbolize resolves the queries in the named module ("" for the kernel
+	// itself). Answer i is for query i; nil when the object has no line for
+	// that address. An error concerns the whole module: it wraps ErrNoLine
+	// when the module has no debug information to read (none was built or
+	// kept), and is anything else when the symbolizer failed.
+	Symbolize(ctx context.Context, module string, queries []Query) ([][]Source, error)
+}
+
+// ErrNoLine is the error a Symbolizer wraps when a module has no line
+// information to read: an object built without it, or none kept.
 var ErrNoLine = errors.New("no line information")
 
 // ErrNoObject is the error Addr2Line wraps when there is no object to read a
@@ -50,57 +63,65 @@ var ErrNoLine = errors.New("no line information")
 var ErrNoObject = errors.New("no object with debug information")
 
 // Addr2Line is a Symbolizer that runs llvm-addr2line (or a command line
-// that runs it, in the toolchain root, say) once per address.
+// that runs it, in the toolchain root, say) once per object, with all of its
+// queries.
 type Addr2Line struct {
 	// Command is the program and its leading arguments.
 	Command []string
 	// Object returns the object file holding a module's debug information:
 	// its .ko, or vmlinux for module "".
 	Object func(module string) (string, error)
-	// Args builds the arguments after Command for one query
+	// Args builds the arguments after Command for the queries
 	// ("SYMBOL+0xOFF") in an object; nil means Addr2LineArgs.
-	Args func(object, query string) []string
+	Args func(object string, queries []string) []string
 }
 
 var _ Symbolizer = (*Addr2Line)(nil)
 
 // Addr2LineArgs asks for the function names (-f) and the whole inline
-// chain (-i), without demangling: rustsym.Demangle does it the same way for every
-// name kmodvm prints.
-func Addr2LineArgs(object, query string) []string {
-	return []string{"-f", "-i", "--no-demangle", "-e", object, query}
+// chain (-i) of each query, without demangling (rustsym.Demangle does it the
+// same way for every name kmodvm prints), as JSON: one answer per query, in
+// their order, however many positions each has.
+func Addr2LineArgs(object string, queries []string) []string {
+	return append([]string{"-f", "-i", "--no-demangle", "--output-style=JSON", "-e", object}, queries...)
 }
 
-// Symbolize runs the command and reads its answer.
-func (a *Addr2Line) Symbolize(ctx context.Context, module, symbol string, offset uint64) ([]Source, error) {
+// Symbolize runs the command once for all the queries and reads its answers.
+func (a *Addr2Line) Symbolize(ctx context.Context, module string, queries []Query) ([][]Source, error) {
 	if len(a.Command) == 0 {
 		return nil, errors.New("symbolize: no llvm-addr2line command given")
 	}
 	if a.Object == nil {
 		return nil, errors.New("symbolize: no way to find the objects given")
 	}
+	if len(queries) == 0 {
+		return nil, nil
+	}
 	obj, err := a.Object(module)
 	if err != nil {
 		return nil, fmt.Errorf("symbolize %s: %w: %w", describeModule(module), ErrNoObject, err)
 	}
-	query := symbol + "+0x" + strconv.FormatUint(offset, 16)
+	qs := make([]string, len(queries))
+	for i, q := range queries {
+		qs[i] = q.String()
+	}
 	argsFn := a.Args
 	if argsFn == nil {
 		argsFn = Addr2LineArgs
 	}
-	args := append(append([]string{}, a.Command[1:]...), argsFn(obj, query)...)
+	args := append(append([]string{}, a.Command[1:]...), argsFn(obj, qs)...)
 	cmd := exec.CommandContext(ctx, a.Command[0], args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return nil, fmt.Errorf("symbolize %s in %s: %s: %w: %s", query, obj, a.Command[0], err, strings.TrimSpace(stderr.String()))
+		return nil, fmt.Errorf("symbolize %d addresses in %s: %s: %w: %s", len(qs), obj, a.Command[0], err, strings.TrimSpace(stderr.String()))
 	}
-	srcs := parseAddr2Line(out)
-	if len(srcs) == 0 {
-		return nil, fmt.Errorf("symbolize %s in %s: %w", query, obj, ErrNoLine)
+	answers, err := parseAddr2Line(out, len(qs))
+	if err != nil {
+		return nil, fmt.Errorf("symbolize %d addresses in %s: %w", len(qs), obj, err)
 	}
-	return srcs, nil
+	return answers, nil
 }
 
 func describeModule(module string) string {
@@ -110,45 +131,64 @@ func describeModule(module string) string {
 	return "module " + module
 }
 
-// parseAddr2Line reads llvm-addr2line -f output: a function line and a
-// "file:line" line per position, "??" and "??:0" when it knows none, and
-// maybe " (discriminator N)" after the line number.
-func parseAddr2Line(out []byte) []Source {
-	var srcs []Source
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	var fn string
-	odd := false
-	for sc.Scan() {
-		l := strings.TrimSpace(sc.Text())
-		if !odd {
-			fn, odd = l, true
-			continue
-		}
-		odd = false
-		l, _, _ = strings.Cut(l, " (discriminator")
-		i := strings.LastIndexByte(l, ':')
-		if i <= 0 {
-			continue
-		}
-		file := l[:i]
-		n, err := strconv.Atoi(l[i+1:])
-		if err != nil || n <= 0 || file == "??" {
-			continue
-		}
-		if fn == "??" {
-			fn = ""
-		}
-		srcs = append(srcs, Source{Func: rustsym.Demangle(fn), File: file, Line: n})
+// addr2lineAnswer is one query's answer in llvm-addr2line's JSON output: its
+// positions (innermost first with -i), or an error.
+type addr2lineAnswer struct {
+	Loc []struct {
+		FunctionName string
+		FileName     string
+		Line         int
 	}
-	return srcs
+	Error *struct{ Message string }
+}
+
+// parseAddr2Line reads llvm-addr2line --output-style=JSON output for n
+// queries: an array of n answers (one answer alone when the object could not
+// be read). A position without a file or line ("??", 0) is left out, and so
+// is the rest of a " (discriminator N)".
+func parseAddr2Line(out []byte, n int) ([][]Source, error) {
+	out = bytes.TrimSpace(out)
+	var answers []addr2lineAnswer
+	if len(out) > 0 && out[0] != '[' {
+		var one addr2lineAnswer
+		if err := json.Unmarshal(out, &one); err != nil {
+			return nil, fmt.Errorf("read llvm-addr2line's answer: %w", err)
+		}
+		answers = []addr2lineAnswer{one}
+	} else if err := json.Unmarshal(out, &answers); err != nil {
+		return nil, fmt.Errorf("read llvm-addr2line's answer: %w", err)
+	}
+	if len(answers) != n {
+		if len(answers) == 1 && answers[0].Error != nil {
+			return nil, errors.New(answers[0].Error.Message)
+		}
+		return nil, fmt.Errorf("llvm-addr2line gave %d answers to %d queries", len(answers), n)
+	}
+	srcs := make([][]Source, n)
+	for i, a := range answers {
+		for _, l := range a.Loc {
+			if l.FileName == "" || l.FileName == "??" || l.Line <= 0 {
+				continue
+			}
+			fn := l.FunctionName
+			if fn == "??" {
+				fn = ""
+			}
+			srcs[i] = append(srcs[i], Source{Func: rustsym.Demangle(fn), File: l.FileName, Line: l.Line})
+		}
+	}
+	return srcs, nil
 }
 
 // Resolve puts a source position on each frame that names a function,
 // maps the positions and the trace's printed locations to host files, and
 // reads the source line of the top module frame when its file is on the
 // host. The paths in the title are mapped too. s may be nil: then only
-// the printed locations are mapped. A module the symbolizer fails on
-// (other than with ErrNoLine) is tried once; the errors are joined and the rest of the trace still done.
+// the printed locations are mapped. The symbolizer is asked once per module,
+// the modules before the kernel (the top module frame matters most, and
+// the kernel's debug information is the biggest to read); a module it fails
+// on is left without positions, the errors are joined and the rest of the
+// trace still done.
 func (t *Trace) Resolve(ctx context.Context, s Symbolizer, m Mapper) error {
 	t.Title = m.MapText(t.Title)
 	for i := range t.Locations {
@@ -159,52 +199,54 @@ func (t *Trace) Resolve(ctx context.Context, s Symbolizer, m Mapper) error {
 	var errs []error
 	onHost := map[*Frame]bool{}
 	if s != nil {
-		failed := map[string]bool{}
-		// callSite: a call trace frame is a return address, the instruction after the
-		// call; the call is the byte before it. Symbolizing the return address itself
-		// goes wrong where it matters most: a call to a function that does not return
-		// (a Rust panic, BUG) is often a function's last instruction, so its return
-		// address is the function's end ("init+0xf4/0xf4"), which the line tables give
-		// to the function's first line or to the next function. The RIP is the
-		// faulting instruction itself.
-		resolve := func(f *Frame, callSite bool) {
-			if f.Func == "" || failed[f.Module] {
-				return
-			}
-			off := f.Offset
-			if callSite && off > 0 {
-				off--
-			}
-			srcs, err := s.Symbolize(ctx, f.Module, f.symbolName(), off)
-			if errors.Is(err, ErrNoLine) {
-				return
-			}
-			if err != nil {
-				failed[f.Module] = true
-				errs = append(errs, err)
-				return
-			}
-			// Of an inline chain, the innermost position on the host: code
-			// inlined from core or the kernel crate into a module function
-			// is shown at the module's line that called it.
-			f.File, f.Line = srcs[0].File, srcs[0].Line
-			for _, src := range srcs {
-				if host, ok := m.Map(src.File); ok {
-					f.File, f.Line = host, src.Line
-					onHost[f] = true
-					break
-				}
-			}
-		}
-		if t.RIP != nil {
-			resolve(t.RIP, false)
+		// A call trace frame is a return address, the instruction after the call; the
+		// call is the byte before it. Symbolizing the return address itself goes wrong
+		// where it matters most: a call to a function that does not return (a Rust
+		// panic, BUG) is often a function's last instruction, so its return address is
+		// the function's end ("init+0xf4/0xf4"), which the line tables give to the
+		// function's first line or to the next function. The RIP is the faulting
+		// instruction itself.
+		var frames []*Frame
+		var queries []Query
+		if t.RIP != nil && t.RIP.Func != "" {
+			frames, queries = append(frames, t.RIP), append(queries, Query{t.RIP.symbolName(), t.RIP.Offset})
 		}
 		for i := range t.Frames {
+			f := &t.Frames[i]
+			if f.Func == "" {
+				continue
+			}
+			off := f.Offset
+			if off > 0 {
+				off--
+			}
+			frames, queries = append(frames, f), append(queries, Query{f.symbolName(), off})
+		}
+		for _, mod := range symbolizeOrder(frames) {
 			if ctx.Err() != nil {
 				errs = append(errs, ctx.Err())
 				break
 			}
-			resolve(&t.Frames[i], true)
+			var fs []*Frame
+			var qs []Query
+			for i, f := range frames {
+				if f.Module == mod {
+					fs, qs = append(fs, f), append(qs, queries[i])
+				}
+			}
+			answers, err := s.Symbolize(ctx, mod, qs)
+			if errors.Is(err, ErrNoLine) {
+				continue
+			}
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			for i, f := range fs {
+				if i < len(answers) && placeFrame(f, answers[i], m) {
+					onHost[f] = true
+				}
+			}
 		}
 	}
 	if f := t.TopModuleFrame(); f != nil && onHost[f] {
@@ -215,6 +257,43 @@ func (t *Trace) Resolve(ctx context.Context, s Symbolizer, m Mapper) error {
 		f.Source = src
 	}
 	return errors.Join(errs...)
+}
+
+// symbolizeOrder lists the modules of frames once each, in the order of their
+// first frame, the kernel ("") last.
+func symbolizeOrder(frames []*Frame) []string {
+	var mods []string
+	kernel := false
+	for _, f := range frames {
+		if f.Module == "" {
+			kernel = true
+		} else if !slices.Contains(mods, f.Module) {
+			mods = append(mods, f.Module)
+		}
+	}
+	if kernel {
+		mods = append(mods, "")
+	}
+	return mods
+}
+
+// placeFrame gives f the position of srcs (one address's inline chain, innermost
+// first): the innermost position on the host, so that code inlined from core or
+// the kernel crate into a module function is shown at the module's line that
+// called it; else the innermost at all. It says whether the position is on the
+// host.
+func placeFrame(f *Frame, srcs []Source, m Mapper) bool {
+	if len(srcs) == 0 {
+		return false
+	}
+	f.File, f.Line = srcs[0].File, srcs[0].Line
+	for _, src := range srcs {
+		if host, ok := m.Map(src.File); ok {
+			f.File, f.Line = host, src.Line
+			return true
+		}
+	}
+	return false
 }
 
 // TopModuleFrame is the frame a module author looks at first: the RIP when

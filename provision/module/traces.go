@@ -89,8 +89,8 @@ type recordingSymbolizer struct {
 	failed error
 }
 
-func (r *recordingSymbolizer) Symbolize(ctx context.Context, module, symbol string, offset uint64) ([]ktrace.Source, error) {
-	srcs, err := r.s.Symbolize(ctx, module, symbol, offset)
+func (r *recordingSymbolizer) Symbolize(ctx context.Context, module string, queries []ktrace.Query) ([][]ktrace.Source, error) {
+	srcs, err := r.s.Symbolize(ctx, module, queries)
 	if err != nil && ctx.Err() == nil && !errors.Is(err, ktrace.ErrNoLine) && !errors.Is(err, ktrace.ErrNoObject) {
 		r.mu.Lock()
 		if r.failed == nil {

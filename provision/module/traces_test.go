@@ -17,22 +17,28 @@ import (
 	"github.com/kmodvm/kmodvm/provision/ktrace"
 )
 
-// fakeSymbolizer answers "module:symbol+0xoff" queries from a table, and ErrNoLine for the
-// others; err, when set, is its answer to every query; block makes it wait for the end of
-// its context (a stuck llvm-addr2line).
+// fakeSymbolizer answers "module:symbol+0xoff" queries from a table, and no position for
+// the others; err, when set, is its answer to every module; block makes it wait for the end
+// of its context (a stuck llvm-addr2line). It keeps the modules it was asked about, a call
+// each.
 type fakeSymbolizer struct {
 	answers map[string]ktrace.Source
 	err     error
 	block   bool
 
-	mu      sync.Mutex
-	queries []string
+	mu    sync.Mutex
+	calls []string
 }
 
-func (f *fakeSymbolizer) Symbolize(ctx context.Context, module, symbol string, offset uint64) ([]ktrace.Source, error) {
-	q := fmt.Sprintf("%s:%s+0x%x", module, symbol, offset)
+func (f *fakeSymbolizer) Symbolize(ctx context.Context, module string, queries []ktrace.Query) ([][]ktrace.Source, error) {
+	out := make([][]ktrace.Source, len(queries))
 	f.mu.Lock()
-	f.queries = append(f.queries, q)
+	f.calls = append(f.calls, module)
+	for i, q := range queries {
+		if src, ok := f.answers[module+":"+q.String()]; ok {
+			out[i] = []ktrace.Source{src}
+		}
+	}
 	f.mu.Unlock()
 	if f.block {
 		<-ctx.Done()
@@ -41,10 +47,7 @@ func (f *fakeSymbolizer) Symbolize(ctx context.Context, module, symbol string, o
 	if f.err != nil {
 		return nil, f.err
 	}
-	if src, ok := f.answers[q]; ok {
-		return []ktrace.Source{src}, nil
-	}
-	return nil, fmt.Errorf("%s: %w", q, ktrace.ErrNoLine)
+	return out, nil
 }
 
 // consoleTS is the timestamp a captured console line starts with.
@@ -77,16 +80,16 @@ func TestRunDecodesTraces(t *testing.T) {
 		t.Fatal(err)
 	}
 	cases := []struct {
-		name    string
-		insmod  string // the captured log insmod logs ("" none)
-		rmmod   string // the captured log rmmod logs
-		nmi     bool   // the load hangs; the NMI's console trace is the story
-		sym     *fakeSymbolizer
-		budget  time.Duration
-		traces  []int    // traces per step
-		notes   []string // the notes, each a part of one, in order
-		check   func(t *testing.T, res *Result, host, ksrc string)
-		queries int // the symbolizer's queries, at least (-1: none)
+		name   string
+		insmod string // the captured log insmod logs ("" none)
+		rmmod  string // the captured log rmmod logs
+		nmi    bool   // the load hangs; the NMI's console trace is the story
+		sym    *fakeSymbolizer
+		budget time.Duration
+		traces []int    // traces per step
+		notes  []string // the notes, each a part of one, in order
+		check  func(t *testing.T, res *Result, host, ksrc string)
+		calls  int // the symbolizer's calls (a module's queries each), at least (-1: none)
 	}{
 		{
 			name:   "Rust panic at load symbolized",
@@ -119,7 +122,7 @@ func TestRunDecodesTraces(t *testing.T) {
 					t.Errorf("log lines not demangled:\n%s", log)
 				}
 			},
-			queries: 2,
+			calls: 2,
 		},
 		{
 			name:  "WARNINGs at load and unload without line information",
@@ -132,7 +135,7 @@ func TestRunDecodesTraces(t *testing.T) {
 					t.Errorf("RIP %+v: want it demangled, without a file", rip)
 				}
 			},
-			queries: 2,
+			calls: 2,
 		},
 		{
 			name:   "hang: the NMI trace without a symbolizer",
@@ -145,29 +148,29 @@ func TestRunDecodesTraces(t *testing.T) {
 					t.Errorf("top module frame %+v: want where the CPU was stuck", f)
 				}
 			},
-			queries: -1,
+			calls: -1,
 		},
 		{
-			name:    "the symbolizer fails",
-			insmod:  "warn-c",
-			sym:     &fakeSymbolizer{err: errors.New("llvm-addr2line: not found")},
-			traces:  []int{1, 0},
-			notes:   []string{"some trace frames have no file:line: llvm-addr2line: not found"},
-			queries: 2, // the kernel and the module, once each
+			name:   "the symbolizer fails",
+			insmod: "warn-c",
+			sym:    &fakeSymbolizer{err: errors.New("llvm-addr2line: not found")},
+			traces: []int{1, 0},
+			notes:  []string{"some trace frames have no file:line: llvm-addr2line: not found"},
+			calls:  2, // the module and the kernel, once each
 		},
 		{
-			name:    "the symbolizer hangs",
-			insmod:  "warn-c",
-			sym:     &fakeSymbolizer{block: true},
-			budget:  100 * time.Millisecond,
-			traces:  []int{1, 0},
-			notes:   []string{"took longer than 100ms and was stopped"},
-			queries: 1,
+			name:   "the symbolizer hangs",
+			insmod: "warn-c",
+			sym:    &fakeSymbolizer{block: true},
+			budget: 100 * time.Millisecond,
+			traces: []int{1, 0},
+			notes:  []string{"took longer than 100ms and was stopped"},
+			calls:  1,
 		},
 		{
-			name:    "a log without a trace",
-			traces:  []int{0, 0},
-			queries: -1,
+			name:   "a log without a trace",
+			traces: []int{0, 0},
+			calls:  -1,
 		},
 	}
 	for _, c := range cases {
@@ -235,12 +238,12 @@ func TestRunDecodesTraces(t *testing.T) {
 			if c.check != nil {
 				c.check(t, res, src.Dir, ksrc)
 			}
-			q := 0
+			n := 0
 			if c.sym != nil {
-				q = len(c.sym.queries)
+				n = len(c.sym.calls)
 			}
-			if (c.queries < 0 && q != 0) || q < c.queries {
-				t.Errorf("%d symbolizer queries, want %d", q, c.queries)
+			if (c.calls < 0 && n != 0) || n < c.calls {
+				t.Errorf("%d symbolizer calls, want %d", n, c.calls)
 			}
 		})
 	}
