@@ -162,7 +162,7 @@ func readableRecords(m ktrace.Mapper, emit func(kmsg.Record, string)) func(kmsg.
 // logMapper points the paths the guest's kernel prints at the host: the kernel's headers in
 // the staged build tree, and the files of kmodvm.yaml's module (module.dir), if it names one.
 func (a *app) logMapper(in *sandbox.Instance) ktrace.Mapper {
-	m := ktrace.Mapper{GuestKernelDir: kernel.GuestTree, KernelSrc: in.KDir}
+	m := ktrace.Mapper{GuestKernelDir: kernel.GuestTree, KernelSrc: in.KDir, ToolchainRoot: in.RootDir}
 	if a.cfg.Module.Dir == "" {
 		return m
 	}

@@ -133,7 +133,7 @@ func (a *app) openModuleVM(ctx context.Context, name string, up bool) (moduleVM,
 		KDir:      in.KDir,
 		// The staged build tree has the kernel's headers, not its sources: kernel frames
 		// in headers map to the host, the rest keep their guest path.
-		Mapper: ktrace.Mapper{GuestKernelDir: kernel.GuestTree, KernelSrc: in.KDir},
+		Mapper: ktrace.Mapper{GuestKernelDir: kernel.GuestTree, KernelSrc: in.KDir, ToolchainRoot: in.RootDir},
 	}
 	return moduleVM{in: in, runner: r, release: func() {
 		r.Close()

@@ -216,7 +216,9 @@ func TestMapper(t *testing.T) {
 	host := t.TempDir()
 	mod := filepath.Join(host, "mod")
 	src := filepath.Join(host, "linux")
-	for _, f := range []string{"mod/hello.rs", "mod/sub/x.c", "linux/rust/helpers/bug.c", "linux/kernel/module/main.c"} {
+	root := filepath.Join(host, "root")
+	for _, f := range []string{"mod/hello.rs", "mod/sub/x.c", "linux/rust/helpers/bug.c", "linux/kernel/module/main.c",
+		"root/usr/lib/rustlib/src/rust/library/core/src/panicking.rs", "root/etc/passwd"} {
 		if err := os.MkdirAll(filepath.Dir(filepath.Join(host, f)), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -224,7 +226,7 @@ func TestMapper(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	m := Mapper{GuestModuleDir: "/root/kmodvm/src/mod-1234", HostModuleDir: mod, GuestKernelDir: "/usr/src/kmodvm/linux", KernelSrc: src}
+	m := Mapper{GuestModuleDir: "/root/kmodvm/src/mod-1234", HostModuleDir: mod, GuestKernelDir: "/usr/src/kmodvm/linux", KernelSrc: src, ToolchainRoot: root}
 	cases := []struct{ in, want string }{
 		{"hello.rs", mod + "/hello.rs"},
 		{"sub/x.c", mod + "/sub/x.c"},
@@ -234,8 +236,10 @@ func TestMapper(t *testing.T) {
 		{"/usr/src/kmodvm/linux/kernel/module/main.c", src + "/kernel/module/main.c"},
 		{"/usr/src/kmodvm/linux/kernel/missing.c", ""},
 		{"missing.rs", ""},
-		{"/etc/passwd", ""}, // exists on the host, but names no guest file
-		{"sub", ""},         // a directory
+		{"/etc/passwd", ""}, // exists on the host and in the root, but names no source
+		{"/usr/lib/rustlib/src/rust/library/core/src/panicking.rs", root + "/usr/lib/rustlib/src/rust/library/core/src/panicking.rs"},
+		{"/usr/lib/rustlib/src/rust/library/core/src/missing.rs", ""},
+		{"sub", ""}, // a directory
 		{"", ""},
 	}
 	for _, c := range cases {

@@ -20,6 +20,11 @@ type Mapper struct {
 	GuestKernelDir string
 	// KernelSrc is the kernel source tree on the host.
 	KernelSrc string
+	// ToolchainRoot is the toolchain root on the host, which the kernel and
+	// the module were built in: the files of its /usr that debug information
+	// names (Rust's core and alloc sources under /usr/lib/rustlib, C headers)
+	// are there.
+	ToolchainRoot string
 }
 
 // Map returns the host file a printed path names, and false when there is
@@ -37,6 +42,8 @@ func (m Mapper) Map(path string) (string, bool) {
 		}
 		if rel, ok := under(path, m.GuestKernelDir); ok && m.KernelSrc != "" {
 			candidates = append(candidates, filepath.Join(m.KernelSrc, rel))
+		} else if rel, ok := under(path, "/usr"); ok && m.ToolchainRoot != "" {
+			candidates = append(candidates, filepath.Join(m.ToolchainRoot, "usr", rel))
 		}
 	} else {
 		for _, dir := range []string{m.HostModuleDir, m.KernelSrc} {
