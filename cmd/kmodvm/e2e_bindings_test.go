@@ -42,9 +42,12 @@ diff --git a/include/linux/iio/iio.h b/include/linux/iio/iio.h
 func TestE2EBindingsAndPatches(t *testing.T) {
 	e2eEnv(t)
 	ctx := context.Background()
-	// No VM of this name exists: bindings searches the kernel kmodvm.yaml selects.
-	n := []string{"-n", fmt.Sprintf("e2e-bindings-%d", os.Getpid())}
-	mustCLI(t, ctx, "kernel", "build")
+	// No VM of this name exists: bindings searches the kernel kmodvm.yaml selects. (-n would
+	// name a VM that must exist.)
+	dir := t.TempDir()
+	name := fmt.Sprintf("name: e2e-bindings-%d\n", os.Getpid())
+	n := []string{"--config", writeE2EFile(t, filepath.Join(dir, "plain.yaml"), name)}
+	mustCLI(t, ctx, append([]string{"kernel", "build"}, n...)...)
 
 	res, code := bindingsQuery(t, ctx, append(n, "file_operations")...)
 	if code != 0 || !res.Bound {
@@ -73,10 +76,9 @@ func TestE2EBindingsAndPatches(t *testing.T) {
 	}
 
 	// The variant: the header bound, the patch applied.
-	dir := t.TempDir()
 	writeE2EFile(t, filepath.Join(dir, "0001-marker.patch"), markerPatch)
-	cfg := writeE2EFile(t, filepath.Join(dir, "kmodvm.yaml"), "kernel:\n  patches: [./0001-marker.patch]\n  bindings: [linux/iio/iio.h]\n")
-	vn := append(slices.Clone(n), "--config", cfg)
+	cfg := writeE2EFile(t, filepath.Join(dir, "kmodvm.yaml"), name+"kernel:\n  patches: [./0001-marker.patch]\n  bindings: [linux/iio/iio.h]\n")
+	vn := []string{"--config", cfg}
 	code, _, stderr := cli(t, ctx, append([]string{"kernel", "build"}, vn...)...)
 	if code != 0 {
 		t.Fatalf("kernel build with a patch and a binding: exit %d", code)
@@ -97,7 +99,7 @@ func TestE2EBindingsAndPatches(t *testing.T) {
 	}
 	// The shared build tree was restored: the plain kernel, built again (a cache hit or an
 	// incremental make), still lacks both.
-	mustCLI(t, ctx, "kernel", "build")
+	mustCLI(t, ctx, append([]string{"kernel", "build"}, n...)...)
 	for _, q := range []string{"iio_device_alloc", "kmodvm_e2e_marker"} {
 		if _, code := bindingsQuery(t, ctx, append(slices.Clone(n), q)...); code != 1 {
 			t.Errorf("bindings %s on the plain kernel after the variant: exit %d, want 1", q, code)
