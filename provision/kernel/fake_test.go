@@ -124,6 +124,10 @@ all)
 	cat .config > arch/x86/boot/bzImage
 	step MODPOST Module.symvers
 	echo syms > Module.symvers ;;
+rust/)
+	mkdir -p rust
+	step RUSTC rust/kernel.o
+	grep LOCALVERSION .config > rust/kernel.rmeta ;;
 rustdoc)
 	# The HTML says which .config, module.h and bindings_helper.h it was made with.
 	if [ -e .fake-rustdoc-fail ]; then
@@ -137,7 +141,7 @@ rustdoc)
 	step RUSTDOC rust/kernel/lib.rs
 	: > $out/kernel/index.html
 	point rustdoc $out/kernel/index.html
-	{ echo "<title>kernel - Rust</title>"; grep LOCALVERSION .config; cat include/linux/module.h; grep '^#include' rust/bindings/bindings_helper.h 2>/dev/null; } > $out/kernel/index.html
+	{ echo "<title>kernel - Rust</title>"; cat rust/kernel.rmeta; cat include/linux/module.h; grep '^#include' rust/bindings/bindings_helper.h 2>/dev/null; } > $out/kernel/index.html
 	echo "<pre>impl Drop for Box</pre>" > $out/src/kernel/alloc/kbox.rs.html
 	echo "body {}" > $out/static.files/rustdoc.css ;;
 modules_install)

@@ -58,7 +58,14 @@ func (b *Builder) Rustdoc(ctx context.Context, req Request, k *Result, log io.Wr
 	out := filepath.Join(p.tree, RustdocOutput)
 	defer removeRustdocOutput(b, p.tree)
 	err = whileBuilding(p.tree, func() error {
-		return b.makeRustdoc(ctx, p.tree, log, start)
+		// rustdoc reads the metadata of the crates the kernel crate uses (uapi,
+		// build_error, ...) and the files the kernel crate's build generates, which `make
+		// rustdoc` does not remake: the tree may hold another variant's. Building rust/
+		// first makes them this kernel's (nothing to do when the tree built it last).
+		if err := b.makeDocs(ctx, p.tree, log, start, "rust/"); err != nil {
+			return err
+		}
+		return b.makeDocs(ctx, p.tree, log, start, "rustdoc")
 	})
 	if err != nil {
 		return err
@@ -87,14 +94,14 @@ func useConfig(tree, config string) error {
 	return nil
 }
 
-// makeRustdoc runs `make rustdoc` in the tree, teeing its output to log and reporting each
-// crate rustdoc documents (and, as build steps, what make rebuilds before).
-func (b *Builder) makeRustdoc(ctx context.Context, tree string, log io.Writer, start time.Time) error {
+// makeDocs runs `make target` in the tree, teeing its output to log and reporting each
+// crate rustdoc documents and, as build steps, what make rebuilds.
+func (b *Builder) makeDocs(ctx context.Context, tree string, log io.Writer, start time.Time, target string) error {
 	jobs := b.Jobs
 	if jobs <= 0 {
 		jobs = runtime.NumCPU()
 	}
-	b.report(Progress{Phase: "rustdoc", Current: "make LLVM=1 rustdoc in the toolchain root", Elapsed: time.Since(start)})
+	b.report(Progress{Phase: "rustdoc", Current: "make LLVM=1 " + target + " in the toolchain root", Elapsed: time.Since(start)})
 	steps := 0
 	var tail []string
 	lines := &lineWriter{fn: func(line string) {
@@ -112,13 +119,13 @@ func (b *Builder) makeRustdoc(ctx context.Context, tree string, log io.Writer, s
 			b.report(Progress{Phase: "build", Step: steps, Current: m[1] + " " + m[2], Elapsed: time.Since(start)})
 		}
 	}}
-	err := b.makeTo(ctx, tree, nil, nil, io.MultiWriter(log, lines), fmt.Sprintf("-j%d", jobs), "rustdoc")
+	err := b.makeTo(ctx, tree, nil, nil, io.MultiWriter(log, lines), fmt.Sprintf("-j%d", jobs), target)
 	lines.flush()
 	if err != nil {
 		if ctx.Err() != nil {
-			return fmt.Errorf("rustdoc interrupted: %w", ctx.Err())
+			return fmt.Errorf("make %s interrupted: %w", target, ctx.Err())
 		}
-		return fmt.Errorf("make rustdoc failed: %w; last lines:\n%s", err, indent(lastLines(strings.Join(tail, "\n"), 15)))
+		return fmt.Errorf("make %s failed: %w; last lines:\n%s", target, err, indent(lastLines(strings.Join(tail, "\n"), 15)))
 	}
 	return nil
 }
