@@ -142,7 +142,7 @@ func (a *app) doc(ctx context.Context, ln net.Listener, open bool) error {
 		}
 		return nil
 	}
-	return serveDocs(ctx, ln, docs.Dir, func() {
+	return serveDocs(ctx, ln, docs.Dir, k.KDir(), func() {
 		a.prog.Status(fmt.Sprintf("serving %s on %s (127.0.0.1 only); Ctrl-C stops", docs.Dir, out.URL))
 		if open {
 			openPage(a.stderr, target, a.prog.Status)
@@ -200,9 +200,14 @@ func noIndexError(k *kernel.Result) error {
 	return fmt.Errorf("kernel %s (%s) was built before kmodvm kept an index of its Rust bindings; hint: `rm -rf %s && kmodvm kernel build` builds it again with one, with the kmodvm.yaml it was built from (make is incremental in the build tree kmodvm keeps; a VM booting it finds it at the same path)", k.Release, k.Dir, k.Dir)
 }
 
-// serveDocs serves dir on ln until ctx ends, calling ready once it answers.
-func serveDocs(ctx context.Context, ln net.Listener, dir string, ready func()) error {
-	srv := &http.Server{Handler: loopbackHostOnly(http.FileServer(http.Dir(dir))), ReadHeaderTimeout: 10 * time.Second}
+// serveDocs serves the documentation dir on ln until ctx ends, calling ready once it
+// answers. rustdoc links the kernel's C headers at their place in the toolchain root
+// (kernel.GuestTree); they are served from kdir, the kernel's staged build tree.
+func serveDocs(ctx context.Context, ln net.Listener, dir, kdir string, ready func()) error {
+	mux := http.NewServeMux()
+	mux.Handle("/", http.FileServer(http.Dir(dir)))
+	mux.Handle(kernel.GuestTree+"/", http.StripPrefix(kernel.GuestTree, http.FileServer(http.Dir(kdir))))
+	srv := &http.Server{Handler: loopbackHostOnly(mux), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	ready()

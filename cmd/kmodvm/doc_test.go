@@ -134,7 +134,8 @@ func TestOtherKernelError(t *testing.T) {
 	}
 }
 
-// TestDocServe: --serve answers on 127.0.0.1 with the documentation, prints its URL, refuses
+// TestDocServe: --serve answers on 127.0.0.1 with the documentation and the kernel's
+// headers rustdoc links to, prints its URL, refuses
 // a request for another host name (DNS rebinding), and stops on Ctrl-C with exit 0.
 func TestDocServe(t *testing.T) {
 	entry := docsVM(t)
@@ -166,6 +167,7 @@ func TestDocServe(t *testing.T) {
 		{"rust/kernel/index.html", "", http.StatusOK, "<title>kernel - Rust</title>"},
 		{"bindings.html", "", http.StatusOK, "bindings::refcount_inc"},
 		{"bindings.html", "localhost:9000", http.StatusOK, "bindings::refcount_inc"}, // a forwarded port
+		{"usr/src/kmodvm/linux/include/linux/slab.h", "", http.StatusOK, "kfree"},    // rustdoc's links to C headers
 		{"bindings.html", "attacker.example:80", http.StatusForbidden, "127.0.0.1"},
 	} {
 		req, _ := http.NewRequestWithContext(ctx, "GET", url+tc.path, nil)
