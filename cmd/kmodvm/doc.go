@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"strconv"
 	"time"
@@ -202,11 +203,20 @@ func noIndexError(k *kernel.Result) error {
 
 // serveDocs serves the documentation dir on ln until ctx ends, calling ready once it
 // answers. rustdoc links the kernel's C headers at their place in the toolchain root
-// (kernel.GuestTree); they are served from kdir, the kernel's staged build tree.
+// (kernel.GuestTree); they are served from kdir, the kernel's staged build tree. Nothing
+// outside the two is served, through a symlink either (os.Root).
 func serveDocs(ctx context.Context, ln net.Listener, dir, kdir string, ready func()) error {
+	docRoot, err := os.OpenRoot(dir)
+	if err != nil {
+		return fmt.Errorf("serve the documentation: %w", err)
+	}
+	defer docRoot.Close()
 	mux := http.NewServeMux()
-	mux.Handle("/", http.FileServer(http.Dir(dir)))
-	mux.Handle(kernel.GuestTree+"/", http.StripPrefix(kernel.GuestTree, http.FileServer(http.Dir(kdir))))
+	mux.Handle("/", http.FileServerFS(docRoot.FS()))
+	if kdirRoot, err := os.OpenRoot(kdir); err == nil { // a kernel without its kdir still has its documentation
+		defer kdirRoot.Close()
+		mux.Handle(kernel.GuestTree+"/", http.StripPrefix(kernel.GuestTree, http.FileServerFS(kdirRoot.FS())))
+	}
 	srv := &http.Server{Handler: loopbackHostOnly(mux), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

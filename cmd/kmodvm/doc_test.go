@@ -139,6 +139,11 @@ func TestOtherKernelError(t *testing.T) {
 // a request for another host name (DNS rebinding), and stops on Ctrl-C with exit 0.
 func TestDocServe(t *testing.T) {
 	entry := docsVM(t)
+	for _, d := range []string{filepath.Join(entry, "doc"), filepath.Join(entry, "kdir")} {
+		if err := os.Symlink("/etc", filepath.Join(d, "escape")); err != nil {
+			t.Fatal(err)
+		}
+	}
 	t.Chdir(t.TempDir())
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
@@ -169,6 +174,8 @@ func TestDocServe(t *testing.T) {
 		{"bindings.html", "localhost:9000", http.StatusOK, "bindings::refcount_inc"}, // a forwarded port
 		{"usr/src/kmodvm/linux/include/linux/slab.h", "", http.StatusOK, "kfree"},    // rustdoc's links to C headers
 		{"bindings.html", "attacker.example:80", http.StatusForbidden, "127.0.0.1"},
+		{"escape/hostname", "", 0, ""},                      // a symlink out of the documentation: not served
+		{"usr/src/kmodvm/linux/escape/hostname", "", 0, ""}, // nor out of the kdir
 	} {
 		req, _ := http.NewRequestWithContext(ctx, "GET", url+tc.path, nil)
 		if tc.host != "" {
@@ -180,7 +187,10 @@ func TestDocServe(t *testing.T) {
 		}
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != tc.code || !strings.Contains(string(body), tc.want) {
+		if tc.code == 0 && resp.StatusCode == http.StatusOK {
+			t.Errorf("GET /%s: served %.200s", tc.path, body)
+		}
+		if tc.code != 0 && (resp.StatusCode != tc.code || !strings.Contains(string(body), tc.want)) {
 			t.Errorf("GET /%s (Host %q): %d, %.200s; want %d with %q", tc.path, tc.host, resp.StatusCode, body, tc.code, tc.want)
 		}
 	}
