@@ -144,7 +144,7 @@ func (a *app) doc(ctx context.Context, ln net.Listener, open bool) error {
 		return nil
 	}
 	return serveDocs(ctx, ln, docs.Dir, k.KDir(), func() {
-		a.prog.Status(fmt.Sprintf("serving %s on %s (127.0.0.1 only); Ctrl-C stops", docs.Dir, out.URL))
+		a.prog.Status(fmt.Sprintf("serving %s on %s (loopback only); Ctrl-C stops", docs.Dir, out.URL))
 		if open {
 			openPage(a.stderr, target, a.prog.Status)
 		}

@@ -198,7 +198,7 @@ func TestDocServe(t *testing.T) {
 	if code := <-done; code != 0 {
 		t.Errorf("exit %d after Ctrl-C, want 0; stderr:\n%s", code, stderr.String())
 	}
-	if !strings.Contains(stderr.String(), "serving "+filepath.Join(entry, "doc")+" on "+url+" (127.0.0.1 only); Ctrl-C stops") {
+	if !strings.Contains(stderr.String(), "serving "+filepath.Join(entry, "doc")+" on "+url+" (loopback only); Ctrl-C stops") {
 		t.Errorf("stderr:\n%s", stderr.String())
 	}
 	if c, err := net.DialTimeout("tcp", strings.TrimSuffix(strings.TrimPrefix(url, "http://"), "/"), time.Second); err == nil {
