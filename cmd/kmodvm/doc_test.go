@@ -147,22 +147,7 @@ func TestDocServe(t *testing.T) {
 	t.Chdir(t.TempDir())
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	pr, pw := io.Pipe()
-	var stderr strings.Builder
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, []string{"doc", "--serve"}, strings.NewReader(""), pw, &stderr)
-		pw.Close()
-	}()
-	line, err := bufio.NewReader(pr).ReadString('\n')
-	go io.Copy(io.Discard, pr)
-	if err != nil {
-		t.Fatalf("no URL on stdout: %v", err)
-	}
-	url := strings.TrimSpace(line)
-	if !strings.HasPrefix(url, "http://127.0.0.1:") || !strings.HasSuffix(url, "/") {
-		t.Fatalf("URL = %q", url)
-	}
+	url, stop := serveDoc(t, ctx, "doc", "--serve")
 	for _, tc := range []struct {
 		path, host string
 		code       int
@@ -194,17 +179,44 @@ func TestDocServe(t *testing.T) {
 			t.Errorf("GET /%s (Host %q): %d, %.200s; want %d with %q", tc.path, tc.host, resp.StatusCode, body, tc.code, tc.want)
 		}
 	}
-	cancel()
-	if code := <-done; code != 0 {
-		t.Errorf("exit %d after Ctrl-C, want 0; stderr:\n%s", code, stderr.String())
+	code, stderr := stop()
+	if code != 0 {
+		t.Errorf("exit %d after Ctrl-C, want 0; stderr:\n%s", code, stderr)
 	}
-	if !strings.Contains(stderr.String(), "serving "+filepath.Join(entry, "doc")+" on "+url+" (loopback only); Ctrl-C stops") {
-		t.Errorf("stderr:\n%s", stderr.String())
+	if !strings.Contains(stderr, "serving "+filepath.Join(entry, "doc")+" on "+url+" (loopback only); Ctrl-C stops") {
+		t.Errorf("stderr:\n%s", stderr)
 	}
 	if c, err := net.DialTimeout("tcp", strings.TrimSuffix(strings.TrimPrefix(url, "http://"), "/"), time.Second); err == nil {
 		c.Close()
 		t.Error("still listening after Ctrl-C")
 	}
+}
+
+// serveDoc runs `kmodvm ARGS` (a doc --serve) and returns the URL it printed; stop ends it
+// as Ctrl-C does and returns its exit code and stderr.
+func serveDoc(t *testing.T, ctx context.Context, args ...string) (url string, stop func() (int, string)) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(ctx)
+	pr, pw := io.Pipe()
+	var stderr strings.Builder
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, args, strings.NewReader(""), pw, &stderr)
+		pw.Close()
+	}()
+	stop = func() (int, string) {
+		cancel()
+		code := <-done
+		return code, stderr.String()
+	}
+	line, err := bufio.NewReader(pr).ReadString('\n')
+	go io.Copy(io.Discard, pr)
+	url = strings.TrimSpace(line)
+	if err != nil || !strings.HasPrefix(url, "http://127.0.0.1:") || !strings.HasSuffix(url, "/") {
+		code, errs := stop()
+		t.Fatalf("kmodvm %s printed %q (%v), exit %d; stderr:\n%s", strings.Join(args, " "), line, err, code, errs)
+	}
+	return url, stop
 }
 
 // TestDocOpen: --open runs xdg-open on the front page; without one, or when it fails, the

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -150,20 +149,7 @@ var headerLink = regexp.MustCompile(`href="(/usr/src/kmodvm/linux/include/[^"#]+
 func checkDocServe(t *testing.T, ctx context.Context, cfg string, res docJSON) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	pr, pw := io.Pipe()
-	var stderr strings.Builder
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, []string{"doc", "--config", cfg, "--serve"}, strings.NewReader(""), pw, &stderr)
-		pw.Close()
-	}()
-	line, err := bufio.NewReader(pr).ReadString('\n')
-	go io.Copy(io.Discard, pr)
-	url := strings.TrimSpace(line)
-	if err != nil || !strings.HasPrefix(url, "http://127.0.0.1:") {
-		cancel()
-		t.Fatalf("doc --serve printed %q (%v); stderr:\n%s", line, err, stderr.String())
-	}
+	url, stop := serveDoc(t, ctx, "doc", "--config", cfg, "--serve")
 	header := ""
 	_ = filepath.WalkDir(filepath.Dir(res.KernelCrate), func(p string, d fs.DirEntry, err error) error {
 		if err != nil || header != "" || d.IsDir() || !strings.HasSuffix(p, ".html") {
@@ -199,8 +185,7 @@ func checkDocServe(t *testing.T, ctx context.Context, cfg string, res docJSON) {
 			t.Errorf("GET %s: %d; want 200 with %q", c.path, resp.StatusCode, c.want)
 		}
 	}
-	cancel()
-	if code := <-done; code != 0 {
-		t.Errorf("doc --serve: exit %d after Ctrl-C, want 0; stderr:\n%s", code, stderr.String())
+	if code, stderr := stop(); code != 0 {
+		t.Errorf("doc --serve: exit %d after Ctrl-C, want 0; stderr:\n%s", code, stderr)
 	}
 }
