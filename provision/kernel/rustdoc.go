@@ -26,8 +26,8 @@ const RustdocOutput = "Documentation/output/rust/rustdoc"
 // changed since that kernel was built.
 var ErrOtherKernel = errors.New("the request builds another kernel")
 
-// Rustdoc runs `make rustdoc` for the built kernel k in its build tree and moves the HTML
-// into dst, which must not exist. req must be the request k was built for: the tree gets
+// Rustdoc runs `make rustdoc` (after `make rust/`) for the built kernel k in its build tree
+// and moves the HTML into dst, which must not exist. req must be the request k was built for: the tree gets
 // exactly k's variant (req's patches and bindings applied, k's .config in place) for the
 // run, and when req's plan is not k's key nothing runs (ErrOtherKernel). make's output goes
 // to log. As a kernel build does, it holds the tree's lock, leaves the tree with the
@@ -56,7 +56,7 @@ func (b *Builder) Rustdoc(ctx context.Context, req Request, k *Result, log io.Wr
 		return err
 	}
 	out := filepath.Join(p.tree, RustdocOutput)
-	defer removeRustdocOutput(b, p.tree)
+	defer b.removeRustdocOutput(p.tree)
 	err = whileBuilding(p.tree, func() error {
 		// rustdoc reads the metadata of the crates the kernel crate uses (uapi,
 		// build_error, ...) and the files the kernel crate's build generates, which `make
@@ -158,7 +158,7 @@ func (w *lineWriter) flush() {
 
 // removeRustdocOutput takes what `make rustdoc` wrote under Documentation/ out of the tree,
 // with the directories it made for it: the source has no Documentation/output.
-func removeRustdocOutput(b *Builder, tree string) {
+func (b *Builder) removeRustdocOutput(tree string) {
 	out := filepath.Join(tree, RustdocOutput)
 	if err := os.RemoveAll(out); err != nil {
 		b.logger().Warn("could not remove rustdoc's output from the kernel tree", "dir", out, "err", err)
