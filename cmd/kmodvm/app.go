@@ -92,6 +92,7 @@ libvirt/QEMU sandbox, and syncs, builds, loads and judges your module there.
 		a.runCmd(), a.testCmd(), a.watchCmd(), a.syncCmd(), a.logsCmd(), a.cacheCmd(), a.mcpCmd(), a.crashesCmd(),
 		a.newCmd(),
 		a.bindingsCmd(),
+		a.docCmd(),
 	)
 	return root, a
 }

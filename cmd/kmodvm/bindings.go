@@ -108,7 +108,7 @@ func (a *app) bindings(ctx context.Context, query string, regex bool) error {
 	}
 	ix, err := bindindex.Load(k.BindingsDir())
 	if errors.Is(err, bindindex.ErrNoIndex) {
-		return fmt.Errorf("kernel %s (%s) was built before kmodvm kept an index of its Rust bindings; hint: `rm -rf %s && kmodvm kernel build` builds it again with one, with the kmodvm.yaml it was built from (make is incremental in the build tree kmodvm keeps; a VM booting it finds it at the same path)", k.Release, k.Dir, k.Dir)
+		return noIndexError(k)
 	}
 	if err != nil {
 		return err

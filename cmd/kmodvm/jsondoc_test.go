@@ -31,6 +31,7 @@ var jsonOutputs = []struct {
 	{schemaCrash, crashJSON{}},
 	{schemaNew, newJSON{}},
 	{schemaBindings, bindingsJSON{}},
+	{schemaDoc, docJSON{}},
 }
 
 // jsonFields lists the fields encoding/json writes for t, as paths: "steps[].findings[].class".

@@ -26,6 +26,7 @@ const (
 	schemaNew          = "kmodvm.new/v1"
 	schemaCrash        = crashes.Schema // crashes show --json: meta.json and the traces
 	schemaBindings     = "kmodvm.bindings/v1"
+	schemaDoc          = "kmodvm.doc/v1"
 )
 
 // upJSON is `up --json`: the VM that is now running.

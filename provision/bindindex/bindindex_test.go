@@ -222,6 +222,19 @@ func TestStageLoadLookup(t *testing.T) {
 	if got := strings.Join(names, " "); got != "refcount_t refcount_struct refcount_warn_saturate refcount_inc refcount_dec_and_test" {
 		t.Errorf("Match(^refcount_) = %s", got)
 	}
+	// All is every item, in file order, each with the uses Lookup gives it.
+	all := ix.All()
+	if len(all) != len(ix.Items) {
+		t.Fatalf("All() has %d items, the index %d", len(all), len(ix.Items))
+	}
+	for i, h := range all {
+		if h.Item != ix.Items[i] {
+			t.Fatalf("All()[%d] = %+v, want %+v", i, h.Item, ix.Items[i])
+		}
+		if h.Name == "refcount_inc" && (len(h.Uses) != 1 || h.Uses[0].Fn != "pub fn inc") {
+			t.Errorf("All() gives refcount_inc the uses %+v", h.Uses)
+		}
+	}
 }
 
 func TestLoadNoIndex(t *testing.T) {

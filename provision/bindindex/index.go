@@ -186,6 +186,15 @@ func (ix *Index) Match(re *regexp.Regexp) []Hit {
 	return hits
 }
 
+// All returns every item with its uses, in file order.
+func (ix *Index) All() []Hit {
+	hits := make([]Hit, len(ix.Items))
+	for i := range ix.Items {
+		hits[i] = ix.hit(i)
+	}
+	return hits
+}
+
 func (ix *Index) hit(i int) Hit {
 	h := Hit{Item: ix.Items[i]}
 	for _, u := range ix.usedBy[h.Crate+"::"+h.Name] {

@@ -26,11 +26,13 @@ import (
 // as a changed header would make make regenerate it), and rustc fails on an empty one as it
 // does on the real thing. `all` writes bindings_generated.rs with one function and, where
 // the tree has rust/bindings/bindings_helper.h, adds one for each function of the headers it
-// includes, as a much simplified bindgen. Files the test puts in the tree steer it:
+// includes, as a much simplified bindgen. `rustdoc` writes a tiny HTML tree where the
+// kernel's does. Files the test puts in the tree steer it:
 //
 //	.fake-no-rust        rustavailable fails
 //	.fake-drop           Kconfig drops the symbol named in it (as it drops an unmet RUST)
-//	.fake-pause-<point>  at <point> (allnoconfig, bindgen), touch .fake-paused-<point> and
+//	.fake-rustdoc-fail   rustdoc fails
+//	.fake-pause-<point>  at <point> (allnoconfig, bindgen, rustdoc), touch .fake-paused-<point> and
 //	                     wait for the fifo .fake-resume; on SIGINT remove the target, as
 //	                     make does, and exit 130
 //	.fake-crash-<point>  at <point>, die of SIGKILL (make had no chance to clean up)
@@ -122,6 +124,26 @@ all)
 	cat .config > arch/x86/boot/bzImage
 	step MODPOST Module.symvers
 	echo syms > Module.symvers ;;
+rust/)
+	mkdir -p rust
+	step RUSTC rust/kernel.o
+	grep LOCALVERSION .config > rust/kernel.rmeta ;;
+rustdoc)
+	# The HTML says which .config, module.h and bindings_helper.h it was made with.
+	if [ -e .fake-rustdoc-fail ]; then
+		step RUSTDOC rust/kernel/lib.rs
+		echo "error: unresolved link to Foo" >&2
+		exit 2
+	fi
+	out=Documentation/output/rust/rustdoc
+	rm -rf $out
+	mkdir -p $out/kernel $out/static.files $out/src/kernel/alloc
+	step RUSTDOC rust/kernel/lib.rs
+	: > $out/kernel/index.html
+	point rustdoc $out/kernel/index.html
+	{ echo "<title>kernel - Rust</title>"; cat rust/kernel.rmeta; cat include/linux/module.h; grep '^#include' rust/bindings/bindings_helper.h 2>/dev/null; } > $out/kernel/index.html
+	echo "<pre>impl Drop for Box</pre>" > $out/src/kernel/alloc/kbox.rs.html
+	echo "body {}" > $out/static.files/rustdoc.css ;;
 modules_install)
 	d=$mod/lib/modules/7.2.13-kmodvm
 	mkdir -p $d/kernel/samples/rust

@@ -815,12 +815,23 @@ func lock(ctx context.Context, path string, status func(string)) (func(), error)
 // BuiltKernel returns the kernel the options select when it is built (its toolchain root
 // and its entry cached), building nothing; nil when it is not built.
 func (s *Sandbox) BuiltKernel(ctx context.Context) (*kernel.Result, error) {
-	root, err := images.OpenRoot(filepath.Join(s.opt.Cache, "images"), s.opt.Image)
+	kb, err := s.BuiltRootKernelBuilder()
 	if errors.Is(err, images.ErrNotBuilt) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	return s.kernelBuilder(root).Lookup(ctx, s.opt.Kernel)
+	return kb.Lookup(ctx, s.opt.Kernel)
+}
+
+// BuiltRootKernelBuilder returns the kernel builder of the toolchain root the options
+// select when that root is built, building nothing: an error wrapping images.ErrNotBuilt
+// when it is not.
+func (s *Sandbox) BuiltRootKernelBuilder() (*kernel.Builder, error) {
+	root, err := images.OpenRoot(filepath.Join(s.opt.Cache, "images"), s.opt.Image)
+	if err != nil {
+		return nil, err
+	}
+	return s.kernelBuilder(root), nil
 }
