@@ -31,7 +31,7 @@ import (
 const GuestTree = "/usr/src/kmodvm/linux"
 
 // recipe is bumped whenever the way a kernel is built or staged changes.
-const recipe = "kernel-v3" // v3: entries keep the generated bindings and their index (kmodvm bindings)
+const recipe = "kernel-v4" // v4: entries keep the Rust sources (kmodvm ide); v3: the bindings and their index (kmodvm bindings)
 
 // Root is the toolchain root the kernel is built in (images.Root satisfies it).
 type Root interface {
@@ -131,6 +131,13 @@ func (r *Result) BindingsDir() string { return filepath.Join(r.Dir, bindingsName
 
 // bindingsName is the bindings directory's name in a cached build.
 const bindingsName = "bindings"
+
+// RustSrcDir holds the Rust sources of the kernel's rust/ and scripts/ directories, in tree
+// layout (StageRustSources), for editors; an entry built before kmodvm kept them has none.
+func (r *Result) RustSrcDir() string { return filepath.Join(r.Dir, rustSrcName) }
+
+// rustSrcName is the Rust sources directory's name in a cached build.
+const rustSrcName = "rust-src"
 
 // Extras are the trees the guest disk gets from this kernel.
 func (r *Result) Extras() []images.Tree {
@@ -635,6 +642,9 @@ func (b *Builder) fillEntry(ctx context.Context, tree, tmp string, res *Result, 
 	b.report(Progress{Phase: "stage", Current: "staging the module build tree", Elapsed: time.Since(start)})
 	if err := StageKDir(ctx, tree, filepath.Join(tmp, "kdir")); err != nil {
 		return fmt.Errorf("stage kernel build tree: %w", err)
+	}
+	if err := StageRustSources(ctx, tree, filepath.Join(tmp, rustSrcName)); err != nil {
+		return fmt.Errorf("keep the kernel's Rust sources: %w", err)
 	}
 	b.report(Progress{Phase: "stage", Current: "indexing the Rust bindings", Elapsed: time.Since(start)})
 	if err := bindindex.Stage(ctx, tree, filepath.Join(tmp, bindingsName)); err != nil {

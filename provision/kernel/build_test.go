@@ -43,6 +43,15 @@ func TestBuildAndCacheHit(t *testing.T) {
 	if hits := ix.Lookup("refcount_inc"); len(hits) != 1 || hits[0].Helper != "rust_helper_refcount_inc" {
 		t.Errorf("the entry's index finds refcount_inc as %+v; want the helper", hits)
 	}
+	// The Rust sources an editor reads, generated ones too; nothing else of rust/.
+	for _, p := range []string{"rust/kernel/lib.rs", "rust/kernel/alloc/kbox.rs", "rust/bindings/bindings_generated.rs"} {
+		if _, err := os.Stat(filepath.Join(res.RustSrcDir(), p)); err != nil {
+			t.Errorf("the entry's Rust sources lack %s: %v", p, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(res.RustSrcDir(), "rust/kernel.rmeta")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the entry's Rust sources have rust/kernel.rmeta (%v); want only .rs files", err)
+	}
 	if l, err := os.Readlink(filepath.Join(res.ModulesDir(), "build")); err != nil || l != GuestTree {
 		t.Errorf("modules build link = %q, %v", l, err)
 	}

@@ -6,8 +6,10 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -283,6 +285,38 @@ func TestStageKDirStopsWhenCancelled(t *testing.T) {
 	}
 	if err := StageKDir(context.Background(), tree, dst); err != nil {
 		t.Fatalf("StageKDir: %v", err)
+	}
+}
+
+// StageRustSources keeps the .rs files of rust/ and scripts/, in tree layout, and nothing
+// else; a tree without scripts/ is no error.
+func TestStageRustSources(t *testing.T) {
+	tree, dst := t.TempDir(), filepath.Join(t.TempDir(), "rust-src")
+	for _, f := range []string{"rust/ffi.rs", "rust/kernel/lib.rs", "rust/bindings/bindings_generated.rs", "rust/kernel.o",
+		"rust/libmacros.so", "rust/helpers/helpers.c", "kernel/fork.c", "drivers/gpu/nova/nova.rs"} {
+		writeFile(t, filepath.Join(tree, f), "x")
+	}
+	if err := StageRustSources(t.Context(), tree, dst); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	filepath.WalkDir(dst, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			rel, _ := filepath.Rel(dst, p)
+			got = append(got, rel)
+		}
+		return err
+	})
+	want := []string{"rust/bindings/bindings_generated.rs", "rust/ffi.rs", "rust/kernel/lib.rs"}
+	if !slices.Equal(got, want) {
+		t.Errorf("StageRustSources kept %q, want %q", got, want)
+	}
+	writeFile(t, filepath.Join(tree, "scripts/generate_rust_target.rs"), "x")
+	if err := StageRustSources(t.Context(), tree, dst); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dst, "scripts/generate_rust_target.rs")); err != nil {
+		t.Errorf("scripts/*.rs not kept: %v", err)
 	}
 }
 

@@ -2,6 +2,7 @@ package kernel
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -72,4 +73,27 @@ func keepFile(rel string) bool {
 		return true
 	}
 	return false
+}
+
+// rustSourceDirs are the directories of a kernel tree whose Rust sources StageRustSources
+// keeps: the crates of rust/ (with the generated bindings) and the host programs of scripts/,
+// which is every crate root `make rust-analyzer` names for an out-of-tree module.
+var rustSourceDirs = []string{"rust", "scripts"}
+
+// StageRustSources copies the Rust sources (*.rs) of a built kernel tree's rust/ and scripts/
+// directories into dst, in tree layout: the crate roots and include!d generated files an
+// editor's rust-analyzer reads (kmodvm ide), which the staged build tree leaves out. It runs
+// when the entry is made, while the tree holds exactly this kernel's patches and generated
+// bindings: the tree is shared by every variant, so reading it later could give another
+// kernel's sources. A directory the tree lacks is left out. It stops when ctx ends.
+func StageRustSources(ctx context.Context, tree, dst string) error {
+	for _, d := range rustSourceDirs {
+		_, err := ondisk.CopyTree(ctx, filepath.Join(tree, d), filepath.Join(dst, d), ondisk.CopyOptions{
+			Skip: func(_ string, e fs.DirEntry) bool { return !e.IsDir() && !strings.HasSuffix(e.Name(), ".rs") },
+		})
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
 }
