@@ -93,6 +93,7 @@ libvirt/QEMU sandbox, and syncs, builds, loads and judges your module there.
 		a.newCmd(),
 		a.bindingsCmd(),
 		a.docCmd(),
+		a.ideCmd(),
 	)
 	return root, a
 }

@@ -32,6 +32,7 @@ var jsonOutputs = []struct {
 	{schemaNew, newJSON{}},
 	{schemaBindings, bindingsJSON{}},
 	{schemaDoc, docJSON{}},
+	{schemaIDE, ideJSON{}},
 }
 
 // jsonFields lists the fields encoding/json writes for t, as paths: "steps[].findings[].class".

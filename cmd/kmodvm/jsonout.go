@@ -27,6 +27,7 @@ const (
 	schemaCrash        = crashes.Schema // crashes show --json: meta.json and the traces
 	schemaBindings     = "kmodvm.bindings/v1"
 	schemaDoc          = "kmodvm.doc/v1"
+	schemaIDE          = "kmodvm.ide/v1"
 )
 
 // upJSON is `up --json`: the VM that is now running.

@@ -829,9 +829,15 @@ func (s *Sandbox) BuiltKernel(ctx context.Context) (*kernel.Result, error) {
 // select when that root is built, building nothing: an error wrapping images.ErrNotBuilt
 // when it is not.
 func (s *Sandbox) BuiltRootKernelBuilder() (*kernel.Builder, error) {
-	root, err := images.OpenRoot(filepath.Join(s.opt.Cache, "images"), s.opt.Image)
+	root, err := s.BuiltRoot()
 	if err != nil {
 		return nil, err
 	}
 	return s.kernelBuilder(root), nil
+}
+
+// BuiltRoot returns the toolchain root the options select, building nothing: an error
+// wrapping images.ErrNotBuilt when it is not built.
+func (s *Sandbox) BuiltRoot() (*images.Root, error) {
+	return images.OpenRoot(filepath.Join(s.opt.Cache, "images"), s.opt.Image)
 }
