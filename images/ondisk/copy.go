@@ -74,6 +74,13 @@ func copySymlink(src, dst string) error {
 	if err != nil {
 		return err
 	}
+	return Symlink(target, dst)
+}
+
+// Symlink makes dst a symlink to target, through a temporary name renamed over dst: what
+// dst was is replaced, and a reader sees it or the link. dst's directory is created if
+// missing; a link to target already there is left alone.
+func Symlink(target, dst string) error {
 	if old, err := os.Readlink(dst); err == nil && old == target {
 		return nil
 	}

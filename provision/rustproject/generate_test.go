@@ -46,7 +46,7 @@ func TestGenerate(t *testing.T) {
 		writeTestFile(t, filepath.Join(dir, f), s)
 	}
 	// The fake generator lists what it was given, as the real one globs it.
-	root := &fakeRoot{script: `echo "make: Entering directory"; find . -type f | sort | tr '\n' ' ' > rust-project.json`}
+	root := &fakeRoot{script: `echo "make: Entering directory"; l=$(find . -type f | sort | tr '\n' ' '); printf %s "$l" > rust-project.json`}
 	kdir := t.TempDir()
 	got, err := Generate(t.Context(), root, kdir, dir)
 	if err != nil {

@@ -36,8 +36,7 @@ var sysrootTools = []string{"bin/rustc", "libexec/rust-analyzer-proc-macro-srv"}
 // again replaces what is there; then HostSysroot runs its rustc once, to fail now rather
 // than in the editor.
 func HostSysroot(ctx context.Context, rootDir, dir string) error {
-	loader := filepath.Join(rootDir, rootLoader)
-	if _, err := os.Stat(loader); err != nil {
+	if _, err := os.Stat(filepath.Join(rootDir, rootLoader)); err != nil {
 		return fmt.Errorf("make a sysroot for this host: the toolchain root has no dynamic loader: %w", err)
 	}
 	for _, t := range sysrootTools {
@@ -46,7 +45,7 @@ func HostSysroot(ctx context.Context, rootDir, dir string) error {
 			return fmt.Errorf("make a sysroot for this host: the toolchain root lacks %s: %w; hint: its rustc package brings it; rebuild the image (kmodvm image build)", "/usr/"+t, err)
 		}
 		script := "#!/bin/sh\n# kmodvm ide: the toolchain root's " + filepath.Base(t) + ", run on this host with the root's own libraries.\nexec " +
-			shellquote.Join(loader, "--library-path", filepath.Join(rootDir, rootLibs), prog) + ` "$@"` + "\n"
+			shellquote.Join(HostArgv(rootDir, prog)...) + ` "$@"` + "\n"
 		if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(t)), 0o755); err != nil {
 			return err
 		}
@@ -54,7 +53,7 @@ func HostSysroot(ctx context.Context, rootDir, dir string) error {
 			return fmt.Errorf("make a sysroot for this host: %w", err)
 		}
 	}
-	if err := replaceSymlink(filepath.Join(rootDir, "usr/lib"), filepath.Join(dir, "lib")); err != nil {
+	if err := ondisk.Symlink(filepath.Join(rootDir, "usr/lib"), filepath.Join(dir, "lib")); err != nil {
 		return fmt.Errorf("make a sysroot for this host: %w", err)
 	}
 	var out bytes.Buffer
@@ -69,17 +68,11 @@ func HostSysroot(ctx context.Context, rootDir, dir string) error {
 	return nil
 }
 
-// replaceSymlink makes link point to target, replacing what link was.
-func replaceSymlink(target, link string) error {
-	if old, err := os.Readlink(link); err == nil && old == target {
-		return nil
-	}
-	tmp := link + ".kmodvm-tmp"
-	_ = os.Remove(tmp)
-	if err := os.Symlink(target, tmp); err != nil {
-		return err
-	}
-	return os.Rename(tmp, link)
+// HostArgv is the command line that runs prog, a program of the toolchain root rootDir
+// (its path on this host), on this host, with args: through the root's dynamic loader,
+// with the root's libraries, as the host's own may be too old for it.
+func HostArgv(rootDir, prog string, args ...string) []string {
+	return append([]string{filepath.Join(rootDir, rootLoader), "--library-path", filepath.Join(rootDir, rootLibs), prog}, args...)
 }
 
 // samePath says whether a and b name the same directory, through symlinks.
