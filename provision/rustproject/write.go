@@ -12,17 +12,30 @@ import (
 	"path/filepath"
 
 	"github.com/kmodvm/kmodvm/images/ondisk"
+	"github.com/kmodvm/kmodvm/vm/shellquote"
 )
 
 // NotOursError is Write refusing to replace a file kmodvm did not write.
 type NotOursError struct {
-	Path string
-	Why  string
+	Path  string
+	Why   string
+	Aside string // a name beside Path that is free, for the hint
 }
 
 func (e *NotOursError) Error() string {
-	return fmt.Sprintf("%s %s: kmodvm ide does not replace it, so that nothing of yours is lost; hint: move it away (mv %s %s.orig) and run kmodvm ide again, then merge what you need of yours into the new one",
-		e.Path, e.Why, e.Path, e.Path)
+	return fmt.Sprintf("%s %s: kmodvm ide does not replace it, so that nothing of yours is lost; hint: move it away (mv %s %s) and run kmodvm ide again, then merge what you need of yours into the new one",
+		e.Path, e.Why, shellquote.Quote(e.Path), shellquote.Quote(e.Aside))
+}
+
+func notOurs(path, why string) *NotOursError {
+	aside := path + ".orig"
+	for i := 2; ; i++ {
+		if _, err := os.Lstat(aside); errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		aside = fmt.Sprintf("%s.orig.%d", path, i)
+	}
+	return &NotOursError{Path: path, Why: why, Aside: aside}
 }
 
 // record is what Write remembers of a file it wrote.
@@ -49,7 +62,7 @@ func Write(path string, data []byte, records string) (changed bool, err error) {
 	case err != nil:
 		return false, err
 	case !fi.Mode().IsRegular():
-		return false, &NotOursError{Path: path, Why: "is not a regular file"}
+		return false, notOurs(path, "is not a regular file")
 	default:
 		old, err := os.ReadFile(path)
 		if err != nil {
@@ -59,7 +72,7 @@ func Write(path string, data []byte, records string) (changed bool, err error) {
 			return false, remember(recPath, path, data)
 		}
 		if !wrote(recPath, path, old) {
-			return false, &NotOursError{Path: path, Why: "was not written by kmodvm ide, or was changed since"}
+			return false, notOurs(path, "was not written by kmodvm ide, or was changed since")
 		}
 	}
 	if err := ondisk.WriteFileAtomic(path, data, 0o644); err != nil {

@@ -17,6 +17,7 @@ func TestWrite(t *testing.T) {
 		changed bool
 		notOurs bool
 		after   string // the file's content after the step
+		aside   string // the name the refusal's hint moves the file to, after the path; "" is .orig
 	}
 	edit := func(s string) func(string) {
 		return func(path string) {
@@ -49,6 +50,7 @@ func TestWrite(t *testing.T) {
 		{name: "moved away, then written anew", steps: []step{
 			{before: edit("mine"), data: "v1", notOurs: true, after: "mine"},
 			{before: func(p string) { os.Rename(p, p+".orig") }, data: "v1", changed: true, after: "v1"},
+			{before: edit("mine again"), data: "v2", notOurs: true, aside: ".orig.2", after: "mine again"},
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -63,8 +65,14 @@ func TestWrite(t *testing.T) {
 				if errors.As(err, &no) != s.notOurs || (err != nil && !s.notOurs) {
 					t.Fatalf("step %d: Write: %v; want refused %v", i, err, s.notOurs)
 				}
-				if s.notOurs && (!strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "hint: move it away")) {
-					t.Errorf("step %d: the refusal names no path or no hint: %v", i, err)
+				if s.notOurs {
+					aside := s.aside
+					if aside == "" {
+						aside = ".orig"
+					}
+					if !strings.Contains(err.Error(), "hint: move it away (mv '"+path+"' '"+path+aside+"')") {
+						t.Errorf("step %d: the refusal's hint does not move the file to %s: %v", i, path+aside, err)
+					}
 				}
 				if changed != s.changed {
 					t.Errorf("step %d: changed %v, want %v", i, changed, s.changed)
