@@ -28,9 +28,11 @@ import (
 func TestE2EIDE(t *testing.T) {
 	e2eEnv(t)
 	ctx := context.Background()
-	// No VM of this name exists: ide writes for the kernel kmodvm.yaml selects.
-	n := []string{"-n", fmt.Sprintf("e2e-ide-%d", os.Getpid())}
-	mustCLI(t, ctx, "kernel", "build")
+	// No VM of this name exists: ide writes for the kernel kmodvm.yaml selects. (-n would
+	// name a VM that must exist.)
+	cfg := writeE2EFile(t, filepath.Join(t.TempDir(), "kmodvm.yaml"), fmt.Sprintf("name: e2e-ide-%d\n", os.Getpid()))
+	n := []string{"--config", cfg}
+	mustCLI(t, ctx, append([]string{"kernel", "build"}, n...)...)
 	root, err := images.OpenRoot(filepath.Join(e2ePaths(t).Cache, "images"), images.DefaultSpec())
 	if err != nil {
 		t.Fatal(err)
