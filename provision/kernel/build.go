@@ -132,6 +132,52 @@ func (r *Result) BindingsDir() string { return filepath.Join(r.Dir, bindingsName
 // bindingsName is the bindings directory's name in a cached build.
 const bindingsName = "bindings"
 
+// SourcesDir holds the sources of the Rust crates other than the kernel crate (StageSources);
+// an entry built before kmodvm kept them has none.
+func (r *Result) SourcesDir() string { return filepath.Join(r.Dir, sourcesName) }
+
+// sourcesName is the sources directory's name in a cached build.
+const sourcesName = "sources"
+
+// SourceDirs are the host directories beside KDir that hold this kernel's files at their
+// paths in its tree, in the order to look: the kernel crate's sources (BindingsDir), the
+// other Rust crates' (SourcesDir) and, last, the build tree the kernel was built in, when it
+// still holds the sources this kernel was built from, unpatched at the moment. Only those
+// that exist are listed. A compiler's diagnostics about a module name these files.
+func (r *Result) SourceDirs() []string {
+	var dirs []string
+	for _, d := range []string{r.BindingsDir(), r.SourcesDir(), r.buildTree()} {
+		if d == "" {
+			continue
+		}
+		if st, err := os.Stat(d); err == nil && st.IsDir() {
+			dirs = append(dirs, d)
+		}
+	}
+	return dirs
+}
+
+// buildTree finds the build tree this entry's kernel was built in, among its cache's trees:
+// the one unpacked from the same source (a local tree's mirror is not marked, and left
+// out), without a variant's patches in it now. A file this kernel's own patches changed is
+// the unpatched one there; the Rust sources its entry keeps are patched. "" when there is
+// none.
+func (r *Result) buildTree() string {
+	trees := filepath.Join(filepath.Dir(filepath.Dir(r.Dir)), "trees")
+	marks, _ := filepath.Glob(filepath.Join(trees, "*", unpackedMarker))
+	for _, m := range marks {
+		tree := filepath.Dir(m)
+		if data, err := os.ReadFile(m); err != nil || string(data) != r.SourceID {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(tree, journalDir)); err == nil {
+			continue
+		}
+		return tree
+	}
+	return ""
+}
+
 // Extras are the trees the guest disk gets from this kernel.
 func (r *Result) Extras() []images.Tree {
 	return []images.Tree{
@@ -639,6 +685,9 @@ func (b *Builder) fillEntry(ctx context.Context, tree, tmp string, res *Result, 
 	b.report(Progress{Phase: "stage", Current: "indexing the Rust bindings", Elapsed: time.Since(start)})
 	if err := bindindex.Stage(ctx, tree, filepath.Join(tmp, bindingsName)); err != nil {
 		return fmt.Errorf("index the kernel's Rust bindings: %w", err)
+	}
+	if err := StageSources(ctx, tree, filepath.Join(tmp, sourcesName)); err != nil {
+		return err
 	}
 	res.BuildTime = time.Since(start)
 	data, _ := json.MarshalIndent(res, "", "  ")

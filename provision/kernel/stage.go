@@ -73,3 +73,33 @@ func keepFile(rel string) bool {
 	}
 	return false
 }
+
+// StageSources copies from a built kernel tree into dst, at their paths in the tree, the
+// sources of the Rust crates a module is built against that the rest of a cache entry does
+// not keep: pin-init, macros, zerocopy, ffi and the like. rustc's diagnostics about a
+// module point into them ("--> rust/pin-init/src/macros.rs:976:9"), and kmodvm points
+// those at the host (Result.SourceDirs). The kernel crate's sources and the generated
+// bindings are kept with the bindings index (bindindex.Stage); the host libraries the
+// macros crates are built with (syn, quote, proc-macro2) are left out. It stops when ctx
+// ends.
+func StageSources(ctx context.Context, tree, dst string) error {
+	_, err := ondisk.CopyTree(ctx, filepath.Join(tree, "rust"), filepath.Join(dst, "rust"), ondisk.CopyOptions{Skip: func(rel string, d fs.DirEntry) bool {
+		if d.IsDir() {
+			return !keepSourceDir(filepath.ToSlash(rel))
+		}
+		return !d.Type().IsRegular() || !strings.HasSuffix(rel, ".rs") || strings.HasSuffix(rel, "_generated.rs")
+	}})
+	if err != nil {
+		return fmt.Errorf("keep the Rust crates' sources: %w", err)
+	}
+	return nil
+}
+
+// keepSourceDir says whether StageSources walks rust/<rel>.
+func keepSourceDir(rel string) bool {
+	switch strings.Split(rel, "/")[0] {
+	case "kernel", "syn", "quote", "proc-macro2":
+		return false
+	}
+	return true
+}
