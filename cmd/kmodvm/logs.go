@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -159,10 +160,25 @@ func readableRecords(m ktrace.Mapper, emit func(kmsg.Record, string)) func(kmsg.
 	}
 }
 
-// logMapper points the paths the guest's kernel prints at the host: the kernel's headers in
-// the staged build tree, and the files of kmodvm.yaml's module (module.dir), if it names one.
-func (a *app) logMapper(in *sandbox.Instance) ktrace.Mapper {
+// kernelMapper points the paths into the kernel's tree and the toolchain root that the VM's
+// kernel and the compilers print at the host: its staged build tree (a kernel cache entry's
+// KDir), then the sources that entry keeps beside it and the tree it was built in; the root's
+// /usr.
+func (a *app) kernelMapper(in *sandbox.Instance) ktrace.Mapper {
 	m := ktrace.Mapper{GuestKernelDir: kernel.GuestTree, KernelSrc: in.KDir, ToolchainRoot: in.RootDir}
+	k, err := kernel.Open(filepath.Dir(in.KDir))
+	if err != nil {
+		a.log.Debug("the kernel's sources will not be mapped to the host", "kdir", in.KDir, "err", err)
+		return m
+	}
+	m.KernelExtra = k.SourceDirs()
+	return m
+}
+
+// logMapper points the paths the guest's kernel prints at the host: the kernel's files (see
+// kernelMapper), and the files of kmodvm.yaml's module (module.dir), if it names one.
+func (a *app) logMapper(in *sandbox.Instance) ktrace.Mapper {
+	m := a.kernelMapper(in)
 	if a.cfg.Module.Dir == "" {
 		return m
 	}

@@ -131,9 +131,10 @@ func (a *app) openModuleVM(ctx context.Context, name string, up bool) (moduleVM,
 		},
 		Toolchain: &images.Root{Dir: in.RootDir, Hash: in.RootHash},
 		KDir:      in.KDir,
-		// The staged build tree has the kernel's headers, not its sources: kernel frames
-		// in headers map to the host, the rest keep their guest path.
-		Mapper: ktrace.Mapper{GuestKernelDir: kernel.GuestTree, KernelSrc: in.KDir, ToolchainRoot: in.RootDir},
+		// The staged build tree has the kernel's headers, the entry its Rust sources, the root
+		// its /usr: kernel frames and build diagnostics there map to the host, the rest keep
+		// their guest path.
+		Mapper: a.kernelMapper(in),
 	}
 	return moduleVM{in: in, runner: r, release: func() {
 		r.Close()

@@ -144,6 +144,36 @@ func explain(sym, want, got string, requested, final *Config, kc *Kconfig) (stri
 		}
 		return "changed by Kconfig (a select, a default or a range)", nil
 	}
+	if reason, fixes := blocker(sym, want, got, requested, final, kc); reason != "" {
+		return reason, fixes
+	}
+	defs := applicable(kc.syms[sym])
+	return fmt.Sprintf("its dependencies hold, so a default, a select or a choice changed it; see %s:%d, or `make menuconfig` (press / and type %s)", defs[0].File, defs[0].Line, sym), nil
+}
+
+// Blocker says what would keep a kernel.fragments line asking for sym=want from taking
+// effect, in a kernel whose final config is final: an unknown symbol, unmet dependencies
+// (with the assignments that would meet them, as Problem.Fixes), a hidden or missing
+// prompt, a select, a range, a choice. "" when nothing would: asking is enough.
+func Blocker(sym, want string, final *Config, kc *Kconfig) (reason string, fixes []string) {
+	if kc == nil {
+		return "", nil
+	}
+	sym = normSym(sym)
+	got, _ := final.Value(sym)
+	requested := New()
+	requested.Set(sym, want)
+	return blocker(sym, want, got, requested, final, kc)
+}
+
+// Assignment renders sym=val as a .config or fragment line: "CONFIG_X=y", or
+// "# CONFIG_X is not set" for n.
+func Assignment(sym, val string) string {
+	return formatAssign(normSym(sym), val)
+}
+
+// blocker is what Blocker says, for explain too, which has a Kconfig index (kc).
+func blocker(sym, want, got string, requested, final *Config, kc *Kconfig) (string, []string) {
 	if reason, ok := missing(sym, kc); ok {
 		return reason, nil
 	}
@@ -250,7 +280,7 @@ func explain(sym, want, got string, requested, final *Config, kc *Kconfig) (stri
 		}
 		return fmt.Sprintf("is an entry of the choice at %s and Kconfig picked %s instead: request the entry you want and turn the others off", d.Choice, picked), nil
 	}
-	return fmt.Sprintf("its dependencies hold, so a default, a select or a choice changed it; see %s:%d, or `make menuconfig` (press / and type %s)", defs[0].File, defs[0].Line, sym), nil
+	return "", nil
 }
 
 // chosen lists the entries of the choice at pos that are y in final.

@@ -144,3 +144,42 @@ func TestCheck(t *testing.T) {
 		t.Errorf("Check without Kconfig found %d problems", len(r.Problems))
 	}
 }
+
+// Blocker says what keeps a fragment line from taking effect, and nothing when asking is
+// enough.
+func TestBlocker(t *testing.T) {
+	kc := loadFake(t)
+	final, err := Parse(strings.NewReader("CONFIG_PRINTK=y\nCONFIG_NET=y\n# CONFIG_NETDEVICES is not set\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		sym, want string
+		kc        *Kconfig
+		reason    string // a prefix; "" for none
+		fixes     []string
+	}{
+		{sym: "CONFIG_EXPERT", want: "y", kc: kc},
+		{sym: "CONFIG_VIRTIO_NET", want: "y", kc: kc, reason: "depends on: NETDEVICES [=n] && VIRTIO [=n]",
+			fixes: []string{"`CONFIG_NETDEVICES=y`", "`CONFIG_VIRTIO=y`"}},
+		{sym: "CONFIG_RUST_DEBUG_ASSERTIONS", want: "y", kc: kc, reason: "depends on: RUST [=n]", fixes: []string{"`CONFIG_RUST=y`"}},
+		{sym: "CONFIG_LTO", want: "y", kc: kc, reason: "has no prompt, so a user cannot set it; only a select turns it on"},
+		{sym: "CONFIG_NO_SUCH_THING", want: "y", kc: kc, reason: "unknown symbol"},
+		{sym: "CONFIG_VIRTIO_NET", want: "y", kc: nil},
+	}
+	for _, tt := range tests {
+		reason, fixes := Blocker(tt.sym, tt.want, final, tt.kc)
+		if tt.reason == "" && reason != "" || !strings.HasPrefix(reason, tt.reason) {
+			t.Errorf("Blocker(%s=%s) = %q, want %q", tt.sym, tt.want, reason, tt.reason)
+		}
+		if strings.Join(fixes, "|") != strings.Join(tt.fixes, "|") {
+			t.Errorf("Blocker(%s=%s) fixes %q, want %q", tt.sym, tt.want, fixes, tt.fixes)
+		}
+	}
+	if got := Assignment("CONFIG_X", "n"); got != "# CONFIG_X is not set" {
+		t.Errorf("Assignment(X, n) = %q", got)
+	}
+	if got := Assignment("X", "y"); got != "CONFIG_X=y" {
+		t.Errorf("Assignment(X, y) = %q", got)
+	}
+}

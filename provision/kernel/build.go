@@ -139,6 +139,47 @@ func (r *Result) RustSrcDir() string { return filepath.Join(r.Dir, rustSrcName) 
 // rustSrcName is the Rust sources directory's name in a cached build.
 const rustSrcName = "rust-src"
 
+// SourceDirs are the host directories beside KDir that hold this kernel's files at their
+// paths in its tree, in the order to look: the Rust sources of rust/ and scripts/
+// (RustSrcDir), the kernel crate's kept with the bindings (BindingsDir: an entry older than
+// RustSrcDir has those) and, last, the build tree the kernel was built in, when it still
+// holds the sources this kernel was built from, unpatched at the moment. Only those that
+// exist are listed. A compiler's diagnostics about a module, and trace frames, name these
+// files.
+func (r *Result) SourceDirs() []string {
+	var dirs []string
+	for _, d := range []string{r.RustSrcDir(), r.BindingsDir(), r.buildTree()} {
+		if d == "" {
+			continue
+		}
+		if st, err := os.Stat(d); err == nil && st.IsDir() {
+			dirs = append(dirs, d)
+		}
+	}
+	return dirs
+}
+
+// buildTree finds the build tree this entry's kernel was built in, among its cache's trees:
+// the one unpacked from the same source (a local tree's mirror is not marked, and left
+// out), without a variant's patches in it now. A file this kernel's own patches changed is
+// the unpatched one there; the Rust sources its entry keeps are patched. "" when there is
+// none.
+func (r *Result) buildTree() string {
+	trees := filepath.Join(filepath.Dir(filepath.Dir(r.Dir)), "trees")
+	marks, _ := filepath.Glob(filepath.Join(trees, "*", unpackedMarker))
+	for _, m := range marks {
+		tree := filepath.Dir(m)
+		if data, err := os.ReadFile(m); err != nil || string(data) != r.SourceID {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(tree, journalDir)); err == nil {
+			continue
+		}
+		return tree
+	}
+	return ""
+}
+
 // Extras are the trees the guest disk gets from this kernel.
 func (r *Result) Extras() []images.Tree {
 	return []images.Tree{

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -416,5 +417,39 @@ func TestLookup(t *testing.T) {
 	}
 	if _, err := Open(t.TempDir()); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("Open(an empty dir) = %v; want os.ErrNotExist", err)
+	}
+}
+
+// An entry keeps the Rust sources beside its staged tree, and finds the tree it was built in
+// while that holds its sources unpatched: diagnostics point at all three.
+func TestEntrySourceDirs(t *testing.T) {
+	b, _, _ := newTestBuilder(t)
+	res, err := b.Build(t.Context(), Request{Source: Source{Kind: SourcePackage}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree := filepath.Join(b.Cache, "trees", Source{Kind: SourcePackage}.treeSlot(b.RootHash, "linux-source-7.2"))
+	want := []string{res.RustSrcDir(), res.BindingsDir(), tree}
+	if got := res.SourceDirs(); !slices.Equal(got, want) {
+		t.Errorf("SourceDirs() = %q, want %q", got, want)
+	}
+	if _, err := os.Stat(filepath.Join(res.BindingsDir(), "rust/kernel/lib.rs")); err != nil {
+		t.Errorf("the kernel crate's sources are not kept: %v", err)
+	}
+
+	// A tree with a variant's patches in it holds other sources than this kernel's.
+	if err := os.MkdirAll(filepath.Join(tree, journalDir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if got := res.SourceDirs(); !slices.Equal(got, want[:2]) {
+		t.Errorf("SourceDirs() with the tree patched = %q, want %q", got, want[:2])
+	}
+	os.Remove(filepath.Join(tree, journalDir))
+	// So does a tree unpacked from another source since.
+	if err := os.WriteFile(filepath.Join(tree, unpackedMarker), []byte("package:linux-source-7.3=7.3.1-1"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := res.SourceDirs(); !slices.Equal(got, want[:2]) {
+		t.Errorf("SourceDirs() with the tree of another source = %q, want %q", got, want[:2])
 	}
 }

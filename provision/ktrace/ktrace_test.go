@@ -217,8 +217,10 @@ func TestMapper(t *testing.T) {
 	mod := filepath.Join(host, "mod")
 	src := filepath.Join(host, "linux")
 	root := filepath.Join(host, "root")
+	extra := filepath.Join(host, "entry-sources")
 	for _, f := range []string{"mod/hello.rs", "mod/sub/x.c", "linux/rust/helpers/bug.c", "linux/kernel/module/main.c",
-		"root/usr/lib/rustlib/src/rust/library/core/src/panicking.rs", "root/etc/passwd"} {
+		"root/usr/lib/rustlib/src/rust/library/core/src/panicking.rs", "root/etc/passwd",
+		"linux/include/linux/slab.h", "entry-sources/rust/kernel/lib.rs", "entry-sources/include/linux/slab.h"} {
 		if err := os.MkdirAll(filepath.Dir(filepath.Join(host, f)), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -226,7 +228,8 @@ func TestMapper(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	m := Mapper{GuestModuleDir: "/root/kmodvm/src/mod-1234", HostModuleDir: mod, GuestKernelDir: "/usr/src/kmodvm/linux", KernelSrc: src, ToolchainRoot: root}
+	m := Mapper{GuestModuleDir: "/root/kmodvm/src/mod-1234", HostModuleDir: mod, GuestKernelDir: "/usr/src/kmodvm/linux", KernelSrc: src, ToolchainRoot: root,
+		KernelExtra: []string{extra, filepath.Join(host, "no-such-dir")}}
 	cases := []struct{ in, want string }{
 		{"hello.rs", mod + "/hello.rs"},
 		{"sub/x.c", mod + "/sub/x.c"},
@@ -235,6 +238,10 @@ func TestMapper(t *testing.T) {
 		{"rust/helpers/bug.c", src + "/rust/helpers/bug.c"},
 		{"/usr/src/kmodvm/linux/kernel/module/main.c", src + "/kernel/module/main.c"},
 		{"/usr/src/kmodvm/linux/kernel/missing.c", ""},
+		// The kernel's other host directories, after KernelSrc.
+		{"rust/kernel/lib.rs", extra + "/rust/kernel/lib.rs"},
+		{"/usr/src/kmodvm/linux/rust/kernel/lib.rs", extra + "/rust/kernel/lib.rs"},
+		{"./include/linux/slab.h", src + "/include/linux/slab.h"},
 		{"missing.rs", ""},
 		{"/etc/passwd", ""}, // exists on the host and in the root, but names no source
 		{"/usr/lib/rustlib/src/rust/library/core/src/panicking.rs", root + "/usr/lib/rustlib/src/rust/library/core/src/panicking.rs"},
@@ -248,8 +255,10 @@ func TestMapper(t *testing.T) {
 			t.Errorf("Map(%q) = %q, %v; want %q", c.in, got, ok, c.want)
 		}
 	}
-	text := "hello.rs:3:5: error\n  --> sub/x.c:7\npanicked at /root/kmodvm/src/mod-1234/hello.rs:19:9:\nkernel BUG at rust/helpers/bug.c:7!\nFAILED at gone.c:4"
-	want := mod + "/hello.rs:3:5: error\n  --> " + mod + "/sub/x.c:7\npanicked at " + mod + "/hello.rs:19:9:\nkernel BUG at " + src + "/rust/helpers/bug.c:7!\nFAILED at gone.c:4"
+	text := "hello.rs:3:5: error\n  --> sub/x.c:7\npanicked at /root/kmodvm/src/mod-1234/hello.rs:19:9:\nkernel BUG at rust/helpers/bug.c:7!\nFAILED at gone.c:4" +
+		"\n   ::: rust/kernel/lib.rs:56:9\nIn file included from /usr/src/kmodvm/linux/include/linux/slab.h:12:\nkfrom rust/kernel/lib.rs:1"
+	want := mod + "/hello.rs:3:5: error\n  --> " + mod + "/sub/x.c:7\npanicked at " + mod + "/hello.rs:19:9:\nkernel BUG at " + src + "/rust/helpers/bug.c:7!\nFAILED at gone.c:4" +
+		"\n   ::: " + extra + "/rust/kernel/lib.rs:56:9\nIn file included from " + src + "/include/linux/slab.h:12:\nkfrom rust/kernel/lib.rs:1"
 	if got := m.MapText(text); got != want {
 		t.Errorf("MapText:\n%s\nwant\n%s", got, want)
 	}

@@ -25,6 +25,10 @@ type Mapper struct {
 	// names (Rust's core and alloc sources under /usr/lib/rustlib, C headers)
 	// are there.
 	ToolchainRoot string
+	// KernelExtra are more host directories that hold the kernel's files at their paths in
+	// its tree, tried after KernelSrc: the sources a cache entry keeps next to its staged
+	// build tree, the tree it was built in.
+	KernelExtra []string
 }
 
 // Map returns the host file a printed path names, and false when there is
@@ -40,17 +44,16 @@ func (m Mapper) Map(path string) (string, bool) {
 		if rel, ok := under(path, m.GuestModuleDir); ok && m.HostModuleDir != "" {
 			candidates = append(candidates, filepath.Join(m.HostModuleDir, rel))
 		}
-		if rel, ok := under(path, m.GuestKernelDir); ok && m.KernelSrc != "" {
-			candidates = append(candidates, filepath.Join(m.KernelSrc, rel))
+		if rel, ok := under(path, m.GuestKernelDir); ok {
+			candidates = append(candidates, m.inKernel(rel)...)
 		} else if rel, ok := under(path, "/usr"); ok && m.ToolchainRoot != "" {
 			candidates = append(candidates, filepath.Join(m.ToolchainRoot, "usr", rel))
 		}
 	} else {
-		for _, dir := range []string{m.HostModuleDir, m.KernelSrc} {
-			if dir != "" {
-				candidates = append(candidates, filepath.Join(dir, path))
-			}
+		if m.HostModuleDir != "" {
+			candidates = append(candidates, filepath.Join(m.HostModuleDir, path))
 		}
+		candidates = append(candidates, m.inKernel(path)...)
 	}
 	for _, c := range candidates {
 		if st, err := os.Stat(c); err == nil && st.Mode().IsRegular() {
@@ -58,6 +61,17 @@ func (m Mapper) Map(path string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// inKernel lists where the kernel's file at rel (relative to its tree) may be on the host.
+func (m Mapper) inKernel(rel string) []string {
+	var out []string
+	for _, dir := range append([]string{m.KernelSrc}, m.KernelExtra...) {
+		if dir != "" {
+			out = append(out, filepath.Join(dir, rel))
+		}
+	}
+	return out
 }
 
 // under returns path relative to dir when path lies inside it.
@@ -73,9 +87,10 @@ func under(path, dir string) (string, bool) {
 }
 
 // pathRE finds a source path followed by ":line" where diagnostics put
-// one: at the start of a line (C compilers), after rustc's "--> ", or after
-// " at " (KUnit's "FAILED at", Rust's "panicked at", "kernel BUG at").
-var pathRE = regexp.MustCompile(`(?m)(^|--> | at )(/?[A-Za-z0-9_.][A-Za-z0-9_./-]*\.(?:rs|c|h|S)):(\d+)`)
+// one: at the start of a line (C compilers), after rustc's "--> " and "::: "
+// (a span in another file), after " from " (C's "In file included from"), or
+// after " at " (KUnit's "FAILED at", Rust's "panicked at", "kernel BUG at").
+var pathRE = regexp.MustCompile(`(?m)(^|--> |::: | from | at )(/?[A-Za-z0-9_.][A-Za-z0-9_./-]*\.(?:rs|c|h|S)):(\d+)`)
 
 // MapText rewrites the source paths in compiler or kernel text (see
 // pathRE) to the host files they name, leaving the ones Map cannot place.

@@ -17,6 +17,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/kmodvm/kmodvm/provision/builddiag"
 	"github.com/kmodvm/kmodvm/provision/ktrace"
 	"github.com/kmodvm/kmodvm/provision/treesync"
 )
@@ -113,6 +114,19 @@ func RewritePaths(out, remoteDir, hostDir string) string {
 // at the module's files on the host, where they exist.
 func hostRelPaths(out, hostDir string) string {
 	return ktrace.Mapper{HostModuleDir: hostDir}.MapText(out)
+}
+
+// buildOutput makes a build's output readable on the host: the module's paths (m's module
+// dirs) and the kernel's (m's kernel dirs) are pointed at host files, and a hint follows for
+// each item the kernel's config leaves out (kdir: the kernel's staged build tree on the
+// host, with its .config and Kconfig files).
+func buildOutput(out string, m ktrace.Mapper, kdir string) (string, []builddiag.Hint) {
+	out = m.MapText(RewritePaths(out, m.GuestModuleDir, m.HostModuleDir))
+	hints := builddiag.Hints(out, m, kdir)
+	for _, h := range hints {
+		out = strings.TrimRight(out, "\n") + "\n" + h.Text + "\n"
+	}
+	return out, hints
 }
 
 // Kos lists the .ko files of a build directory's top level, sorted.

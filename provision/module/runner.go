@@ -21,6 +21,7 @@ import (
 	"github.com/pkg/sftp"
 
 	"github.com/kmodvm/kmodvm/images"
+	"github.com/kmodvm/kmodvm/provision/builddiag"
 	"github.com/kmodvm/kmodvm/provision/kernel"
 	"github.com/kmodvm/kmodvm/provision/kmsg"
 	"github.com/kmodvm/kmodvm/provision/ktrace"
@@ -169,6 +170,9 @@ type BuildResult struct {
 	Command  string        `json:"command"`
 	Output   string        `json:"output"`
 	Duration time.Duration `json:"duration_ns"`
+	// Hints explain the errors Output has that a person could not act on alone (an item the
+	// kernel's config leaves out); Output ends with their text.
+	Hints []builddiag.Hint `json:"hints,omitempty"`
 }
 
 // Step is one insmod or rmmod with what the kernel said.
@@ -564,7 +568,7 @@ func (r *Runner) hostBuild(ctx context.Context, opt Options, remote string) buil
 			return b
 		}
 	}
-	b.finish(start, code, out.String(), remote, opt.Source.Dir)
+	b.finish(start, code, out.String(), r.mapper(remote, opt.Source.Dir), r.KDir)
 	return b
 }
 
@@ -590,7 +594,7 @@ func (r *Runner) guestBuild(ctx context.Context, opt Options, remote string) bui
 			return b
 		}
 	}
-	b.finish(start, code, out.String(), remote, opt.Source.Dir)
+	b.finish(start, code, out.String(), r.mapper(remote, opt.Source.Dir), r.KDir)
 	return b
 }
 
@@ -614,9 +618,11 @@ func (s *streamsBuffer) String() string {
 	return s.b.String()
 }
 
-func (b *builtModule) finish(start time.Time, code int, out, remote, hostDir string) {
+// finish records a build's outcome: its output made readable on the host (buildOutput) and
+// whether it made a module.
+func (b *builtModule) finish(start time.Time, code int, out string, m ktrace.Mapper, kdir string) {
 	b.result.Duration = time.Since(start)
-	b.result.Output = RewritePaths(out, remote, hostDir)
+	b.result.Output, b.result.Hints = buildOutput(out, m, kdir)
 	b.result.OK = code == 0
 	if b.result.OK && len(b.kos) == 0 {
 		b.result.OK = false

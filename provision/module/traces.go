@@ -19,14 +19,21 @@ const DefaultSymbolizeBudget = 5 * time.Second
 const NoDebugInfoNote = "the trace frames have no file:line: the kernel was built without debug information; " +
 	"hint: set `kernel.debug: true` in kmodvm.yaml and rebuild the kernel"
 
+// mapper is the Runner's Mapper with the module's dirs of this run: remote in the guest,
+// hostDir on the host.
+func (r *Runner) mapper(remote, hostDir string) ktrace.Mapper {
+	m := r.Mapper
+	m.GuestModuleDir, m.HostModuleDir = remote, hostDir
+	return m
+}
+
 // decodeTraces reads the crash traces out of each step's kernel log into Step.Traces and
 // resolves them (source positions, host paths) within the symbolize budget; the paths in
 // the findings' titles are mapped to the host too. It returns the
 // notes the result gets, each at most once: no debug information, a symbolizer that
 // failed, a budget that ran out.
 func (r *Runner) decodeTraces(ctx context.Context, steps []Step, remote, hostDir string) []string {
-	m := r.Mapper
-	m.GuestModuleDir, m.HostModuleDir = remote, hostDir
+	m := r.mapper(remote, hostDir)
 	budget := r.symbolizeBudget
 	if budget <= 0 {
 		budget = DefaultSymbolizeBudget
