@@ -97,8 +97,21 @@ func TestE2EBindingsAndPatches(t *testing.T) {
 		}
 		checkLine(t, res.Items[0].Path, res.Items[0].Line, q.name)
 	}
-	// The shared build tree was restored: the plain kernel, built again (a cache hit or an
-	// incremental make), still lacks both.
+	// The shared build tree is the source's again: neither the patch nor the header is in
+	// it, and the plain kernel (a cache hit now) still lacks both.
+	trees, _ := filepath.Glob(filepath.Join(e2ePaths(t).Cache, "kernels", "trees", "*", "include", "linux", "iio", "iio.h"))
+	if len(trees) == 0 {
+		t.Error("no build tree with include/linux/iio/iio.h in the cache")
+	}
+	for _, h := range trees {
+		tree := filepath.Dir(filepath.Dir(filepath.Dir(filepath.Dir(h))))
+		if data, _ := os.ReadFile(h); strings.Contains(string(data), "kmodvm_e2e_marker") {
+			t.Errorf("the build tree %s keeps the patch", tree)
+		}
+		if data, _ := os.ReadFile(filepath.Join(tree, "rust/bindings/bindings_helper.h")); strings.Contains(string(data), "linux/iio/iio.h") {
+			t.Errorf("the build tree %s keeps the added binding", tree)
+		}
+	}
 	mustCLI(t, ctx, append([]string{"kernel", "build"}, n...)...)
 	for _, q := range []string{"iio_device_alloc", "kmodvm_e2e_marker"} {
 		if _, code := bindingsQuery(t, ctx, append(slices.Clone(n), q)...); code != 1 {
