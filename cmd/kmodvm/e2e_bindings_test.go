@@ -128,7 +128,7 @@ func TestE2EBindingsAndPatches(t *testing.T) {
 	if code == 0 {
 		t.Fatal("kernel build with a patch that does not apply: exit 0")
 	}
-	for _, want := range []string{"0001-marker.patch does not apply", `hunk "@@ -7,6 +7,8 @@`, "include/linux/iio/iio.h", "hint: "} {
+	for _, want := range []string{"0001-marker.patch", "does not apply", `hunk "@@ -7,6 +7,8 @@`, "include/linux/iio/iio.h", "hint: "} {
 		if !strings.Contains(stderr, want) {
 			t.Errorf("the error does not say %q:\n%s", want, stderr)
 		}
