@@ -55,7 +55,7 @@ func TestE2EDoc(t *testing.T) {
 	res := docQuery(t, ctx, "--config", cfg)
 	t.Logf("documentation of %s: cached %v, build %.0f s (this run %.0f s)", res.KernelRelease, res.Cached, res.BuildSeconds, time.Since(start).Seconds())
 	checkDocs(t, res)
-	for _, rel := range []string{"sync/struct.Arc.html", "fs/struct.File.html"} {
+	for _, rel := range []string{"sync/struct.Arc.html", "fs/file/struct.File.html"} {
 		if _, err := os.Stat(filepath.Join(filepath.Dir(res.KernelCrate), filepath.FromSlash(rel))); err != nil {
 			t.Errorf("the kernel crate's documentation lacks %s: %v", rel, err)
 		}
@@ -69,10 +69,9 @@ func TestE2EDoc(t *testing.T) {
 	}
 	checkTreesClean(t)
 
-	start = time.Now()
 	again := docQuery(t, ctx, "--config", cfg)
-	if !again.Cached || again.Path != res.Path || time.Since(start) > 30*time.Second {
-		t.Errorf("doc again: cached %v, %s, in %s; want the same documentation found at once", again.Cached, again.Path, time.Since(start))
+	if !again.Cached || again.Path != res.Path {
+		t.Errorf("doc again: cached %v, %s; want the same documentation found, not built", again.Cached, again.Path)
 	}
 
 	t.Run("serve", func(t *testing.T) { checkDocServe(t, ctx, cfg, res) })
