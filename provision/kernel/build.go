@@ -245,6 +245,11 @@ func (b *Builder) identify(ctx context.Context, req Request) (*prepared, error) 
 		return nil, fmt.Errorf("unknown kernel source kind %q", req.Source.Kind)
 	}
 	p.slot = req.Source.treeSlot(b.RootHash, pkgName)
+	if req.Config.Debug {
+		// The debug variant compiles every object with other flags: in the plain kernels'
+		// tree each switch between them would rebuild all of it, twice.
+		p.slot += "-debug"
+	}
 	p.tree = filepath.Join(b.Cache, "trees", p.slot)
 	return p, nil
 }

@@ -337,7 +337,8 @@ func TestBuildTarball(t *testing.T) {
 }
 
 // The debug variant: its own cache entry, which keeps vmlinux and says so in info.json (a
-// cache hit knows it too); the plain variant of the same source keeps none.
+// cache hit knows it too), built in its own tree; the plain variant of the same source keeps
+// none.
 func TestBuildDebugKeepsVmlinux(t *testing.T) {
 	b, _, pl := newTestBuilder(t)
 	plain, err := b.Build(t.Context(), Request{Source: Source{Kind: SourcePackage}})
@@ -376,13 +377,25 @@ func TestBuildDebugKeepsVmlinux(t *testing.T) {
 	if !hit.Cached || hit.Vmlinux() != dbg.Vmlinux() {
 		t.Errorf("cache hit: cached=%v vmlinux=%q, want %q", hit.Cached, hit.Vmlinux(), dbg.Vmlinux())
 	}
+	// Each in a build tree of its own: switching between them rebuilds nothing.
+	trees, _ := filepath.Glob(filepath.Join(b.Cache, "trees", "*"))
+	var dirs []string
+	for _, d := range trees {
+		if fi, err := os.Stat(d); err == nil && fi.IsDir() {
+			dirs = append(dirs, filepath.Base(d))
+		}
+	}
+	if len(dirs) != 2 || !strings.HasSuffix(dirs[0], "-debug") && !strings.HasSuffix(dirs[1], "-debug") {
+		t.Errorf("build trees %q, want the plain kernel's and the debug variant's", dirs)
+	}
 }
 
 // A debug option Kconfig drops (an unmet dependency) fails the build naming it, as the
 // other fragments' options do.
 func TestBuildDebugOptionDropped(t *testing.T) {
 	b, _, _ := newTestBuilder(t)
-	if _, err := b.Build(t.Context(), Request{Source: Source{Kind: SourcePackage}}); err != nil {
+	// Another debug kernel first, for the debug variants' tree to steer.
+	if _, err := b.Build(t.Context(), Request{Source: Source{Kind: SourcePackage}, Config: ConfigSpec{Debug: true, Fragments: []string{"CONFIG_CONFIGFS_FS=y"}}}); err != nil {
 		t.Fatal(err)
 	}
 	writeFile(t, filepath.Join(treeOf(t, b), ".fake-drop"), "UNWINDER_ORC")
