@@ -69,7 +69,11 @@ func TestE2E(t *testing.T) {
 		if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "interrupted") {
 			t.Fatalf("BuildRoot cancelled = %v", err)
 		}
-		waitFor(t, func() bool { return len(procsWith(filepath.Join(cache, "roots"))) == 0 }, "mmdebstrap, apt and dpkg to die")
+		// Its processes name its own temporary root (roots/.tmp-<hash>-*) on their command
+		// lines; anything else working in the cache (a kmodvm of the user's, a build tool
+		// run in another root) is not this build's.
+		mine := filepath.Join(cache, "roots", ".tmp-"+other.Hash()+"-")
+		waitFor(t, func() bool { return len(procsWith(mine)) == 0 }, "mmdebstrap, apt and dpkg to die")
 		if _, err := os.Stat(filepath.Join(cache, "roots", other.Hash())); !os.IsNotExist(err) {
 			t.Errorf("cancelled build left an entry")
 		}
