@@ -93,25 +93,53 @@ that bind it, or why adding a header would not (static inline functions, macros)
 var identRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 func (a *app) bindings(ctx context.Context, query string, regex bool) error {
+	out, missing, k, err := a.lookupBindings(ctx, query, regex)
+	if err != nil {
+		return err
+	}
+	if a.jsonOut {
+		if err := a.printJSON(out); err != nil {
+			return err
+		}
+	} else {
+		switch {
+		case missing != nil:
+			fmt.Fprint(a.stdout, missing.Text(k.KDir(), k.Release))
+		case !out.Bound:
+			fmt.Fprintf(a.stdout, "no name bound in kernel %s matches %s\n", k.Release, query)
+		default:
+			printBindings(a, out)
+		}
+	}
+	if !out.Bound {
+		return silentExit(exitFailure)
+	}
+	return nil
+}
+
+// lookupBindings looks query up in the raw bindings of the kernel bindingsKernel finds: the
+// kmodvm.bindings/v1 result, for an exact name found nowhere what explains it, and the
+// kernel.
+func (a *app) lookupBindings(ctx context.Context, query string, regex bool) (bindingsJSON, *bindindex.Missing, *kernel.Result, error) {
 	var re *regexp.Regexp
 	if regex {
 		var err error
 		if re, err = regexp.Compile(query); err != nil {
-			return withCode(exitUsage, fmt.Errorf("--regex %q: %w; hint: Go regexp syntax, e.g. '^iio_device_'", query, err))
+			return bindingsJSON{}, nil, nil, withCode(exitUsage, fmt.Errorf("--regex %q: %w; hint: Go regexp syntax, e.g. '^iio_device_'", query, err))
 		}
 	} else if !identRe.MatchString(query) {
-		return withCode(exitUsage, fmt.Errorf("%q is not a C or Rust name; hint: pass --regex to look for a pattern", query))
+		return bindingsJSON{}, nil, nil, withCode(exitUsage, fmt.Errorf("%q is not a C or Rust name; hint: pass --regex to look for a pattern", query))
 	}
 	k, vmName, err := a.bindingsKernel(ctx)
 	if err != nil {
-		return err
+		return bindingsJSON{}, nil, nil, err
 	}
 	ix, err := bindindex.Load(k.BindingsDir())
 	if errors.Is(err, bindindex.ErrNoIndex) {
-		return noIndexError(k)
+		return bindingsJSON{}, nil, nil, noIndexError(k)
 	}
 	if err != nil {
-		return err
+		return bindingsJSON{}, nil, nil, err
 	}
 	var hits []bindindex.Hit
 	if regex {
@@ -127,28 +155,11 @@ func (a *app) bindings(ctx context.Context, query string, regex bool) error {
 	var missing *bindindex.Missing
 	if len(hits) == 0 && !regex {
 		if missing, err = ix.Explain(k.KDir(), query); err != nil {
-			return err
+			return bindingsJSON{}, nil, nil, err
 		}
 		out.Missing = missingOut(k, missing)
 	}
-	if a.jsonOut {
-		if err := a.printJSON(out); err != nil {
-			return err
-		}
-	} else {
-		switch {
-		case missing != nil:
-			fmt.Fprint(a.stdout, missing.Text(k.KDir(), k.Release))
-		case len(hits) == 0:
-			fmt.Fprintf(a.stdout, "no name bound in kernel %s matches %s\n", k.Release, query)
-		default:
-			printBindings(a, out)
-		}
-	}
-	if len(hits) == 0 {
-		return silentExit(exitFailure)
-	}
-	return nil
+	return out, missing, k, nil
 }
 
 // bindingsKernel is the kernel `bindings` answers for: the VM's, when the VM exists, else

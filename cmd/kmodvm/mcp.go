@@ -30,10 +30,10 @@ func (a *app) mcpCmd() *cobra.Command {
 	var allowExec bool
 	c := &cobra.Command{
 		Use:   "mcp",
-		Short: "Serve up, status, run, test, logs and down to a coding agent (MCP over stdio)",
+		Short: "Serve up, status, run, test, logs, bindings and down to a coding agent (MCP over stdio)",
 		Long: `Serve kmodvm to a coding agent as a Model Context Protocol server on stdin and
-stdout: the tools up, status, run, test, logs and down take the arguments the commands'
-flags do (dir is the module directory, name the VM; -n sets the default VM) and return
+stdout: the tools up, status, run, test, logs, bindings and down take the arguments the
+commands' flags do (dir is the module directory, name the VM; -n sets the default VM) and return
 what the commands' --json prints. Progress (an image or kernel build, booting) goes to
 the client as progress notifications; errors are tool results with the usual hint.
 With --allow-exec the exec tool runs any command in the guest, as root.`,
@@ -65,7 +65,8 @@ reports progress); run and test start it the same way when it is not running. ru
 loads, judges and unloads a module: pass dir, the module's directory on this machine; the verdict is ok, build-failed, load-failed,
 kernel-problem or tests-failed, and build errors name files by their paths here. test runs
 the module's KUnit tests and reports each. logs reads the guest's kernel log; down stops the
-VM. A module that crashes the guest is reported, and the guest restarted.`
+VM. bindings says which C functions and types the kernel's Rust bindings have, and how to
+add one that is missing. A module that crashes the guest is reported, and the guest restarted.`
 
 // newMCPServer is the server `kmodvm mcp` runs; exec is served only when allowExec.
 func (a *app) newMCPServer(allowExec bool) (*mcp.Server, error) {
@@ -116,6 +117,16 @@ func (a *app) newMCPServer(allowExec bool) (*mcp.Server, error) {
 			Description: "The guest's kernel log (from the console log when SSH is down): the last tail records, or those since a kernel time, filtered by level and module."},
 			func(ctx context.Context, c *app, in logsArgs) (logsResult, error) {
 				return c.logsTool(ctx, in)
+			}),
+		addTool(s, a, &mcp.Tool{Name: "bindings", Annotations: readOnly,
+			Description: "Look a C name (or, with regex, a pattern) up in the kernel's raw Rust bindings, which rustdoc hides: each item's Rust signature, generated file:line and the kernel crate's code that uses it. bound false means none: then missing says where C declares it and the kmodvm.yaml lines that bind it, or why adding a header would not."},
+			func(ctx context.Context, c *app, in bindingsArgs) (bindingsJSON, error) {
+				// A VM the call names must exist, as with bindings -n; -n of kmodvm mcp
+				// is only the tools' default: before its first up, the kernel
+				// kmodvm.yaml selects answers.
+				c.name = in.Name
+				out, _, _, err := c.lookupBindings(ctx, in.Query, in.Regex)
+				return out, err
 			}),
 		addTool(s, a, &mcp.Tool{Name: "down", Annotations: changes,
 			Description: "Stop the VM: a clean shutdown, a hard stop after timeout; returns its status."},
@@ -255,6 +266,12 @@ func (u upArgs) apply(cfg *config.Config) {
 	if u.Port != 0 {
 		cfg.VM.Port = u.Port
 	}
+}
+
+type bindingsArgs struct {
+	vmArg
+	Query string `json:"query" jsonschema:"a C or Rust name, such as file_operations (with regex: a Go regular expression matched against the names)"`
+	Regex bool   `json:"regex,omitempty" jsonschema:"query is a regular expression"`
 }
 
 type downArgs struct {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/kmodvm/kmodvm/images/ondisk"
 	"github.com/kmodvm/kmodvm/provision/kmsg"
 	"github.com/kmodvm/kmodvm/provision/ktap"
 	"github.com/kmodvm/kmodvm/provision/module"
@@ -89,6 +91,15 @@ func callTool(t *testing.T, cs *mcp.ClientSession, name string, args map[string]
 	return res
 }
 
+// remarshal decodes a tool's structured content into out.
+func remarshal(content any, out any) error {
+	raw, err := json.Marshal(content)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(raw, out)
+}
+
 func resultText(res *mcp.CallToolResult) string {
 	var b strings.Builder
 	for _, c := range res.Content {
@@ -116,19 +127,22 @@ func TestMCPToolsList(t *testing.T) {
 		allowExec bool
 		want      []string
 	}{
-		{false, []string{"down", "logs", "run", "status", "test", "up"}},
-		{true, []string{"down", "exec", "logs", "run", "status", "test", "up"}},
+		{false, []string{"bindings", "down", "logs", "run", "status", "test", "up"}},
+		{true, []string{"bindings", "down", "exec", "logs", "run", "status", "test", "up"}},
 	}
 	// The arguments each tool must take, named like the flags of its command.
 	wantArgs := map[string][]string{
-		"up":     {"name", "accel", "port"},
-		"status": {"name"},
-		"run":    {"name", "dir", "param", "build", "timeout", "keep", "reload"},
-		"test":   {"name", "dir", "param", "build", "timeout", "filter"},
-		"logs":   {"name", "level", "module", "tail", "since"},
-		"down":   {"name", "timeout"},
-		"exec":   {"name", "command", "timeout"},
+		"up":       {"name", "accel", "port"},
+		"status":   {"name"},
+		"run":      {"name", "dir", "param", "build", "timeout", "keep", "reload"},
+		"test":     {"name", "dir", "param", "build", "timeout", "filter"},
+		"logs":     {"name", "level", "module", "tail", "since"},
+		"down":     {"name", "timeout"},
+		"exec":     {"name", "command", "timeout"},
+		"bindings": {"name", "query", "regex"},
 	}
+	// The arguments without a default.
+	required := map[string][]string{"exec": {"command"}, "bindings": {"query"}}
 	for _, tt := range tests {
 		a, _ := mcpApp(t, nil)
 		cs := mcpClient(t, a, tt.allowExec, nil)
@@ -162,12 +176,8 @@ func TestMCPToolsList(t *testing.T) {
 			if !slices.Equal(props, want) {
 				t.Errorf("%s takes %v, want %v", tool.Name, props, want)
 			}
-			wantRequired := []string(nil)
-			if tool.Name == "exec" {
-				wantRequired = []string{"command"}
-			}
-			if !slices.Equal(in.Required, wantRequired) {
-				t.Errorf("%s requires %v, want %v", tool.Name, in.Required, wantRequired)
+			if wantRequired := required[tool.Name]; !slices.Equal(in.Required, wantRequired) {
+				t.Errorf("%s requires %v, want %v", tool.Name, in.Required, required[tool.Name])
 			}
 			if in.AdditionalProperties != false {
 				t.Errorf("%s accepts arguments it does not know (additionalProperties %v)", tool.Name, in.AdditionalProperties)
@@ -179,6 +189,61 @@ func TestMCPToolsList(t *testing.T) {
 		slices.Sort(names)
 		if !slices.Equal(names, tt.want) {
 			t.Errorf("allow exec %v: tools %v, want %v", tt.allowExec, names, tt.want)
+		}
+	}
+}
+
+// TestMCPBindings: the bindings tool returns what bindings --json prints, for a bound name
+// and for one that is not (not an error: bound is false and missing says how to bind it);
+// a query that is no name is an error with the hint.
+func TestMCPBindings(t *testing.T) {
+	entry := bindingsVM(t, true)
+	vms := filepath.Join(os.Getenv("KMODVM_HOME"), "state", "vms")
+	a, _ := mcpApp(t, nil) // a home of its own: the VM moves there, its kernel stays
+	if _, err := ondisk.CopyTree(context.Background(), vms, filepath.Join(os.Getenv("KMODVM_HOME"), "state", "vms"), ondisk.CopyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cs := mcpClient(t, a, false, nil)
+
+	res := callTool(t, cs, "bindings", map[string]any{"query": "refcount_inc"})
+	var got bindingsJSON
+	if err := remarshal(res.StructuredContent, &got); err != nil || res.IsError {
+		t.Fatalf("bindings refcount_inc: %v, error result %v: %s", err, res.IsError, resultText(res))
+	}
+	if got.Schema != schemaBindings || !got.Bound || len(got.Items) != 1 || got.Items[0].Helper != "rust_helper_refcount_inc" ||
+		!strings.HasPrefix(got.Items[0].Path, entry) || got.VM != "kmodvm" {
+		t.Errorf("bindings refcount_inc = %+v", got)
+	}
+
+	res = callTool(t, cs, "bindings", map[string]any{"query": "iio_dev"})
+	got = bindingsJSON{}
+	if err := remarshal(res.StructuredContent, &got); err != nil || res.IsError {
+		t.Fatalf("bindings iio_dev: %v, error result %v: %s", err, res.IsError, resultText(res))
+	}
+	if got.Bound || got.Missing == nil || got.Missing.Config != "kernel:\n  bindings: [linux/iio/iio.h]\n" {
+		t.Errorf("bindings iio_dev = %+v, missing %+v; want not bound, with the kmodvm.yaml lines", got, got.Missing)
+	}
+
+	res = callTool(t, cs, "bindings", map[string]any{"query": "not a name"})
+	if !res.IsError || !strings.Contains(resultText(res), "hint: pass --regex") {
+		t.Errorf("bindings of no name: error %v: %s", res.IsError, resultText(res))
+	}
+
+	// kmodvm mcp -n agent before agent's first up: the kernel kmodvm.yaml selects is asked
+	// for (here: not built), not a VM that does not exist yet; a name given to the tool
+	// must be a VM.
+	a, _ = mcpApp(t, nil, "-n", "agent")
+	cs = mcpClient(t, a, false, nil)
+	res = callTool(t, cs, "bindings", map[string]any{"query": "kfree"})
+	if !res.IsError || !strings.Contains(resultText(res), "is not built; hint: `kmodvm kernel build` builds it") {
+		t.Errorf("bindings under -n agent with no VM: error %v: %s", res.IsError, resultText(res))
+	}
+	for _, flags := range [][]string{{"-n", "agent"}, nil} {
+		a, _ = mcpApp(t, nil, flags...)
+		cs = mcpClient(t, a, false, nil)
+		res = callTool(t, cs, "bindings", map[string]any{"query": "kfree", "name": "other"})
+		if !res.IsError || !strings.Contains(resultText(res), `there is no VM named "other"`) {
+			t.Errorf("mcp %v, bindings of VM other: error %v: %s", flags, res.IsError, resultText(res))
 		}
 	}
 }
