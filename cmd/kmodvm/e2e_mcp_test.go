@@ -60,7 +60,7 @@ func TestE2EMCP(t *testing.T) {
 		names = append(names, tool.Name)
 	}
 	slices.Sort(names)
-	if want := []string{"down", "logs", "run", "status", "test", "up"}; !slices.Equal(names, want) {
+	if want := []string{"bindings", "down", "logs", "run", "status", "test", "up"}; !slices.Equal(names, want) {
 		t.Errorf("tools %v, want %v (exec only with --allow-exec)", names, want)
 	}
 
