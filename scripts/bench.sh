@@ -40,7 +40,8 @@ N=${BENCH_N:-5}
 WHAT=${1:-all}
 K="$PWD/bin/kmodvm"
 VM=${BENCH_VM:-bench}
-[ -x "$K" ] || go build -o "$K" ./cmd/kmodvm
+# Always (it is incremental): a bin/kmodvm an older tree left would be benched instead.
+go build -o "$K" ./cmd/kmodvm
 
 now() { date +%s.%N; }
 median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%.3f\n", (a[NR/2]+a[NR/2+1])/2}'; }
