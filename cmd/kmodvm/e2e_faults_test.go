@@ -338,12 +338,15 @@ func TestE2EFaults(t *testing.T) {
 			if st := state(t); st != "shutoff" {
 				t.Errorf("after virsh destroy during the %s, the VM is %s, want shutoff (left as the user put it)", c.phase, st)
 			}
-			code, _, errOut := run(t, "run", chello)
+			// Left stopped: run --no-up says so with the hint; run starts it, as up does.
+			code, _, errOut := run(t, "run", "--no-up", chello)
 			if code != 1 || !strings.Contains(errOut, "kmodvm up") {
-				t.Errorf("run on the destroyed VM: exit %d, want 1 with a hint to `kmodvm up`", code)
+				t.Errorf("run --no-up on the destroyed VM: exit %d, want 1 with a hint to `kmodvm up`", code)
 			}
-			mustRun(t, "up")
-			mustRun(t, "run", chello)
+			code, _, errOut = run(t, "run", chello)
+			if code != 0 || !strings.Contains(errOut, "is not running: starting it") {
+				t.Errorf("run on the destroyed VM: exit %d, want 0 after starting it", code)
+			}
 		}
 	})
 
