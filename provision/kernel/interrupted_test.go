@@ -179,9 +179,9 @@ func treeOf(t *testing.T, b *Builder) string {
 	return dirs[0]
 }
 
-// What recovery removes: files written since the marker, except kmodvm's bookkeeping, and
-// except sources of an unpacked tree; a mirrored local tree's "sources" come back with the
-// next mirror.
+// What recovery removes: files written since the marker, except kmodvm's bookkeeping, except
+// Kconfig's outputs (written whole; removing auto.conf rebuilds everything), and except sources
+// of an unpacked tree; a mirrored local tree's "sources" come back with the next mirror.
 func TestRecoverInterrupted(t *testing.T) {
 	for _, unpacked := range []bool{true, false} {
 		tree := t.TempDir()
@@ -199,7 +199,8 @@ func TestRecoverInterrupted(t *testing.T) {
 		writeFile(t, filepath.Join(tree, buildingMarker), "")
 		marked, _ := os.Stat(filepath.Join(tree, buildingMarker))
 		later := marked.ModTime().Add(time.Second)
-		for _, f := range []string{"half.o", "gen.rs", ".kmodvm-steps"} {
+		kconfig := []string{"include/config/auto.conf", "include/config/auto.conf.cmd", "include/config/LOG_BUF_SHIFT", "include/generated/autoconf.h", "include/generated/rustc_cfg"}
+		for _, f := range append([]string{"half.o", "gen.rs", ".kmodvm-steps", "include/config/auto.conf.tmp", "include/generated/utsrelease.h"}, kconfig...) {
 			writeFile(t, filepath.Join(tree, f), "")
 			os.Chtimes(filepath.Join(tree, f), later, later)
 		}
@@ -207,7 +208,11 @@ func TestRecoverInterrupted(t *testing.T) {
 		if err := b.recoverInterrupted(tree); err != nil {
 			t.Fatal(err)
 		}
-		want := map[string]bool{"old.o": true, "src.c": true, ".kmodvm-steps": true, "half.o": false, "gen.rs": unpacked, buildingMarker: false}
+		want := map[string]bool{"old.o": true, "src.c": true, ".kmodvm-steps": true, "half.o": false, "gen.rs": unpacked, buildingMarker: false,
+			"include/config/auto.conf.tmp": false, "include/generated/utsrelease.h": false}
+		for _, f := range kconfig {
+			want[f] = true
+		}
 		for f, kept := range want {
 			if got := exists(filepath.Join(tree, f)); got != kept {
 				t.Errorf("unpacked=%v: %s kept = %v, want %v", unpacked, f, got, kept)
