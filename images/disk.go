@@ -26,8 +26,8 @@ import (
 )
 
 // DiskFormatVersion identifies the disk recipe (staging, guest files, mkfs options). Bump
-// it whenever the recipe changes: every cached disk is then rebuilt.
-const DiskFormatVersion = 2
+// it whenever the recipe changes: every cached disk is then rebuilt. 3: sshd without PAM.
+const DiskFormatVersion = 3
 
 // Tree is extra content to place into the guest disk (the kernel's modules and build tree
 // come this way).

@@ -113,6 +113,10 @@ UseDNS no
 # kmodvm multiplexes sessions (commands, log tails, SFTP) on one connection.
 MaxSessions 64
 PrintMotd no
+# No PAM: its session stack (motd scripts, limits, env, keyring, loginuid) execs programs on
+# every login, which under TCG made each connection take 1.6 s instead of 0.65 s; key login
+# as root needs none of it.
+UsePAM no
 `
 
 // netUnit runs kmodvm-net under systemd (the tiny init runs it directly).

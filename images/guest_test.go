@@ -81,7 +81,7 @@ func TestTinyInit(t *testing.T) {
 func TestSSHDConfig(t *testing.T) {
 	for _, want := range []string{
 		"PermitRootLogin prohibit-password", "PasswordAuthentication no", "KbdInteractiveAuthentication no",
-		"PerSourcePenalties no", "HostKey /etc/ssh/ssh_host_ed25519_key", "UseDNS no",
+		"PerSourcePenalties no", "HostKey /etc/ssh/ssh_host_ed25519_key", "UseDNS no", "UsePAM no",
 	} {
 		if !strings.Contains(sshdConfig, "\n"+want+"\n") {
 			t.Errorf("sshd config lacks %q", want)
