@@ -296,17 +296,21 @@ func (s *Sandbox) restoreFrom(ctx context.Context, in *Instance, memory string) 
 	if err != nil {
 		return nil, err
 	}
+	start := time.Now()
 	if err := s.drv.Restore(ctx, memory, x); err != nil {
 		return nil, err
 	}
+	restored := time.Now()
 	c, err := s.waitSSHWithin(ctx, in, min(restoreSSHWait, s.opt.BootTimeout))
 	if err != nil {
 		return nil, err
 	}
+	answered := time.Now()
 	if err := s.fixGuest(ctx, c); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("fix up the restored guest: %w", err)
 	}
+	s.opt.Log.Debug("restored guest ready", "domain", dn, "restore", restored.Sub(start), "ssh", answered.Sub(restored), "fix", time.Since(answered))
 	return c, nil
 }
 
