@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -129,9 +130,72 @@ func TestCheckClock(t *testing.T) {
 			t.Errorf("checkClock(%q) = %v, want %q", tt.out, err, tt.want)
 		}
 	}
+}
+
+// TestFixCommand runs the restored guest's fix-up command in a shell whose PATH holds fakes
+// that record what they were given: with perl, one perl process gets the program, the host's
+// time and the seed; without, date sets and prints the clock and cat feeds the seed. The perl
+// program itself is compiled (perl -c), never run: here it would set this machine's clock.
+func TestFixCommand(t *testing.T) {
+	const now = "1800000000.000000042"
 	cmd := fixCommand(time.Unix(1_800_000_000, 42))
-	if !strings.HasPrefix(cmd, "date -u -s @1800000000.000000042 >/dev/null && cat >/dev/urandom") || !strings.HasSuffix(cmd, "date -u +%s.%N") {
-		t.Errorf("fix command = %q", cmd)
+	seed := "seed\x00bytes"
+	record := `printf '%s\n' "$@" >"$OUT/${0##*/}.args"; cat >"$OUT/${0##*/}.stdin"; echo 1800000000.5`
+	tests := []struct {
+		name     string
+		fakes    map[string]string
+		wantArgs map[string]string
+		wantSeed string // which fake got the seed
+	}{
+		{"perl", map[string]string{"perl": record},
+			map[string]string{"perl": "-e\n" + strings.ReplaceAll(fixPerl, "%%", "%") + "\n" + now + "\n"}, "perl"},
+		{"no perl", map[string]string{
+			"date": `printf '%s\n' "$@" >>"$OUT/date.args"; [ "$1" = -u ] && [ "$2" = +%s.%N ] && echo 1800000000.5; exit 0`,
+			"cat":  `cat >"$OUT/cat.stdin"`,
+		}, map[string]string{"date": "-u\n-s\n@" + now + "\n-u\n+%s.%N\n"}, "cat"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			bin, out := t.TempDir(), t.TempDir()
+			realCat, err := exec.LookPath("cat")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for name, body := range tt.fakes { // PATH has only the fakes: they run the real cat
+				script := "#!/bin/sh\n" + strings.ReplaceAll(body, "cat >", realCat+" >") + "\n"
+				if err := os.WriteFile(filepath.Join(bin, name), []byte(script), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			c := exec.Command("/bin/sh", "-c", cmd)
+			c.Env = []string{"PATH=" + bin, "OUT=" + out}
+			c.Stdin = strings.NewReader(seed)
+			got, err := c.Output()
+			if err != nil {
+				t.Fatalf("%s: %v", cmd, err)
+			}
+			if strings.TrimSpace(string(got)) != "1800000000.5" {
+				t.Errorf("printed %q, want the clock the fake gave", got)
+			}
+			for name, want := range tt.wantArgs {
+				if data, _ := os.ReadFile(filepath.Join(out, name+".args")); string(data) != want {
+					t.Errorf("%s got args %q, want %q", name, data, want)
+				}
+			}
+			if data, _ := os.ReadFile(filepath.Join(out, tt.wantSeed+".stdin")); string(data) != seed {
+				t.Errorf("%s got stdin %q, want the seed", tt.wantSeed, data)
+			}
+		})
+	}
+	if strings.Contains(fixPerl, "'") {
+		t.Errorf("fixPerl holds a single quote, which ends the shell's quoting")
+	}
+	perl, err := exec.LookPath("perl")
+	if err != nil {
+		t.Skip("no perl here to compile fixPerl with")
+	}
+	if out, err := exec.Command(perl, "-c", "-e", strings.ReplaceAll(fixPerl, "%%", "%")).CombinedOutput(); err != nil {
+		t.Errorf("perl -c fixPerl: %v\n%s", err, out)
 	}
 }
 
