@@ -17,6 +17,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"sync"
 	"syscall"
 	"testing"
@@ -79,6 +80,7 @@ type Server struct {
 	authorized ssh.PublicKey
 	dir        string
 	env        []string
+	forward    bool
 	closed     chan struct{}
 	closeOnce  sync.Once
 	wg         sync.WaitGroup
@@ -108,6 +110,11 @@ func WithDir(dir string) Option { return func(s *Server) { s.dir = dir } }
 // (so it overrides it): e.g. a PATH of fake commands, so a script run as if in a guest
 // reaches no real insmod.
 func WithEnv(env ...string) Option { return func(s *Server) { s.env = append(s.env, env...) } }
+
+// WithForwarding lets clients open connections from the server's side, as OpenSSH's
+// AllowTcpForwarding and AllowStreamLocalForwarding do: direct-tcpip to a host:port and
+// direct-streamlocal@openssh.com to a unix socket, dialed from this process.
+func WithForwarding() Option { return func(s *Server) { s.forward = true } }
 
 // NewServer starts a server with the given host key that accepts only the
 // authorized client key. Processes run, and relative SFTP paths resolve, in a fresh
@@ -376,6 +383,14 @@ func (s *Server) serveConn(conn net.Conn) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for nc := range chans {
+		if s.forward && (nc.ChannelType() == "direct-tcpip" || nc.ChannelType() == "direct-streamlocal@openssh.com") {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				s.serveForward(nc)
+			}()
+			continue
+		}
 		if nc.ChannelType() != "session" {
 			nc.Reject(ssh.UnknownChannelType, "only session channels")
 			continue
@@ -389,6 +404,56 @@ func (s *Server) serveConn(conn net.Conn) {
 			defer wg.Done()
 			s.serveSession(ch, chReqs)
 		}()
+	}
+}
+
+// serveForward dials what a direct-tcpip or direct-streamlocal channel names and copies
+// both ways until either side ends. A target that cannot be dialed rejects the channel with
+// the dial error, as OpenSSH does ("connect failed").
+func (s *Server) serveForward(nc ssh.NewChannel) {
+	var network, addr string
+	if nc.ChannelType() == "direct-tcpip" {
+		var m struct {
+			Host     string
+			Port     uint32
+			OrigHost string
+			OrigPort uint32
+		}
+		if err := ssh.Unmarshal(nc.ExtraData(), &m); err != nil {
+			nc.Reject(ssh.ConnectionFailed, "bad direct-tcpip payload: "+err.Error())
+			return
+		}
+		network, addr = "tcp", net.JoinHostPort(m.Host, strconv.Itoa(int(m.Port)))
+	} else {
+		var m struct {
+			Path      string
+			Reserved0 string
+			Reserved1 uint32
+		}
+		if err := ssh.Unmarshal(nc.ExtraData(), &m); err != nil {
+			nc.Reject(ssh.ConnectionFailed, "bad direct-streamlocal payload: "+err.Error())
+			return
+		}
+		network, addr = "unix", m.Path
+	}
+	conn, err := net.Dial(network, addr)
+	if err != nil {
+		nc.Reject(ssh.ConnectionFailed, err.Error())
+		return
+	}
+	defer conn.Close()
+	ch, reqs, err := nc.Accept()
+	if err != nil {
+		return
+	}
+	defer ch.Close()
+	go ssh.DiscardRequests(reqs)
+	done := make(chan struct{}, 2)
+	go func() { _, _ = io.Copy(conn, ch); done <- struct{}{} }()
+	go func() { _, _ = io.Copy(ch, conn); done <- struct{}{} }()
+	select {
+	case <-done:
+	case <-s.closed:
 	}
 }
 
