@@ -5,14 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/digitalocean/go-libvirt"
 	"github.com/digitalocean/go-libvirt/socket/dialers"
+	"github.com/kmodvm/kmodvm/vm/remotehost"
 )
 
 // Libvirt is the part of a libvirt connection the Driver uses. *libvirt.Libvirt from
@@ -49,8 +52,10 @@ const connectTimeout = 10 * time.Second
 
 // Connect opens a connection to the libvirt daemon behind uri. qemu:///system and
 // qemu:///session are dialed on their local unix sockets (a "?socket=PATH" query overrides
-// the path); other URIs (qemu+ssh://, qemu+tcp://, qemu+tls://) go through go-libvirt's own
-// dialers. When the local daemon is not running, the error says how to start it.
+// the path); qemu+ssh:// goes through one SSH connection of our own (vm/remotehost: host
+// keys checked against known_hosts); other URIs (qemu+tcp://, qemu+tls://) go through
+// go-libvirt's own dialers. When the local daemon is not running, the error says how to
+// start it.
 //
 // The connection redials when libvirtd restarts under it (see Conn); ctx bounds the redials
 // too, so it should live as long as the connection is used.
@@ -58,11 +63,79 @@ func Connect(ctx context.Context, uri string, log *slog.Logger) (*Conn, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	first, err := dial(ctx, uri, log)
+	dialer := func(ctx context.Context) (session, error) { return dial(ctx, uri, log) }
+	if remotehost.IsRemote(uri) {
+		dialer = func(ctx context.Context) (session, error) { return dialRemote(ctx, uri, log) }
+	}
+	first, err := dialer(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return newConn(ctx, uri, log, first, func(ctx context.Context) (session, error) { return dial(ctx, uri, log) }), nil
+	return newConn(ctx, uri, log, first, dialer), nil
+}
+
+// remoteSession is a libvirt connection through its own SSH connection to the host, which
+// ends with it.
+type remoteSession struct {
+	*libvirt.Libvirt
+	host *remotehost.Host
+}
+
+func (s remoteSession) Disconnect() error {
+	err := s.Libvirt.Disconnect()
+	return errors.Join(err, s.host.Close())
+}
+
+// remoteSockets are the system daemon's sockets on a remote host, tried in order: the
+// monolithic libvirtd's, then the modular virtqemud's (a host with only virtqemud has no
+// libvirt-sock). socket= in the URI names one instead.
+var remoteSockets = []string{"/var/run/libvirt/libvirt-sock", "/var/run/libvirt/virtqemud-sock"}
+
+// libvirtOverSSH is go-libvirt's socket.Dialer for the daemon's socket on a remote host.
+type libvirtOverSSH struct {
+	ctx  context.Context
+	host *remotehost.Host
+}
+
+func (d libvirtOverSSH) Dial() (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(d.ctx, connectTimeout)
+	defer cancel()
+	t := d.host.Target()
+	socks := remoteSockets
+	if t.Socket != "" {
+		socks = []string{t.Socket}
+	}
+	var errs []string
+	for _, sock := range socks {
+		conn, err := d.host.DialUnix(ctx, sock)
+		if err == nil {
+			return conn, nil
+		}
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		errs = append(errs, err.Error())
+	}
+	return nil, fmt.Errorf("no libvirt daemon answers on %s (%s); hint: start libvirtd or virtqemud there, check that %s may use its socket (the libvirt group) and that its sshd allows stream forwarding (AllowStreamLocalForwarding), or name the socket with ?socket=PATH in the URI",
+		t.Host, strings.Join(errs, "; "), t.User)
+}
+
+// dialRemote opens one connection to the system daemon of the host a qemu+ssh:// URI names.
+func dialRemote(ctx context.Context, uri string, log *slog.Logger) (session, error) {
+	t, err := remotehost.ParseURI(uri)
+	if err != nil {
+		return nil, err
+	}
+	h, err := remotehost.Dial(ctx, t, log)
+	if err != nil {
+		return nil, fmt.Errorf("connect to libvirt %s: %w", uri, err)
+	}
+	l := libvirt.NewWithDialer(libvirtOverSSH{ctx, h})
+	if err := l.ConnectToURI(libvirt.QEMUSystem); err != nil {
+		h.Close()
+		return nil, fmt.Errorf("connect to libvirt %s: %w", uri, err)
+	}
+	return remoteSession{l, h}, nil
 }
 
 // dial opens one connection to the libvirt daemon behind uri.

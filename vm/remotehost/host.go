@@ -80,22 +80,13 @@ func (h *Host) Close() error {
 // Target is where h is connected.
 func (h *Host) Target() Target { return h.target }
 
-// DialLibvirt opens a connection to the libvirt daemon's unix socket on the host: the first
-// of the target's sockets that accepts.
-func (h *Host) DialLibvirt(ctx context.Context) (net.Conn, error) {
-	var errs []string
-	for _, sock := range h.target.Sockets {
-		conn, err := h.client.DialContext(ctx, "unix", sock)
-		if err == nil {
-			return conn, nil
-		}
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("open libvirt's socket on %s: %w", h.target.Host, ctx.Err())
-		}
-		errs = append(errs, fmt.Sprintf("%s: %v", sock, err))
+// DialUnix opens a connection to the unix socket at path on the host.
+func (h *Host) DialUnix(ctx context.Context, path string) (net.Conn, error) {
+	conn, err := h.client.DialContext(ctx, "unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s on %s: %w", path, h.target.Host, err)
 	}
-	return nil, fmt.Errorf("no libvirt daemon answers on %s (%s); hint: start libvirtd or virtqemud there, check that %s may use its socket (the libvirt group) and that its sshd allows stream forwarding (AllowStreamLocalForwarding), or name the socket with ?socket=PATH in the URI",
-		h.target.Host, strings.Join(errs, "; "), h.target.User)
+	return conn, nil
 }
 
 // DialLoopback opens a connection to port on the host's own 127.0.0.1: where the host's

@@ -37,7 +37,7 @@ func newFixture(t *testing.T) *fixture {
 	host, port, _ := net.SplitHostPort(srv.Addr())
 	p, _ := strconv.Atoi(port)
 	tg := Target{URI: "qemu+ssh://dev@" + srv.Addr() + "/system", User: "dev", Host: host, Port: p,
-		KeyFile: filepath.Join(dir, "id_ed25519"), KnownHosts: []string{filepath.Join(dir, "known_hosts")}, Sockets: systemSockets}
+		KeyFile: filepath.Join(dir, "id_ed25519"), KnownHosts: []string{filepath.Join(dir, "known_hosts")}}
 	writeKnownHosts(t, tg, hostKey.PublicKey())
 	return &fixture{srv: srv, hostKey: hostKey, target: tg}
 }
@@ -81,29 +81,31 @@ func roundTrip(t *testing.T, c net.Conn, msg string) string {
 	return string(got)
 }
 
-// The libvirt socket is the first of the target's sockets that accepts, through the one SSH
-// connection; guest ports are reached on the host's loopback through the same connection.
-func TestDialLibvirtAndLoopback(t *testing.T) {
+// Unix sockets and guest ports on the host's loopback are reached through the one SSH
+// connection.
+func TestDialUnixAndLoopback(t *testing.T) {
 	fx := newFixture(t)
-	sock := filepath.Join(t.TempDir(), "virtqemud-sock")
+	sock := filepath.Join(t.TempDir(), "daemon-sock")
 	l, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
 	}
-	echoServer(t, l, "libvirt:")
-	fx.target.Sockets = []string{filepath.Join(t.TempDir(), "libvirt-sock"), sock}
+	echoServer(t, l, "daemon:")
 	ctx := t.Context()
 	h, err := Dial(ctx, fx.target, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	c, err := h.DialLibvirt(ctx)
+	c, err := h.DialUnix(ctx, sock)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := roundTrip(t, c, "hello"); got != "libvirt:hello" {
-		t.Errorf("through the libvirt socket: %q", got)
+	if got := roundTrip(t, c, "hello"); got != "daemon:hello" {
+		t.Errorf("through the unix socket: %q", got)
+	}
+	if _, err := h.DialUnix(ctx, sock+".missing"); err == nil || !strings.Contains(err.Error(), sock+".missing") {
+		t.Errorf("DialUnix to a missing socket: %v", err)
 	}
 
 	tl, err := net.Listen("tcp", "127.0.0.1:0")
@@ -118,21 +120,11 @@ func TestDialLibvirtAndLoopback(t *testing.T) {
 	if got := roundTrip(t, c, "ssh"); got != "guest:ssh" {
 		t.Errorf("through the loopback port: %q", got)
 	}
-	if n := fx.srv.Accepted(); n != 1 {
-		t.Errorf("%d SSH connections, want one for libvirt and the guest", n)
-	}
-
-	fx.target.Sockets = []string{filepath.Join(t.TempDir(), "libvirt-sock")}
-	h2, err := Dial(ctx, fx.target, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h2.Close()
-	if _, err := h2.DialLibvirt(ctx); err == nil || !strings.Contains(err.Error(), "no libvirt daemon answers") || !strings.Contains(err.Error(), "hint: ") {
-		t.Errorf("DialLibvirt with no daemon: %v", err)
-	}
-	if _, err := h2.DialLoopback(ctx, closedPort(t)); err == nil || !strings.Contains(err.Error(), "hint: ") {
+	if _, err := h.DialLoopback(ctx, closedPort(t)); err == nil || !strings.Contains(err.Error(), "hint: ") {
 		t.Errorf("DialLoopback to a closed port: %v", err)
+	}
+	if n := fx.srv.Accepted(); n != 1 {
+		t.Errorf("%d SSH connections, want one for everything", n)
 	}
 }
 

@@ -1,7 +1,7 @@
 // Package remotehost reaches a libvirt host over SSH (qemu+ssh:// URIs). One SSH connection
 // per host carries everything kmodvm does there: the libvirt RPC (the daemon's unix socket,
-// through direct-streamlocal), and connections to the loopback ports the host forwards to
-// its guests (direct-tcpip). No program of kmodvm's runs on the host: it is a machine with
+// through direct-streamlocal; vm.Connect picks the socket), and connections to the loopback
+// ports the host forwards to its guests (direct-tcpip). No program of kmodvm's runs on the host: it is a machine with
 // sshd and libvirtd.
 package remotehost
 
@@ -29,16 +29,11 @@ type Target struct {
 	// KnownHosts are the files the host key is checked against (known_hosts=, else
 	// ~/.ssh/known_hosts and /etc/ssh/ssh_known_hosts, those that exist).
 	KnownHosts []string
-	// Sockets are the daemon sockets tried in order (socket=, else libvirtd's, then the
-	// modular virtqemud's).
-	Sockets []string
+	// Socket is the daemon's socket on the host (socket=); empty: the caller's default.
+	Socket string
 	// Agent: whether the SSH agent may be used (sshauth= may leave it out).
 	Agent bool
 }
-
-// systemSockets are the sockets of the system daemon: the monolithic libvirtd's, then the
-// modular daemon's (a host with only virtqemud has no libvirt-sock).
-var systemSockets = []string{"/var/run/libvirt/libvirt-sock", "/var/run/libvirt/virtqemud-sock"}
 
 // IsRemote says whether uri names a remote host kmodvm reaches over SSH.
 func IsRemote(uri string) bool {
@@ -95,7 +90,7 @@ func ParseURI(uri string) (Target, error) {
 		case "known_hosts":
 			t.KnownHosts = []string{expandHome(v, home)}
 		case "socket":
-			t.Sockets = []string{v}
+			t.Socket = v
 		case "no_verify":
 			if v != "0" {
 				return Target{}, fmt.Errorf("libvirt URI %q: no_verify=%s would accept any host key, and kmodvm always checks it; hint: drop no_verify and record the host's key once with `ssh -p %d %s@%s`, checking the fingerprint it shows", uri, v, t.Port, t.User, t.Host)
@@ -127,9 +122,6 @@ func ParseURI(uri string) (Target, error) {
 				t.KnownHosts = append(t.KnownHosts, f)
 			}
 		}
-	}
-	if t.Sockets == nil {
-		t.Sockets = systemSockets
 	}
 	return t, nil
 }

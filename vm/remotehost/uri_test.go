@@ -20,11 +20,11 @@ func TestParseURI(t *testing.T) {
 		wantErr string
 	}{
 		{uri: "qemu+ssh://dev@lab1/system",
-			want: Target{User: "dev", Host: "lab1", Port: 22, KnownHosts: []string{known}, Sockets: systemSockets, Agent: true}},
+			want: Target{User: "dev", Host: "lab1", Port: 22, KnownHosts: []string{known}, Agent: true}},
 		{uri: "qemu+ssh://dev@lab1:2222/system?keyfile=~/keys/lab&known_hosts=/etc/kh&socket=/run/libvirt/virtqemud-sock",
-			want: Target{User: "dev", Host: "lab1", Port: 2222, KeyFile: filepath.Join(home, "keys/lab"), KnownHosts: []string{"/etc/kh"}, Sockets: []string{"/run/libvirt/virtqemud-sock"}, Agent: true}},
+			want: Target{User: "dev", Host: "lab1", Port: 2222, KeyFile: filepath.Join(home, "keys/lab"), KnownHosts: []string{"/etc/kh"}, Socket: "/run/libvirt/virtqemud-sock", Agent: true}},
 		{uri: "qemu+ssh://dev@[::1]:22/system?sshauth=privkey&no_verify=0&known_hosts_verify=normal",
-			want: Target{User: "dev", Host: "::1", Port: 22, KnownHosts: []string{known}, Sockets: systemSockets}},
+			want: Target{User: "dev", Host: "::1", Port: 22, KnownHosts: []string{known}}},
 		{uri: "qemu:///system", wantErr: "is not a qemu+ssh:// URI"},
 		{uri: "qemu+ssh:///system", wantErr: "names no host"},
 		{uri: "qemu+ssh://dev@lab1/session", wantErr: `not "/session"`},
@@ -51,7 +51,7 @@ func TestParseURI(t *testing.T) {
 			tt.want.URI = tt.uri
 			if got.URI != tt.want.URI || got.User != tt.want.User || got.Host != tt.want.Host || got.Port != tt.want.Port ||
 				got.KeyFile != tt.want.KeyFile || !slices.Equal(got.KnownHosts, tt.want.KnownHosts) ||
-				!slices.Equal(got.Sockets, tt.want.Sockets) || got.Agent != tt.want.Agent {
+				got.Socket != tt.want.Socket || got.Agent != tt.want.Agent {
 				t.Errorf("ParseURI =\n%+v, want\n%+v", got, tt.want)
 			}
 		})

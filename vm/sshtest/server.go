@@ -278,6 +278,11 @@ func (s *Server) WaitIdle(ctx context.Context) error {
 	return s.waitFor(ctx, func() bool { return len(s.running) == 0 })
 }
 
+// WaitNoConnections blocks until every connection a client made has ended.
+func (s *Server) WaitNoConnections(ctx context.Context) error {
+	return s.waitFor(ctx, func() bool { return len(s.conns) == 0 })
+}
+
 // WaitWindowSize blocks until a pty has been set to width x height.
 func (s *Server) WaitWindowSize(ctx context.Context, width, height int) error {
 	return s.waitFor(ctx, func() bool { return s.window == [2]int{width, height} })
@@ -335,9 +340,7 @@ func (s *Server) acceptLoop() {
 			defer s.wg.Done()
 			defer func() {
 				conn.Close()
-				s.mu.Lock()
-				delete(s.conns, conn)
-				s.mu.Unlock()
+				s.update(func() { delete(s.conns, conn) })
 			}()
 			if hold != nil {
 				select {
