@@ -47,6 +47,10 @@ type Config struct {
 	HostKeyFile string
 	VM          string
 
+	// Dial opens the connection to Addr; nil dials TCP from this host. A remote libvirt
+	// host's guests are reached through its SSH connection instead.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+
 	// Optional timing; zero means the Default* value.
 	BannerTimeout    time.Duration // how long one probe waits for the "SSH-" banner
 	HandshakeTimeout time.Duration // key exchange and login
@@ -227,29 +231,47 @@ func dialOnce(ctx context.Context, cfg Config) (c *Client, retry bool, err error
 // dialBanner connects and reads until the server's "SSH-" version line has
 // arrived. The returned connection replays what was read.
 func dialBanner(ctx context.Context, cfg Config) (net.Conn, error) {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", cfg.Addr)
+	dial := cfg.Dial
+	if dial == nil {
+		dial = (&net.Dialer{}).DialContext
+	}
+	conn, err := dial(ctx, "tcp", cfg.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("connect to guest ssh at %s: %w", cfg.Addr, err)
 	}
 	timeout := orDefault(cfg.BannerTimeout, DefaultBannerTimeout)
-	conn.SetReadDeadline(time.Now().Add(timeout))
+	expired := closeAfter(conn, timeout)
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	banner, err := readBanner(conn)
+	timedOut := expired()
 	if !stop() {
 		conn.Close()
 		return nil, fmt.Errorf("connect to guest ssh at %s: %w", cfg.Addr, ctx.Err())
 	}
+	if timedOut {
+		conn.Close()
+		return nil, fmt.Errorf("no ssh banner from guest at %s within %s (sshd not up yet)", cfg.Addr, timeout)
+	}
 	if err != nil {
 		conn.Close()
-		var nerr net.Error
-		if errors.As(err, &nerr) && nerr.Timeout() {
-			return nil, fmt.Errorf("no ssh banner from guest at %s within %s (sshd not up yet)", cfg.Addr, timeout)
-		}
 		return nil, fmt.Errorf("read ssh banner from guest at %s: %w", cfg.Addr, err)
 	}
-	conn.SetReadDeadline(time.Time{})
 	return &replayConn{Conn: conn, r: io.MultiReader(bytes.NewReader(banner), conn)}, nil
+}
+
+// closeAfter closes conn once d has passed, unless the returned func is called first; that
+// func stops the timer and reports whether it had fired. A timer rather than a deadline: a
+// connection carried by an SSH channel (a remote host's loopback port) has no deadlines.
+func closeAfter(conn net.Conn, d time.Duration) (expired func() bool) {
+	var fired atomic.Bool
+	t := time.AfterFunc(d, func() {
+		fired.Store(true)
+		conn.Close()
+	})
+	return func() bool {
+		t.Stop()
+		return fired.Load()
+	}
 }
 
 // readBanner reads until a line starting with "SSH-" has begun (servers
@@ -312,12 +334,18 @@ func handshake(ctx context.Context, cfg Config, conn net.Conn) (c *Client, kexDo
 		// another of its host keys and fail the pin.
 		HostKeyAlgorithms: hostKeyAlgorithms(cfg.HostKey),
 	}
-	conn.SetDeadline(time.Now().Add(orDefault(cfg.HandshakeTimeout, DefaultHandshakeTimeout)))
+	timeout := orDefault(cfg.HandshakeTimeout, DefaultHandshakeTimeout)
+	expired := closeAfter(conn, timeout)
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	sconn, chans, reqs, err := ssh.NewClientConn(conn, cfg.Addr, ccfg)
+	timedOut := expired()
 	if !stop() {
 		conn.Close()
 		return nil, verified.Load(), fmt.Errorf("ssh handshake with guest at %s: %w", cfg.Addr, ctx.Err())
+	}
+	if timedOut {
+		conn.Close()
+		return nil, verified.Load(), fmt.Errorf("ssh handshake with guest at %s: no answer within %s", cfg.Addr, timeout)
 	}
 	if err != nil {
 		conn.Close()
@@ -331,7 +359,6 @@ func handshake(ctx context.Context, cfg Config, conn net.Conn) (c *Client, kexDo
 		}
 		return nil, verified.Load(), fmt.Errorf("ssh handshake with guest at %s: %w", cfg.Addr, err)
 	}
-	conn.SetDeadline(time.Time{})
 	return newClient(cfg, sconn, chans, reqs), true, nil
 }
 

@@ -483,3 +483,45 @@ func TestShell(t *testing.T) {
 		t.Errorf("shell output %q lacks the resized \"40 100\"", out.String())
 	}
 }
+
+// noDeadlineConn is a connection like one carried by an SSH channel: deadlines are refused.
+type noDeadlineConn struct{ net.Conn }
+
+func (noDeadlineConn) SetDeadline(time.Time) error      { return errors.New("deadline not supported") }
+func (noDeadlineConn) SetReadDeadline(time.Time) error  { return errors.New("deadline not supported") }
+func (noDeadlineConn) SetWriteDeadline(time.Time) error { return errors.New("deadline not supported") }
+
+// Config.Dial carries the connection (a remote host's loopback through its SSH connection);
+// the banner and handshake limits still hold on a connection without deadlines.
+func TestDialThroughDialer(t *testing.T) {
+	f := newSSHFixture(t)
+	var dialed []string
+	f.cfg.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		dialed = append(dialed, network+" "+addr)
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return noDeadlineConn{c}, nil
+	}
+	c := f.dial(t)
+	if out, err := c.Output(testContext(t), "echo up"); err != nil || string(out) != "up\n" {
+		t.Errorf("Output through the dialer = %q, %v", out, err)
+	}
+	if len(dialed) != 1 || dialed[0] != "tcp "+f.srv.Addr() {
+		t.Errorf("dialed %v, want one tcp connection to %s", dialed, f.srv.Addr())
+	}
+
+	release := f.srv.HoldBanner()
+	defer release()
+	if _, err := Dial(testContext(t), f.cfg); err == nil || !strings.Contains(err.Error(), "no ssh banner") {
+		t.Errorf("Dial with the banner held: %v, want the banner timeout", err)
+	}
+	release()
+	thaw := f.srv.Freeze()
+	defer thaw()
+	f.cfg.HandshakeTimeout = 200 * time.Millisecond
+	if _, err := Dial(testContext(t), f.cfg); err == nil || !strings.Contains(err.Error(), "no answer within 200ms") {
+		t.Errorf("Dial with the server frozen: %v, want the handshake timeout", err)
+	}
+}
