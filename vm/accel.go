@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -107,15 +108,7 @@ func ProbeKVM(ctx context.Context, p AccelProbe) (ok bool, detail string, err er
 	}
 	pw.Close()
 
-	lines := make(chan string)
-	go func() {
-		defer close(lines)
-		sc := bufio.NewScanner(pr)
-		sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
-		for sc.Scan() {
-			lines <- strings.TrimRight(sc.Text(), "\r")
-		}
-	}()
+	lines := scanLines(context.Background(), pr)
 
 	ok, detail = watchProbeOutput(runCtx, lines, timeout)
 	cancel() // kill QEMU if it still runs
@@ -247,4 +240,23 @@ func ResolveAccel(ctx context.Context, requested Accel, probe func(context.Conte
 func oneLine(s string) string {
 	first, _, _ := strings.Cut(s, "\n")
 	return first
+}
+
+// scanLines sends the lines of r, without their "\r", until r ends (then it closes the
+// channel) or ctx ends. Lines up to 1 MiB are read whole.
+func scanLines(ctx context.Context, r io.Reader) <-chan string {
+	lines := make(chan string)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(r)
+		sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
+		for sc.Scan() {
+			select {
+			case lines <- strings.TrimRight(sc.Text(), "\r"):
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return lines
 }

@@ -18,6 +18,8 @@ const ReconnectWait = 30 * time.Second
 // session is one connection to libvirtd: *libvirt.Libvirt, or a fake in tests.
 type session interface {
 	Libvirt
+	PoolLibvirt
+	ProbeLibvirt
 	Disconnected() <-chan struct{}
 }
 
@@ -197,6 +199,23 @@ func once(c *Conn, op func(session) error) error {
 
 func (c *Conn) ConnectGetLibVersion() (uint64, error) {
 	return call(c, func(s session) (uint64, error) { return s.ConnectGetLibVersion() })
+}
+
+// nodeInfo is NodeGetInfo's answer in one value, for call.
+type nodeInfo struct {
+	model                                 [32]int8
+	memory                                uint64
+	cpus, mhz, nodes, sockets, cores, thr int32
+}
+
+func (c *Conn) NodeGetInfo() ([32]int8, uint64, int32, int32, int32, int32, int32, int32, error) {
+	n, err := call(c, func(s session) (nodeInfo, error) {
+		var n nodeInfo
+		var err error
+		n.model, n.memory, n.cpus, n.mhz, n.nodes, n.sockets, n.cores, n.thr, err = s.NodeGetInfo()
+		return n, err
+	})
+	return n.model, n.memory, n.cpus, n.mhz, n.nodes, n.sockets, n.cores, n.thr, err
 }
 
 // Disconnect closes the current connection (a lost one needs no closing).

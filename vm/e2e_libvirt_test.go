@@ -128,17 +128,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 //
 //	KMODVM_E2E=1 KMODVM_E2E_KERNEL=/path/to/bzImage go test ./vm -run E2ELibvirtBoot -v
 func TestE2ELibvirtBootPanicStops(t *testing.T) {
-	if os.Getenv("KMODVM_E2E") != "1" {
-		t.Skip("set KMODVM_E2E=1 to run against a real libvirtd (qemu:///system)")
-	}
-	kernel := os.Getenv("KMODVM_E2E_KERNEL")
-	if kernel == "" {
-		built, _ := filepath.Glob(filepath.Join(os.Getenv("KMODVM_CACHE_DIR"), "kernels", "builds", "*", "bzImage"))
-		if len(built) == 0 {
-			t.Fatal("no kernel to boot: set KMODVM_E2E_KERNEL to a bzImage, or KMODVM_CACHE_DIR to kmodvm's cache dir with a built kernel (make test sets it)")
-		}
-		kernel = built[0]
-	}
+	kernel := e2eKernel(t)
 	qemuImg, err := exec.LookPath("qemu-img")
 	if err != nil {
 		t.Fatal("qemu-img not installed; hint: make deps")
@@ -198,4 +188,21 @@ func TestE2ELibvirtBootPanicStops(t *testing.T) {
 			t.Errorf("console log lacks %q:\n%s", want, log)
 		}
 	}
+}
+
+// e2eKernel skips the test unless KMODVM_E2E=1, and returns the bzImage KMODVM_E2E_KERNEL
+// names, else one kmodvm built in KMODVM_CACHE_DIR.
+func e2eKernel(t *testing.T) string {
+	t.Helper()
+	if os.Getenv("KMODVM_E2E") != "1" {
+		t.Skip("set KMODVM_E2E=1 to run against a real libvirtd (qemu:///system)")
+	}
+	if kernel := os.Getenv("KMODVM_E2E_KERNEL"); kernel != "" {
+		return kernel
+	}
+	built, _ := filepath.Glob(filepath.Join(os.Getenv("KMODVM_CACHE_DIR"), "kernels", "builds", "*", "bzImage"))
+	if len(built) == 0 {
+		t.Fatal("no kernel to boot: set KMODVM_E2E_KERNEL to a bzImage, or KMODVM_CACHE_DIR to kmodvm's cache dir with a built kernel (make test sets it)")
+	}
+	return built[0]
 }

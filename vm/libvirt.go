@@ -36,7 +36,23 @@ type Libvirt interface {
 	DomainSaveImageGetXMLDesc(file string, flags uint32) (string, error)
 	ConnectGetLibVersion() (uint64, error)
 	ConnectGetVersion() (uint64, error)
+	NodeGetInfo() (rModel [32]int8, rMemory uint64, rCpus int32, rMhz int32, rNodes int32, rSockets int32, rCores int32, rThreads int32, err error)
 	Disconnect() error
+}
+
+// Node is what a libvirt host has for its guests.
+type Node struct {
+	CPUs      int
+	MemoryMiB int
+}
+
+// NodeOf asks the host behind lv for its CPUs and memory.
+func NodeOf(lv Libvirt) (Node, error) {
+	_, memKiB, cpus, _, _, _, _, _, err := lv.NodeGetInfo()
+	if err != nil {
+		return Node{}, fmt.Errorf("ask the libvirt host for its CPUs and memory: %w", err)
+	}
+	return Node{CPUs: int(cpus), MemoryMiB: int(memKiB / 1024)}, nil
 }
 
 var _ Libvirt = (*libvirt.Libvirt)(nil)

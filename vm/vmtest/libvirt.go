@@ -41,6 +41,9 @@ type Libvirt struct {
 	restored    []string // replacement XML of every restore that started a domain
 
 	version, qemuVersion uint64
+	nodeCPUs, nodeMemMiB int
+	pools                map[string]*pool
+	consoles             map[string]string
 }
 
 // StateStep is one state DomainGetState reports (see ScriptStates).
@@ -74,8 +77,12 @@ func NewLibvirt() *Libvirt {
 		errs:        map[string]error{},
 		hooks:       map[string]func(string){},
 		stateScript: map[string][]StateStep{},
+		pools:       map[string]*pool{},
+		consoles:    map[string]string{},
 		version:     9000000,
 		qemuVersion: 7002000,
+		nodeCPUs:    2,
+		nodeMemMiB:  8192,
 	}
 }
 
@@ -483,6 +490,22 @@ func (f *Libvirt) ConnectGetVersion() (uint64, error) {
 		return 0, err
 	}
 	return f.qemuVersion, nil
+}
+
+// SetNode sets the CPUs and memory NodeGetInfo reports (2 CPUs, 8 GiB unless set).
+func (f *Libvirt) SetNode(cpus, memoryMiB int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.nodeCPUs, f.nodeMemMiB = cpus, memoryMiB
+}
+
+func (f *Libvirt) NodeGetInfo() (model [32]int8, memKiB uint64, cpus, mhz, nodes, sockets, cores, threads int32, err error) {
+	err = f.enter("NodeGetInfo", "")
+	defer f.mu.Unlock()
+	if err != nil {
+		return model, 0, 0, 0, 0, 0, 0, 0, err
+	}
+	return model, uint64(f.nodeMemMiB) * 1024, int32(f.nodeCPUs), 2000, 1, 1, int32(f.nodeCPUs), 1, nil
 }
 
 func (f *Libvirt) ConnectGetLibVersion() (uint64, error) {
