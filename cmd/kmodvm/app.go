@@ -46,6 +46,9 @@ type app struct {
 	// libvirt connects to libvirt; nil is vm.Connect on vm.uri. Tests give the sandbox a
 	// fake libvirt here.
 	libvirt func(ctx context.Context) (vm.Libvirt, error)
+	// prepareKernel, when set, replaces building a kernel of `kmodvm matrix` (its label):
+	// tests run the matrix without building kernels.
+	prepareKernel func(ctx context.Context, label string) error
 	// watchOptions, when set, adjusts the file watcher of `kmodvm watch`: its tests give it a
 	// manual clock and see the events it judged.
 	watchOptions func(*treewatch.Options)
@@ -94,6 +97,7 @@ libvirt/QEMU sandbox, and syncs, builds, loads and judges your module there.
 		a.bindingsCmd(),
 		a.docCmd(),
 		a.ideCmd(),
+		a.matrixCmd(),
 	)
 	return root, a
 }

@@ -33,6 +33,7 @@ var jsonOutputs = []struct {
 	{schemaBindings, bindingsJSON{}},
 	{schemaDoc, docJSON{}},
 	{schemaIDE, ideJSON{}},
+	{schemaMatrix, matrixJSON{}},
 }
 
 // jsonFields lists the fields encoding/json writes for t, as paths: "steps[].findings[].class".

@@ -36,12 +36,17 @@ func openJUnit(p, command string) (*junitFile, error) {
 // write writes the result as JUnit XML, through a temp file renamed into place, so a CI never
 // reads half a report.
 func (j *junitFile) write(res *module.Result, release string) error {
+	return j.writeSuites(junitReport(j.command, res, release))
+}
+
+// writeSuites writes report through a temp file renamed into place.
+func (j *junitFile) writeSuites(report junit.Suites) error {
 	tmp, err := os.CreateTemp(filepath.Dir(j.path), ".kmodvm-junit-*")
 	if err != nil {
 		return fmt.Errorf("write the JUnit report %s: %w", j.path, err)
 	}
 	defer os.Remove(tmp.Name())
-	if err := junit.Write(tmp, junitReport(j.command, res, release)); err != nil {
+	if err := junit.Write(tmp, report); err != nil {
 		tmp.Close()
 		return fmt.Errorf("write the JUnit report %s: %w", j.path, err)
 	}

@@ -51,6 +51,11 @@ type Result struct {
 	Summary  string // one line: the verdict's title, or what went wrong
 	Log      string // the module's kernel log lines, or the build's diagnostics
 	Duration time.Duration
+	// ExitCode is the exit code `kmodvm run` gives the cell: 0 when it passed; the Runner
+	// sets it (an Error the matrix makes has 0: its caller decides).
+	ExitCode int
+	// KernelRelease is the release of the kernel the cell ran on, when it got that far.
+	KernelRelease string
 }
 
 // Runner does the work of the cells; the matrix only decides what runs where and when.
@@ -125,7 +130,7 @@ func Run(ctx context.Context, p Plan, r Runner, progress func(Event)) ([]Result,
 		}
 	}
 	sched := newScheduler(p)
-	prep := newPreparer(r, say)
+	prep := startPreparer(ctx, p.Cells, r, say)
 	results := make([]Result, len(p.Cells))
 	var wg sync.WaitGroup
 	for i, cell := range p.Cells {
@@ -136,6 +141,7 @@ func Run(ctx context.Context, p Plan, r Runner, progress func(Event)) ([]Result,
 		}()
 	}
 	wg.Wait()
+	<-prep.finished // a cancelled kernel build has stopped before Run returns
 	return results, nil
 }
 
@@ -169,15 +175,12 @@ func runCell(ctx context.Context, cell Cell, hosts []Host, r Runner, prep *prepa
 	return res
 }
 
-// preparer runs Prepare once per kernel, one kernel at a time; later cells of a kernel wait
-// for it and share its outcome.
+// preparer runs Prepare once per kernel, one kernel at a time, in the order the plan first
+// names them (the user lists what matters first, and a cell's VM waits for no later
+// kernel); the cells of a kernel wait for it and share its outcome.
 type preparer struct {
-	r     Runner
-	say   func(Event)
-	build chan struct{} // a token: one Prepare at a time
-
-	mu   sync.Mutex
-	done map[string]*prepared
+	done     map[string]*prepared
+	finished chan struct{} // closed when every kernel is prepared or given up
 }
 
 type prepared struct {
@@ -185,33 +188,36 @@ type prepared struct {
 	err   error
 }
 
-func newPreparer(r Runner, say func(Event)) *preparer {
-	p := &preparer{r: r, say: say, build: make(chan struct{}, 1), done: map[string]*prepared{}}
-	p.build <- struct{}{}
+// startPreparer prepares the kernels of cells in the background, in plan order, until ctx
+// ends; a kernel not reached by then fails with ctx's cause.
+func startPreparer(ctx context.Context, cells []Cell, r Runner, say func(Event)) *preparer {
+	p := &preparer{done: map[string]*prepared{}, finished: make(chan struct{})}
+	var order []Cell
+	for _, c := range cells {
+		if _, ok := p.done[c.Kernel]; !ok {
+			p.done[c.Kernel] = &prepared{ready: make(chan struct{})}
+			order = append(order, c)
+		}
+	}
+	go func() {
+		defer close(p.finished)
+		for _, c := range order {
+			pr := p.done[c.Kernel]
+			if ctx.Err() != nil {
+				pr.err = context.Cause(ctx)
+			} else {
+				say(Event{Cell: c, State: "preparing"})
+				pr.err = r.Prepare(ctx, c.Kernel)
+			}
+			close(pr.ready)
+		}
+	}()
 	return p
 }
 
+// prepare waits for the kernel of cell.
 func (p *preparer) prepare(ctx context.Context, cell Cell) error {
-	p.mu.Lock()
-	pr, ok := p.done[cell.Kernel]
-	if !ok {
-		pr = &prepared{ready: make(chan struct{})}
-		p.done[cell.Kernel] = pr
-	}
-	p.mu.Unlock()
-	if !ok {
-		defer close(pr.ready)
-		select {
-		case <-p.build:
-		case <-ctx.Done():
-			pr.err = context.Cause(ctx)
-			return pr.err
-		}
-		defer func() { p.build <- struct{}{} }()
-		p.say(Event{Cell: cell, State: "preparing"})
-		pr.err = p.r.Prepare(ctx, cell.Kernel)
-		return pr.err
-	}
+	pr := p.done[cell.Kernel]
 	select {
 	case <-pr.ready:
 		return pr.err

@@ -16,6 +16,7 @@ import (
 type fakeRunner struct {
 	mu          sync.Mutex
 	prepares    map[string]int
+	order       []string // kernels in the order they were prepared
 	prepared    map[string]bool
 	runsBefore  []string // cells run before their kernel was prepared
 	running     map[string]int
@@ -45,6 +46,7 @@ func (f *fakeRunner) Prepare(ctx context.Context, kernel string) error {
 	defer f.mu.Unlock()
 	f.preparing--
 	f.prepares[kernel]++
+	f.order = append(f.order, kernel)
 	if f.badKernels[kernel] {
 		return errors.New("make failed")
 	}
@@ -273,6 +275,22 @@ func TestRunCancelled(t *testing.T) {
 		}
 		if r.Verdict != Error || !strings.Contains(r.Summary, "interrupted") {
 			t.Errorf("%v: %s %q, want an Error saying it was interrupted", r.Cell, r.Verdict, r.Summary)
+		}
+	}
+}
+
+// Kernels are prepared one at a time in the order the plan first names them, whatever order
+// the cells' goroutines start in.
+func TestPrepareInPlanOrder(t *testing.T) {
+	for range 20 {
+		f := newFakeRunner()
+		p := Plan{Cells: []Cell{{"trixie", "m1"}, {"sid", "m1"}, {"trixie", "m2"}, {"debug", "m1"}, {"sid", "m2"}},
+			Hosts: []Host{{URI: "a", CPUs: 8, MemoryMiB: 16384}}, Size: small}
+		if _, err := Run(t.Context(), p, f, nil); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join(f.order, " "); got != "trixie sid debug" || f.maxPrep != 1 {
+			t.Fatalf("kernels prepared in the order %q (at most %d at once), want \"trixie sid debug\" one at a time", got, f.maxPrep)
 		}
 	}
 }

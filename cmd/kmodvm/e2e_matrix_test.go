@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"encoding/xml"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestE2EMatrix: two kernels (the default and the debug variant, both built by the tests
+// before it) x two modules (one that loads, one whose init fails) in parallel VMs of their
+// own: every cell judged on its kernel, exit 4 for the cell that failed to load, the JUnit
+// report one testsuite per kernel, and no VM left behind.
+func TestE2EMatrix(t *testing.T) {
+	e2eEnv(t)
+	ctx := context.Background()
+	root := repoRoot(t)
+	dir := t.TempDir()
+	debug := filepath.Join(dir, "debug.yaml")
+	if err := os.WriteFile(debug, []byte("kernel:\n  debug: true\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	empty := filepath.Join(dir, "default.yaml")
+	if err := os.WriteFile(empty, []byte("# the default kernel\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	hello, einval := filepath.Join(root, "examples/c-hello"), filepath.Join(root, "testdata/modules/einval-c")
+	report := filepath.Join(dir, "matrix.xml")
+	code, out, _ := cli(t, ctx, "matrix", "--json", "--junit", report, "--config", empty, "--config", debug, hello, einval)
+	var m matrixJSON
+	if err := json.Unmarshal([]byte(out), &m); err != nil {
+		t.Fatalf("matrix --json: %v\n%s", err, out)
+	}
+	if code != exitLoadFailed || len(m.Cells) != 4 || m.Passed != 2 || m.Failed != 2 {
+		t.Fatalf("matrix: exit %d, %d cells (%d passed, %d failed, %d errors); want exit %d, 4 cells, 2 passed, 2 failed", code, len(m.Cells), m.Passed, m.Failed, m.Errors, exitLoadFailed)
+	}
+	releases := map[string]string{}
+	var sum float64
+	for _, c := range m.Cells {
+		want, wantCode := "passed", exitOK
+		if c.Module == einval {
+			want, wantCode = "failed", exitLoadFailed
+		}
+		if c.Verdict != want || c.ExitCode != wantCode || c.Host != "qemu:///system" || c.KernelRelease == "" {
+			t.Errorf("cell %s x %s: %s (exit %d) on %q, kernel %q; want %s (exit %d) on qemu:///system", c.Kernel, c.Module, c.Verdict, c.ExitCode, c.Host, c.KernelRelease, want, wantCode)
+		}
+		if c.Module == einval && !strings.Contains(c.Log, "einval") {
+			t.Errorf("cell %s x %s: the log does not show the failed load:\n%s", c.Kernel, c.Module, c.Log)
+		}
+		if prev, ok := releases[c.Kernel]; ok && prev != c.KernelRelease {
+			t.Errorf("kernel %s ran as %s and %s", c.Kernel, prev, c.KernelRelease)
+		}
+		releases[c.Kernel] = c.KernelRelease
+		sum += c.Duration
+	}
+	if releases[empty] == releases[debug] {
+		t.Errorf("the default and the debug kernel are the same release %q: the cells did not run on their own kernels", releases[empty])
+	}
+	t.Logf("MEASURE matrix of 4 cells: %.1f s wall, %.1f s of cells one after another (%.2f)", m.Duration, sum, m.Duration/sum)
+
+	raw, err := os.ReadFile(report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var junitDoc struct {
+		Tests    int `xml:"tests,attr"`
+		Failures int `xml:"failures,attr"`
+		Suites   []struct {
+			Name string `xml:"name,attr"`
+		} `xml:"testsuite"`
+	}
+	if err := xml.Unmarshal(raw, &junitDoc); err != nil || junitDoc.Tests != 4 || junitDoc.Failures != 2 || len(junitDoc.Suites) != 2 {
+		t.Errorf("--junit: %d tests, %d failures, %d suites (%v); want 4, 2, 2:\n%s", junitDoc.Tests, junitDoc.Failures, len(junitDoc.Suites), err, raw)
+	}
+
+	// Every cell's VM is gone: no domain, no state.
+	doms, _ := exec.Command("virsh", "-c", "qemu:///system", "list", "--all", "--name").Output()
+	for _, d := range strings.Fields(string(doms)) {
+		if strings.Contains(d, "-mx-") {
+			t.Errorf("the matrix left the domain %s", d)
+			exec.Command("virsh", "-c", "qemu:///system", "destroy", d).Run()
+			exec.Command("virsh", "-c", "qemu:///system", "undefine", d, "--nvram").Run()
+		}
+	}
+	vms, _ := filepath.Glob(filepath.Join(e2ePaths(t).State, "vms", "mx-*"))
+	if len(vms) != 0 {
+		t.Errorf("the matrix left VM state: %v", vms)
+	}
+}
