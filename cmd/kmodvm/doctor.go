@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/kmodvm/kmodvm/provision/sandbox"
 	"github.com/kmodvm/kmodvm/vm"
+	"github.com/kmodvm/kmodvm/vm/remotehost"
 )
 
 // check is one doctor finding.
@@ -55,23 +57,112 @@ func (a *app) doctorCmd() *cobra.Command {
 
 func (a *app) doctor(ctx context.Context) []check {
 	var out []check
+	uri := a.cfg.VM.URI
+	remote := remotehost.IsRemote(uri)
 	// libvirt
 	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	lv, err := vm.Connect(lctx, a.cfg.VM.URI, a.log)
+	lv, err := a.connectLibvirt(lctx)
 	cancel()
 	if err != nil {
-		out = append(out, check{"libvirt", "fail", firstLine(err.Error()), startDaemonsFix})
+		fix := startDaemonsFix
+		if remote {
+			fix = "check that `ssh` reaches the host with the URI's user and key, and that libvirtd (or virtqemud) runs there"
+		}
+		out = append(out, check{"libvirt", "fail", firstLine(err.Error()), fix})
 	} else {
-		ver, verr := lv.ConnectGetLibVersion()
-		detail := a.cfg.VM.URI + " reachable"
-		if verr == nil {
-			detail += fmt.Sprintf(" (libvirt %d.%d.%d)", ver/1000000, ver/1000%1000, ver%1000)
+		detail := uri + " reachable"
+		if ver, verr := lv.ConnectGetLibVersion(); verr == nil {
+			detail += " (libvirt " + versionString(ver)
+			if qv, qerr := lv.ConnectGetVersion(); qerr == nil && qv != 0 {
+				detail += ", QEMU " + versionString(qv)
+			}
+			detail += ")"
 		}
 		out = append(out, check{"libvirt", "ok", detail, ""})
+		if remote {
+			out = append(out, a.remoteChecks(ctx, lv)...)
+		}
 		_ = lv.Disconnect()
 	}
-	out = append(out, hostChecks(realHost(), a.cfg.VM.URI, a.paths)...)
+	out = append(out, hostChecks(realHost(), uri, a.paths)...)
+	if remote {
+		return out // KVM is the remote's: checked above
+	}
 	return append(out, a.kvmCheck(ctx))
+}
+
+// versionString is libvirt's encoded version (major*1000000 + minor*1000 + micro) as text.
+func versionString(v uint64) string {
+	return fmt.Sprintf("%d.%d.%d", v/1000000, v/1000%1000, v%1000)
+}
+
+// hostLibvirt is what the checks of a remote host need of its libvirt connection.
+type hostLibvirt interface {
+	vm.Libvirt
+	vm.PoolLibvirt
+	vm.ProbeLibvirt
+}
+
+// minPoolFree is the free space below which the artifact pool is a warning: a kernel, a
+// base image and a few overlays.
+const minPoolFree = 5 << 30
+
+// remoteChecks checks a remote libvirt host: its CPUs and memory, kmodvm's artifact pool
+// there and its free space, and whether KVM really runs a guest there (the cached kernel,
+// uploaded to the pool once, booted in a throwaway guest).
+func (a *app) remoteChecks(ctx context.Context, base vm.Libvirt) []check {
+	lv, ok := base.(hostLibvirt)
+	if !ok {
+		return []check{{"remote", "warn", "this libvirt connection cannot check the host's storage and KVM", ""}}
+	}
+	var out []check
+	if n, err := vm.NodeOf(lv); err != nil {
+		out = append(out, check{"host", "warn", firstLine(err.Error()), ""})
+	} else {
+		fits := min(n.CPUs/max(a.cfg.VM.CPUs, 1), n.MemoryMiB/max(a.cfg.VM.Memory, 1))
+		c := check{"host", "ok", fmt.Sprintf("%d CPUs, %d MiB: room for %d VMs of %d CPU and %d MiB", n.CPUs, n.MemoryMiB, fits, a.cfg.VM.CPUs, a.cfg.VM.Memory), ""}
+		if fits == 0 {
+			c.Status, c.Fix = "fail", "give the VMs fewer CPUs or less memory (vm.cpus, vm.memory in kmodvm.yaml)"
+		}
+		out = append(out, c)
+	}
+	pool, err := vm.OpenPool(ctx, lv, vm.PoolName, vm.PoolDir)
+	if err != nil {
+		return append(out, check{"pool", "fail", firstLine(err.Error()),
+			"the URI's user needs libvirt's storage pools on the host (root, or the libvirt group), and " + filepath.Dir(vm.PoolDir) + " must exist there"})
+	}
+	c := check{"pool", "ok", "", ""}
+	if free, err := pool.Available(); err != nil {
+		c.Status, c.Detail = "warn", firstLine(err.Error())
+	} else {
+		c.Detail = fmt.Sprintf("storage pool %s at %s: %.1f GiB free", vm.PoolName, vm.PoolDir, float64(free)/(1<<30))
+		if free < minPoolFree {
+			c.Status, c.Fix = "warn", fmt.Sprintf("free space on the host's %s: kernels, images and overlays go there", vm.PoolDir)
+		}
+	}
+	out = append(out, c)
+	return append(out, a.remoteKVMCheck(ctx, lv, pool))
+}
+
+// remoteKVMCheck boots the cached kernel under KVM on the remote host.
+func (a *app) remoteKVMCheck(ctx context.Context, lv vm.ProbeLibvirt, pool *vm.Pool) check {
+	kernels := sandbox.CachedKernels(a.paths.Cache)
+	if len(kernels) == 0 {
+		return check{"kvm", "warn", "whether KVM runs guests on the host is checked once a kernel is built", "run `kmodvm kernel build`, then `kmodvm doctor --uri ...` again"}
+	}
+	key := filepath.Base(filepath.Dir(kernels[0])) // the kernel's cache key names its content
+	path, err := pool.Put(ctx, key, filepath.Base(kernels[0]), kernels[0])
+	if err != nil {
+		return check{"kvm", "warn", "upload a test kernel to the host: " + firstLine(err.Error()), ""}
+	}
+	ok, detail, err := vm.ProbeKVMVia(ctx, lv, path, 0)
+	switch {
+	case err != nil:
+		return check{"kvm", "warn", "KVM probe failed: " + firstLine(err.Error()), ""}
+	case ok:
+		return check{"kvm", "ok", "KVM runs guests on the host", ""}
+	}
+	return check{"kvm", "warn", "KVM cannot run guests on the host (" + detail + "): its guests would run under TCG, slowly", "check that the host's /dev/kvm exists and its QEMU may open it (kvm group), and nested virtualization if the host is a VM"}
 }
 
 // kvmCheck says whether KVM really runs a guest, by booting the cached kernel once.

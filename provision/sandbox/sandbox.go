@@ -17,6 +17,7 @@ import (
 	"github.com/kmodvm/kmodvm/provision/kernel"
 	"github.com/kmodvm/kmodvm/vm"
 	"github.com/kmodvm/kmodvm/vm/remedy"
+	"github.com/kmodvm/kmodvm/vm/remotehost"
 	"github.com/kmodvm/kmodvm/vm/sshclient"
 )
 
@@ -158,6 +159,10 @@ const Cmdline = "root=/dev/vda rw rootfstype=ext4 console=ttyS0,115200 init=" + 
 func (s *Sandbox) Up(ctx context.Context, name string) (*Instance, *sshclient.Client, error) {
 	if err := CheckName(name); err != nil {
 		return nil, nil, err
+	}
+	if remotehost.IsRemote(s.opt.URI) {
+		// The domain would name this machine's kernel, disk and console log paths.
+		return nil, nil, fmt.Errorf("VMs on a remote libvirt host (%s) are not supported yet: kmodvm does not put the kernel and disk image there; hint: `kmodvm doctor --uri %s` checks that host; run kmodvm on it, or use qemu:///system here", s.opt.URI, s.opt.URI)
 	}
 	in, err := loadInstance(s.opt.State, name)
 	created := false
