@@ -126,7 +126,7 @@ func (a *app) runMatrix(cmd *cobra.Command, args []string, f *matrixFlags) error
 	}
 	r := &matrixRunner{a: a, kernels: byLabel, runs: runs, run: time.Now().Format("150405")}
 	start := time.Now()
-	a.prog.Status(fmt.Sprintf("matrix: %d cells (%d kernels x %d modules) on %d hosts", len(plan.Cells), len(kernels), len(args), len(hosts)))
+	a.prog.Status(fmt.Sprintf("matrix: %s (%s x %s) on %s", count(len(plan.Cells), "cell"), count(len(kernels), "kernel"), count(len(args), "module"), count(len(hosts), "host")))
 	results, err := matrix.Run(ctx, plan, r, matrixProgress(a.stderr, plan))
 	if err != nil {
 		return withCode(exitUsage, err)
@@ -163,7 +163,7 @@ func (a *app) runMatrix(cmd *cobra.Command, args []string, f *matrixFlags) error
 		printMatrix(a.stdout, out)
 	}
 	if ctx.Err() != nil {
-		return withCode(exitInterrupted, fmt.Errorf("matrix interrupted: %w", context.Cause(ctx)))
+		return withCode(exitInterrupted, errors.New("interrupted: the cells it stopped are errors in the table, and every cell's VM was removed"))
 	}
 	if out.ExitCode != exitOK {
 		return silentExit(out.ExitCode)
@@ -403,7 +403,7 @@ func printMatrix(w io.Writer, m matrixJSON) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.1f s\t%s\n", kernel, c.Module, host, strings.ToUpper(c.Verdict), c.Duration, c.Summary)
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "matrix: %d passed, %d failed, %d errors in %.1f s\n", m.Passed, m.Failed, m.Errors, m.Duration)
+	fmt.Fprintf(w, "matrix: %d passed, %d failed, %s in %.1f s\n", m.Passed, m.Failed, count(m.Errors, "error"), m.Duration)
 }
 
 // matrixJUnit is one testsuite per kernel, one testcase per cell: a failed cell is a
@@ -441,4 +441,12 @@ func matrixJUnit(results []matrix.Result) junit.Suites {
 		s.Cases = append(s.Cases, c)
 	}
 	return report
+}
+
+// count is "1 cell", "2 cells".
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

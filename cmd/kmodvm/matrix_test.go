@@ -30,6 +30,10 @@ type matrixWorld struct {
 	lv         *vmtest.Libvirt
 	badKernels map[string]bool
 	loadFails  map[string]string // module dir base -> VM tag it fails on ("" none)
+	// block, when set, is where a cell's run waits until its context ends (after it says
+	// so on started): an interrupted matrix.
+	block func(ctx context.Context)
+	ctx   context.Context // the command's context, when set
 
 	mu       sync.Mutex
 	prepared []string
@@ -43,7 +47,11 @@ type matrixCellRunner struct {
 	name string
 }
 
-func (r *matrixCellRunner) Run(_ context.Context, opt module.Options) (*module.Result, error) {
+func (r *matrixCellRunner) Run(ctx context.Context, opt module.Options) (*module.Result, error) {
+	if r.w.block != nil {
+		r.w.block(ctx)
+		return nil, ctx.Err()
+	}
 	base := filepath.Base(opt.Source.Dir)
 	res := &module.Result{Module: opt.Source.Dir, Modules: opt.Source.Modules,
 		Build: module.BuildResult{Where: module.BuildHost, OK: true, Duration: 2 * time.Second}, Duration: 3 * time.Second}
@@ -68,6 +76,9 @@ func (w *matrixWorld) run(t *testing.T, dir string, args ...string) cliResult {
 	t.Chdir(dir)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	if w.ctx != nil {
+		ctx = w.ctx
+	}
 	var out, errb bytes.Buffer
 	code := runApp(ctx, args, strings.NewReader(""), &out, &errb, func(a *app) {
 		a.libvirt = func(context.Context) (vm.Libvirt, error) { return w.lv, nil }
@@ -139,7 +150,7 @@ func TestMatrixCLI(t *testing.T) {
 			name: "a kernel does not build", args: []string{"--suite", "trixie", "--suite", "sid", "hello"},
 			badKernels: []string{"trixie"}, wantCode: exitFailure, wantPrep: []string{"trixie", "sid"},
 			wantRows: []string{`^trixie\s+hello\s+-\s+ERROR .*kernel trixie not built: make: \*\*\* \[Makefile:1234: vmlinux\] Error 2`,
-				`^sid .*hello .*PASSED`, `^matrix: 1 passed, 0 failed, 1 errors`},
+				`^sid .*hello .*PASSED`, `^matrix: 1 passed, 0 failed, 1 error in`},
 		},
 		{
 			name: "the project's kernel by default", args: []string{"hello"},
@@ -272,3 +283,36 @@ func TestVMTag(t *testing.T) {
 }
 
 var _ matrix.Runner = (*matrixRunner)(nil)
+
+// Ctrl-C during the cells: exit 130, the cells not finished are errors saying so, and every
+// cell's VM is removed all the same.
+func TestMatrixInterrupted(t *testing.T) {
+	w, dir := newMatrixWorld(t)
+	w.lv.SetNode(2, 16384) // room for 2 VMs: the third cell waits
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w.ctx = ctx
+	var running sync.WaitGroup
+	running.Add(2)
+	go func() { running.Wait(); cancel() }() // both cells of this host are in their VMs
+	w.block = func(ctx context.Context) {
+		running.Done()
+		<-ctx.Done()
+	}
+	r := w.run(t, dir, "matrix", "--suite", "sid", "hello", "einval", "hello/../einval")
+	if r.code != exitInterrupted {
+		t.Fatalf("exit %d, want %d", r.code, exitInterrupted)
+	}
+	if !strings.Contains(r.stdout, "ERROR") || !strings.Contains(r.stdout, "not run: context canceled") {
+		t.Errorf("the table does not show the cells the interrupt stopped:\n%s", r.stdout)
+	}
+	lookups := strings.Join(w.lv.Calls("DomainLookupByName"), "\n")
+	for _, name := range w.opened {
+		if !strings.Contains(lookups, "-"+name) {
+			t.Errorf("VM %s was not removed after the interrupt (libvirt calls: %s)", name, lookups)
+		}
+	}
+	if len(w.opened) != 2 {
+		t.Errorf("VMs opened %v, want the 2 the host holds", w.opened)
+	}
+}
