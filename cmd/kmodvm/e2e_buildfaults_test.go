@@ -84,9 +84,24 @@ func TestE2EInterruptKernelAndDisk(t *testing.T) {
 	recovered := "stopped before it could clean up; removed "
 	// The kill lands once make has written into the tree since the in-progress marker: the
 	// next build then has something to remove.
+	marker := filepath.Join(kc.Tree, ".kmodvm-building")
+	var written string // the object found, for the report if the recovery misses it
 	wroteSinceMarker := func() bool {
-		out, _ := exec.Command("find", kc.Tree, "-newer", filepath.Join(kc.Tree, ".kmodvm-building"), "-name", "*.o", "-print", "-quit").Output()
-		return len(out) > 0
+		out, _ := exec.Command("find", kc.Tree, "-newer", marker, "-name", "*.o", "-type", "f", "-print", "-quit").Output()
+		written = strings.TrimSpace(string(out))
+		return written != ""
+	}
+	// describe says what is on disk of the object found and of the marker: their mtimes.
+	describe := func() string {
+		var b strings.Builder
+		for _, p := range []string{written, marker} {
+			if st, err := os.Stat(p); err != nil {
+				fmt.Fprintf(&b, "\n  %s: %v", p, err)
+			} else {
+				fmt.Fprintf(&b, "\n  %s: %d bytes, mtime %s", p, st.Size(), st.ModTime().Format(time.RFC3339Nano))
+			}
+		}
+		return b.String()
 	}
 	steps := []struct {
 		phase, marker string
@@ -113,8 +128,11 @@ func TestE2EInterruptKernelAndDisk(t *testing.T) {
 		if s.wantSaid != "" && !strings.Contains(p.stderr.String()+p.stdout.String(), s.wantSaid) {
 			t.Errorf("%s at %s did not say %q", strings.Join(s.cmd, " "), s.phase, s.wantSaid)
 		}
+		if s.sig == syscall.SIGKILL {
+			t.Logf("killed once make had written %s; now:%s", written, describe())
+		}
 		if s.wantSaid == recovered && regexp.MustCompile(`removed 0 files`).MatchString(p.stderr.String()) {
-			t.Errorf("%s at %s removed nothing, though make had written objects when kmodvm was killed", strings.Join(s.cmd, " "), s.phase)
+			t.Errorf("%s at %s removed nothing, though make had written %s when kmodvm was killed; now:%s", strings.Join(s.cmd, " "), s.phase, written, describe())
 		}
 		nothingLeft(s.phase, s.phase == "disk")
 	}
