@@ -155,7 +155,24 @@ func TestE2ESandbox(t *testing.T) {
 	if code, _, _ := cli(t, ctx, append(n, "exec", "--", "sh", "-c", "exit 7")...); code != 7 {
 		t.Fatalf("exec did not pass the exit status through: got %d, want 7", code)
 	}
-	mustCLI(t, ctx, append([]string{"down"}, n...)...)
+	// A CI reads exec, down, sync and destroy as JSON.
+	var ej struct {
+		Schema         string
+		Command        []string
+		ExitCode       int `json:"exit_code"`
+		Stdout, Stderr string
+		Duration       int64 `json:"duration_ns"`
+	}
+	code, out, _ := cli(t, ctx, append(n, "exec", "--json", "--", "echo out; echo err >&2; exit 7")...)
+	if err := json.Unmarshal([]byte(out), &ej); code != 7 || err != nil || ej.Schema != "kmodvm.exec/v1" || ej.ExitCode != 7 ||
+		ej.Stdout != "out\n" || ej.Stderr != "err\n" || len(ej.Command) != 1 || ej.Duration <= 0 {
+		t.Errorf("exec --json: exit %d (want 7), %v: %s", code, err, out)
+	}
+	var dj struct{ Schema, Name, Stopped string }
+	out = mustCLI(t, ctx, append([]string{"down", "--json"}, n...)...)
+	if err := json.Unmarshal([]byte(out), &dj); err != nil || dj.Schema != "kmodvm.down/v1" || dj.Name != name || (dj.Stopped != "saved" && dj.Stopped != "shutdown") {
+		t.Errorf("down --json: %v: %s", err, out)
+	}
 	out = mustCLI(t, ctx, append(n, "status", "--json")...)
 	if !strings.Contains(out, `"state": "shutoff"`) {
 		t.Fatalf("after down: %s", out)
@@ -178,8 +195,16 @@ func TestE2ESandbox(t *testing.T) {
 	}
 	os.WriteFile(filepath.Join(minimal, "rust_minimal.rs"), data, 0o644)
 	os.WriteFile(filepath.Join(minimal, "Kbuild"), []byte("obj-m := rust_minimal.o\n"), 0o644)
-	mustCLI(t, ctx, append(n, "sync", minimal)...)
+	var sj struct {
+		Schema, Dir string
+		GuestDir    string `json:"guest_dir"`
+		Changed     int
+	}
+	out = mustCLI(t, ctx, append(n, "sync", "--json", minimal)...)
 	remote := module.RemoteDir(minimal)
+	if err := json.Unmarshal([]byte(out), &sj); err != nil || sj.Schema != "kmodvm.sync/v1" || sj.Dir != minimal || sj.GuestDir != remote || sj.Changed != 2 {
+		t.Errorf("sync --json of 2 new files to %s: %v: %s", remote, err, out)
+	}
 	out = mustCLI(t, ctx, append(n, "exec", "--", "sh", "-c",
 		"cd "+remote+" && make -C /lib/modules/$(uname -r)/build M="+remote+" LLVM=1 modules && insmod rust_minimal.ko && rmmod rust_minimal && dmesg | tail -n 20")...)
 	if !strings.Contains(out, "Rust minimal sample (init)") {
@@ -223,7 +248,7 @@ func TestE2ESandbox(t *testing.T) {
 		t.Fatalf("guest not running after the panic run: %s", out)
 	}
 	runCase(filepath.Join(root, "examples/rust-hello"), 0, "Hello from Rust!")
-	code, out, _ := cli(t, ctx, append(append([]string{"run"}, n...), "--json", filepath.Join(root, "examples/c-hello"))...)
+	code, out, _ = cli(t, ctx, append(append([]string{"run"}, n...), "--json", filepath.Join(root, "examples/c-hello"))...)
 	var rj map[string]any
 	if code != 0 || json.Unmarshal([]byte(out), &rj) != nil || rj["verdict"] != "ok" || rj["kernel_release"] == "" {
 		t.Errorf("run --json: exit %d, %s", code, out)
@@ -236,7 +261,14 @@ func TestE2ESandbox(t *testing.T) {
 	}
 
 	// Destroy leaves nothing behind.
-	mustCLI(t, ctx, append([]string{"destroy"}, n...)...)
+	var xj struct {
+		Schema, Name string
+		StateDir     string `json:"state_dir"`
+	}
+	out = mustCLI(t, ctx, append([]string{"destroy", "--json"}, n...)...)
+	if err := json.Unmarshal([]byte(out), &xj); err != nil || xj.Schema != "kmodvm.destroy/v1" || xj.Name != name || xj.StateDir != stateDir {
+		t.Errorf("destroy --json: %v: %s (state dir %s)", err, out, stateDir)
+	}
 	if domainExists(name) {
 		t.Errorf("domain kmodvm-%s still defined after destroy", name)
 	}

@@ -34,6 +34,10 @@ var jsonOutputs = []struct {
 	{schemaDoc, docJSON{}},
 	{schemaIDE, ideJSON{}},
 	{schemaMatrix, matrixJSON{}},
+	{schemaDown, downJSON{}},
+	{schemaDestroy, destroyJSON{}},
+	{schemaSync, syncJSON{}},
+	{schemaExec, execJSON{}},
 }
 
 // jsonFields lists the fields encoding/json writes for t, as paths: "steps[].findings[].class".
@@ -47,7 +51,7 @@ func jsonFields(t reflect.Type, prefix string, seen []reflect.Type) []string {
 	var out []string
 	for i := range t.NumField() {
 		f := t.Field(i)
-		if !f.IsExported() {
+		if !f.IsExported() && !f.Anonymous { // encoding/json promotes an unexported embedded struct's fields
 			continue
 		}
 		tag := f.Tag.Get("json")

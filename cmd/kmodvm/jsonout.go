@@ -3,6 +3,7 @@ package main
 import (
 	"github.com/kmodvm/kmodvm/provision/crashes"
 	"github.com/kmodvm/kmodvm/provision/kernel"
+	"github.com/kmodvm/kmodvm/provision/module"
 	"github.com/kmodvm/kmodvm/provision/sandbox"
 )
 
@@ -28,7 +29,40 @@ const (
 	schemaBindings     = "kmodvm.bindings/v1"
 	schemaDoc          = "kmodvm.doc/v1"
 	schemaIDE          = "kmodvm.ide/v1"
+	schemaDown         = "kmodvm.down/v1"
+	schemaDestroy      = "kmodvm.destroy/v1"
+	schemaSync         = "kmodvm.sync/v1"
+	schemaExec         = "kmodvm.exec/v1"
 )
+
+// downJSON is `down --json`: how the VM was stopped.
+type downJSON struct {
+	Schema  string `json:"schema"`
+	Name    string `json:"name"`
+	Stopped string `json:"stopped"`
+}
+
+// destroyJSON is `destroy --json`: the VM that is gone.
+type destroyJSON struct {
+	Schema   string `json:"schema"`
+	Name     string `json:"name"`
+	StateDir string `json:"state_dir"`
+}
+
+// syncJSON is `sync --json`: what the sync sent.
+type syncJSON struct {
+	Schema   string `json:"schema"`
+	Dir      string `json:"dir"`
+	GuestDir string `json:"guest_dir"`
+	module.SyncResult
+}
+
+// execJSON is `exec --json`: the command, its exit status and output.
+type execJSON struct {
+	Schema  string   `json:"schema"`
+	Command []string `json:"command"`
+	execResult
+}
 
 // upJSON is `up --json`: the VM that is now running.
 type upJSON struct {

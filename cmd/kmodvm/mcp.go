@@ -135,7 +135,7 @@ func (a *app) newMCPServer(allowExec bool) (*mcp.Server, error) {
 				if err != nil {
 					return sandbox.Status{}, err
 				}
-				if err := c.downVM(ctx, timeout); err != nil {
+				if _, err := c.downVM(ctx, timeout); err != nil {
 					return sandbox.Status{}, err
 				}
 				return c.vmStatus(ctx)
@@ -401,10 +401,11 @@ type execArgs struct {
 // execResult is the exec tool's result; output beyond maxExecOutput is cut off, and
 // truncated says so.
 type execResult struct {
-	ExitCode  int    `json:"exit_code"`
-	Stdout    string `json:"stdout"`
-	Stderr    string `json:"stderr"`
-	Truncated bool   `json:"truncated,omitempty"`
+	ExitCode  int           `json:"exit_code"`
+	Stdout    string        `json:"stdout"`
+	Stderr    string        `json:"stderr"`
+	Truncated bool          `json:"truncated,omitempty"`
+	Duration  time.Duration `json:"duration_ns"`
 }
 
 const (
@@ -422,28 +423,47 @@ func (a *app) execTool(ctx context.Context, in execArgs) (execResult, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	var stdout, stderr cappedBuffer
-	code, err := a.execInGuest(ctx, in.Command, strings.NewReader(""), &stdout, &stderr)
-	if err != nil {
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return execResult{}, fmt.Errorf("%s did not finish within %s; hint: pass a longer timeout", strings.Join(in.Command, " "), timeout)
-		}
-		return execResult{}, err
+	res, err := a.execCaptured(ctx, in.Command, strings.NewReader(""))
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return execResult{}, fmt.Errorf("%s did not finish within %s; hint: pass a longer timeout", strings.Join(in.Command, " "), timeout)
 	}
-	return execResult{ExitCode: code, Stdout: stdout.String(), Stderr: stderr.String(), Truncated: stdout.cut || stderr.cut}, nil
+	return res, err
 }
 
-// cappedBuffer keeps the first maxExecOutput bytes written to it.
+// execCaptured runs args in the guest and keeps its output (up to maxExecOutput of each
+// stream): `exec --json` and the exec tool.
+func (a *app) execCaptured(ctx context.Context, args []string, stdin io.Reader) (execResult, error) {
+	return capture(func(stdout, stderr io.Writer) (int, error) {
+		return a.execInGuest(ctx, args, stdin, stdout, stderr)
+	})
+}
+
+// capture runs run with what it writes kept, up to maxExecOutput of each stream, and timed.
+func capture(run func(stdout, stderr io.Writer) (int, error)) (execResult, error) {
+	start := time.Now()
+	var stdout, stderr cappedBuffer
+	code, err := run(&stdout, &stderr)
+	if err != nil {
+		return execResult{}, err
+	}
+	return execResult{ExitCode: code, Stdout: stdout.String(), Stderr: stderr.String(), Truncated: stdout.cut || stderr.cut, Duration: time.Since(start)}, nil
+}
+
+// cappedBuffer keeps the first maxExecOutput bytes written to it. Its buffer is a field, not
+// embedded: an embedded bytes.Buffer's ReadFrom and WriteString would let io.Copy and
+// io.WriteString write past the cap.
 type cappedBuffer struct {
-	bytes.Buffer
+	buf bytes.Buffer
 	cut bool
 }
 
 func (b *cappedBuffer) Write(p []byte) (int, error) {
-	if room := maxExecOutput - b.Len(); len(p) > room {
+	if room := maxExecOutput - b.buf.Len(); len(p) > room {
 		b.cut = true
-		b.Buffer.Write(p[:max(room, 0)])
+		b.buf.Write(p[:max(room, 0)])
 		return len(p), nil
 	}
-	return b.Buffer.Write(p)
+	return b.buf.Write(p)
 }
+
+func (b *cappedBuffer) String() string { return b.buf.String() }

@@ -449,7 +449,7 @@ func printReport(a *app, res *module.Result, tests bool) {
 }
 
 func (a *app) syncCmd() *cobra.Command {
-	return &cobra.Command{
+	c := &cobra.Command{
 		Use:   "sync [DIR]",
 		Short: "Sync a module directory into the guest (only what changed)",
 		Args:  cobra.MaximumNArgs(1),
@@ -469,11 +469,16 @@ func (a *app) syncCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
+				if a.jsonOut {
+					return a.printJSON(syncJSON{Schema: schemaSync, Dir: src.Dir, GuestDir: module.RemoteDir(src.Dir), SyncResult: module.SyncResultOf(sum)})
+				}
 				fmt.Fprintf(a.stdout, "%s -> %s: %s\n", src.Dir, module.RemoteDir(src.Dir), sum)
 				return nil
 			})
 		},
 	}
+	c.Flags().BoolVar(&a.jsonOut, "json", false, "print JSON")
+	return c
 }
 
 // kunitBookkeeping are KUnit's diagnostic lines that the results already say: the module

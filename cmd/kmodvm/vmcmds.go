@@ -96,32 +96,49 @@ func (a *app) downCmd() *cobra.Command {
 	var timeout time.Duration
 	c := &cobra.Command{
 		Use:   "down",
-		Short: "Stop the sandbox VM (clean shutdown, then hard stop after --timeout)",
+		Short: "Stop the sandbox VM (its state saved, else a clean shutdown, then a hard stop after --timeout)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := a.downVM(cmd.Context(), timeout); err != nil {
+			stopped, err := a.downVM(cmd.Context(), timeout)
+			if err != nil {
 				return err
 			}
-			fmt.Fprintf(a.stdout, "%s stopped\n", a.vmName())
+			if a.jsonOut {
+				return a.printJSON(downJSON{Schema: schemaDown, Name: a.vmName(), Stopped: string(stopped)})
+			}
+			fmt.Fprintf(a.stdout, "%s stopped (%s)\n", a.vmName(), stoppedText[stopped])
 			return nil
 		},
 	}
 	c.Flags().DurationVar(&timeout, "timeout", defaultDownTimeout, "how long to wait for a clean shutdown")
+	c.Flags().BoolVar(&a.jsonOut, "json", false, "print JSON")
 	return c
+}
+
+// stoppedText says for people how down stopped the VM.
+var stoppedText = map[sandbox.Stopped]string{
+	sandbox.StoppedSaved:      "state saved: the next up resumes it",
+	sandbox.StoppedShutdown:   "shut down",
+	sandbox.StoppedHard:       "stopped hard: it did not shut down in time",
+	sandbox.StoppedNotRunning: "it was not running",
 }
 
 // defaultDownTimeout is how long down waits for a clean shutdown before it stops the VM hard.
 const defaultDownTimeout = 30 * time.Second
 
 // downVM stops the VM: `down` and the down tool of `kmodvm mcp`.
-func (a *app) downVM(ctx context.Context, timeout time.Duration) error {
-	return a.withSandbox(ctx, func(sb *sandbox.Sandbox) error {
-		return sb.Down(ctx, a.vmName(), timeout)
+func (a *app) downVM(ctx context.Context, timeout time.Duration) (sandbox.Stopped, error) {
+	var stopped sandbox.Stopped
+	err := a.withSandbox(ctx, func(sb *sandbox.Sandbox) error {
+		var err error
+		stopped, err = sb.Down(ctx, a.vmName(), timeout)
+		return err
 	})
+	return stopped, err
 }
 
 func (a *app) destroyCmd() *cobra.Command {
-	return &cobra.Command{
+	c := &cobra.Command{
 		Use:   "destroy",
 		Short: "Remove the sandbox VM: domain, disk overlay and state, crash bundles included (caches are kept)",
 		Args:  cobra.NoArgs,
@@ -130,11 +147,16 @@ func (a *app) destroyCmd() *cobra.Command {
 				if err := sb.Destroy(cmd.Context(), a.vmName()); err != nil {
 					return err
 				}
+				if a.jsonOut {
+					return a.printJSON(destroyJSON{Schema: schemaDestroy, Name: a.vmName(), StateDir: sb.StateDir(a.vmName())})
+				}
 				fmt.Fprintf(a.stdout, "%s destroyed\n", a.vmName())
 				return nil
 			})
 		},
 	}
+	c.Flags().BoolVar(&a.jsonOut, "json", false, "print JSON")
+	return c
 }
 
 func (a *app) statusCmd() *cobra.Command {
@@ -245,14 +267,26 @@ func (a *app) listCmd() *cobra.Command {
 }
 
 func (a *app) execCmd() *cobra.Command {
-	return &cobra.Command{
+	c := &cobra.Command{
 		Use:   "exec -- CMD [ARG...]",
 		Short: "Run a command in the guest; exits with its status",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			code, err := a.execInGuest(cmd.Context(), args, a.stdin, a.stdout, a.stderr)
-			if err != nil {
-				return err
+			var code int
+			if a.jsonOut {
+				res, err := a.execCaptured(cmd.Context(), args, a.stdin)
+				if err != nil {
+					return err
+				}
+				if err := a.printJSON(execJSON{Schema: schemaExec, Command: args, execResult: res}); err != nil {
+					return err
+				}
+				code = res.ExitCode
+			} else {
+				var err error
+				if code, err = a.execInGuest(cmd.Context(), args, a.stdin, a.stdout, a.stderr); err != nil {
+					return err
+				}
 			}
 			if code != 0 {
 				return silentExit(code)
@@ -260,6 +294,8 @@ func (a *app) execCmd() *cobra.Command {
 			return nil
 		},
 	}
+	c.Flags().BoolVar(&a.jsonOut, "json", false, "print JSON: the exit status and the output (up to 1 MiB of each stream)")
+	return c
 }
 
 // execInGuest runs args in the guest over SSH and returns its exit status: `exec` and the

@@ -163,6 +163,11 @@ type SyncResult struct {
 	Duration time.Duration `json:"duration_ns"`
 }
 
+// SyncResultOf is what a sync into the guest reports.
+func SyncResultOf(sum treesync.Summary) SyncResult {
+	return SyncResult{Changed: sum.Changed, Deleted: sum.Deleted, Summary: sum.String(), Duration: sum.Duration}
+}
+
 // BuildResult is the module build.
 type BuildResult struct {
 	Where    string        `json:"where"`
@@ -259,7 +264,7 @@ func (r *Runner) Run(ctx context.Context, opt Options) (*Result, error) {
 	if err != nil {
 		return nil, r.explainLost(ctx, "sync", err)
 	}
-	res.Sync = SyncResult{Changed: sum.Changed, Deleted: sum.Deleted, Summary: sum.String(), Duration: sum.Duration}
+	res.Sync = SyncResultOf(sum)
 
 	var b builtModule
 	if opt.Where == BuildHost {

@@ -125,6 +125,9 @@ func CheckName(name string) error {
 // vmsDir holds one directory per VM.
 func vmsDir(state string) string { return filepath.Join(state, "vms") }
 
+// StateDir is where VM name keeps its state: instance, console log, saves, crash bundles.
+func (s *Sandbox) StateDir(name string) string { return filepath.Join(vmsDir(s.opt.State), name) }
+
 // DomainName is the libvirt name of a new VM name of user uid: prefixed so kmodvm never
 // touches a user's other domains, and with the uid so that users sharing qemu:///system each
 // get their own domain for the same VM name. With CheckName's 40 characters and a 32-bit uid

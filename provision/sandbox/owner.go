@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 )
 
 // notOursError is claim's refusal: the domain belongs to someone else.
@@ -37,7 +36,7 @@ func (s *Sandbox) claim(ctx context.Context, name, dn string, legacy bool) error
 	if err != nil || !found {
 		return err
 	}
-	dir := filepath.Join(vmsDir(s.opt.State), name)
+	dir := s.StateDir(name)
 	const hint = "hint: kmodvm never changes a domain it did not define for you; pick another VM name (--name)"
 	switch {
 	case o == nil && legacy:

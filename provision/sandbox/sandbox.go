@@ -228,7 +228,7 @@ func (s *Sandbox) create(ctx context.Context, name string) (_ *Instance, err err
 	}
 	// The same UUID for every VM of this name: its pristine save is tied to it.
 	uuid := stableUUID(DomainName(s.opt.User.UID, name))
-	dir := filepath.Join(vmsDir(s.opt.State), name)
+	dir := s.StateDir(name)
 	if err := os.MkdirAll(vmsDir(s.opt.State), 0o700); err != nil {
 		return nil, fmt.Errorf("create state dir: %w", err)
 	}
@@ -576,30 +576,41 @@ func (s *Sandbox) Restart(ctx context.Context, in *Instance) (_ *sshclient.Clien
 	return c, "rebooted", nil
 }
 
-// Down stops a VM: a clean shutdown over SSH, then a hard stop after timeout.
-func (s *Sandbox) Down(ctx context.Context, name string, timeout time.Duration) error {
+// Stopped says how Down stopped a VM.
+type Stopped string
+
+const (
+	StoppedSaved      Stopped = "saved"       // its state saved: the next up resumes it
+	StoppedShutdown   Stopped = "shutdown"    // a clean shutdown
+	StoppedHard       Stopped = "hard"        // no clean shutdown within the timeout: stopped hard
+	StoppedNotRunning Stopped = "not-running" // it was not running: nothing to do
+)
+
+// Down stops a VM: its state saved when saves are usable, else a clean shutdown over SSH,
+// then a hard stop after timeout. It says which.
+func (s *Sandbox) Down(ctx context.Context, name string, timeout time.Duration) (Stopped, error) {
 	in, err := s.Instance(name)
 	if err != nil {
-		return err
+		return "", err
 	}
 	unlock, err := lock(ctx, in.lockPath(), s.opt.Status)
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer unlock()
 	dn := in.DomainName()
 	if err := s.claim(ctx, name, dn, in.legacy()); err != nil {
-		return err
+		return "", err
 	}
 	st, err := s.drv.State(ctx, dn)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if st != vm.StateRunning {
-		return nil
+		return StoppedNotRunning, nil
 	}
 	if s.ownSave(ctx, in) {
-		return nil
+		return StoppedSaved, nil
 	}
 	if cfg, err := in.SSHConfig(); err == nil {
 		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -612,12 +623,15 @@ func (s *Sandbox) Down(ctx context.Context, name string, timeout time.Duration) 
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if err := s.drv.WaitState(wctx, dn, vm.StateShutoff, 200*time.Millisecond); err == nil {
-		return nil
+		return StoppedShutdown, nil
 	} else if ctx.Err() != nil {
-		return ctx.Err()
+		return "", ctx.Err()
 	}
 	s.opt.Status(fmt.Sprintf("%s did not stop within %s; stopping it hard", name, timeout))
-	return s.drv.Destroy(ctx, dn)
+	if err := s.drv.Destroy(ctx, dn); err != nil {
+		return "", err
+	}
+	return StoppedHard, nil
 }
 
 // Destroy removes a VM: domain, overlay and state. It also cleans up a domain of this user
@@ -635,7 +649,7 @@ func (s *Sandbox) Destroy(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	dir := filepath.Join(vmsDir(s.opt.State), name)
+	dir := s.StateDir(name)
 	_, statErr := os.Stat(dir)
 	if st == vm.StateMissing && errors.Is(statErr, os.ErrNotExist) {
 		return remedy.With(fmt.Errorf("there is no VM named %q (no domain %s, no state in %s)", name, dn, dir), name, remedy.ListVMs)
@@ -687,7 +701,7 @@ func (s *Sandbox) Status(ctx context.Context, name string) (Status, error) {
 		return Status{}, err
 	}
 	dn, legacy := s.domainOf(name)
-	out := Status{Name: name, StateDir: filepath.Join(vmsDir(s.opt.State), name)}
+	out := Status{Name: name, StateDir: s.StateDir(name)}
 	// A domain of that name that is someone else's says nothing about this VM.
 	notOurs := s.claim(ctx, name, dn, legacy)
 	if notOurs != nil && !isNotOurs(notOurs) {

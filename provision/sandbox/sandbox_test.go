@@ -1007,6 +1007,7 @@ func TestDown(t *testing.T) {
 		wantExecs   []string
 		wantDestroy bool
 		wantStatus  string
+		wantStopped Stopped
 	}{
 		{
 			name: "guest powers off",
@@ -1020,8 +1021,9 @@ func TestDown(t *testing.T) {
 					}
 				})
 			},
-			timeout:   testTimeout,
-			wantExecs: []string{poweroffCmd},
+			timeout:     testTimeout,
+			wantExecs:   []string{poweroffCmd},
+			wantStopped: StoppedShutdown,
 		},
 		{
 			name: "guest ignores poweroff",
@@ -1033,6 +1035,7 @@ func TestDown(t *testing.T) {
 			wantExecs:   []string{poweroffCmd},
 			wantDestroy: true,
 			wantStatus:  "dev did not stop within 300ms; stopping it hard",
+			wantStopped: StoppedHard,
 		},
 		{
 			name: "SSH down: hard stop after the timeout",
@@ -1042,11 +1045,13 @@ func TestDown(t *testing.T) {
 			},
 			timeout:     300 * time.Millisecond,
 			wantDestroy: true,
+			wantStopped: StoppedHard,
 		},
 		{
-			name:    "already stopped",
-			setup:   func(fx *fixture) { fx.define(fx.instance("dev", fx.sshPort())) },
-			timeout: time.Hour,
+			name:        "already stopped",
+			setup:       func(fx *fixture) { fx.define(fx.instance("dev", fx.sshPort())) },
+			timeout:     time.Hour,
+			wantStopped: StoppedNotRunning,
 		},
 		{
 			name:    "no such VM",
@@ -1062,7 +1067,10 @@ func TestDown(t *testing.T) {
 			if tt.setup != nil {
 				tt.setup(fx)
 			}
-			err := fx.sb.Down(testContext(t), "dev", tt.timeout)
+			stopped, err := fx.sb.Down(testContext(t), "dev", tt.timeout)
+			if stopped != tt.wantStopped {
+				t.Errorf("Down says the VM was stopped %q, want %q", stopped, tt.wantStopped)
+			}
 			if tt.wantErr != nil {
 				wantErr(t, err, tt.wantErr...)
 			} else if err != nil {

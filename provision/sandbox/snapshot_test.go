@@ -230,8 +230,8 @@ func TestDownSavesAndUpResumes(t *testing.T) {
 	in, c := fx.up("dev")
 	c.Close()
 	execs := len(fx.srv.Execs())
-	if err := fx.sb.Down(ctx, "dev", time.Hour); err != nil {
-		t.Fatalf("Down: %v", err)
+	if stopped, err := fx.sb.Down(ctx, "dev", time.Hour); err != nil || stopped != StoppedSaved {
+		t.Fatalf("Down: %q, %v; want %q", stopped, err, StoppedSaved)
 	}
 	if !exists(in.OwnSave()) || !exists(in.OwnSaveMeta()) || len(fx.lv.Running()) != 0 {
 		t.Fatalf("after down: save %v, key %v, running %q; want a save and nothing running", exists(in.OwnSave()), exists(in.OwnSaveMeta()), fx.lv.Running())
@@ -299,7 +299,7 @@ func TestUpOwnSaveUnusable(t *testing.T) {
 			fx.stoppedVM("dev", "the user's disk")
 			_, c := fx.up("dev")
 			c.Close()
-			if err := fx.sb.Down(ctx, "dev", time.Hour); err != nil {
+			if _, err := fx.sb.Down(ctx, "dev", time.Hour); err != nil {
 				t.Fatal(err)
 			}
 			in, err := fx.sb.Instance("dev")
@@ -333,7 +333,9 @@ func TestDownWithoutRoom(t *testing.T) {
 	fx.stoppedVM("dev", "disk")
 	in, c := fx.up("dev")
 	c.Close()
-	_ = fx.sb.Down(testContext(t), "dev", 200*time.Millisecond)
+	if stopped, _ := fx.sb.Down(testContext(t), "dev", 200*time.Millisecond); stopped == StoppedSaved {
+		t.Error("down says it saved the VM's state into a file system without room")
+	}
 	if exists(in.OwnSave()) || len(fx.lv.Calls("DomainSaveFlags")) != 0 {
 		t.Error("down saved into a file system without room")
 	}
@@ -451,7 +453,7 @@ func TestUpOwnSavePortTaken(t *testing.T) {
 	fx.stoppedVM("dev", "disk")
 	in, c := fx.up("dev")
 	c.Close()
-	if err := fx.sb.Down(ctx, "dev", time.Hour); err != nil {
+	if _, err := fx.sb.Down(ctx, "dev", time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	old := in.SSHPort
