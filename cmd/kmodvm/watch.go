@@ -36,6 +36,7 @@ func (a *app) watchCmd() *cobra.Command {
 	var (
 		mf    moduleFlags
 		tests bool
+		junit string
 	)
 	c := &cobra.Command{
 		Use:   "watch [DIR]",
@@ -50,7 +51,9 @@ mid-insmod would leave the guest in a bad state.
 A crashed guest is restarted, and watching goes on. Ctrl-C stops (exit 130).
 
 With --tests each run is kmodvm test's: the module's KUnit suites, test by test.
-With --json each run is one line: a kmodvm.watch/v1 object (docs/json.md).`,
+With --json each run is one line: a kmodvm.watch/v1 object (docs/json.md).
+With --junit FILE the file holds the last run's results as JUnit XML, rewritten (whole,
+never half) after every run.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req := mf.request(cmd, args, tests)
@@ -74,7 +77,11 @@ With --json each run is one line: a kmodvm.watch/v1 object (docs/json.md).`,
 				return err
 			}
 			defer w.Close()
-			return a.watch(cmd.Context(), w, opt.Clock, req)
+			junitOut, err := openJUnit(junit, cmd.Name())
+			if err != nil {
+				return withCode(exitUsage, err)
+			}
+			return a.watch(cmd.Context(), w, opt.Clock, req, junitOut)
 		},
 	}
 	f := c.Flags()
@@ -83,13 +90,14 @@ With --json each run is one line: a kmodvm.watch/v1 object (docs/json.md).`,
 	f.BoolVar(&tests, "tests", false, "run the module's KUnit tests each time, as `kmodvm test` does")
 	mf.addFilter(f)
 	f.BoolVar(&a.jsonOut, "json", false, "print one JSON object per run, one per line")
+	f.StringVar(&junit, "junit", "", "also write the last run's results as JUnit XML to FILE, after every run")
 	return c
 }
 
 // watch runs the module now and after every batch of changes w reports, until ctx ends.
 // It reads the next batch only once a run is over: the changes made during a run are
 // merged by w into one batch, so they make exactly one more run.
-func (a *app) watch(ctx context.Context, w *treewatch.Watcher, clock treewatch.Clock, req moduleRequest) error {
+func (a *app) watch(ctx context.Context, w *treewatch.Watcher, clock treewatch.Clock, req moduleRequest, junitOut *junitFile) error {
 	a.prog.Status(fmt.Sprintf("watching %s: it runs again after every change; Ctrl-C stops", w.Root()))
 	var b treewatch.Batch
 	for n := 1; ; n++ {
@@ -99,6 +107,11 @@ func (a *app) watch(ctx context.Context, w *treewatch.Watcher, clock treewatch.C
 		}
 		if err != nil && n == 1 {
 			return err // kmodvm cannot run the module at all (no VM...): as run says it
+		}
+		if junitOut != nil && rec.Run != nil {
+			if err := junitOut.write(rec.Run.Result, rec.Run.KernelRelease); err != nil {
+				return err
+			}
 		}
 		if err := a.printIteration(rec, req.tests); err != nil {
 			return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -301,6 +302,26 @@ func TestWatchTests(t *testing.T) {
 	r := w.records(1)[0]
 	if r.Verdict != module.VerdictTestsFailed || r.ExitCode != exitTestsFailed || r.Run.Schema != schemaTest {
 		t.Errorf("record %+v, want tests-failed, exit %d, schema %s", r, exitTestsFailed, schemaTest)
+	}
+}
+
+// TestWatchJUnit: --junit holds the last run's results, rewritten after every run.
+func TestWatchJUnit(t *testing.T) {
+	w := startWatch(t, "--tests", "--json", "--junit", "kunit.xml")
+	report := filepath.Join(filepath.Dir(w.dir), "kunit.xml")
+	w.run(module.Result{Build: module.BuildResult{OK: true}, Verdict: module.VerdictTestsFailed, Title: "1 of 2 KUnit tests failed: hello.adds"})
+	w.records(1)
+	first, err := os.ReadFile(report)
+	if err != nil || !strings.Contains(string(first), "<testsuites") || !strings.Contains(string(first), "1 of 2 KUnit tests failed: hello.adds") {
+		t.Fatalf("after run 1 the JUnit report is %q, %v; want run 1's failure", first, err)
+	}
+	w.save("hello.c")
+	w.quiet()
+	w.run(okResult)
+	w.records(2)
+	second, err := os.ReadFile(report)
+	if err != nil || !strings.Contains(string(second), "<testsuites") || strings.Contains(string(second), "hello.adds") {
+		t.Errorf("after run 2 the JUnit report is %q, %v; want run 2's results alone", second, err)
 	}
 }
 
