@@ -47,12 +47,13 @@ type useJSON struct {
 }
 
 type missingJSON struct {
-	Declarations       []declJSON `json:"declarations"`
-	Header             string     `json:"header"`
-	HeaderAlreadyBound bool       `json:"header_already_bound"`
-	Config             string     `json:"config"`
-	Note               string     `json:"note"`
-	Suggestions        []string   `json:"suggestions"`
+	Declarations       []declJSON         `json:"declarations"`
+	Header             string             `json:"header"`
+	HeaderAlreadyBound bool               `json:"header_already_bound"`
+	Options            []bindindex.Option `json:"options"`
+	Config             string             `json:"config"`
+	Note               string             `json:"note"`
+	Suggestions        []string           `json:"suggestions"`
 }
 
 type declJSON struct {
@@ -199,7 +200,7 @@ func hitJSON(ix *bindindex.Index, h bindindex.Hit) bindingJSON {
 
 func missingOut(k *kernel.Result, m *bindindex.Missing) *missingJSON {
 	out := &missingJSON{Declarations: []declJSON{}, Header: m.Header, HeaderAlreadyBound: m.Included,
-		Config: m.ConfigLines(), Note: m.Note(), Suggestions: m.Suggestions}
+		Options: append([]bindindex.Option{}, m.Options...), Config: m.ConfigLines(), Note: m.Note(), Suggestions: m.Suggestions}
 	if out.Suggestions == nil {
 		out.Suggestions = []string{}
 	}

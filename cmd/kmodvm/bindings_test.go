@@ -119,8 +119,9 @@ func TestBindingsJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil || r.code != 1 {
 		t.Fatalf("exit %d, %v", r.code, err)
 	}
-	if got.Missing == nil || got.Missing.Config != "kernel:\n  bindings: [linux/iio/iio.h]\n" {
-		t.Errorf("missing = %+v; want the kmodvm.yaml lines", got.Missing)
+	if got.Missing == nil || got.Missing.Config != "kernel:\n  bindings: [linux/iio/iio.h]\n  fragments: [\"CONFIG_IIO=y\"]\n" ||
+		len(got.Missing.Options) != 1 || got.Missing.Options[0] != (bindindex.Option{Symbol: "IIO", Why: "drivers/Makefile builds drivers/iio/"}) {
+		t.Errorf("missing = %+v; want the kmodvm.yaml lines: the header and CONFIG_IIO, which builds drivers/iio/", got.Missing)
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/kmodvm/kmodvm/provision/bindindex"
 )
 
 // markerPatch declares a function no kernel has in include/linux/iio/iio.h: bound after a
@@ -71,6 +73,11 @@ func TestE2EBindingsAndPatches(t *testing.T) {
 		t.Fatalf("bindings iio_device_alloc: exit %d, %+v; want exit 1, header linux/iio/iio.h and the kmodvm.yaml lines", code, res)
 	}
 	checkLine(t, m.Declarations[0].Path, m.Declarations[0].Line, "iio_device_alloc")
+	// The small kernel leaves IIO out: the option that builds drivers/iio/ is named, and the
+	// lines to add turn it on.
+	if !slices.ContainsFunc(m.Options, func(o bindindex.Option) bool { return o.Symbol == "IIO" && !o.On() }) || !strings.Contains(m.Config, `fragments: ["CONFIG_IIO=y"]`) {
+		t.Errorf("bindings iio_device_alloc: options %+v, lines %q; want CONFIG_IIO, off, and a fragment that sets it", m.Options, m.Config)
+	}
 	if _, code := bindingsQuery(t, ctx, append(n, "kmodvm_e2e_marker")...); code != 1 {
 		t.Errorf("bindings kmodvm_e2e_marker on the plain kernel: exit %d, want 1", code)
 	}

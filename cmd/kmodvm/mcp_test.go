@@ -220,7 +220,7 @@ func TestMCPBindings(t *testing.T) {
 	if err := remarshal(res.StructuredContent, &got); err != nil || res.IsError {
 		t.Fatalf("bindings iio_dev: %v, error result %v: %s", err, res.IsError, resultText(res))
 	}
-	if got.Bound || got.Missing == nil || got.Missing.Config != "kernel:\n  bindings: [linux/iio/iio.h]\n" {
+	if got.Bound || got.Missing == nil || got.Missing.Config != "kernel:\n  bindings: [linux/iio/iio.h]\n  fragments: [\"CONFIG_IIO=y\"]\n" {
 		t.Errorf("bindings iio_dev = %+v, missing %+v; want not bound, with the kmodvm.yaml lines", got, got.Missing)
 	}
 

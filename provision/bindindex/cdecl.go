@@ -25,6 +25,9 @@ type Decl struct {
 	// Header is how C code includes File: linux/iio/iio.h (uapi and arch directories
 	// folded, as the kernel's include path does).
 	Header string `json:"header"`
+	// Guards are the CONFIG_ symbols (without CONFIG_) of the #if blocks around the
+	// declaration: it is compiled out unless they are set (none in an #else branch).
+	Guards []string `json:"-"`
 }
 
 // Bindable says whether adding the declaration's header to the bindings would bind it:
@@ -83,9 +86,14 @@ func FindDecls(tree, name string) ([]Decl, error) {
 			sc := bufio.NewScanner(bytes.NewReader(data))
 			sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
 			prev, n := "", 0
+			var conds condStack
 			for sc.Scan() {
 				n++
 				line := sc.Text()
+				if conds.directive(line) {
+					prev = line
+					continue
+				}
 				if strings.Contains(line, name) && !isComment(line) {
 					for _, p := range pats {
 						if !p.re.MatchString(line) {
@@ -101,7 +109,7 @@ func FindDecls(tree, name string) ([]Decl, error) {
 								kind = "static inline function"
 							}
 						}
-						decls = append(decls, Decl{File: rel, Line: n, Kind: kind, Text: strings.TrimSpace(line), Header: includeName(rel)})
+						decls = append(decls, Decl{File: rel, Line: n, Kind: kind, Text: strings.TrimSpace(line), Header: includeName(rel), Guards: conds.symbols()})
 						break
 					}
 				}
@@ -120,6 +128,64 @@ func FindDecls(tree, name string) ([]Decl, error) {
 		return pathRank(a.File) - pathRank(b.File)
 	})
 	return decls, nil
+}
+
+// condStack follows a header's #if blocks: the CONFIG_ symbols each open block tests.
+type condStack [][]string
+
+var (
+	directiveRe = regexp.MustCompile(`^\s*#\s*(\w+)`)
+	configRe    = regexp.MustCompile(`\bCONFIG_([A-Za-z0-9_]+)`)
+)
+
+// directive takes in line when it is an #if, #ifdef, #ifndef, #elif, #else or #endif, and
+// says whether it was one. An #elif or #else branch is not guarded by its #if's symbols
+// (#ifdef CONFIG_X ... #else: the #else part is what a kernel without X has).
+func (c *condStack) directive(line string) bool {
+	m := directiveRe.FindStringSubmatch(line)
+	if m == nil {
+		return false
+	}
+	switch m[1] {
+	case "if", "ifdef":
+		var syms []string
+		for _, s := range configRe.FindAllStringSubmatch(line, -1) {
+			syms = append(syms, s[1])
+		}
+		if strings.Contains(line, "!") {
+			syms = nil // #if !IS_ENABLED(CONFIG_X): compiled in when X is off
+		}
+		if strings.Contains(line, "||") && len(syms) > 1 {
+			syms = syms[:1] // either will do: the first
+		}
+		*c = append(*c, syms)
+	case "ifndef":
+		*c = append(*c, nil)
+	case "elif", "else":
+		if len(*c) > 0 {
+			(*c)[len(*c)-1] = nil
+		}
+	case "endif":
+		if len(*c) > 0 {
+			*c = (*c)[:len(*c)-1]
+		}
+	default:
+		return false
+	}
+	return true
+}
+
+// symbols are the symbols of every open block, outermost first, each once.
+func (c condStack) symbols() []string {
+	var out []string
+	for _, syms := range c {
+		for _, s := range syms {
+			if !slices.Contains(out, s) {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
 }
 
 func isComment(line string) bool {

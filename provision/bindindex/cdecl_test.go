@@ -1,7 +1,9 @@
 package bindindex
 
 import (
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -59,33 +61,92 @@ func TestMissingText(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name     string
-		bindable bool
+		bindable bool // adding the header binds it
+		lines    bool // kmodvm.yaml lines bind it
 	}{
-		{"iio_dev", true},                // a struct in a header not bound yet
-		{"iio_device_register", false},   // a function-like macro
-		{"iio_priv", false},              // a static inline function
-		{"kmalloc_tiny", false},          // its header is bound already: compiled out
-		{"IIO_GET_EVENT_FD_IOCTL", true}, // a macro: bound if it is a plain value
-		{"refcount_incr", false},         // a typo: no declaration, bound names close to it
+		{"iio_dev", true, true},                // a struct in a header not bound yet
+		{"iio_device_register", false, false},  // a function-like macro
+		{"iio_priv", false, false},             // a static inline function
+		{"kmalloc_tiny", false, true},          // its header is bound already: compiled out, the option that builds it is off
+		{"IIO_GET_EVENT_FD_IOCTL", true, true}, // a macro: bound if it is a plain value
+		{"refcount_incr", false, false},        // a typo: no declaration, bound names close to it
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m, err := ix.Explain(fixtureTree, tc.name)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if m.Bindable() != tc.bindable || (m.ConfigLines() != "") != tc.bindable {
-				t.Errorf("Bindable() = %v, ConfigLines() = %q; want bindable %v", m.Bindable(), m.ConfigLines(), tc.bindable)
+			if m.Bindable() != tc.bindable || (m.ConfigLines() != "") != tc.lines {
+				t.Errorf("Bindable() = %v, ConfigLines() = %q; want bindable %v, lines %v", m.Bindable(), m.ConfigLines(), tc.bindable, tc.lines)
 			}
 			text := m.Text("/KDIR", "7.2.13-kmodvm-1e61f939")
 			golden.Check(t, filepath.Join("testdata", "missing", tc.name+".txt"), []byte(text))
 		})
 	}
 	m, _ := ix.Explain(fixtureTree, "iio_dev")
-	if want := "kernel:\n  bindings: [linux/iio/iio.h]\n"; m.ConfigLines() != want {
+	if want := "kernel:\n  bindings: [linux/iio/iio.h]\n  fragments: [\"CONFIG_IIO=y\"]\n"; m.ConfigLines() != want {
 		t.Errorf("ConfigLines() = %q; want %q", m.ConfigLines(), want)
 	}
 	m, _ = ix.Explain(fixtureTree, "refcount_incr")
 	if !strings.Contains(strings.Join(m.Suggestions, " "), "refcount_inc") {
 		t.Errorf("Suggestions for refcount_incr = %v; want refcount_inc among them", m.Suggestions)
+	}
+}
+
+// A declaration's guards are the CONFIG_ symbols of the #if blocks it is in: not an
+// #else branch's, not a negated test's, one of an ||; nested blocks add up.
+func TestDeclGuards(t *testing.T) {
+	tests := []struct {
+		name, header string
+		want         []string
+	}{
+		{"none", "int f(void);\n", nil},
+		{"include guard only", "#ifndef _F_H\n#define _F_H\nint f(void);\n#endif\n", nil},
+		{"ifdef", "#ifdef CONFIG_A\nint f(void);\n#endif\n", []string{"A"}},
+		{"IS_ENABLED", "#if IS_ENABLED(CONFIG_A)\nint f(void);\n#endif\n", []string{"A"}},
+		{"else branch", "#ifdef CONFIG_A\nint g(void);\n#else\nint f(void);\n#endif\n", nil},
+		{"negated", "#if !defined(CONFIG_A)\nint f(void);\n#endif\n", nil},
+		{"either", "#if defined(CONFIG_A) || defined(CONFIG_B)\nint f(void);\n#endif\n", []string{"A"}},
+		{"both", "#if defined(CONFIG_A) && defined(CONFIG_B)\nint f(void);\n#endif\n", []string{"A", "B"}},
+		{"nested", "#ifdef CONFIG_A\n# ifdef CONFIG_B\nint f(void);\n# endif\n#endif\n", []string{"A", "B"}},
+		{"after a block", "#ifdef CONFIG_A\nint g(void);\n#endif\nint f(void);\n", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tree := t.TempDir()
+			if err := os.MkdirAll(filepath.Join(tree, "include/linux"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(tree, "include/linux/f.h"), []byte(tt.header), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			decls, err := FindDecls(tree, "f")
+			if err != nil || len(decls) != 1 {
+				t.Fatalf("FindDecls: %v, %v", decls, err)
+			}
+			if !slices.Equal(decls[0].Guards, tt.want) {
+				t.Errorf("guards %v, want %v", decls[0].Guards, tt.want)
+			}
+		})
+	}
+}
+
+// The options that build a declaration: its guards, then its subsystem's, with their values
+// in the kernel's .config; the lines to add set those that are off.
+func TestBuildingOptions(t *testing.T) {
+	d := Decl{File: "include/linux/iio/iio.h", Header: "linux/iio/iio.h", Kind: "function", Guards: []string{"IIO_BUFFER"}}
+	got := buildingOptions(fixtureTree, d)
+	want := []Option{{Symbol: "IIO_BUFFER", Why: "#if"}, {Symbol: "IIO", Why: "drivers/Makefile builds drivers/iio/"}}
+	if !slices.Equal(got, want) {
+		t.Errorf("options %+v, want %+v", got, want)
+	}
+	d = Decl{File: "include/linux/gpio/driver.h", Header: "linux/gpio/driver.h", Kind: "function"}
+	got = buildingOptions(fixtureTree, d)
+	if want := []Option{{Symbol: "GPIOLIB", Why: "drivers/Makefile builds drivers/gpio/", Value: "y"}}; !slices.Equal(got, want) {
+		t.Errorf("options %+v, want %+v", got, want)
+	}
+	m := &Missing{Name: "gpiod_get", Decls: []Decl{d}, Header: d.Header, Options: got}
+	if lines := m.ConfigLines(); lines != "kernel:\n  bindings: [linux/gpio/driver.h]\n" {
+		t.Errorf("ConfigLines() = %q: an option that is on needs no fragment", lines)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/kmodvm/kmodvm/provision/bindindex"
 	"github.com/kmodvm/kmodvm/provision/kconfig"
 )
 
@@ -254,37 +255,10 @@ func bindingWarning(tree, h, rel string, items []cItem, final *kconfig.Config) s
 		return fmt.Sprintf("%s: %s declares them under #if on CONFIG_%s, off in this kernel's config; hint: add CONFIG_%s=y to kernel.fragments",
 			head, rel, strings.Join(guards, ", CONFIG_"), guards[0])
 	}
-	if sym, mk, dir := subsystemConfig(tree, h); sym != "" && off(sym) {
+	if sym, mk, dir := bindindex.SubsystemConfig(tree, h); sym != "" && off(sym) {
 		return fmt.Sprintf("%s: likely because CONFIG_%s, which builds %s (%s), is off in this kernel's config; hint: add CONFIG_%s=y to kernel.fragments",
 			head, sym, dir, mk, sym)
 	}
 	return fmt.Sprintf("%s: kmodvm could not tell why (no #if on an option that is off around them); hint: look for them in %s and at the #if blocks of %s",
 		head, filepath.Join(tree, bindingsGenerated), filepath.Join(tree, rel))
-}
-
-// subsystemMakefiles are where a subsystem's directory is added to the build under its option.
-var subsystemMakefiles = []string{"drivers/Makefile", "fs/Makefile", "net/Makefile", "sound/Makefile", "lib/Makefile", "kernel/Makefile", "mm/Makefile", "block/Makefile", "crypto/Makefile", "security/Makefile", "Kbuild", "Makefile"}
-
-// subsystemConfig guesses the option that builds the code a header belongs to, from its
-// directory: linux/iio/iio.h and linux/iio.h belong to iio/, which drivers/Makefile builds
-// under `obj-$(CONFIG_IIO) += iio/`. It returns the option (without CONFIG_), the Makefile
-// and the directory; "" when no Makefile says.
-func subsystemConfig(tree, header string) (sym, makefile, dir string) {
-	name := strings.TrimPrefix(header, "linux/")
-	if i := strings.Index(name, "/"); i >= 0 {
-		name = name[:i]
-	} else {
-		name = strings.TrimSuffix(name, ".h")
-	}
-	re := regexp.MustCompile(`(?m)^obj-\$\(CONFIG_([A-Za-z0-9_]+)\)\s*[+:]?=.*[\s=]` + regexp.QuoteMeta(name) + `/`)
-	for _, mk := range subsystemMakefiles {
-		data, err := os.ReadFile(filepath.Join(tree, mk))
-		if err != nil {
-			continue
-		}
-		if m := re.FindSubmatch(data); m != nil {
-			return string(m[1]), mk, filepath.Join(filepath.Dir(mk), name) + "/"
-		}
-	}
-	return "", "", ""
 }
