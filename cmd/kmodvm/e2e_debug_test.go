@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -87,6 +88,30 @@ func TestE2EDebugKernel(t *testing.T) {
 				t.Errorf("%s %s: the report shows a guessed frame on the debug kernel: %q", c.cmd[0], c.dir, l)
 			}
 		}
+	}
+
+	// logs decodes a report still in the guest's log as run does: a WARNING leaves the guest
+	// running, so its records are there to read, with the frame of warn.c:6 on the host.
+	warnSrc := filepath.Join(root, "testdata/modules/warn-c/warn.c")
+	if code, _, _ := cli(t, ctx, append(append([]string{"run"}, n...), filepath.Join(root, "testdata/modules/warn-c"))...); code != 5 {
+		t.Errorf("run warn-c: exit %d, want 5", code)
+	}
+	logs := mustCLI(t, ctx, append([]string{"logs", "--module", "warn"}, n...)...)
+	if !strings.Contains(logs, "decoded: WARNING") || !strings.Contains(logs, warnSrc+":"+strconv.Itoa(lineOf(t, warnSrc, "WARN_ON(1);"))) {
+		t.Errorf("logs --module warn: no decoded WARNING with its frame at %s:%d:\n%s", warnSrc, lineOf(t, warnSrc, "WARN_ON(1);"), logs)
+	}
+	var decoded bool
+	for l := range strings.Lines(mustCLI(t, ctx, append([]string{"logs", "--json", "--module", "warn"}, n...)...)) {
+		var rec struct {
+			Source string
+			Trace  *ktrace.Trace
+		}
+		if json.Unmarshal([]byte(l), &rec) == nil && rec.Source == "trace" && rec.Trace != nil && rec.Trace.TopModuleFrame() != nil {
+			decoded = decoded || rec.Trace.TopModuleFrame().File == warnSrc
+		}
+	}
+	if !decoded {
+		t.Errorf("logs --json --module warn: no trace line whose top module frame is in %s", warnSrc)
 	}
 
 	list := mustCLI(t, ctx, append([]string{"crashes", "list"}, n...)...)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -72,7 +73,10 @@ type logLine struct {
 	Time   float64 `json:"time"`
 	Level  string  `json:"level,omitempty"`
 	Text   string  `json:"text"`
-	Source string  `json:"source"` // kmsg or console
+	Source string  `json:"source"` // kmsg, console, or trace: Trace decodes the records before
+	// Trace is a crash report of the records before this line, decoded (frames with
+	// file:line); its seq and time are the report's first record's, its text the title.
+	Trace *ktrace.Trace `json:"trace,omitempty"`
 }
 
 // logsConnectTimeout bounds the wait for the guest's SSH before logs reads the console log.
@@ -99,7 +103,7 @@ guest overwrites some before they are read: -f says how many on stderr and carri
 				return err
 			}
 			emit := a.logEmitter(f)
-			return a.readLogs(ctx, follow, emit, func(s string) { fmt.Fprintf(a.stderr, "==> %s\n", s) })
+			return a.readLogs(ctx, follow, emit, func(s string) { fmt.Fprintf(a.stderr, "==> %s\n", s) }, a.traceEmitter(f))
 		},
 	}
 	fl := c.Flags()
@@ -113,14 +117,28 @@ guest overwrites some before they are read: -f says how many on stderr and carri
 // readLogs passes the guest's kernel log records to emit, from /dev/kmsg over SSH, else
 // (SSH down: the guest crashed or is booting) from the console log; say tells why the
 // records come from where they do, and how many the guest overwrote before they were read.
-// `logs` and the logs tool of `kmodvm mcp`.
-func (a *app) readLogs(ctx context.Context, follow bool, emit func(kmsg.Record, string), say func(string)) error {
+// traces, when not nil, gets each crash report of the log decoded (traceDecoder), after its
+// last record. `logs` and the logs tool of `kmodvm mcp`.
+func (a *app) readLogs(ctx context.Context, follow bool, emit func(kmsg.Record, string), say func(string), traces func(ktrace.Trace, kmsg.Record)) error {
 	return a.withSandbox(ctx, func(sb *sandbox.Sandbox) error {
 		in, err := sb.Instance(a.vmName())
 		if err != nil {
 			return err
 		}
 		emit := readableRecords(a.logMapper(in), emit)
+		if traces != nil {
+			dec := a.newTraceDecoder(in, traces, say)
+			readable := emit
+			emit = func(r kmsg.Record, source string) {
+				readable(r, source)
+				dec.add(ctx, r)
+			}
+			defer func() {
+				if !follow {
+					dec.flush(ctx) // a report the log ends in (a hung task, a guest that died)
+				}
+			}()
+		}
 		// A hung guest keeps its SSH port open without answering: when the console log
 		// can tell the story, do not wait as long as other commands do.
 		gctx, cancel := context.WithTimeout(ctx, logsConnectTimeout)
@@ -176,9 +194,11 @@ func (a *app) kernelMapper(in *sandbox.Instance) ktrace.Mapper {
 }
 
 // logMapper points the paths the guest's kernel prints at the host: the kernel's files (see
-// kernelMapper), and the files of kmodvm.yaml's module (module.dir), if it names one.
+// kernelMapper), those of the modules kmodvm built for the VM on the host (by their absolute
+// paths), and the files of kmodvm.yaml's module (module.dir), if it names one.
 func (a *app) logMapper(in *sandbox.Instance) ktrace.Mapper {
 	m := a.kernelMapper(in)
+	m.Modules = module.BuiltSources(filepath.Dir(in.HostBuildDir("x")))
 	if a.cfg.Module.Dir == "" {
 		return m
 	}
@@ -195,6 +215,25 @@ func newLogLine(r kmsg.Record, source string) logLine {
 		l.Level = kmsg.LevelName(r.Level)
 	}
 	return l
+}
+
+// traceEmitter prints a decoded crash report after the records it was decoded from: for
+// people, the report as run prints it; with --json, a line with source "trace". --module
+// keeps the reports that mention the module.
+func (a *app) traceEmitter(f logFilter) func(ktrace.Trace, kmsg.Record) {
+	return func(t ktrace.Trace, first kmsg.Record) {
+		text := ktrace.Format(t)
+		if f.module != "" && !mentionsModule(text, f.module) && !slices.Contains(t.Modules, f.module) {
+			return
+		}
+		if a.jsonOut {
+			l := newLogLine(first, "trace")
+			l.Text, l.Trace = t.Title, &t
+			_ = json.NewEncoder(a.stdout).Encode(l)
+			return
+		}
+		fmt.Fprintf(a.stdout, "decoded: %s", strings.ReplaceAll(strings.TrimSuffix(text, "\n"), "\n", "\n    ")+"\n")
+	}
 }
 
 func (a *app) logEmitter(f logFilter) func(kmsg.Record, string) {

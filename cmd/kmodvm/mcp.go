@@ -357,7 +357,7 @@ func (a *app) logsTool(ctx context.Context, in logsArgs) (logsResult, error) {
 	}
 	lc := logCollector{filter: f, since: in.Since, tail: in.Tail}
 	var res logsResult
-	if err := a.readLogs(ctx, false, lc.add, func(s string) { res.Notes = append(res.Notes, s) }); err != nil {
+	if err := a.readLogs(ctx, false, lc.add, func(s string) { res.Notes = append(res.Notes, s) }, nil); err != nil {
 		return logsResult{}, err
 	}
 	res.Records = lc.result()

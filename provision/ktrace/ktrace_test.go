@@ -218,7 +218,7 @@ func TestMapper(t *testing.T) {
 	src := filepath.Join(host, "linux")
 	root := filepath.Join(host, "root")
 	extra := filepath.Join(host, "entry-sources")
-	for _, f := range []string{"mod/hello.rs", "mod/sub/x.c", "linux/rust/helpers/bug.c", "linux/kernel/module/main.c",
+	for _, f := range []string{"mod/hello.rs", "mod/sub/x.c", "other/warn.c", "linux/rust/helpers/bug.c", "linux/kernel/module/main.c",
 		"root/usr/lib/rustlib/src/rust/library/core/src/panicking.rs", "root/etc/passwd",
 		"linux/include/linux/slab.h", "entry-sources/rust/kernel/lib.rs", "entry-sources/include/linux/slab.h"} {
 		if err := os.MkdirAll(filepath.Dir(filepath.Join(host, f)), 0o755); err != nil {
@@ -229,8 +229,12 @@ func TestMapper(t *testing.T) {
 		}
 	}
 	m := Mapper{GuestModuleDir: "/root/kmodvm/src/mod-1234", HostModuleDir: mod, GuestKernelDir: "/usr/src/kmodvm/linux", KernelSrc: src, ToolchainRoot: root,
-		KernelExtra: []string{extra, filepath.Join(host, "no-such-dir")}}
+		KernelExtra: []string{extra, filepath.Join(host, "no-such-dir")},
+		Modules:     map[string]string{"/root/kmodvm/src/other-5678": filepath.Join(host, "other")}}
 	cases := []struct{ in, want string }{
+		// Another module kmodvm built for the VM: by its absolute path only.
+		{"/root/kmodvm/src/other-5678/warn.c", host + "/other/warn.c"},
+		{"warn.c", ""},
 		{"hello.rs", mod + "/hello.rs"},
 		{"sub/x.c", mod + "/sub/x.c"},
 		{"/root/kmodvm/src/mod-1234/hello.rs", mod + "/hello.rs"},

@@ -29,6 +29,9 @@ type Mapper struct {
 	// its tree, tried after KernelSrc: the sources a cache entry keeps next to its staged
 	// build tree, the tree it was built in.
 	KernelExtra []string
+	// Modules maps more modules' directories in the guest to theirs on the host, for
+	// absolute paths: a log holds the traces of every module loaded, not only this one's.
+	Modules map[string]string
 }
 
 // Map returns the host file a printed path names, and false when there is
@@ -43,6 +46,11 @@ func (m Mapper) Map(path string) (string, bool) {
 	if filepath.IsAbs(path) {
 		if rel, ok := under(path, m.GuestModuleDir); ok && m.HostModuleDir != "" {
 			candidates = append(candidates, filepath.Join(m.HostModuleDir, rel))
+		}
+		for guest, host := range m.Modules {
+			if rel, ok := under(path, guest); ok {
+				candidates = append(candidates, filepath.Join(host, rel))
+			}
 		}
 		if rel, ok := under(path, m.GuestKernelDir); ok {
 			candidates = append(candidates, m.inKernel(rel)...)

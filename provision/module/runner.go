@@ -528,6 +528,32 @@ type builtModule struct {
 	err    error
 }
 
+// SourceSuffix names the file beside a host build's directory (Options.BuildDir) that
+// holds the path of the module's sources on the host.
+const SourceSuffix = ".source"
+
+// BuiltSources maps the guest directory of each module built on the host under dir (the
+// BuildDirs of a VM: Instance.HostBuildDir's parent) to its sources on the host, where
+// they still are.
+func BuiltSources(dir string) map[string]string {
+	files, _ := filepath.Glob(filepath.Join(dir, "*"+SourceSuffix))
+	out := map[string]string{}
+	for _, f := range files {
+		src, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		remote := RemoteDir(string(src))
+		if path.Base(remote) != strings.TrimSuffix(filepath.Base(f), SourceSuffix) {
+			continue // not what a build here wrote
+		}
+		if st, err := os.Stat(string(src)); err == nil && st.IsDir() {
+			out[remote] = string(src)
+		}
+	}
+	return out
+}
+
 // hostBuild compiles the module in the toolchain root on the host, in a scratch copy of
 // the sources at the path the guest uses, against the same build tree the guest has.
 func (r *Runner) hostBuild(ctx context.Context, opt Options, remote string) builtModule {
@@ -542,6 +568,11 @@ func (r *Runner) hostBuild(ctx context.Context, opt Options, remote string) buil
 	}
 	if _, err := syncLocal(ctx, opt.Source.Dir, scratch); err != nil {
 		b.err = interrupted(ctx, "host build", fmt.Errorf("copy %s for the host build: %w", opt.Source.Dir, err))
+		return b
+	}
+	// Whose copy it is: `kmodvm logs` points the paths of this module's .ko at its sources.
+	if err := os.WriteFile(scratch+SourceSuffix, []byte(opt.Source.Dir), 0o600); err != nil {
+		b.err = fmt.Errorf("record the sources of the host build: %w", err)
 		return b
 	}
 	var out bytes.Buffer

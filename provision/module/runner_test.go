@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -499,5 +500,29 @@ func TestRunRecoversAnOopsedKernel(t *testing.T) {
 				t.Errorf("the guest was not left on a fresh kernel: taint %q", g.read("tainted"))
 			}
 		})
+	}
+}
+
+// BuiltSources finds the sources of the modules built on the host from what each build
+// recorded beside its directory: not a record whose directory name does not match it, not
+// sources that are gone.
+func TestBuiltSources(t *testing.T) {
+	dir, srcs := t.TempDir(), t.TempDir()
+	hello, gone := filepath.Join(srcs, "hello"), filepath.Join(srcs, "gone")
+	if err := os.Mkdir(hello, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, src := range map[string]string{
+		path.Base(RemoteDir(hello)): hello,
+		path.Base(RemoteDir(gone)):  gone,
+		"other-12345678":            hello, // a name this source does not have
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name+SourceSuffix), []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := BuiltSources(dir)
+	if len(got) != 1 || got[RemoteDir(hello)] != hello {
+		t.Errorf("BuiltSources = %v, want only %s -> %s", got, RemoteDir(hello), hello)
 	}
 }
