@@ -198,7 +198,10 @@ func (a *app) kernelMapper(in *sandbox.Instance) ktrace.Mapper {
 // paths), and the files of kmodvm.yaml's module (module.dir), if it names one.
 func (a *app) logMapper(in *sandbox.Instance) ktrace.Mapper {
 	m := a.kernelMapper(in)
-	m.Modules = module.BuiltSources(filepath.Dir(in.HostBuildDir("x")))
+	m.Modules = map[string]string{}
+	for _, b := range module.HostBuilds(filepath.Dir(in.HostBuildDir("x"))) {
+		m.Modules[b.Remote] = b.Source
+	}
 	if a.cfg.Module.Dir == "" {
 		return m
 	}

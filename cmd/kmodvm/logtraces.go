@@ -26,9 +26,12 @@ const maxTraceWindow = 2000
 type traceDecoder struct {
 	sym    ktrace.Symbolizer // nil: frames keep the kernel's symbol+offset
 	mapper ktrace.Mapper
-	budget time.Duration // for symbolizing one report
-	emit   func(ktrace.Trace, kmsg.Record)
-	say    func(string) // the no-debug-information note, once
+	// modules are the module directories built on the host for the VM, by the modules they
+	// made: a report's module says which one its relative paths ("warn.c:6") are in.
+	modules map[string]module.HostBuilt
+	budget  time.Duration // for symbolizing one report
+	emit    func(ktrace.Trace, kmsg.Record)
+	say     func(string) // the no-debug-information note, once
 
 	window []kmsg.Record
 	open   bool // a report that ends with "---[ end" has started
@@ -61,7 +64,7 @@ func (d *traceDecoder) flush(ctx context.Context) {
 	defer cancel()
 	named, placed := 0, 0
 	for _, t := range traces {
-		_ = t.Resolve(sctx, d.sym, d.mapper) // a frame the symbolizer could not place keeps its offset
+		_ = t.Resolve(sctx, d.sym, d.mapperFor(t)) // a frame the symbolizer could not place keeps its offset
 		frames := t.Frames
 		if t.RIP != nil {
 			frames = append([]ktrace.Frame{*t.RIP}, frames...)
@@ -82,11 +85,28 @@ func (d *traceDecoder) flush(ctx context.Context) {
 	}
 }
 
+// mapperFor is the mapper for t: the module its top module frame is in, when kmodvm built
+// it on the host, is the one relative paths are in.
+func (d *traceDecoder) mapperFor(t ktrace.Trace) ktrace.Mapper {
+	m := d.mapper
+	if f := t.TopModuleFrame(); f != nil {
+		if b, ok := d.modules[f.Module]; ok {
+			m.GuestModuleDir, m.HostModuleDir = b.Remote, b.Source
+		}
+	}
+	return m
+}
+
 // newTraceDecoder is the decoder for the VM in's log: llvm-addr2line over its kernel's
 // vmlinux (a debug kernel's) and the .ko files of the modules kmodvm built for it on the
 // host.
 func (a *app) newTraceDecoder(in *sandbox.Instance, emit func(ktrace.Trace, kmsg.Record), say func(string)) *traceDecoder {
-	d := &traceDecoder{mapper: a.logMapper(in), budget: module.DefaultSymbolizeBudget, emit: emit, say: say}
+	d := &traceDecoder{mapper: a.logMapper(in), budget: module.DefaultSymbolizeBudget, emit: emit, say: say, modules: map[string]module.HostBuilt{}}
+	for _, b := range module.HostBuilds(filepath.Dir(in.HostBuildDir("x"))) {
+		for _, name := range b.Modules {
+			d.modules[name] = b
+		}
+	}
 	dirs, _ := filepath.Glob(in.HostBuildDir("*"))
 	sym, err := kernel.NewSymbolizer(&images.Root{Dir: in.RootDir, Hash: in.RootHash}, in.Vmlinux, dirs...)
 	if err != nil {

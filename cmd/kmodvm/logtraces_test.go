@@ -121,3 +121,22 @@ func TestTraceEmitter(t *testing.T) {
 		})
 	}
 }
+
+// A report's relative paths ("WARNING at warn.c:6") are in the directory of the module its
+// top frame is in, when kmodvm built that module on the host.
+func TestTraceDecoderModuleSources(t *testing.T) {
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "warn.c"), []byte("x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var got []ktrace.Trace
+	d := &traceDecoder{budget: time.Minute, say: func(string) {},
+		modules: map[string]module.HostBuilt{"warn": {Remote: module.RemoteDir(src), Source: src, Modules: []string{"warn"}}},
+		emit:    func(tr ktrace.Trace, _ kmsg.Record) { got = append(got, tr) }}
+	for _, r := range traceLog(t, "warn-c") {
+		d.add(context.Background(), r)
+	}
+	if len(got) != 1 || len(got[0].Locations) == 0 || got[0].Locations[0].Host != filepath.Join(src, "warn.c") {
+		t.Fatalf("decoded %+v; want the WARNING's location at %s", got, filepath.Join(src, "warn.c"))
+	}
+}

@@ -532,24 +532,37 @@ type builtModule struct {
 // holds the path of the module's sources on the host.
 const SourceSuffix = ".source"
 
-// BuiltSources maps the guest directory of each module built on the host under dir (the
-// BuildDirs of a VM: Instance.HostBuildDir's parent) to its sources on the host, where
-// they still are.
-func BuiltSources(dir string) map[string]string {
+// HostBuilt is a module directory kmodvm built on the host for a VM.
+type HostBuilt struct {
+	Remote  string   // where it is in the guest: RemoteDir(Source)
+	Source  string   // its sources on the host
+	Modules []string // the modules its last build made, as the kernel names them (_ for -)
+}
+
+// HostBuilds lists the module directories built on the host under dir (the BuildDirs of a
+// VM: Instance.HostBuildDir's parent) whose sources are still there, from what each build
+// recorded beside its directory.
+func HostBuilds(dir string) []HostBuilt {
 	files, _ := filepath.Glob(filepath.Join(dir, "*"+SourceSuffix))
-	out := map[string]string{}
+	var out []HostBuilt
 	for _, f := range files {
 		src, err := os.ReadFile(f)
 		if err != nil {
 			continue
 		}
-		remote := RemoteDir(string(src))
-		if path.Base(remote) != strings.TrimSuffix(filepath.Base(f), SourceSuffix) {
+		build := strings.TrimSuffix(f, SourceSuffix)
+		b := HostBuilt{Remote: RemoteDir(string(src)), Source: string(src)}
+		if path.Base(b.Remote) != filepath.Base(build) {
 			continue // not what a build here wrote
 		}
-		if st, err := os.Stat(string(src)); err == nil && st.IsDir() {
-			out[remote] = string(src)
+		if st, err := os.Stat(b.Source); err != nil || !st.IsDir() {
+			continue
 		}
+		kos, _ := builtKos(build)
+		for _, ko := range kos {
+			b.Modules = append(b.Modules, strings.ReplaceAll(strings.TrimSuffix(filepath.Base(ko), ".ko"), "-", "_"))
+		}
+		out = append(out, b)
 	}
 	return out
 }

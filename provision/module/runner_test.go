@@ -503,10 +503,10 @@ func TestRunRecoversAnOopsedKernel(t *testing.T) {
 	}
 }
 
-// BuiltSources finds the sources of the modules built on the host from what each build
-// recorded beside its directory: not a record whose directory name does not match it, not
-// sources that are gone.
-func TestBuiltSources(t *testing.T) {
+// HostBuilds finds the sources and modules of the module directories built on the host,
+// from what each build recorded beside its directory: not a record whose directory name
+// does not match it, not sources that are gone.
+func TestHostBuilds(t *testing.T) {
 	dir, srcs := t.TempDir(), t.TempDir()
 	hello, gone := filepath.Join(srcs, "hello"), filepath.Join(srcs, "gone")
 	if err := os.Mkdir(hello, 0o755); err != nil {
@@ -520,9 +520,18 @@ func TestBuiltSources(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(dir, name+SourceSuffix), []byte(src), 0o600); err != nil {
 			t.Fatal(err)
 		}
+		if err := os.MkdirAll(filepath.Join(dir, name), 0o700); err != nil {
+			t.Fatal(err)
+		}
 	}
-	got := BuiltSources(dir)
-	if len(got) != 1 || got[RemoteDir(hello)] != hello {
-		t.Errorf("BuiltSources = %v, want only %s -> %s", got, RemoteDir(hello), hello)
+	for _, f := range []string{"hello-world.ko", "util.ko", "hello.o"} {
+		if err := os.WriteFile(filepath.Join(dir, path.Base(RemoteDir(hello)), f), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := HostBuilds(dir)
+	want := []HostBuilt{{Remote: RemoteDir(hello), Source: hello, Modules: []string{"hello_world", "util"}}}
+	if len(got) != 1 || got[0].Remote != want[0].Remote || got[0].Source != want[0].Source || !slices.Equal(got[0].Modules, want[0].Modules) {
+		t.Errorf("HostBuilds = %+v, want %+v", got, want)
 	}
 }
