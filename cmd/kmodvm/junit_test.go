@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
@@ -20,7 +21,7 @@ import (
 // reached the tests.
 func TestJUnitReport(t *testing.T) {
 	crashed := &module.Result{
-		Module: "/src/m", Verdict: module.VerdictKernelProblem, Title: "Kernel panic",
+		Module: "/src/m", Modules: []string{"m"}, Verdict: module.VerdictKernelProblem, Title: "Kernel panic",
 		Build: module.BuildResult{OK: true},
 		Steps: []module.Step{{Action: "load", Module: "m", Crashed: true,
 			Findings: []kmsg.Finding{{Class: "panic", Title: "Kernel panic - not syncing: boom"}},
@@ -65,6 +66,16 @@ func TestJUnitReport(t *testing.T) {
 			golden.Check(t, filepath.Join("testdata", "junit-"+name+".xml"), b.Bytes())
 		})
 	}
+	// `test --json` of the crashed run, as a CI reads it (golden): each test's status,
+	// reason, diagnostics and time, the counts, the crash's decoded trace.
+	t.Run("test --json", func(t *testing.T) {
+		data, err := json.MarshalIndent(runJSON{Schema: schemaTest, Result: crashed, KernelRelease: "7.2.13-kmodvm-1e61f939",
+			ConfigHash: "c0ffee", ExitCode: verdictExitCode(crashed.Verdict)}, "", "  ")
+		if err != nil {
+			t.Fatal(err)
+		}
+		golden.Check(t, filepath.Join("testdata", "test-crashed.json"), append(data, '\n'))
+	})
 }
 
 // --junit is checked before the run: a missing directory or a directory given as the file
