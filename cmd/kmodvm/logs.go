@@ -125,9 +125,10 @@ func (a *app) readLogs(ctx context.Context, follow bool, emit func(kmsg.Record, 
 		if err != nil {
 			return err
 		}
-		emit := readableRecords(a.logMapper(in), emit)
+		m := a.logMapper(in)
+		emit := readableRecords(m, emit)
 		if traces != nil {
-			dec := a.newTraceDecoder(in, traces, say)
+			dec := a.newTraceDecoder(in, m, traces, say)
 			readable := emit
 			emit = func(r kmsg.Record, source string) {
 				readable(r, source)
@@ -199,7 +200,7 @@ func (a *app) kernelMapper(in *sandbox.Instance) ktrace.Mapper {
 func (a *app) logMapper(in *sandbox.Instance) ktrace.Mapper {
 	m := a.kernelMapper(in)
 	m.Modules = map[string]string{}
-	for _, b := range module.HostBuilds(filepath.Dir(in.HostBuildDir("x"))) {
+	for _, b := range module.HostBuilds(in.HostBuildsDir()) {
 		m.Modules[b.Remote] = b.Source
 	}
 	if a.cfg.Module.Dir == "" {

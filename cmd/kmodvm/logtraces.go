@@ -97,17 +97,17 @@ func (d *traceDecoder) mapperFor(t ktrace.Trace) ktrace.Mapper {
 	return m
 }
 
-// newTraceDecoder is the decoder for the VM in's log: llvm-addr2line over its kernel's
-// vmlinux (a debug kernel's) and the .ko files of the modules kmodvm built for it on the
-// host.
-func (a *app) newTraceDecoder(in *sandbox.Instance, emit func(ktrace.Trace, kmsg.Record), say func(string)) *traceDecoder {
-	d := &traceDecoder{mapper: a.logMapper(in), budget: module.DefaultSymbolizeBudget, emit: emit, say: say, modules: map[string]module.HostBuilt{}}
-	for _, b := range module.HostBuilds(filepath.Dir(in.HostBuildDir("x"))) {
+// newTraceDecoder is the decoder for the VM in's log, with the mapper its records get (logMapper):
+// llvm-addr2line over its kernel's vmlinux (a debug kernel's) and the .ko files of the modules
+// kmodvm built for it on the host.
+func (a *app) newTraceDecoder(in *sandbox.Instance, m ktrace.Mapper, emit func(ktrace.Trace, kmsg.Record), say func(string)) *traceDecoder {
+	d := &traceDecoder{mapper: m, budget: module.DefaultSymbolizeBudget, emit: emit, say: say, modules: map[string]module.HostBuilt{}}
+	for _, b := range module.HostBuilds(in.HostBuildsDir()) {
 		for _, name := range b.Modules {
 			d.modules[name] = b
 		}
 	}
-	dirs, _ := filepath.Glob(in.HostBuildDir("*"))
+	dirs, _ := filepath.Glob(filepath.Join(in.HostBuildsDir(), "*"))
 	sym, err := kernel.NewSymbolizer(&images.Root{Dir: in.RootDir, Hash: in.RootHash}, in.Vmlinux, dirs...)
 	if err != nil {
 		a.log.Warn("crash traces in the log will have no file:line", "err", err)

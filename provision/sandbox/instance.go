@@ -77,9 +77,12 @@ func (in *Instance) CrashesDir() string { return CrashesDir(in.dir) }
 // CrashesDir is where the VM whose state directory is dir keeps its crash bundles.
 func CrashesDir(dir string) string { return filepath.Join(dir, "crashes") }
 
+// HostBuildsDir holds the directories modules are built in on the host for this VM.
+func (in *Instance) HostBuildsDir() string { return filepath.Join(in.dir, "hostbuild") }
+
 // HostBuildDir is where a module, known by name, is built on the host for this VM.
 func (in *Instance) HostBuildDir(name string) string {
-	return filepath.Join(in.dir, "hostbuild", name)
+	return filepath.Join(in.HostBuildsDir(), name)
 }
 
 // DomainName is the instance's libvirt domain name.
