@@ -181,7 +181,7 @@ func (a *app) sandboxOptions() (sandbox.Options, error) {
 		Image: images.Spec{Suite: a.cfg.Image.Suite, Mirror: a.cfg.Image.Mirror, SnapshotMirror: a.cfg.Image.SnapshotMirror,
 			Packages: a.cfg.Image.Packages, Init: a.cfg.Image.Init},
 		Kernel: kernel.Request{Source: src, Config: kernel.ConfigSpec{
-			Base: a.cfg.Kernel.Base, Fragments: a.cfg.Kernel.Fragments, BaseDir: a.cfg.Dir, Debug: a.cfg.Kernel.Debug,
+			Base: a.cfg.Kernel.Base, Fragments: a.cfg.Kernel.Fragments, BaseDir: a.cfg.Dir, Debug: a.cfg.Kernel.DebugOn(),
 		}, Patches: a.cfg.Kernel.Patches, Bindings: a.cfg.Kernel.Bindings},
 		Jobs:      a.cfg.Kernel.Jobs,
 		MemoryMiB: a.cfg.VM.Memory, CPUs: a.cfg.VM.CPUs, Accel: accel, Port: a.cfg.VM.Port, URI: a.cfg.VM.URI,

@@ -13,7 +13,7 @@ import (
 	"github.com/kmodvm/kmodvm/provision/ktrace"
 )
 
-// TestE2EDebugKernel: on the debug kernel (kernel.debug: true: DWARF, ORC), a Rust module
+// TestE2EDebugKernel: on the default kernel, the debug variant (DWARF, ORC), a Rust module
 // whose init panics and a C module that oopses crash the guest; the trace's top module
 // frame names the module's host source file and the very line that crashed, with that
 // line's text, no frame of the module is a guess, and each crash is kept as a bundle that
@@ -22,11 +22,7 @@ func TestE2EDebugKernel(t *testing.T) {
 	e2eEnv(t)
 	ctx := context.Background()
 	name, _ := e2eVM(t, "e2e-debug")
-	cfg := filepath.Join(t.TempDir(), "kmodvm.yaml")
-	if err := os.WriteFile(cfg, []byte("kernel:\n  debug: true\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	n := []string{"-n", name, "--config", cfg}
+	n := []string{"-n", name}
 	root := repoRoot(t)
 	mustCLI(t, ctx, append([]string{"up"}, n...)...)
 

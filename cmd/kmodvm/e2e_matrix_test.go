@@ -11,8 +11,8 @@ import (
 	"testing"
 )
 
-// TestE2EMatrix: two kernels (the default and the debug variant, both built by the tests
-// before it) x two modules (one that loads, one whose init fails) in parallel VMs of their
+// TestE2EMatrix: two kernels (the default and a variant with configfs, the fix
+// TestE2EDiagnostics's hint names; a variant costs about a minute on the default's tree) x two modules (one that loads, one whose init fails) in parallel VMs of their
 // own: every cell judged on its kernel, exit 4 for the cell that failed to load, the JUnit
 // report one testsuite per kernel, and no VM left behind.
 func TestE2EMatrix(t *testing.T) {
@@ -20,8 +20,8 @@ func TestE2EMatrix(t *testing.T) {
 	ctx := context.Background()
 	root := repoRoot(t)
 	dir := t.TempDir()
-	debug := filepath.Join(dir, "debug.yaml")
-	if err := os.WriteFile(debug, []byte("kernel:\n  debug: true\n"), 0o644); err != nil {
+	variant := filepath.Join(dir, "configfs.yaml")
+	if err := os.WriteFile(variant, []byte("kernel:\n  fragments: [\"CONFIG_CONFIGFS_FS=y\"]\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	empty := filepath.Join(dir, "default.yaml")
@@ -30,7 +30,7 @@ func TestE2EMatrix(t *testing.T) {
 	}
 	hello, einval := filepath.Join(root, "examples/c-hello"), filepath.Join(root, "testdata/modules/einval-c")
 	report := filepath.Join(dir, "matrix.xml")
-	code, out, _ := cli(t, ctx, "matrix", "--json", "--junit", report, "--config", empty, "--config", debug, hello, einval)
+	code, out, _ := cli(t, ctx, "matrix", "--json", "--junit", report, "--config", empty, "--config", variant, hello, einval)
 	var m matrixJSON
 	if err := json.Unmarshal([]byte(out), &m); err != nil {
 		t.Fatalf("matrix --json: %v\n%s", err, out)
@@ -57,8 +57,8 @@ func TestE2EMatrix(t *testing.T) {
 		releases[c.Kernel] = c.KernelRelease
 		sum += c.Duration
 	}
-	if releases[empty] == releases[debug] {
-		t.Errorf("the default and the debug kernel are the same release %q: the cells did not run on their own kernels", releases[empty])
+	if releases[empty] == releases[variant] {
+		t.Errorf("the default and the configfs kernel are the same release %q: the cells did not run on their own kernels", releases[empty])
 	}
 	t.Logf("MEASURE matrix of 4 cells: %.1f s wall, %.1f s of cells one after another (%.2f)", m.Duration, sum, m.Duration/sum)
 

@@ -101,7 +101,7 @@ func symbolizeOptions(object, inside string) images.RunOptions {
 func findObject(vmlinux string, dirs []string, module string) (string, error) {
 	if module == "" {
 		if vmlinux == "" {
-			return "", fmt.Errorf("%w: the kernel was built without debug information; hint: set kernel.debug: true in kmodvm.yaml and recreate the VM (kmodvm destroy, then kmodvm up) for traces with file:line", ktrace.ErrNoLine)
+			return "", fmt.Errorf("%w: the kernel was built without debug information; hint: remove kernel.debug: false from kmodvm.yaml (the debug kernel is the default) and recreate the VM (kmodvm destroy, then kmodvm up) for traces with file:line", ktrace.ErrNoLine)
 		}
 		if _, err := os.Stat(vmlinux); err != nil {
 			return "", fmt.Errorf("the kernel's debug information: %w; hint: the kernel's cache entry is gone; recreate the VM (kmodvm destroy, then kmodvm up)", err)

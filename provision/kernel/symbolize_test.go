@@ -129,7 +129,7 @@ func TestSymbolizer(t *testing.T) {
 		{name: "address without line information", s: withDebug, symbol: "do_fault", offset: 0x99},
 		{name: "module not built on the host", s: withDebug, module: "virtio_blk", symbol: "f", noLine: true, errWant: "module virtio_blk has no .ko built on the host"},
 		{name: "a symlinked .ko is not followed", s: withDebug, module: "linked", symbol: "evil", noLine: true, errWant: "no .ko"},
-		{name: "kernel without debug information", s: plain, symbol: "do_fault", offset: 0x1a, noLine: true, errWant: "hint: set kernel.debug: true"},
+		{name: "kernel without debug information", s: plain, symbol: "do_fault", offset: 0x1a, noLine: true, errWant: "hint: remove kernel.debug: false"},
 		{name: "module of a kernel without debug information", s: plain, module: "my_mod", symbol: "my_init", noLine: true, errWant: "no .ko"},
 		{name: "vmlinux gone from the cache", s: gone, symbol: "do_fault", offset: 0x1a, errWant: "cache entry is gone"},
 	}

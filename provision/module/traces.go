@@ -17,7 +17,7 @@ const DefaultSymbolizeBudget = 5 * time.Second
 // NoDebugInfoNote is the note a run's result carries when its traces name functions but no
 // frame got a file:line because there was no debug information to read it from.
 const NoDebugInfoNote = "the trace frames have no file:line: the kernel was built without debug information; " +
-	"hint: set `kernel.debug: true` in kmodvm.yaml and rebuild the kernel"
+	"hint: remove `kernel.debug: false` from kmodvm.yaml (the debug kernel is the default) and run kmodvm up again"
 
 // mapper is the Runner's Mapper with the module's dirs of this run: remote in the guest,
 // hostDir on the host.

@@ -80,9 +80,14 @@ type Kernel struct {
 	Bindings []string `yaml:"bindings"`
 	Jobs     int      `yaml:"jobs"` // make -j; 0 = number of CPUs
 	// Debug selects the debug kernel variant: DWARF line tables, the ORC unwinder, and
-	// vmlinux kept for symbolizing traces (kernel.ConfigSpec.Debug).
-	Debug bool `yaml:"debug"`
+	// vmlinux kept for symbolizing traces (kernel.ConfigSpec.Debug). Unset means on: a
+	// crash trace that names the module's source line is what kmodvm is for; false trades
+	// that for a smaller, faster first build. Read it with DebugOn.
+	Debug *bool `yaml:"debug"`
 }
+
+// DebugOn says whether the kernel is the debug variant: kernel.debug, true when unset.
+func (k Kernel) DebugOn() bool { return k.Debug == nil || *k.Debug }
 
 // Module is the "module" section: the module under development and how it is run.
 type Module struct {
@@ -415,7 +420,7 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 			}
 			w.fail(n.Line, path, "%s: expected a whole number such as %s, got %s", path, exampleOf(path), got)
 		}
-	case t.Kind() == reflect.Bool:
+	case t.Kind() == reflect.Pointer && t.Elem().Kind() == reflect.Bool, t.Kind() == reflect.Bool:
 		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!bool" {
 			w.fail(n.Line, path, "%s: expected true or false, got %s", path, describe(n))
 		}

@@ -93,10 +93,14 @@ module:
 				Patches:  []string{"/proj/patches/0001-fix.patch", "/srv/series.mbox"},
 				Bindings: []string{"linux/iio/iio.h", "asm/msr.h"},
 				Jobs:     2,
-				Debug:    true,
+				Debug:    new(true),
 			}
 			c.Module = Module{Dir: "/proj/examples/rust", Params: []string{"debug=1", "mod.name=a b c", "empty="},
 				Build: BuildGuest, Timeout: 90 * time.Second}
+		})},
+		{"plain kernel may turn debug info off", "kernel:\n  debug: false\n  fragments: [\"# CONFIG_DEBUG_INFO is not set\"]\n", withDefaults(func(c *Config) {
+			c.Kernel.Debug = new(false)
+			c.Kernel.Fragments = []string{"# CONFIG_DEBUG_INFO is not set"}
 		})},
 		{"kernel tree and URL", "kernel:\n  source: /src/linux\n", withDefaults(func(c *Config) { c.Kernel.Source = "/src/linux" })},
 		{"relative kernel tree", "kernel:\n  source: ../linux\n", withDefaults(func(c *Config) { c.Kernel.Source = "/linux" })},
@@ -204,9 +208,11 @@ func TestParseErrors(t *testing.T) {
 		{"privileged port", "vm:\n  port: 22\n", `kmodvm.yaml:2: vm.port: 22 is not 0 (pick a free port) or a port in 1024..65535; hint: use a free port such as 2222, or 0`},
 		{"debug not a bool", "kernel:\n  debug: yes please\n", `kmodvm.yaml:2: kernel.debug: expected true or false, got "yes please"` + docHint},
 		{"debug info turned off in a debug kernel", "kernel:\n  debug: true\n  fragments:\n    - CONFIG_KASAN=y\n    - \"# CONFIG_DEBUG_INFO is not set\"\n",
-			`kmodvm.yaml:5: kernel.fragments[1]: turns off CONFIG_DEBUG_INFO, which kernel.debug: true needs for debug information; hint: remove the line, or set kernel.debug: false`},
+			`kmodvm.yaml:5: kernel.fragments[1]: turns off CONFIG_DEBUG_INFO, which the debug kernel (kernel.debug, on unless set to false) needs for debug information; hint: remove the line, or set kernel.debug: false`},
+		{"debug info turned off in the default kernel", "kernel:\n  fragments: [\"# CONFIG_DEBUG_INFO is not set\"]\n",
+			`kmodvm.yaml:2: kernel.fragments[0]: turns off CONFIG_DEBUG_INFO, which the debug kernel (kernel.debug, on unless set to false) needs for debug information; hint: remove the line, or set kernel.debug: false`},
 		{"debug kernel turned off with =n", "kernel:\n  debug: true\n  fragments: [CONFIG_DEBUG_KERNEL=n]\n",
-			`kmodvm.yaml:3: kernel.fragments[0]: turns off CONFIG_DEBUG_KERNEL, which kernel.debug: true needs for debug information; hint: remove the line, or set kernel.debug: false`},
+			`kmodvm.yaml:3: kernel.fragments[0]: turns off CONFIG_DEBUG_KERNEL, which the debug kernel (kernel.debug, on unless set to false) needs for debug information; hint: remove the line, or set kernel.debug: false`},
 		{"negative jobs", "kernel:\n  jobs: -1\n", `kmodvm.yaml:2: kernel.jobs: -1 is not 0 (one job per CPU) or a job count in 1..1024; hint: see the keys documented in README.md#configuration`},
 		{"non-QEMU URI", "vm:\n  uri: xen:///system\n", `kmodvm.yaml:2: vm.uri: "xen:///system" is not a libvirt QEMU URI; hint: use qemu:///system, qemu:///session or a remote one such as qemu+ssh://user@host/system`},
 		{"bad mirror", "image:\n  mirror: deb.debian.org\n", `kmodvm.yaml:2: image.mirror: "deb.debian.org" is not an http(s) URL of a Debian mirror, such as "http://deb.debian.org/debian"; hint: remove image.mirror to use the default, "http://deb.debian.org/debian"`},

@@ -61,6 +61,7 @@ func Default() Config {
 		Kernel: Kernel{
 			Source: SourcePackageName,
 			Base:   BaseSmall,
+			Debug:  new(true),
 		},
 		Module: Module{
 			Dir:     ".",
@@ -103,8 +104,8 @@ kernel:
   bindings: []            # headers bindgen binds for this kernel's Rust bindings,
                           # e.g. [linux/iio/iio.h]; checked after the build
   jobs: 0                 # make -j; 0 = number of CPUs
-  debug: false            # true: a kernel with DWARF line tables and the ORC unwinder, its
-                          # vmlinux kept, so traces show file:line; a separate cache entry
+  debug: true             # DWARF line tables and the ORC unwinder, vmlinux kept: traces
+                          # show file:line; false: a plainer kernel, built faster
 module:
   dir: .                  # default module dir for run/sync (relative to this file)
   params: []              # "name=value" module parameters for insmod

@@ -154,10 +154,10 @@ func (v *validator) kernel(k Kernel) {
 		case FragmentLine:
 			if !configSetRe.MatchString(f) && !configNotRe.MatchString(f) {
 				v.add(field, "%s is not a kernel config line; hint: write it as CONFIG_NAME=y (or =m, =n, a number, a \"quoted string\") or as \"# CONFIG_NAME is not set\"", quote(f))
-			} else if sym := turnedOff(f); k.Debug && debugNeeds[sym] {
+			} else if sym := turnedOff(f); k.DebugOn() && debugNeeds[sym] {
 				// The user's fragments win over kmodvm's, and verification checks the
 				// final config against the winner: only here is the contradiction seen.
-				v.add(field, "turns off CONFIG_%s, which kernel.debug: true needs for debug information; hint: remove the line, or set kernel.debug: false", sym)
+				v.add(field, "turns off CONFIG_%s, which the debug kernel (kernel.debug, on unless set to false) needs for debug information; hint: remove the line, or set kernel.debug: false", sym)
 			}
 		case FragmentFile:
 			v.path(field, f)
