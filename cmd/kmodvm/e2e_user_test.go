@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -111,8 +112,8 @@ func qemuOwner(t *testing.T, domain string) int {
 	return int(fi.Sys().(*syscall.Stat_t).Uid)
 }
 
-// TestE2EUnprivileged: as an ordinary user, doctor -> up (image, kernel and disk built
-// unprivileged) -> run the Rust example -> the guest's files belong to root, the keys are
+// TestE2EUnprivileged: as an ordinary user, doctor -> up (toolchain root, kernel and disk
+// built unprivileged; the kernel tree seeded with root's, see seedUserTree) -> run the Rust example -> the guest's files belong to root, the keys are
 // private -> QEMU runs as the user -> root's kmodvm neither sees nor touches the user's VM
 // -> logs, down, up, destroy; then the same user on qemu:///session, its daemon started by
 // kmodvm.
@@ -127,6 +128,7 @@ func TestE2EUnprivileged(t *testing.T) {
 		asUser(t, u, 5*time.Minute, u.HomeDir, append(n, "destroy")...)
 	})
 
+	seedUserTree(t, u)
 	code, out, _ := asUser(t, u, 2*time.Minute, u.HomeDir, "doctor")
 	if code != 0 || !strings.Contains(out, "/usr/sbin/mkfs.ext4") {
 		t.Fatalf("doctor as %s: exit %d; want every check passing and mkfs.ext4 found in /usr/sbin", u.Username, code)
@@ -231,6 +233,61 @@ func TestE2EUnprivileged(t *testing.T) {
 		}
 		mustAsUser(t, u, 5*time.Minute, u.HomeDir, append(session, "destroy")...)
 	})
+}
+
+// seedUserTree gives u a copy of root's build tree of the default kernel, at the same place
+// in u's cache, so the user's first kernel build compiles only what root's tree lacks of
+// the default config instead of all of it (about 13 minutes here). What the user still
+// does unprivileged: the toolchain root (mmdebstrap in a user namespace), the Kconfig pass
+// and make in bwrap over the whole tree, modules_install, the disk. Not the unpacking of
+// the sources: TestE2EInterruptRootAndFullCache unpacks them, as root. The tree is bound at
+// the same path inside bwrap for every user, so root's objects are up to date for the
+// user's make. Nothing is copied when root's tree is not complete or the user has one.
+func seedUserTree(t *testing.T, u *user.User) {
+	t.Helper()
+	out := mustCLI(t, context.Background(), "kernel", "config", "--json")
+	var kc struct{ Tree string }
+	if err := json.Unmarshal([]byte(out), &kc); err != nil || kc.Tree == "" {
+		t.Fatalf("kernel config --json: no tree (%v):\n%s", err, out)
+	}
+	rel, err := filepath.Rel(e2ePaths(t).Cache, kc.Tree)
+	if err != nil || strings.HasPrefix(rel, "..") {
+		t.Fatalf("root's kernel tree %s is not in root's cache %s", kc.Tree, e2ePaths(t).Cache)
+	}
+	if _, err := os.Stat(filepath.Join(kc.Tree, ".kmodvm-building")); err == nil {
+		t.Logf("root's tree %s has a build in progress: the user builds its kernel from scratch", kc.Tree)
+		return
+	}
+	cache := filepath.Join(u.HomeDir, ".cache/kmodvm")
+	dst := filepath.Join(cache, rel)
+	if _, err := os.Stat(dst); err == nil {
+		t.Logf("the user has a kernel tree %s already", dst)
+		return
+	}
+	start := time.Now()
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	// The directories down to the tree's, made as the user would have made them.
+	var dirs []string
+	for d := filepath.Dir(dst); d != u.HomeDir && d != "/"; d = filepath.Dir(d) {
+		dirs = append([]string{d}, dirs...)
+	}
+	for _, d := range dirs {
+		if err := os.Mkdir(d, 0o700); err == nil {
+			if err := os.Chown(d, uid, gid); err != nil {
+				t.Fatal(err)
+			}
+		} else if !os.IsExist(err) {
+			t.Fatal(err)
+		}
+	}
+	for _, argv := range [][]string{{"cp", "-a", kc.Tree, dst + ".seeding"}, {"chown", "-R", u.Uid + ":" + u.Gid, dst + ".seeding"}, {"mv", dst + ".seeding", dst}} {
+		if out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput(); err != nil {
+			os.RemoveAll(dst + ".seeding")
+			t.Fatalf("seed the user's kernel tree: %s: %v: %s", strings.Join(argv, " "), err, out)
+		}
+	}
+	t.Logf("seeded %s from root's %s in %.1f s", dst, kc.Tree, time.Since(start).Seconds())
 }
 
 // stopSessionDaemons stops u's session libvirtd and virtlogd, by the pids in their pid files.
