@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"encoding/xml"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -120,6 +121,17 @@ func TestE2EKUnit(t *testing.T) {
 	test(mod("testdata/modules/kunit-crash-c"), 5, []string{
 		"fail     kunit_crash_c_oops",
 		"during the KUnit test kunit_crash_c.kunit_crash_c_oops",
+		"guest:   restarted",
+	})
+	// The same in Rust: the panic in a test is a BUG, an oops in KUnit's thread; the trace
+	// points at the module's own line (the default kernel has line tables).
+	panicLine := lineOf(t, mod("testdata/modules/kunit-crash-rust/kunit_crash_rust.rs"), "let x = v[i];")
+	test(mod("testdata/modules/kunit-crash-rust"), 5, []string{
+		"pass     kunit_crash_rust_passes",
+		"fail     kunit_crash_rust_panics",
+		"pass     kunit_crash_rust_after",
+		"during the KUnit test kunit_crash_rust.kunit_crash_rust_panics",
+		fmt.Sprintf("%s:%d", mod("testdata/modules/kunit-crash-rust/kunit_crash_rust.rs"), panicLine),
 		"guest:   restarted",
 	})
 	// A panic in a test: the guest is restarted, the tests that never reported are crashed,
