@@ -72,6 +72,11 @@ func (c *Conn) StorageVolUpload(v libvirt.StorageVol, r io.Reader, offset, lengt
 	return once(c, func(s session) error { return s.StorageVolUpload(v, r, offset, length, flags) })
 }
 
+// StorageVolDownload streams once: a stream that broke has written part of the bytes.
+func (c *Conn) StorageVolDownload(v libvirt.StorageVol, w io.Writer, offset, length uint64, flags libvirt.StorageVolDownloadFlags) error {
+	return once(c, func(s session) error { return s.StorageVolDownload(v, w, offset, length, flags) })
+}
+
 func (c *Conn) StorageVolDelete(v libvirt.StorageVol, flags libvirt.StorageVolDeleteFlags) error {
 	return call0(c, func(s session) error { return s.StorageVolDelete(v, flags) })
 }

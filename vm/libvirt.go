@@ -97,6 +97,24 @@ type remoteSession struct {
 	host *remotehost.Host
 }
 
+// ErrNotRemote is DialHostLoopback's error on a connection to this machine's daemon.
+var ErrNotRemote = errors.New("not a connection to a remote host")
+
+// DialHostLoopback connects to port on the libvirt host's own 127.0.0.1 through the
+// connection's SSH connection to the host: how a remote host's guests are reached, whose
+// SSH forwards listen there only. A local connection has no such path (ErrNotRemote).
+func (c *Conn) DialHostLoopback(ctx context.Context, port int) (net.Conn, error) {
+	s, err := c.session()
+	if err != nil {
+		return nil, err
+	}
+	rs, ok := s.(remoteSession)
+	if !ok {
+		return nil, ErrNotRemote
+	}
+	return rs.host.DialLoopback(ctx, port)
+}
+
 func (s remoteSession) Disconnect() error {
 	err := s.Libvirt.Disconnect()
 	return errors.Join(err, s.host.Close())

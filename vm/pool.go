@@ -25,6 +25,7 @@ type PoolLibvirt interface {
 	StorageVolLookupByName(p libvirt.StoragePool, name string) (libvirt.StorageVol, error)
 	StorageVolCreateXML(p libvirt.StoragePool, xml string, flags libvirt.StorageVolCreateFlags) (libvirt.StorageVol, error)
 	StorageVolUpload(v libvirt.StorageVol, r io.Reader, offset, length uint64, flags libvirt.StorageVolUploadFlags) error
+	StorageVolDownload(v libvirt.StorageVol, w io.Writer, offset, length uint64, flags libvirt.StorageVolDownloadFlags) error
 	StorageVolDelete(v libvirt.StorageVol, flags libvirt.StorageVolDeleteFlags) error
 	StorageVolGetInfo(v libvirt.StorageVol) (int8, uint64, uint64, error)
 	StorageVolGetPath(v libvirt.StorageVol) (string, error)
@@ -225,13 +226,25 @@ func (p *Pool) upload(ctx context.Context, vol, local string) (_ string, err err
 // volume's path on the host) and returns its path. An existing volume of that name is
 // replaced: an overlay is a VM's disk, made anew when the VM is.
 func (p *Pool) Overlay(ctx context.Context, name, backing string, capacity uint64) (string, error) {
+	return p.replaceVolume(ctx, name, capacity, "qcow2", backing)
+}
+
+// Empty creates the empty raw volume name, replacing one of that name, and returns its
+// path: a file on the host for its daemons to write (a guest's console log).
+func (p *Pool) Empty(ctx context.Context, name string) (string, error) {
+	return p.replaceVolume(ctx, name, 0, "raw", "")
+}
+
+// replaceVolume creates the volume name (format, capacity, backing file if any) in place of
+// one of that name and returns its path on the host.
+func (p *Pool) replaceVolume(ctx context.Context, name string, capacity uint64, format, backing string) (string, error) {
 	if err := ctx.Err(); err != nil {
 		return "", err
 	}
 	if err := p.remove(name); err != nil {
 		return "", err
 	}
-	v, err := p.createVolume(name, capacity, "qcow2", backing)
+	v, err := p.createVolume(name, capacity, format, backing)
 	if err != nil {
 		return "", err
 	}
@@ -240,6 +253,21 @@ func (p *Pool) Overlay(ctx context.Context, name, backing string, capacity uint6
 		return "", fmt.Errorf("path of volume %s in pool %q: %w", name, p.Name, err)
 	}
 	return path, nil
+}
+
+// Download writes the volume name's bytes from offset to its end to w.
+func (p *Pool) Download(ctx context.Context, name string, offset uint64, w io.Writer) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	v, err := p.lv.StorageVolLookupByName(p.pool, name)
+	if err != nil {
+		return fmt.Errorf("look up volume %s in pool %q: %w", name, p.Name, err)
+	}
+	if err := p.lv.StorageVolDownload(v, w, offset, 0, 0); err != nil {
+		return fmt.Errorf("download volume %s of pool %q: %w", name, p.Name, err)
+	}
+	return nil
 }
 
 // Remove deletes the volume name and its done marker; a volume that is not there is fine.

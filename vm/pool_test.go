@@ -289,3 +289,28 @@ func TestOverlayAndRemove(t *testing.T) {
 		t.Errorf("Available = %d, %v; want 42 GiB", avail, err)
 	}
 }
+
+// A console log on the host: an empty volume its daemon appends to, read back from an
+// offset.
+func TestEmptyAndDownload(t *testing.T) {
+	f, p := openTestPool(t)
+	path, err := p.Empty(t.Context(), "dev.console.log")
+	if err != nil || path != testPoolDir+"/dev.console.log" {
+		t.Fatalf("Empty: %q, %v", path, err)
+	}
+	f.AppendVolume("kmodvm", "dev.console.log", []byte("[    0.000000] Linux version 7.2.13\n[    1.000000] ready\n"))
+	var b bytes.Buffer
+	if err := p.Download(t.Context(), "dev.console.log", 36, &b); err != nil || b.String() != "[    1.000000] ready\n" {
+		t.Errorf("Download from 36: %q, %v", b.String(), err)
+	}
+	if _, err := p.Empty(t.Context(), "dev.console.log"); err != nil {
+		t.Fatal(err)
+	}
+	b.Reset()
+	if err := p.Download(t.Context(), "dev.console.log", 0, &b); err != nil || b.Len() != 0 {
+		t.Errorf("a second Empty did not empty it: %q, %v", b.String(), err)
+	}
+	if err := p.Download(t.Context(), "nope", 0, &b); err == nil || !strings.Contains(err.Error(), "look up volume nope") {
+		t.Errorf("Download of a missing volume: %v", err)
+	}
+}

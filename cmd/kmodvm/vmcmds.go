@@ -38,7 +38,11 @@ func (a *app) upCmd() *cobra.Command {
 			if in.Vmlinux != "" {
 				debug = " debug=" + in.Vmlinux
 			}
-			fmt.Fprintf(a.stdout, "%s running kernel=%s%s accel=%s ssh=127.0.0.1:%d\n", in.Name, in.KernelRelease, debug, in.Accel, in.SSHPort)
+			where := ""
+			if in.Host != nil {
+				where = " on " + a.cfg.VM.URI + " (ssh through the host)"
+			}
+			fmt.Fprintf(a.stdout, "%s running kernel=%s%s accel=%s ssh=127.0.0.1:%d%s\n", in.Name, in.KernelRelease, debug, in.Accel, in.SSHPort, where)
 			return nil
 		},
 	}

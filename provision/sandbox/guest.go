@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"time"
 
 	"github.com/kmodvm/kmodvm/vm"
 	"github.com/kmodvm/kmodvm/vm/sshclient"
@@ -31,7 +32,16 @@ func (g *Guest) Instance() *Instance { return g.in }
 func (g *Guest) SSH() *sshclient.Client { return g.c }
 
 // ConsoleLog is the serial console log file.
-func (g *Guest) ConsoleLog() string { return g.in.ConsoleLog() }
+func (g *Guest) ConsoleLog() string {
+	if g.in.Host != nil { // the host's log, copied here first
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := g.sb.SyncConsole(ctx, g.in); err != nil {
+			g.sb.opt.Log.Warn("copy the console log from the host", "vm", g.in.Name, "err", err)
+		}
+	}
+	return g.in.ConsoleLog()
+}
 
 // Running says whether the domain is running.
 func (g *Guest) Running(ctx context.Context) (bool, error) {

@@ -56,6 +56,10 @@ type Instance struct {
 	Toolchain map[string]string `json:"toolchain"`
 	Suite     string            `json:"suite"`
 
+	// Host holds the paths on a remote libvirt host the VM boots from (nil: a local VM,
+	// whose domain names the files above).
+	Host *HostFiles `json:"host,omitempty"`
+
 	Created time.Time `json:"created"`
 	// RestoredFrom says where the running guest came from: FromPristine, FromOwnSave, or ""
 	// (booted).
@@ -99,9 +103,13 @@ func (in *Instance) legacy() bool { return in.Domain == "" }
 // DomainSpec is the libvirt definition of the instance for the daemon behind uri, owned by
 // user u.
 func (in *Instance) DomainSpec(uri string, u User) vm.DomainSpec {
+	kernel, disk, console := in.Kernel, in.Overlay(), in.ConsoleLog()
+	if in.Host != nil {
+		kernel, disk, console = in.Host.Kernel, in.Host.Overlay, in.Host.Console
+	}
 	return vm.DomainSpec{
 		Name: in.DomainName(), UUID: in.UUID, Accel: in.Accel, MemoryMiB: in.MemoryMiB, CPUs: in.CPUs,
-		Kernel: in.Kernel, Cmdline: in.Cmdline, Disk: in.Overlay(), ConsoleLog: in.ConsoleLog(),
+		Kernel: kernel, Cmdline: in.Cmdline, Disk: disk, ConsoleLog: console,
 		SSHPort: in.SSHPort, QEMUUser: qemuUser(uri, u),
 		Title: fmt.Sprintf("kmodvm VM %s of %s", in.Name, u),
 		Owner: &vm.Owner{UID: u.UID, User: u.Name, StateDir: in.dir, VM: in.Name},

@@ -17,7 +17,6 @@ import (
 	"github.com/kmodvm/kmodvm/provision/kernel"
 	"github.com/kmodvm/kmodvm/vm"
 	"github.com/kmodvm/kmodvm/vm/remedy"
-	"github.com/kmodvm/kmodvm/vm/remotehost"
 	"github.com/kmodvm/kmodvm/vm/sshclient"
 )
 
@@ -54,6 +53,7 @@ type Options struct {
 // Sandbox manages kmodvm's VMs on one libvirt connection.
 type Sandbox struct {
 	opt Options
+	lv  vm.Libvirt // the connection drv drives; a remote host's also holds its pool (remote.go)
 	drv *vm.Driver
 	// consoleStat reports the owner and size of the console log (see prepareConsoleLog).
 	consoleStat func(path string) (uid int, size int64, err error)
@@ -90,7 +90,7 @@ func New(lv vm.Libvirt, opt Options) *Sandbox {
 	if opt.LookupUser == nil {
 		opt.LookupUser = lookupUserName
 	}
-	return &Sandbox{opt: opt, drv: vm.NewDriver(lv, opt.Log), consoleStat: statOwner,
+	return &Sandbox{opt: opt, lv: lv, drv: vm.NewDriver(lv, opt.Log), consoleStat: statOwner,
 		fixGuest: fixRestoredGuest, freeSpace: freeSpace, createOverlay: images.CreateOverlay}
 }
 
@@ -160,10 +160,6 @@ func (s *Sandbox) Up(ctx context.Context, name string) (*Instance, *sshclient.Cl
 	if err := CheckName(name); err != nil {
 		return nil, nil, err
 	}
-	if remotehost.IsRemote(s.opt.URI) {
-		// The domain would name this machine's kernel, disk and console log paths.
-		return nil, nil, fmt.Errorf("VMs on a remote libvirt host (%s) are not supported yet: kmodvm does not put the kernel and disk image there; hint: `kmodvm doctor --uri %s` checks that host; run kmodvm on it, or use qemu:///system here", s.opt.URI, s.opt.URI)
-	}
 	in, err := loadInstance(s.opt.State, name)
 	created := false
 	switch {
@@ -217,14 +213,18 @@ func (s *Sandbox) create(ctx context.Context, name string) (_ *Instance, err err
 	if err != nil {
 		return nil, err
 	}
-	accel, notice, err := vm.ResolveAccel(ctx, s.opt.Accel, func(ctx context.Context) (bool, string, error) {
-		return s.probeKVM(ctx, art.Kernel.Bzimage())
-	})
-	if err != nil {
-		return nil, err
-	}
-	if notice != "" {
-		s.opt.Status(notice)
+	var accel vm.Accel
+	if !s.remote() { // a remote host's KVM is probed there, with the uploaded kernel
+		var notice string
+		accel, notice, err = vm.ResolveAccel(ctx, s.opt.Accel, func(ctx context.Context) (bool, string, error) {
+			return s.probeKVM(ctx, art.Kernel.Bzimage())
+		})
+		if err != nil {
+			return nil, err
+		}
+		if notice != "" {
+			s.opt.Status(notice)
+		}
 	}
 	// The same UUID for every VM of this name: its pristine save is tied to it.
 	uuid := stableUUID(DomainName(s.opt.User.UID, name))
@@ -253,7 +253,16 @@ func (s *Sandbox) create(ctx context.Context, name string) (_ *Instance, err err
 		Toolchain: art.Kernel.Toolchain, Suite: s.opt.Image.Suite,
 		Created: time.Now().UTC(), dir: dir,
 	}
-	if err := s.createOverlay(ctx, in.Base, in.Overlay()); err != nil {
+	if s.remote() {
+		defer func() {
+			if err != nil && in.Host != nil {
+				_ = s.removeFromHost(context.WithoutCancel(ctx), in)
+			}
+		}()
+		if err := s.placeOnHost(ctx, in, art); err != nil {
+			return nil, err
+		}
+	} else if err := s.createOverlay(ctx, in.Base, in.Overlay()); err != nil {
 		return nil, err
 	}
 	if err := in.save(); err != nil {
@@ -374,7 +383,15 @@ func (s *Sandbox) define(ctx context.Context, in *Instance) error {
 // coldBoot starts the defined, stopped domain and waits for SSH.
 func (s *Sandbox) coldBoot(ctx context.Context, in *Instance) (*sshclient.Client, error) {
 	s.opt.Status(fmt.Sprintf("booting %s (%s, kernel %s, ssh on 127.0.0.1:%d)", in.Name, in.Accel, in.KernelRelease, in.SSHPort))
-	if err := s.drv.Start(ctx, in.DomainName()); err != nil {
+	err := s.drv.Start(ctx, in.DomainName())
+	// A remote host's port was picked blind: one taken there makes QEMU fail; pick again.
+	for try := 0; err != nil && in.Host != nil && !in.FixedPort && strings.Contains(err.Error(), "host forwarding rule") && try < 3; try++ {
+		if err = s.define(ctx, in); err == nil {
+			err = s.drv.Start(ctx, in.DomainName())
+		}
+	}
+	if err != nil {
+		_ = s.SyncConsole(ctx, in)
 		return nil, fmt.Errorf("start VM %q: %w; hint: see %s", in.Name, err, in.ConsoleLog())
 	}
 	return s.waitSSH(ctx, in)
@@ -400,7 +417,7 @@ func (s *Sandbox) waitSSH(ctx context.Context, in *Instance) (*sshclient.Client,
 
 // waitSSHWithin waits up to timeout for the running guest's SSH.
 func (s *Sandbox) waitSSHWithin(ctx context.Context, in *Instance, timeout time.Duration) (*sshclient.Client, error) {
-	cfg, err := in.SSHConfig()
+	cfg, err := s.sshConfig(in)
 	if err != nil {
 		return nil, err
 	}
@@ -422,6 +439,7 @@ func (s *Sandbox) waitSSHWithin(ctx context.Context, in *Instance, timeout time.
 			return nil, ctx.Err()
 		}
 		reason := err.Error()
+		_ = s.SyncConsole(ctx, in)
 		if wctx.Err() != nil {
 			reason = fmt.Sprintf("no SSH after %s", timeout)
 		}
@@ -434,6 +452,10 @@ func (s *Sandbox) waitSSHWithin(ctx context.Context, in *Instance, timeout time.
 // pickPort keeps the VM's port if it is free, else picks a new free one (a port the user
 // fixed is an error instead).
 func (s *Sandbox) pickPort(in *Instance) error {
+	if in.Host != nil {
+		pickRemotePort(in)
+		return nil
+	}
 	if in.SSHPort != 0 && portFree(in.SSHPort) {
 		return nil
 	}
@@ -471,7 +493,7 @@ func (s *Sandbox) Connect(ctx context.Context, name string) (*Instance, *sshclie
 	if st != vm.StateRunning {
 		return nil, nil, remedy.With(fmt.Errorf("VM %q is %s", name, st), name, remedy.StartVM)
 	}
-	cfg, err := in.SSHConfig()
+	cfg, err := s.sshConfig(in)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -612,7 +634,7 @@ func (s *Sandbox) Down(ctx context.Context, name string, timeout time.Duration) 
 	if s.ownSave(ctx, in) {
 		return StoppedSaved, nil
 	}
-	if cfg, err := in.SSHConfig(); err == nil {
+	if cfg, err := s.sshConfig(in); err == nil {
 		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		if c, err := sshclient.Dial(dctx, cfg); err == nil {
 			_, _ = c.Run(dctx, images.GuestPoweroff, nil, io.Discard, io.Discard)
@@ -660,6 +682,11 @@ func (s *Sandbox) Destroy(ctx context.Context, name string) error {
 		}
 		if err := s.drv.Undefine(ctx, dn); err != nil {
 			return err
+		}
+	}
+	if in, err := loadInstance(s.opt.State, name); err == nil && in.Host != nil {
+		if err := s.removeFromHost(ctx, in); err != nil {
+			return fmt.Errorf("remove VM %q's disk from %s: %w", name, s.opt.URI, err)
 		}
 	}
 	if err := os.RemoveAll(dir); err != nil {
@@ -749,7 +776,7 @@ func (s *Sandbox) Status(ctx context.Context, name string) (Status, error) {
 		out.Fix = []remedy.Action{remedy.StartVM}
 	}
 	if st == vm.StateRunning {
-		cfg, err := in.SSHConfig()
+		cfg, err := s.sshConfig(in)
 		if err != nil {
 			out.Problem = "cannot use the VM's SSH keys: " + err.Error()
 		} else {

@@ -931,11 +931,7 @@ func TestUpErrors(t *testing.T) {
 			name:    "invalid name",
 			wantErr: []string{"is not valid"},
 		},
-		{
-			name:    "remote host",
-			setup:   func(fx *fixture) { fx.sb.opt.URI = "qemu+ssh://dev@lab.example/system" },
-			wantErr: []string{"VMs on a remote libvirt host (qemu+ssh://dev@lab.example/system) are not supported yet", "hint: `kmodvm doctor --uri qemu+ssh://dev@lab.example/system` checks that host"},
-		},
+
 		{
 			name: "libvirt fails to start the domain",
 			setup: func(fx *fixture) {

@@ -320,6 +320,37 @@ func (f *Libvirt) StorageVolUpload(v libvirt.StorageVol, r io.Reader, offset, le
 	return nil
 }
 
+// AppendVolume appends data to a volume, as a daemon writing the file does (a console log).
+func (f *Libvirt) AppendVolume(poolName, name string, data []byte) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	v := f.pools[poolName].vols[name]
+	v.Content = append(v.Content, data...)
+}
+
+// StorageVolDownload writes the volume's content from offset (length 0: to its end) to w.
+func (f *Libvirt) StorageVolDownload(v libvirt.StorageVol, w io.Writer, offset, length uint64, _ libvirt.StorageVolDownloadFlags) error {
+	err := f.enter("StorageVolDownload", v.Name)
+	if err != nil {
+		f.mu.Unlock()
+		return err
+	}
+	_, vol, err := f.volLocked(v)
+	var data []byte
+	if err == nil && offset <= uint64(len(vol.Content)) {
+		data = slices.Clone(vol.Content[offset:])
+		if length > 0 && length < uint64(len(data)) {
+			data = data[:length]
+		}
+	}
+	f.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(data)
+	return err
+}
+
 func (f *Libvirt) StorageVolDelete(v libvirt.StorageVol, _ libvirt.StorageVolDeleteFlags) error {
 	err := f.enter("StorageVolDelete", v.Name)
 	defer f.mu.Unlock()
