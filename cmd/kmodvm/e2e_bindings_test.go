@@ -83,9 +83,7 @@ func TestE2EBindingsAndPatches(t *testing.T) {
 	}
 
 	// The variant: the header bound, the patch applied.
-	writeE2EFile(t, filepath.Join(dir, "0001-marker.patch"), markerPatch)
-	cfg := writeE2EFile(t, filepath.Join(dir, "kmodvm.yaml"), name+"kernel:\n  patches: [./0001-marker.patch]\n  bindings: [linux/iio/iio.h]\n")
-	vn := []string{"--config", cfg}
+	vn := []string{"--config", writeE2EVariant(t, dir, name)}
 	code, _, stderr := cli(t, ctx, append([]string{"kernel", "build"}, vn...)...)
 	if code != 0 {
 		t.Fatalf("kernel build with a patch and a binding: exit %d", code)
@@ -168,6 +166,18 @@ func checkLine(t *testing.T, path string, line int, name string) {
 	if line < 1 || line > len(lines) || !strings.Contains(lines[line-1], name) {
 		t.Errorf("%s:%d does not mention %s", path, line, name)
 	}
+}
+
+// writeE2EVariant writes to dir a kmodvm.yaml (starting with head) for the kernel variant
+// TestE2EBindingsAndPatches and TestE2EDoc share, so that it is built once for both:
+// linux/iio/iio.h bound, 0001-marker.patch declaring kmodvm_e2e_marker in it,
+// 0002-doc-marker.patch adding KMODVM_E2E_DOC_MARKER to the kernel crate. Its path.
+func writeE2EVariant(t *testing.T, dir, head string) string {
+	t.Helper()
+	writeE2EFile(t, filepath.Join(dir, "0001-marker.patch"), markerPatch)
+	writeE2EFile(t, filepath.Join(dir, "0002-doc-marker.patch"), docMarkerPatch)
+	return writeE2EFile(t, filepath.Join(dir, "kmodvm.yaml"),
+		head+"kernel:\n  patches: [./0001-marker.patch, ./0002-doc-marker.patch]\n  bindings: [linux/iio/iio.h]\n")
 }
 
 func writeE2EFile(t *testing.T, path, content string) string {

@@ -46,6 +46,9 @@ func TestE2EDoc(t *testing.T) {
 	e2eEnv(t)
 	ctx := context.Background()
 	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "variant"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	// A VM name no VM has: doc documents the kernel kmodvm.yaml selects.
 	name := fmt.Sprintf("e2e-doc-%d", os.Getpid())
 	cfg := writeE2EFile(t, filepath.Join(dir, "kmodvm.yaml"), "name: "+name+"\n")
@@ -79,9 +82,9 @@ func TestE2EDoc(t *testing.T) {
 		t.Errorf("doc --serve --addr 0.0.0.0:0: exit %d, %q; want it refused", code, stderr)
 	}
 
-	// A variant whose patch adds an item to the kernel crate: its documentation has it.
-	writeE2EFile(t, filepath.Join(dir, "0001-doc-marker.patch"), docMarkerPatch)
-	vcfg := writeE2EFile(t, filepath.Join(dir, "variant.yaml"), "name: "+name+"\nkernel:\n  patches: [./0001-doc-marker.patch]\n")
+	// A variant whose patch adds an item to the kernel crate: its documentation has it. It
+	// is TestE2EBindingsAndPatches's variant, built once for both.
+	vcfg := writeE2EVariant(t, filepath.Join(dir, "variant"), "name: "+name+"\n")
 	mustCLI(t, ctx, "kernel", "build", "--config", vcfg)
 	variant := docQuery(t, ctx, "--config", vcfg)
 	if variant.KernelKey == res.KernelKey {
