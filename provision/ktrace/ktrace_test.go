@@ -420,3 +420,43 @@ func TestResolveAsksEachModuleOnce(t *testing.T) {
 }
 
 func errorsIs(err, target error) bool { return errors.Is(err, target) }
+
+// placeFrame puts a frame at its module's own line when code from core or the kernel was
+// inlined there, else at the innermost position on the host, else the innermost at all.
+func TestPlaceFrame(t *testing.T) {
+	host := t.TempDir()
+	for _, f := range []string{"mod/m.rs", "root/usr/lib/rustlib/src/rust/library/core/src/slice/index.rs", "linux/lib/kunit/test.c"} {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(host, f)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(host, f), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := Mapper{GuestModuleDir: "/root/mod", HostModuleDir: filepath.Join(host, "mod"), GuestKernelDir: "/usr/src/kmodvm/linux",
+		KernelSrc: filepath.Join(host, "linux"), ToolchainRoot: filepath.Join(host, "root")}
+	core := Source{File: "/usr/lib/rustlib/src/rust/library/core/src/slice/index.rs", Line: 272}
+	kunit := Source{File: "/usr/src/kmodvm/linux/lib/kunit/test.c", Line: 448}
+	mod := Source{File: "/root/mod/m.rs", Line: 37}
+	gone := Source{File: "/nowhere/x.rs", Line: 9}
+	for _, tt := range []struct {
+		name     string
+		srcs     []Source
+		file     string
+		line     int
+		wantHost bool
+	}{
+		{"core inlined into the module", []Source{core, mod}, filepath.Join(host, "mod/m.rs"), 37, true},
+		{"the module's line innermost", []Source{mod, core}, filepath.Join(host, "mod/m.rs"), 37, true},
+		{"no module position: the innermost on the host", []Source{gone, core, kunit}, filepath.Join(host, "root/usr/lib/rustlib/src/rust/library/core/src/slice/index.rs"), 272, true},
+		{"nothing on the host: the innermost", []Source{gone, {File: "/nowhere/y.c", Line: 3}}, "/nowhere/x.rs", 9, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var f Frame
+			onHost := placeFrame(&f, tt.srcs, m)
+			if f.File != tt.file || f.Line != tt.line || onHost != tt.wantHost {
+				t.Errorf("placed at %s:%d (on the host: %v), want %s:%d (%v)", f.File, f.Line, onHost, tt.file, tt.line, tt.wantHost)
+			}
+		})
+	}
+}

@@ -71,6 +71,20 @@ func (m Mapper) Map(path string) (string, bool) {
 	return "", false
 }
 
+// inModuleSources says whether the host file is in a module's own directory: this
+// module's or another one's of Modules.
+func (m Mapper) inModuleSources(host string) bool {
+	if _, ok := under(host, m.HostModuleDir); ok {
+		return true
+	}
+	for _, dir := range m.Modules {
+		if _, ok := under(host, dir); ok {
+			return true
+		}
+	}
+	return false
+}
+
 // inKernel lists where the kernel's file at rel (relative to its tree) may be on the host.
 func (m Mapper) inKernel(rel string) []string {
 	var out []string

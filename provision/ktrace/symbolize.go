@@ -278,22 +278,30 @@ func symbolizeOrder(frames []*Frame) []string {
 }
 
 // placeFrame gives f the position of srcs (one address's inline chain, innermost
-// first): the innermost position on the host, so that code inlined from core or
-// the kernel crate into a module function is shown at the module's line that
-// called it; else the innermost at all. It says whether the position is on the
-// host.
+// first): the innermost position in a module's own sources, so that code inlined
+// from core (a slice's Index, say) or the kernel crate into a module function is
+// shown at the module's line that called it; else the innermost position on the
+// host; else the innermost at all. It says whether the position is on the host.
 func placeFrame(f *Frame, srcs []Source, m Mapper) bool {
 	if len(srcs) == 0 {
 		return false
 	}
 	f.File, f.Line = srcs[0].File, srcs[0].Line
+	found := false
 	for _, src := range srcs {
-		if host, ok := m.Map(src.File); ok {
+		host, ok := m.Map(src.File)
+		if !ok {
+			continue
+		}
+		if m.inModuleSources(host) {
 			f.File, f.Line = host, src.Line
 			return true
 		}
+		if !found {
+			f.File, f.Line, found = host, src.Line, true
+		}
 	}
-	return false
+	return found
 }
 
 // TopModuleFrame is the frame a module author looks at first: the RIP when
