@@ -26,6 +26,10 @@ var _ ProbeLibvirt = (*libvirt.Libvirt)(nil)
 // probeStatePoll is how often a libvirt probe looks at its guest's state.
 const probeStatePoll = 200 * time.Millisecond
 
+// probeConsoleEnd bounds the wait for a probe's console stream to end once its domain is
+// destroyed.
+const probeConsoleEnd = 10 * time.Second
+
 // ProbeKVMVia is ProbeKVM on the host behind lv, which may be another machine: it boots
 // kernel (a path on that host, readable by its QEMU: a pool volume) in a transient domain
 // of type kvm with no disk, and reads the serial console through libvirt. ok is true when
@@ -57,15 +61,31 @@ func probeVia(ctx context.Context, lv ProbeLibvirt, kernel, domType string, time
 		// libvirt's own word: no /dev/kvm there, no KVM support in its QEMU, no such kernel.
 		return false, "libvirt could not start a " + domType + " guest: " + firstLine(err.Error()), nil
 	}
-	defer func() { _ = lv.DomainDestroy(d) }()
-
 	pr, pw := io.Pipe()
+	consoleDone := make(chan struct{})
 	go func() {
+		defer close(consoleDone)
 		err := lv.DomainOpenConsole(d, libvirt.OptString{}, pw, uint32(libvirt.DomainConsoleForce))
 		pw.CloseWithError(err)
 	}()
-	lines := scanLines(ctx, pr)
-	defer pr.Close() // stops the reader; the console stream ends with the domain
+	console := scanLines(ctx, pr)
+	lines := console
+	// The console is read until its stream has ended, after the domain is gone: a stream
+	// go-libvirt can no longer deliver to blocks its router, and with it every reply on
+	// the connection, the destroy's first (a probe hung so in CI).
+	defer func() {
+		go func() {
+			for range console {
+			}
+		}()
+		go func() { _, _ = io.Copy(io.Discard, pr) }() // what the scanner no longer reads once ctx is done
+		_ = lv.DomainDestroy(d)
+		select {
+		case <-consoleDone:
+		case <-time.After(probeConsoleEnd):
+		}
+		pr.Close()
+	}()
 
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
