@@ -68,16 +68,11 @@ func (s *Sandbox) placeOnHost(ctx context.Context, in *Instance, art *Artifacts)
 	if hf.Kernel, err = pool.Put(ctx, art.Kernel.Key, "bzImage", art.Kernel.Bzimage()); err != nil {
 		return err
 	}
-	accel, notice, err := vm.ResolveAccel(ctx, s.opt.Accel, func(ctx context.Context) (bool, string, error) {
+	if in.Accel, err = s.resolveAccel(ctx, func(ctx context.Context) (bool, string, error) {
 		return vm.ProbeKVMVia(ctx, h, hf.Kernel, 0)
-	})
-	if err != nil {
+	}); err != nil {
 		return err
 	}
-	if notice != "" {
-		s.opt.Status(notice)
-	}
-	in.Accel = accel
 	if hf.Base, err = pool.Put(ctx, art.Disk.Key, "base.qcow2", art.Disk.Base); err != nil {
 		return err
 	}

@@ -215,15 +215,11 @@ func (s *Sandbox) create(ctx context.Context, name string) (_ *Instance, err err
 	}
 	var accel vm.Accel
 	if !s.remote() { // a remote host's KVM is probed there, with the uploaded kernel
-		var notice string
-		accel, notice, err = vm.ResolveAccel(ctx, s.opt.Accel, func(ctx context.Context) (bool, string, error) {
+		accel, err = s.resolveAccel(ctx, func(ctx context.Context) (bool, string, error) {
 			return s.probeKVM(ctx, art.Kernel.Bzimage())
 		})
 		if err != nil {
 			return nil, err
-		}
-		if notice != "" {
-			s.opt.Status(notice)
 		}
 	}
 	// The same UUID for every VM of this name: its pristine save is tied to it.
@@ -378,6 +374,19 @@ func (s *Sandbox) define(ctx context.Context, in *Instance) error {
 		return err
 	}
 	return s.prepareConsoleLog(in)
+}
+
+// resolveAccel picks the accelerator the options ask for, probing KVM with probe when they
+// leave it to kmodvm, and says why when it falls back.
+func (s *Sandbox) resolveAccel(ctx context.Context, probe func(context.Context) (bool, string, error)) (vm.Accel, error) {
+	accel, notice, err := vm.ResolveAccel(ctx, s.opt.Accel, probe)
+	if err != nil {
+		return "", err
+	}
+	if notice != "" {
+		s.opt.Status(notice)
+	}
+	return accel, nil
 }
 
 // coldBoot starts the defined, stopped domain and waits for SSH.
