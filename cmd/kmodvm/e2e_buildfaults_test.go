@@ -83,13 +83,15 @@ func TestE2EInterruptKernelAndDisk(t *testing.T) {
 	// its in-progress marker and the next build removes them, saying so.
 	recovered := "stopped before it could clean up; removed "
 	// The kill lands once make has written into the tree since the in-progress marker: the
-	// next build then has something to remove. Only make's targets count: rustc's codegen
-	// units (CRATE.CRATE.HASH-cgu.N.rcgu.o) are temporaries rustc deletes itself once it
-	// links the crate, so a kill that lands after that found nothing left to remove.
+	// next build then has something to remove. Only make's targets count, not the
+	// temporaries others delete themselves, so that a kill that lands after they went finds
+	// nothing left to remove: rustc's codegen units (CRATE.CRATE.HASH-cgu.N.rcgu.o), deleted
+	// once it links the crate, and kbuild's compiler probes (cc-option and the like write
+	// .tmp_PID/tmp.o and remove the directory at once).
 	marker := filepath.Join(kc.Tree, ".kmodvm-building")
 	var written string // the object found, for the report if the recovery misses it
 	wroteSinceMarker := func() bool {
-		out, _ := exec.Command("find", kc.Tree, "-newer", marker, "-name", "*.o", "!", "-name", "*.rcgu.o", "-type", "f", "-print", "-quit").Output()
+		out, _ := exec.Command("find", kc.Tree, "-newer", marker, "-name", "*.o", "!", "-name", "*.rcgu.o", "!", "-path", "*/.tmp_*", "-type", "f", "-print", "-quit").Output()
 		written = strings.TrimSpace(string(out))
 		return written != ""
 	}
