@@ -14,7 +14,7 @@ import (
 )
 
 // TestE2EDebugKernel: on the default kernel, the debug variant (DWARF, ORC), a Rust module
-// whose init panics and a C module that oopses crash the guest; the trace's top module
+// whose init panics, a C module that oopses and one whose init panics crash the guest; the trace's top module
 // frame names the module's host source file and the very line that crashed, with that
 // line's text, no frame of the module is a guess, and each crash is kept as a bundle that
 // `kmodvm crashes` lists and shows.
@@ -41,6 +41,9 @@ func TestE2EDebugKernel(t *testing.T) {
 		{"testdata/modules/oops-rust", "oops_rust.rs", "let x = v[i];", "oops_rust", []string{"run"}},
 		// C: KUnit's test 2 writes through NULL; the oops kills only its thread.
 		{"testdata/modules/kunit-crash-c", "kunit_crash_c.c", "WRITE_ONCE(*p, 1);", "kunit_crash_c", []string{"test"}},
+		// C: init panics the guest. Init is in .init.text, which in the .ko starts at address
+		// 0 like .text: only the linked copy kmodvm symbolizes tells the two apart.
+		{"testdata/modules/panic-c", "panicker.c", `panic("panicker: deliberate panic from a kmodvm test module");`, "panicker", []string{"run"}},
 	}
 	var ids []string
 	for _, c := range cases {

@@ -124,7 +124,9 @@ func TestE2EKUnit(t *testing.T) {
 		"guest:   restarted",
 	})
 	// The same in Rust: the panic in a test is a BUG, an oops in KUnit's thread; the trace
-	// points at the module's own line (the default kernel has line tables).
+	// points at the module's own line (the default kernel has line tables): the panic's
+	// location, and the top module frame too, with the line itself, though the indexing that
+	// panicked is KVec's and core's, inlined into the test.
 	panicLine := lineOf(t, mod("testdata/modules/kunit-crash-rust/kunit_crash_rust.rs"), "let x = v[i];")
 	test(mod("testdata/modules/kunit-crash-rust"), 5, []string{
 		"pass     kunit_crash_rust_passes",
@@ -132,6 +134,7 @@ func TestE2EKUnit(t *testing.T) {
 		"pass     kunit_crash_rust_after",
 		"during the KUnit test kunit_crash_rust.kunit_crash_rust_panics",
 		fmt.Sprintf("%s:%d", mod("testdata/modules/kunit-crash-rust/kunit_crash_rust.rs"), panicLine),
+		"> let x = v[i];",
 		"guest:   restarted",
 	})
 	// A panic in a test: the guest is restarted, the tests that never reported are crashed,

@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -21,6 +22,13 @@ type Toolchain interface {
 // addr2line is LLVM's addr2line in the toolchain root: the root's llvm package (which the
 // LLVM=1 kernel build needs for llvm-ar, llvm-nm, ...) installs it on the PATH.
 const addr2line = "llvm-addr2line"
+
+// linker is LLVM's linker in the toolchain root (the LLVM=1 kernel build links with it).
+const linker = "ld.lld"
+
+// linkDir is where the host directory a module's linked copy is written to is bound, read-write,
+// inside the root.
+const linkDir = "/tmp/kmodvm-link"
 
 // symbolizeDir is where the object of one query is bound, read-only, inside the root: under
 // /tmp, a fresh tmpfs in every command (images.Root.Command), so the bind's mount point can
@@ -83,7 +91,46 @@ func NewSymbolizer(tc Toolchain, vmlinux string, moduleDirs ...string) (*ktrace.
 		Args: func(object string, queries []string) []string {
 			return command(object, queries).Args[1:]
 		},
+		Link: func(ctx context.Context, object string) (string, func(), error) {
+			return link(ctx, tc, object)
+		},
 	}, nil
+}
+
+// link links a module's .ko into an executable in a new host directory, with ld.lld in the
+// toolchain root: every section gets an address of its own (in the .ko, .text and .init.text
+// both start at 0), and the debug information is relocated to match, so the module can be
+// symbolized by address. The kernel's symbols the module calls are left undefined (0): only
+// the module's own code is looked up. done removes the directory.
+func link(ctx context.Context, tc Toolchain, object string) (linked string, done func(), err error) {
+	dir, err := os.MkdirTemp("", "kmodvm-link-")
+	if err != nil {
+		return "", nil, fmt.Errorf("link %s for symbolizing: %w", object, err)
+	}
+	done = func() { os.RemoveAll(dir) }
+	name := filepath.Base(object)
+	inside := path.Join(symbolizeDir, name)
+	opt := symbolizeOptions(object, inside)
+	opt.Binds = append(opt.Binds, images.Bind{Host: dir, Guest: linkDir})
+	// --noinhibit-exec: a relocation the linker cannot resolve (the module is not meant to be
+	// linked alone) is a warning, and the copy is written all the same.
+	cmd := tc.Command(ctx, opt, linker, "-o", path.Join(linkDir, name), "--unresolved-symbols=ignore-all", "--noinhibit-exec", "-e", "0", inside)
+	if cmd.Err != nil {
+		done()
+		return "", nil, fmt.Errorf("prepare %s in the toolchain root for %s: %w", linker, object, cmd.Err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		done()
+		return "", nil, fmt.Errorf("link %s for symbolizing: %s: %w: %s", object, linker, err, strings.TrimSpace(stderr.String()))
+	}
+	linked = filepath.Join(dir, name)
+	if _, err := os.Stat(linked); err != nil {
+		done()
+		return "", nil, fmt.Errorf("link %s for symbolizing: %s wrote no output: %w: %s", object, linker, err, strings.TrimSpace(stderr.String()))
+	}
+	return linked, done, nil
 }
 
 // symbolizeOptions run llvm-addr2line on the host file object, bound read-only at inside

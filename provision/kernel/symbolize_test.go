@@ -14,21 +14,34 @@ import (
 	"github.com/kmodvm/kmodvm/provision/ktrace"
 )
 
-// fakeBwrapAddr2Line stands in for bwrap running llvm-addr2line --output-style=JSON in a
-// read-only root: it refuses a writable root, sees exactly the one file bound read-only (as
-// the root would), and answers each query from that host file's lines "QUERY|FUNC|FILE:LINE"
-// (several lines: an inline chain), with no position when none match.
+// fakeBwrapAddr2Line stands in for bwrap running llvm-addr2line --output-style=JSON or ld.lld
+// in a read-only root: it refuses a writable root and sees exactly the files bound into it.
+// llvm-addr2line answers each query from its one read-only bound host file's lines
+// "QUERY|FUNC|FILE:LINE" (several lines: an inline chain), with no position when none match.
+// ld.lld "links" its read-only bound input into the read-write bound directory: a copy whose
+// functions are named "FUNC (linked)", so that an answer tells which file was asked.
 const fakeBwrapAddr2Line = `#!/bin/sh
-ro=; host=; guest=
+ro=; host=; guest=; rwhost=; rwguest=
 while [ "$1" != -- ]; do
 	case $1 in
 	--ro-root) ro=1; shift ;;
 	--ro-bind) host=$2; guest=$3; shift 3 ;;
+	--bind) rwhost=$2; rwguest=$3; shift 3 ;;
 	*) echo "fake bwrap: unexpected option $1" >&2; exit 2 ;;
 	esac
 done
 shift
 [ -n "$ro" ] || { echo "fake bwrap: the root is writable" >&2; exit 2; }
+if [ "$1" = ld.lld ]; then
+	[ "$2" = -o ] || { echo "fake ld.lld: no -o first" >&2; exit 2; }
+	out=$3; shift 3
+	[ "$*" = "--unresolved-symbols=ignore-all --noinhibit-exec -e 0 $guest" ] || { echo "fake ld.lld: unexpected arguments $*" >&2; exit 2; }
+	[ -n "$rwguest" ] && [ "$out" = "$rwguest/${out##*/}" ] || { echo "ld.lld: error: cannot open output file $out: Read-only file system" >&2; exit 1; }
+	[ "${out##*/}" != fail.ko ] || { echo "ld.lld: error: fake failure" >&2; exit 1; }
+	sed 's/^\([^|]*\)|\([^|]*\)|/\1|\2 (linked)|/' "$host" > "$rwhost/${out##*/}"
+	exit
+fi
+[ -z "$rwguest" ] || { echo "fake bwrap: llvm-addr2line has a writable bind" >&2; exit 2; }
 [ "$1" = llvm-addr2line ] || { echo "fake bwrap: runs $1, not llvm-addr2line" >&2; exit 2; }
 shift
 obj=; queries=
@@ -93,6 +106,13 @@ func TestSymbolizer(t *testing.T) {
 	first, second := filepath.Join(dir, "build-a"), filepath.Join(dir, "build-b")
 	writeFile(t, filepath.Join(first, "other.ko"), "")
 	writeFile(t, filepath.Join(second, "my-mod.ko"), "my_init+0x10|my_init|/root/mod/my-mod.c:7\n")
+	writeFile(t, filepath.Join(second, "fail.ko"), "f_init+0x1|f_init|/root/mod/fail.c:3\n")
+	// The linked copies are made under TMPDIR, and removed.
+	tmp := filepath.Join(dir, "tmp")
+	if err := os.Mkdir(tmp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("TMPDIR", tmp)
 	writeFile(t, filepath.Join(dir, "elsewhere.ko"), "evil+0x0|evil|/etc/shadow:1\n")
 	if err := os.Symlink(filepath.Join(dir, "elsewhere.ko"), filepath.Join(first, "linked.ko")); err != nil {
 		t.Fatal(err)
@@ -125,7 +145,9 @@ func TestSymbolizer(t *testing.T) {
 		{name: "inline chain, innermost first", s: withDebug, symbol: "inlined", offset: 4,
 			want: []ktrace.Source{{Func: "helper", File: "/usr/src/kmodvm/linux/include/linux/list.h", Line: 88}, {Func: "caller", File: "/usr/src/kmodvm/linux/kernel/fork.c", Line: 12}}},
 		{name: "module named with _ whose file has -", s: withDebug, module: "my_mod", symbol: "my_init", offset: 0x10,
-			want: []ktrace.Source{{Func: "my_init", File: "/root/mod/my-mod.c", Line: 7}}},
+			want: []ktrace.Source{{Func: "my_init (linked)", File: "/root/mod/my-mod.c", Line: 7}}},
+		{name: "module whose link fails is asked itself", s: withDebug, module: "fail", symbol: "f_init", offset: 1,
+			want: []ktrace.Source{{Func: "f_init", File: "/root/mod/fail.c", Line: 3}}},
 		{name: "address without line information", s: withDebug, symbol: "do_fault", offset: 0x99},
 		{name: "module not built on the host", s: withDebug, module: "virtio_blk", symbol: "f", noLine: true, errWant: "module virtio_blk has no .ko built on the host"},
 		{name: "a symlinked .ko is not followed", s: withDebug, module: "linked", symbol: "evil", noLine: true, errWant: "no .ko"},
@@ -152,6 +174,9 @@ func TestSymbolizer(t *testing.T) {
 				t.Errorf("err = %v: wraps ErrNoLine %v, want %v", err, !c.noLine, c.noLine)
 			}
 		})
+	}
+	if left, err := os.ReadDir(tmp); err != nil || len(left) != 0 {
+		t.Errorf("linked copies left in TMPDIR: %v %v", left, err)
 	}
 }
 

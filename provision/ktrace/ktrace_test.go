@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -330,12 +331,14 @@ func TestAddr2Line(t *testing.T) {
 }
 
 // TestParseAddr2Line: llvm-addr2line's JSON as it prints it (captured from LLVM 21 on a
-// debug kernel's vmlinux), one answer per query; an object it cannot read; a count that
-// does not match.
+// debug kernel's vmlinux and on a linked C module), one answer per query, a SYMBOL+OFFSET's
+// positions under "Loc" and an address's under "Symbol"; an object it cannot read; a count
+// that does not match.
 func TestParseAddr2Line(t *testing.T) {
-	const real = `[{"Loc":[{"Column":8,"Discriminator":0,"FileName":"/usr/src/kmodvm/linux/init/main.c","FunctionName":"do_one_initcall","Line":1352,"StartAddress":"0xffffffff81208000","StartFileName":"/usr/src/kmodvm/linux/init/main.c","StartLine":1342}],"ModuleName":"/tmp/v","SymName":"do_one_initcall"},{"Loc":[],"ModuleName":"/tmp/v","SymName":"bogus_symbol"}]`
-	got, err := parseAddr2Line([]byte(real+"\n"), 2)
-	want := [][]Source{{{Func: "do_one_initcall", File: "/usr/src/kmodvm/linux/init/main.c", Line: 1352}}, nil}
+	const real = `[{"Loc":[{"Column":8,"Discriminator":0,"FileName":"/usr/src/kmodvm/linux/init/main.c","FunctionName":"do_one_initcall","Line":1352,"StartAddress":"0xffffffff81208000","StartFileName":"/usr/src/kmodvm/linux/init/main.c","StartLine":1342}],"ModuleName":"/tmp/v","SymName":"do_one_initcall"},{"Loc":[],"ModuleName":"/tmp/v","SymName":"bogus_symbol"},` +
+		`{"Address":"0x201283","ModuleName":"/tmp/kmodvm-symbolize/panicker.ko","Symbol":[{"Column":2,"Discriminator":0,"FileName":"/root/m/panicker.c","FunctionName":"init_module","Line":7,"StartAddress":"0x201280","StartFileName":"/root/m/panicker.c","StartLine":5}]}]`
+	got, err := parseAddr2Line([]byte(real+"\n"), 3)
+	want := [][]Source{{{Func: "do_one_initcall", File: "/usr/src/kmodvm/linux/init/main.c", Line: 1352}}, nil, {{Func: "init_module", File: "/root/m/panicker.c", Line: 7}}}
 	if err != nil || !reflect.DeepEqual(got, want) {
 		t.Errorf("parse = %+v, %v; want %+v", got, err, want)
 	}
@@ -343,7 +346,7 @@ func TestParseAddr2Line(t *testing.T) {
 	if _, err := parseAddr2Line([]byte(unreadable), 2); err == nil || !strings.Contains(err.Error(), "No such file or directory") {
 		t.Errorf("unreadable object: err %v", err)
 	}
-	if _, err := parseAddr2Line([]byte(real), 3); err == nil || !strings.Contains(err.Error(), "2 answers to 3 queries") {
+	if _, err := parseAddr2Line([]byte(real), 4); err == nil || !strings.Contains(err.Error(), "3 answers to 4 queries") {
 		t.Errorf("answers short: err %v", err)
 	}
 	if _, err := parseAddr2Line([]byte("do_one_initcall\n/usr/src/x.c:1\n"), 1); err == nil {
@@ -458,5 +461,102 @@ func TestPlaceFrame(t *testing.T) {
 				t.Errorf("placed at %s:%d (on the host: %v), want %s:%d (%v)", f.File, f.Line, onHost, tt.file, tt.line, tt.wantHost)
 			}
 		})
+	}
+}
+
+// TestAddressQueries: in a linked object each function has one address, and a query for it
+// becomes that address plus the offset; a name two static functions share, a name not
+// there, and every query of an object that is not linked stay SYMBOL+OFFSET.
+func TestAddressQueries(t *testing.T) {
+	queries := []Query{{"in_text", 0x2}, {"in_init", 0x3}, {"dup", 0x1}, {"use_dup", 0}, {"nowhere", 0x4}}
+	symbolic := []string{"in_text+0x2", "in_init+0x3", "dup+0x1", "use_dup+0x0", "nowhere+0x4"}
+	cases := []struct {
+		name, object string
+		want         []string
+	}{
+		// readelf -s testdata/linked.elf: in_text 0x401010 (.text), in_init 0x401050
+		// (.init.text), dup at 0x401000 and at 0x401030, use_dup 0x401020.
+		{"linked", "testdata/linked.elf", []string{"0x401012", "0x401053", "dup+0x1", "0x401020", "nowhere+0x4"}},
+		{"relocatable: .text and .init.text both at 0", "testdata/linked/two.o", symbolic},
+		{"not an object", "testdata/fake-addr2line", symbolic},
+		{"missing", "testdata/no-such-file", symbolic},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := addressQueries(c.object, queries); !reflect.DeepEqual(got, c.want) {
+				t.Errorf("got %q, want %q", got, c.want)
+			}
+		})
+	}
+}
+
+// TestAddr2LineLinked: a module's queries go to its linked copy, by address where the copy
+// has one, and the copy is removed afterwards; the kernel is never linked; a link that
+// fails leaves the module's own object asked by symbol.
+func TestAddr2LineLinked(t *testing.T) {
+	a := fakeAddr2Line(t)
+	argsLog := filepath.Join(t.TempDir(), "args")
+	t.Setenv("FAKE_ADDR2LINE_ARGS", argsLog)
+	linked, err := filepath.Abs("testdata/linked.elf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var linkedFrom []string
+	done := 0
+	linkErr := error(nil)
+	a.Link = func(_ context.Context, object string) (string, func(), error) {
+		linkedFrom = append(linkedFrom, object)
+		if linkErr != nil {
+			return "", nil, linkErr
+		}
+		return linked, func() { done++ }, nil
+	}
+	readArgs := func() string {
+		t.Helper()
+		b, err := os.ReadFile(argsLog)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Remove(argsLog); err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	ctx := t.Context()
+
+	got, err := a.Symbolize(ctx, "two", []Query{{"in_text", 0x2}, {"dup", 0x1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := [][]Source{
+		{
+			{Func: "twice", File: "/root/mod/two.c", Line: 5},
+			{Func: "in_text", File: "/root/mod/two.c", Line: 10},
+		},
+		{{Func: "dup", File: "/usr/src/kmodvm/linux/init/main.c", Line: 1000}},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("sources %+v, want %+v", got, want)
+	}
+	if args := readArgs(); !strings.HasSuffix(args, "-e\n"+linked+"\n0x401012\ndup+0x1\n") {
+		t.Errorf("arguments:\n%s\nwant the linked copy asked by address where it has one", args)
+	}
+	if !slices.Equal(linkedFrom, []string{"/build/two.ko"}) || done != 1 {
+		t.Errorf("linked %q, removed %d times; want /build/two.ko, once", linkedFrom, done)
+	}
+
+	if _, err := a.Symbolize(ctx, "", []Query{{"do_fault", 0x1a}}); err != nil {
+		t.Fatal(err)
+	}
+	if args := readArgs(); !strings.HasSuffix(args, "-e\n/boot/vmlinux\ndo_fault+0x1a\n") || len(linkedFrom) != 1 {
+		t.Errorf("kernel: arguments\n%s\nlinked %q; want vmlinux itself asked by symbol", args, linkedFrom)
+	}
+
+	linkErr = errors.New("ld.lld: error: broken")
+	if _, err := a.Symbolize(ctx, "two", []Query{{"in_text", 0x2}}); err != nil {
+		t.Fatal(err)
+	}
+	if args := readArgs(); !strings.HasSuffix(args, "-e\n/build/two.ko\nin_text+0x2\n") {
+		t.Errorf("failed link: arguments\n%s\nwant the module's own object asked by symbol", args)
 	}
 }

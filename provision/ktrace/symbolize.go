@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"debug/elf"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -72,8 +73,16 @@ type Addr2Line struct {
 	// its .ko, or vmlinux for module "".
 	Object func(module string) (string, error)
 	// Args builds the arguments after Command for the queries
-	// ("SYMBOL+0xOFF") in an object; nil means Addr2LineArgs.
+	// ("SYMBOL+0xOFF", or "0xADDRESS") in an object; nil means Addr2LineArgs.
 	Args func(object string, queries []string) []string
+	// Link, when set, links a module's relocatable object (its .ko) into
+	// an executable whose every section has an address of its own, to
+	// query by address: llvm-addr2line gives the whole inline chain of an
+	// address, and only the innermost position of a "SYMBOL+OFFSET" (LLVM
+	// 21), which for code inlined from core or the kernel crate is not the
+	// module's line. done removes the linked copy. When Link fails, the
+	// module's object is asked by symbol, as without it.
+	Link func(ctx context.Context, object string) (linked string, done func(), err error)
 }
 
 var _ Symbolizer = (*Addr2Line)(nil)
@@ -101,9 +110,19 @@ func (a *Addr2Line) Symbolize(ctx context.Context, module string, queries []Quer
 	if err != nil {
 		return nil, fmt.Errorf("symbolize %s: %w: %w", describeModule(module), ErrNoObject, err)
 	}
-	qs := make([]string, len(queries))
-	for i, q := range queries {
-		qs[i] = q.String()
+	var qs []string
+	if a.Link != nil && module != "" {
+		linked, done, err := a.Link(ctx, obj)
+		if err == nil {
+			defer done()
+			obj, qs = linked, addressQueries(linked, queries)
+		}
+	}
+	if qs == nil {
+		qs = make([]string, len(queries))
+		for i, q := range queries {
+			qs[i] = q.String()
+		}
 	}
 	argsFn := a.Args
 	if argsFn == nil {
@@ -124,6 +143,63 @@ func (a *Addr2Line) Symbolize(ctx context.Context, module string, queries []Quer
 	return answers, nil
 }
 
+// addressQueries turns each query into "0xADDRESS" where the object, an
+// executable (or shared object) whose symbols have their final addresses,
+// has exactly one function of that name; the others stay "SYMBOL+0xOFFSET",
+// and all of them do when the object cannot be read as one. Two static
+// functions of one name (in two files of a module) are the ambiguous case.
+func addressQueries(object string, queries []Query) []string {
+	qs := make([]string, len(queries))
+	for i, q := range queries {
+		qs[i] = q.String()
+	}
+	f, err := elf.Open(object)
+	if err != nil {
+		return qs
+	}
+	defer f.Close()
+	if f.Type != elf.ET_EXEC && f.Type != elf.ET_DYN {
+		return qs
+	}
+	syms, err := f.Symbols()
+	if err != nil {
+		return qs
+	}
+	want := map[string]bool{}
+	for _, q := range queries {
+		want[q.Symbol] = true
+	}
+	addrs := map[string][]uint64{}
+	for _, s := range syms {
+		if !want[s.Name] || !isCode(f, s) {
+			continue
+		}
+		if !slices.Contains(addrs[s.Name], s.Value) {
+			addrs[s.Name] = append(addrs[s.Name], s.Value)
+		}
+	}
+	for i, q := range queries {
+		if a := addrs[q.Symbol]; len(a) == 1 {
+			qs[i] = "0x" + strconv.FormatUint(a[0]+q.Offset, 16)
+		}
+	}
+	return qs
+}
+
+// isCode says whether s names code: a function, or an untyped symbol
+// (assembly's), defined in an executable section.
+func isCode(f *elf.File, s elf.Symbol) bool {
+	typ := elf.ST_TYPE(s.Info)
+	if typ != elf.STT_FUNC && typ != elf.STT_NOTYPE {
+		return false
+	}
+	i := int(s.Section)
+	if s.Section >= elf.SHN_LORESERVE || i <= 0 || i >= len(f.Sections) {
+		return false
+	}
+	return f.Sections[i].Flags&elf.SHF_EXECINSTR != 0
+}
+
 func describeModule(module string) string {
 	if module == "" {
 		return "the kernel"
@@ -132,14 +208,19 @@ func describeModule(module string) string {
 }
 
 // addr2lineAnswer is one query's answer in llvm-addr2line's JSON output: its
-// positions (innermost first with -i), or an error.
+// positions (innermost first with -i), or an error. The positions are "Loc"
+// in the answer to a "SYMBOL+OFFSET" query and "Symbol" in the answer to an
+// address.
 type addr2lineAnswer struct {
-	Loc []struct {
-		FunctionName string
-		FileName     string
-		Line         int
-	}
-	Error *struct{ Message string }
+	Loc    []addr2linePosition
+	Symbol []addr2linePosition
+	Error  *struct{ Message string }
+}
+
+type addr2linePosition struct {
+	FunctionName string
+	FileName     string
+	Line         int
 }
 
 // parseAddr2Line reads llvm-addr2line --output-style=JSON output for n
@@ -166,7 +247,7 @@ func parseAddr2Line(out []byte, n int) ([][]Source, error) {
 	}
 	srcs := make([][]Source, n)
 	for i, a := range answers {
-		for _, l := range a.Loc {
+		for _, l := range append(a.Loc, a.Symbol...) {
 			if l.FileName == "" || l.FileName == "??" || l.Line <= 0 {
 				continue
 			}
