@@ -65,6 +65,34 @@ if ((${#missing[@]})); then
 	fi
 fi
 
+# OpenSSH's sshd, for the remote-host e2e tests: they start it on 127.0.0.1 with a config of
+# their own. The package's own ssh service would listen on every address, so it is installed
+# with services held back (policy-rc.d) and, when this script installed it, left disabled.
+if ! dpkg-query -W -f='${db:Status-Status}\n' openssh-server 2>/dev/null | grep -qx installed; then
+	todo+=("Debian package: openssh-server (for the e2e tests; its ssh service left off)")
+	if ! $check; then
+		echo "==> installing openssh-server (for the remote-host e2e tests; its ssh service is left off)"
+		held=
+		if [ ! -e /usr/sbin/policy-rc.d ]; then
+			printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+			chmod 755 /usr/sbin/policy-rc.d
+			held=/usr/sbin/policy-rc.d
+			trap 'rm -f "$held"' EXIT
+		fi
+		((${#missing[@]})) || apt-get update -q || true
+		apt-get install -y -q --no-install-recommends openssh-server
+		if [ -n "$held" ]; then
+			rm -f "$held"
+			trap - EXIT
+		fi
+		if [ "$(cat /proc/1/comm 2>/dev/null)" = systemd ]; then
+			systemctl disable --now ssh.service ssh.socket >/dev/null 2>&1 || true
+		else
+			update-rc.d ssh disable >/dev/null 2>&1 || true
+		fi
+	fi
+fi
+
 # Go: the version go.mod names, at least (Debian's golang is older). Installing a Go toolchain
 # is left to the user: say which version is needed and where it comes from.
 want=$(awk '$1 == "go" {print $2; exit}' go.mod)

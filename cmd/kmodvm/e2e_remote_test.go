@@ -3,13 +3,17 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"net"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/kmodvm/kmodvm/provision/sandbox"
@@ -18,7 +22,7 @@ import (
 )
 
 // TestE2EDoctorRemote: `kmodvm doctor --uri qemu+ssh://...` checks the host behind the URI
-// (here this machine's libvirtd reached through an SSH server on 127.0.0.1, as a remote
+// (here this machine's libvirtd reached through OpenSSH's sshd on 127.0.0.1, as a remote
 // sshd would forward it): libvirt and QEMU versions, CPUs and memory, kmodvm's storage
 // pool and its free space, and KVM by booting the cached kernel there, which must agree
 // with the local probe.
@@ -62,19 +66,23 @@ func TestE2EDoctorRemote(t *testing.T) {
 	}
 }
 
-// e2eRemoteHost is a qemu+ssh:// URI to this machine's system libvirtd through an SSH
-// server on 127.0.0.1 that forwards what a remote sshd would (the daemon's socket, the
-// host's loopback ports), its host key in the URI's known_hosts= and the client key in its
-// keyfile=. kmodvm's storage pool on the machine is removed afterwards if the test made it.
+// e2eRemoteHost is a qemu+ssh:// URI to this machine's system libvirtd through OpenSSH's
+// sshd, as a remote host is reached: the test starts one on a free port of 127.0.0.1 with a
+// config of its own (a generated host key, in the URI's known_hosts=; one authorized client
+// key, the URI's keyfile=; root by key only; forwarding of unix sockets, libvirt's, and of
+// TCP, the guest's loopback port) and stops it at the end. kmodvm's storage pool on the
+// machine is removed afterwards if the test made it.
 func e2eRemoteHost(t *testing.T) string {
 	t.Helper()
 	t.Setenv("SSH_AUTH_SOCK", "")
+	addr := startSSHD(t)
 	dir := t.TempDir()
-	hostKey := sshtest.NewKey(t)
 	keyFile, kh := filepath.Join(dir, "id"), filepath.Join(dir, "known_hosts")
 	client := sshtest.NewKeyFiles(t, keyFile)
-	srv := sshtest.NewServer(t, hostKey, client.PublicKey(), sshtest.WithForwarding())
-	if err := os.WriteFile(kh, []byte(knownhosts.Line([]string{knownhosts.Normalize(srv.Addr())}, hostKey.PublicKey())+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(addr.dir, "authorized_keys"), ssh.MarshalAuthorizedKey(client.PublicKey()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(kh, []byte(knownhosts.Line([]string{knownhosts.Normalize(addr.hostPort)}, addr.hostKey)+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if exec.Command("virsh", "-c", vm.URISystem, "pool-info", vm.PoolName).Run() != nil {
@@ -85,11 +93,126 @@ func e2eRemoteHost(t *testing.T) string {
 			_ = os.RemoveAll(vm.PoolDir)
 		})
 	}
-	return "qemu+ssh://root@" + srv.Addr() + "/system?" + url.Values{"keyfile": {keyFile}, "known_hosts": {kh}}.Encode()
+	return "qemu+ssh://root@" + addr.hostPort + "/system?" + url.Values{"keyfile": {keyFile}, "known_hosts": {kh}}.Encode()
+}
+
+// sshdAddr is where startSSHD's sshd listens, its host key, and its directory (which holds
+// its config and the authorized_keys it reads at each login).
+type sshdAddr struct {
+	hostPort string
+	hostKey  ssh.PublicKey
+	dir      string
+}
+
+// sshdPath is where Debian's openssh-server puts sshd; it must be started by its absolute
+// path, since it re-executes itself for each connection.
+const sshdPath = "/usr/sbin/sshd"
+
+// startSSHD starts OpenSSH's sshd on a free port of 127.0.0.1, in the foreground, logging to
+// sshd.log in its directory (printed when the test failed), and waits until it answers.
+func startSSHD(t *testing.T) sshdAddr {
+	t.Helper()
+	if _, err := os.Stat(sshdPath); err != nil {
+		t.Fatalf("OpenSSH's sshd is not installed (%v); hint: bash scripts/deps.sh installs openssh-server", err)
+	}
+	dir := t.TempDir()
+	hostKeyFile := filepath.Join(dir, "host_ed25519")
+	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "kmodvm-e2e", "-f", hostKeyFile).CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen: %v: %s", err, out)
+	}
+	pubText, err := os.ReadFile(hostKeyFile + ".pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostKey, _, _, _, err := ssh.ParseAuthorizedKey(pubText)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostPort := l.Addr().String()
+	l.Close()
+	// Not PAM: its session stack wants a login uid, which a container may not give. Without
+	// it, sshd refuses only a locked account ("!" in /etc/shadow), which root is not here.
+	config := strings.Join([]string{
+		"ListenAddress " + hostPort,
+		"HostKey " + hostKeyFile,
+		"AuthorizedKeysFile " + filepath.Join(dir, "authorized_keys"),
+		"PidFile none",
+		"UsePAM no",
+		"StrictModes no",
+		"PermitRootLogin prohibit-password",
+		"PasswordAuthentication no",
+		"KbdInteractiveAuthentication no",
+		"AllowTcpForwarding yes",
+		"AllowStreamLocalForwarding yes",
+		"LogLevel VERBOSE",
+		"",
+	}, "\n")
+	cfgFile := filepath.Join(dir, "sshd_config")
+	if err := os.WriteFile(cfgFile, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The privilege separation directory sshd insists on (the package's service makes it).
+	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	logFile := filepath.Join(dir, "sshd.log")
+	log, err := os.Create(logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	cmd := exec.Command(sshdPath, "-D", "-e", "-f", cfgFile)
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start sshd: %v", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-exited
+		if t.Failed() {
+			out, _ := os.ReadFile(logFile)
+			t.Logf("sshd's log:\n%s", out)
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if sshdAnswers(hostPort) {
+			return sshdAddr{hostPort: hostPort, hostKey: hostKey, dir: dir}
+		}
+		select {
+		case err := <-exited:
+			out, _ := os.ReadFile(logFile)
+			t.Fatalf("sshd exited (%v) before it answered on %s:\n%s", err, hostPort, out)
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			out, _ := os.ReadFile(logFile)
+			t.Fatalf("sshd did not answer on %s within 30 s:\n%s", hostPort, out)
+		}
+	}
+}
+
+// sshdAnswers says whether an SSH server at hostPort sends its version line.
+func sshdAnswers(hostPort string) bool {
+	c, err := net.DialTimeout("tcp", hostPort, time.Second)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	buf := make([]byte, 4)
+	_, err = io.ReadFull(c, buf)
+	return err == nil && string(buf) == "SSH-"
 }
 
 // TestE2ERemoteUp: a VM on a "remote" host (this machine's libvirtd behind an SSH server on
-// 127.0.0.1): up uploads the kernel and base disk into the host's pool and boots from
+// 127.0.0.1, OpenSSH's): up uploads the kernel and base disk into the host's pool and boots from
 // there, the guest's SSH is reached through the host's loopback, a module runs with its
 // kernel log judged (the console log copied from the host when needed), and destroy
 // removes the VM's own volumes, keeping the shared kernel and disk for the next VM.

@@ -21,7 +21,6 @@ import (
 	"github.com/kmodvm/kmodvm/provision/matrix"
 	"github.com/kmodvm/kmodvm/provision/sandbox"
 	"github.com/kmodvm/kmodvm/vm"
-	"github.com/kmodvm/kmodvm/vm/remotehost"
 )
 
 const schemaMatrix = "kmodvm.matrix/v1"
@@ -217,8 +216,9 @@ func (a *app) matrixKernels(suites, configs []string) ([]matrixKernel, error) {
 	return ks, nil
 }
 
-// matrixHosts asks each libvirt host for its CPUs and memory. Remote hosts are refused:
-// their VMs need the kernel and disk image uploaded to them first.
+// matrixHosts asks each libvirt host for its CPUs and memory. A remote host's cells go
+// through the same up and run as `kmodvm up --uri`: each kernel and base disk is uploaded
+// to the host's storage pool once, by its cache key, and shared by the cells there.
 func (a *app) matrixHosts(ctx context.Context, uris []string) ([]matrix.Host, error) {
 	var hosts []matrix.Host
 	seen := map[string]bool{}
@@ -227,9 +227,6 @@ func (a *app) matrixHosts(ctx context.Context, uris []string) ([]matrix.Host, er
 			return nil, withCode(exitUsage, fmt.Errorf("--host %s is named twice; hint: name each host once", uri))
 		}
 		seen[uri] = true
-		if remotehost.IsRemote(uri) {
-			return nil, withCode(exitUsage, fmt.Errorf("--host %s: kmodvm matrix runs VMs on this machine's libvirt only for now (a remote host needs the kernel and image uploaded to it first); hint: run `kmodvm matrix` on that host, or leave --host out", uri))
-		}
 		sub := *a
 		sub.cfg.VM.URI = uri
 		lv, err := sub.connectLibvirt(ctx)
