@@ -107,7 +107,12 @@ func link(ctx context.Context, tc Toolchain, object string) (linked string, done
 	if err != nil {
 		return "", nil, fmt.Errorf("link %s for symbolizing: %w", object, err)
 	}
-	done = func() { os.RemoveAll(dir) }
+	remove := func() { os.RemoveAll(dir) }
+	defer func() {
+		if err != nil {
+			remove()
+		}
+	}()
 	name := filepath.Base(object)
 	inside := path.Join(symbolizeDir, name)
 	opt := symbolizeOptions(object, inside)
@@ -116,21 +121,18 @@ func link(ctx context.Context, tc Toolchain, object string) (linked string, done
 	// linked alone) is a warning, and the copy is written all the same.
 	cmd := tc.Command(ctx, opt, linker, "-o", path.Join(linkDir, name), "--unresolved-symbols=ignore-all", "--noinhibit-exec", "-e", "0", inside)
 	if cmd.Err != nil {
-		done()
 		return "", nil, fmt.Errorf("prepare %s in the toolchain root for %s: %w", linker, object, cmd.Err)
 	}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
-		done()
 		return "", nil, fmt.Errorf("link %s for symbolizing: %s: %w: %s", object, linker, err, strings.TrimSpace(stderr.String()))
 	}
 	linked = filepath.Join(dir, name)
 	if _, err := os.Stat(linked); err != nil {
-		done()
 		return "", nil, fmt.Errorf("link %s for symbolizing: %s wrote no output: %w: %s", object, linker, err, strings.TrimSpace(stderr.String()))
 	}
-	return linked, done, nil
+	return linked, remove, nil
 }
 
 // symbolizeOptions run llvm-addr2line on the host file object, bound read-only at inside
