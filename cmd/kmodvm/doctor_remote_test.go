@@ -65,7 +65,7 @@ func TestDoctorRemote(t *testing.T) {
 	}{
 		{name: "all well", kernel: true, setup: func(f *vmtest.Libvirt) { f.SetConsoleAll(banner) }, want: map[string]string{
 			"libvirt": "ok: " + remoteURI + " reachable (libvirt 9.0.0, QEMU 7.2.0)",
-			"host":    "ok: 8 CPUs, 32768 MiB: room for 8 VMs of 1 CPU and 2048 MiB",
+			"host":    "ok: 8 CPUs, 32768 MiB: room for 8 VMs of 1 CPU and 1024 MiB",
 			"pool":    "ok: storage pool kmodvm at /var/lib/libvirt/images/kmodvm: 1024.0 GiB free",
 			"kvm":     "ok: KVM runs guests on the host",
 			"socket":  "ok: remote URI",
@@ -77,7 +77,7 @@ func TestDoctorRemote(t *testing.T) {
 		{name: "pool refused", kernel: true, setup: func(f *vmtest.Libvirt) {
 			f.FailOn("StoragePoolBuild", vmtest.Error(38, "cannot create directory '/var/lib/libvirt/images/kmodvm': Permission denied"))
 		}, want: map[string]string{"pool": "fail: build storage pool \"kmodvm\"", "kvm": ""}},
-		{name: "host too small", setup: func(f *vmtest.Libvirt) { f.SetNode(1, 1024) }, want: map[string]string{"host": "fail: room for 0 VMs"}},
+		{name: "host too small", setup: func(f *vmtest.Libvirt) { f.SetNode(1, 512) }, want: map[string]string{"host": "fail: room for 0 VMs"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			f := vmtest.NewLibvirt()

@@ -265,7 +265,7 @@ func TestMatrixUsageErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			w, dir := newMatrixWorld(t)
 			if tt.name == "VMs too big for the host" {
-				w.lv.SetNode(1, 1024)
+				w.lv.SetNode(1, 512)
 			}
 			r := w.run(t, dir, append([]string{"matrix"}, tt.args...)...)
 			if r.code != exitUsage || !strings.Contains(r.stderr, tt.want) || !strings.Contains(r.stderr, "hint") {

@@ -184,7 +184,7 @@ func TestParseErrors(t *testing.T) {
 		{"top level is a scalar", "hello\n", `kmodvm.yaml:1: expected keys such as "name:" and "vm:" at top level, got "hello"` + docHint},
 		{"section is a scalar", "vm: big\n", `kmodvm.yaml:1: vm: expected a section of "key: value" lines, got "big"; hint: see the keys documented in README.md#configuration`},
 		{"section is a list", "kernel:\n  - source: package\n", `kmodvm.yaml:2: kernel: expected a section of "key: value" lines, got a list; hint: see the keys documented in README.md#configuration`},
-		{"number with unit", "vm:\n  memory: 2G\n", `kmodvm.yaml:2: vm.memory: expected a whole number such as 2048, got "2G"; hint: remove vm.memory to use the default, 2048`},
+		{"number with unit", "vm:\n  memory: 2G\n", `kmodvm.yaml:2: vm.memory: expected a whole number such as 1024, got "2G"; hint: remove vm.memory to use the default, 1024`},
 		{"fraction", "vm:\n  cpus: 1.5\n", `kmodvm.yaml:2: vm.cpus: expected a whole number such as 1, got "1.5"; hint: remove vm.cpus to use the default, 1`},
 		{"quoted number", "vm:\n  port: \"2222\"\n", `kmodvm.yaml:2: vm.port: expected a whole number such as 0, got the quoted text "2222"; hint: remove the quotes`},
 		{"number is a list", "kernel:\n  jobs: [2]\n", `kmodvm.yaml:2: kernel.jobs: expected a whole number such as 0, got a list; hint: see the keys documented in README.md#configuration`},
@@ -194,7 +194,7 @@ func TestParseErrors(t *testing.T) {
 		{"list is a scalar", "image:\n  packages: vim\n", `kmodvm.yaml:2: image.packages: expected a list such as [a, b] or lines starting with "- ", got "vim"; hint: see the keys documented in README.md#configuration`},
 		{"list item is a section", "kernel:\n  fragments:\n    - CONFIG_KASAN=y\n    - {file: x}\n", `kmodvm.yaml:4: kernel.fragments[1]: expected a string, got a section of "key: value" lines; hint: see the keys documented in README.md#configuration`},
 		{"several type errors", "vm:\n  memory: lots\n  cpus: many\n",
-			"kmodvm.yaml:2: vm.memory: expected a whole number such as 2048, got \"lots\"; hint: remove vm.memory to use the default, 2048\n" +
+			"kmodvm.yaml:2: vm.memory: expected a whole number such as 1024, got \"lots\"; hint: remove vm.memory to use the default, 1024\n" +
 				"kmodvm.yaml:3: vm.cpus: expected a whole number such as 1, got \"many\"; hint: remove vm.cpus to use the default, 1"},
 
 		// Values out of range and not in the enumerations.
@@ -203,7 +203,7 @@ func TestParseErrors(t *testing.T) {
 		{"bad init", "image:\n  init: openrc\n", `kmodvm.yaml:2: image.init: "openrc" is not one of tiny, systemd; hint: remove image.init to use the default, "tiny"`},
 		{"bad base", "kernel:\n  base: tinyconfig\n", `kmodvm.yaml:2: kernel.base: "tinyconfig" is not one of small, defconfig; hint: remove kernel.base to use the default, "small"`},
 		{"bad build", "module:\n  build: remote\n", `kmodvm.yaml:2: module.build: "remote" is not one of auto, guest, host; hint: remove module.build to use the default, "auto"`},
-		{"memory too small", "vm:\n  memory: 128\n", `kmodvm.yaml:2: vm.memory: 128 is not in 256..65536 MiB; hint: remove vm.memory to use the default, 2048`},
+		{"memory too small", "vm:\n  memory: 128\n", `kmodvm.yaml:2: vm.memory: 128 is not in 256..65536 MiB; hint: remove vm.memory to use the default, 1024`},
 		{"too many cpus", "vm:\n  cpus: 65\n", `kmodvm.yaml:2: vm.cpus: 65 is not in 1..64; hint: remove vm.cpus to use the default, 1`},
 		{"privileged port", "vm:\n  port: 22\n", `kmodvm.yaml:2: vm.port: 22 is not 0 (pick a free port) or a port in 1024..65535; hint: use a free port such as 2222, or 0`},
 		{"debug not a bool", "kernel:\n  debug: yes please\n", `kmodvm.yaml:2: kernel.debug: expected true or false, got "yes please"` + docHint},

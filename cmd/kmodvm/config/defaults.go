@@ -44,7 +44,9 @@ func Default() Config {
 	return Config{
 		Name: "kmodvm",
 		VM: VM{
-			Memory: 2048,
+			// 1 GiB: the booted guest uses ~40 MiB (modules are built on the host), and a
+			// restore loads every page of the guest's memory, so its size is restore time.
+			Memory: 1024,
 			CPUs:   1,
 			Accel:  AccelAuto,
 			Port:   0,
@@ -76,7 +78,7 @@ func Default() Config {
 const ExampleYAML = `# kmodvm.yaml: project settings for kmodvm. Every key is optional; flags override them.
 name: kmodvm              # VM name: [a-z0-9][a-z0-9-]{0,39}
 vm:
-  memory: 2048            # MiB, 256..65536
+  memory: 1024            # MiB, 256..65536
   cpus: 1                 # 1..64
   accel: auto             # auto|kvm|tcg
   port: 0                 # host SSH forward port on 127.0.0.1; 0 = pick a free one; else 1024..65535
