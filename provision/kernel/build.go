@@ -504,12 +504,31 @@ type ConfigCheck struct {
 	Tree    string
 }
 
-// CheckConfig generates the final config and verifies it, without building.
+// CheckConfig generates the final config and verifies it, without building. For a built
+// kernel the answer kept in its cache entry (checkFile) is returned at once; a check of a
+// built kernel that had none keeps its answer there.
 func (b *Builder) CheckConfig(ctx context.Context, req Request) (*ConfigCheck, error) {
 	p, err := b.identify(ctx, req)
 	if err != nil {
 		return nil, err
 	}
+	if dir := p.readySources(); dir != "" {
+		if err := b.planFrom(ctx, req, p, dir); err != nil {
+			return nil, err
+		}
+		if chk := b.keptCheck(p); chk != nil {
+			return chk, nil
+		}
+	}
+	chk, err := b.checkConfig(ctx, req, p)
+	if err != nil {
+		return nil, err
+	}
+	b.keepCheck(p.key, chk)
+	return chk, nil
+}
+
+func (b *Builder) checkConfig(ctx context.Context, req Request, p *prepared) (*ConfigCheck, error) {
 	unlock, err := b.useTree(ctx, req, p)
 	if err != nil {
 		return nil, err
@@ -535,6 +554,64 @@ func (b *Builder) CheckConfig(ctx context.Context, req Request) (*ConfigCheck, e
 	}
 	rep := verify(p.plan, final, kc)
 	return &ConfigCheck{Plan: p.plan, Final: final, Changes: kconfig.Diff(base, final), Report: rep, Tree: p.tree}, nil
+}
+
+// checkFile, in a built kernel's cache entry, keeps what `kmodvm kernel config` reports for
+// it. The check's two Kconfig passes take most of a minute in the toolchain root, and for
+// a built kernel their answer cannot change: the entry's key covers everything they read.
+const checkFile = "check.json"
+
+// keptConfigCheck is checkFile's content; the final config is the entry's own.
+type keptConfigCheck struct {
+	ConfigHash string            `json:"config_hash"`
+	Changes    []kconfig.Change  `json:"changes"`
+	Problems   []kconfig.Problem `json:"problems"`
+	Step       string            `json:"step"`
+}
+
+// keptCheck returns the check kept in p's built cache entry, nil when there is none (or it
+// does not belong to the entry's config: then the check runs again and replaces it).
+func (b *Builder) keptCheck(p *prepared) *ConfigCheck {
+	r, err := b.cached(p.key)
+	if err != nil || r == nil {
+		return nil
+	}
+	data, err := os.ReadFile(filepath.Join(r.Dir, checkFile))
+	if err != nil {
+		return nil
+	}
+	var kept keptConfigCheck
+	if err := json.Unmarshal(data, &kept); err != nil {
+		return nil
+	}
+	f, err := os.Open(r.ConfigFile())
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	final, err := kconfig.Parse(f)
+	if err != nil || final.Hash() != kept.ConfigHash {
+		return nil
+	}
+	return &ConfigCheck{Plan: p.plan, Final: final, Changes: kept.Changes,
+		Report: kconfig.Report{Problems: kept.Problems, Step: kept.Step}, Tree: p.tree}
+}
+
+// keepCheck keeps chk in the built cache entry of key, when there is one and its config is
+// chk's; a cache that cannot be written only means the next check runs again.
+func (b *Builder) keepCheck(key string, chk *ConfigCheck) {
+	r, err := b.cached(key)
+	if err != nil || r == nil || r.ConfigHash != chk.Final.Hash() {
+		return
+	}
+	data, err := json.MarshalIndent(keptConfigCheck{ConfigHash: r.ConfigHash, Changes: chk.Changes,
+		Problems: chk.Report.Problems, Step: chk.Report.Step}, "", "  ")
+	if err == nil {
+		err = ondisk.WriteFileAtomic(filepath.Join(r.Dir, checkFile), data, 0o644)
+	}
+	if err != nil {
+		b.logger().Debug("not keeping the config check", "kernel", key, "err", err)
+	}
 }
 
 // checkTree gates the toolchain on p's tree and prechecks p's plan against the tree's

@@ -293,6 +293,55 @@ func TestCheckConfig(t *testing.T) {
 	}
 }
 
+// A built kernel's config check is kept in its cache entry: the first check of it runs the
+// Kconfig passes, later ones answer from the entry alike without running make; a kept check
+// that does not belong to the entry's config is not used, and a check of a kernel that is
+// not built keeps nothing.
+func TestCheckConfigKeptForBuiltKernel(t *testing.T) {
+	b, root, _ := newTestBuilder(t)
+	req := Request{Source: Source{Kind: SourcePackage}, Config: ConfigSpec{Fragments: []string{"CONFIG_CONFIGFS_FS=y"}}}
+	if _, err := b.CheckConfig(t.Context(), req); err != nil {
+		t.Fatal(err)
+	}
+	if kept, _ := filepath.Glob(filepath.Join(b.Cache, "builds", "*", checkFile)); len(kept) != 0 {
+		t.Fatalf("a check of a kernel that is not built was kept: %v", kept)
+	}
+	res, err := b.Build(t.Context(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := filepath.Join(res.Dir, checkFile)
+	check := func(wantMake bool) *ConfigCheck {
+		t.Helper()
+		os.Remove(root.calls)
+		chk, err := b.CheckConfig(t.Context(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ran := len(root.makeTargets(t)) > 0; ran != wantMake {
+			t.Errorf("make ran: %v, want %v (targets %v)", ran, wantMake, root.makeTargets(t))
+		}
+		if chk.Final.Hash() != res.ConfigHash || chk.Report.Err() != nil || chk.Report.Step == "" || chk.Plan == nil || chk.Tree == "" {
+			t.Errorf("check: config %s (built %s), report %v, step %q, plan %v, tree %q", chk.Final.Hash(), res.ConfigHash, chk.Report.Err(), chk.Report.Step, chk.Plan != nil, chk.Tree)
+		}
+		return chk
+	}
+	first := check(true)
+	if !exists(kept) {
+		t.Fatalf("the check of a built kernel was not kept in %s", kept)
+	}
+	second := check(false)
+	if !slices.Equal(first.Changes, second.Changes) || len(second.Changes) == 0 {
+		t.Errorf("kept changes %v, checked %v", second.Changes, first.Changes)
+	}
+	// A kept check of another config is not used, and the check that runs replaces it.
+	writeFile(t, kept, `{"config_hash": "other", "changes": []}`)
+	if third := check(true); !slices.Equal(third.Changes, first.Changes) {
+		t.Errorf("changes after a foreign kept check: %v, want %v", third.Changes, first.Changes)
+	}
+	check(false)
+}
+
 // A kernel build SIGKILLed while publishing left a temporary entry; the next build of any
 // kernel sweeps it.
 func TestBuildSweepsStaleEntries(t *testing.T) {
