@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	_ "embed"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -27,7 +28,8 @@ import (
 
 // DiskFormatVersion identifies the disk recipe (staging, guest files, mkfs options). Bump
 // it whenever the recipe changes: every cached disk is then rebuilt. 3: sshd without PAM.
-const DiskFormatVersion = 3
+// 4: the static kmodvm-fix (GuestFix) for restored guests.
+const DiskFormatVersion = 4
 
 // Tree is extra content to place into the guest disk (the kernel's modules and build tree
 // come this way).
@@ -257,6 +259,10 @@ func buildDisk(ctx context.Context, log *slog.Logger, tmp, failedLog string, spe
 	if err := b.fillStage(stage, spec); err != nil {
 		return err
 	}
+	b.step("compiling %s (clang, in the root)", GuestFix)
+	if err := b.compileFix(stage); err != nil {
+		return err
+	}
 	b.step("checking the sshd configuration")
 	if err := b.checkSSHD(stage); err != nil {
 		return err
@@ -348,6 +354,41 @@ func (b *diskBuild) fillStage(stage string, spec DiskSpec) error {
 	}
 	b.step("writing guest configuration (%s init)", spec.Root.Spec.normalized().Init)
 	return writeGuest(stage, spec.Root.Spec.normalized().Init, client, host)
+}
+
+// GuestFix sets a restored guest's clock and random state (guestfix/kmodvm-fix.c; the sandbox runs
+// it after each restore from a save).
+const GuestFix = "/usr/local/sbin/kmodvm-fix"
+
+//go:embed guestfix/kmodvm-fix.c
+var fixSource []byte
+
+// compileFix compiles GuestFix, statically, with the root's clang and C library (the stage
+// is the root, read-only here), in a directory beside the stage, and writes it into the
+// stage.
+func (b *diskBuild) compileFix(stage string) error {
+	dir, err := os.MkdirTemp(filepath.Dir(stage), "fix-")
+	if err != nil {
+		return fmt.Errorf("compile %s: %w", GuestFix, err)
+	}
+	defer os.RemoveAll(dir)
+	if err := os.WriteFile(filepath.Join(dir, "kmodvm-fix.c"), fixSource, 0o644); err != nil {
+		return fmt.Errorf("compile %s: %w", GuestFix, err)
+	}
+	const work = "/tmp/kmodvm-fix"
+	args, err := bwrapArgs(stage, true, userns.Needed(), nil, RunOptions{Binds: []Bind{{Host: dir, Guest: work}}, Dir: work},
+		[]string{"clang", "-static", "-O2", "-Wall", "-Wextra", "-Werror", "-o", "kmodvm-fix", "kmodvm-fix.c"})
+	if err != nil {
+		return err
+	}
+	if err := b.runCmd(bwrapCommand(b.ctx, args)); err != nil {
+		return err
+	}
+	bin, err := os.ReadFile(filepath.Join(dir, "kmodvm-fix"))
+	if err != nil {
+		return fmt.Errorf("compile %s: %w", GuestFix, err)
+	}
+	return writeStaged(stage, GuestFix, bin, 0o755)
 }
 
 // writeKeyFiles writes the host side's files into the cache entry: the client key pair and

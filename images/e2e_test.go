@@ -3,6 +3,7 @@ package images
 import (
 	"bytes"
 	"context"
+	"debug/elf"
 	"errors"
 	"log/slog"
 	"os"
@@ -236,6 +237,28 @@ func TestE2E(t *testing.T) {
 		}
 		if got := debugfs("ls /etc/ssh"); strings.Contains(got, "rsa") {
 			t.Errorf("package host keys in the disk: %s", got)
+		}
+		// The restored guest's fix-up: a static program (no interpreter to load), root's,
+		// that refuses a time it cannot read before it sets anything.
+		if got := debugfs("stat " + GuestFix); !strings.Contains(got, "Mode:  0755") || !strings.Contains(got, "User:     0") {
+			t.Errorf("%s in the disk:\n%s", GuestFix, got)
+		}
+		fix := filepath.Join(t.TempDir(), "kmodvm-fix")
+		debugfs("dump -p " + GuestFix + " " + fix)
+		if f, err := elf.Open(fix); err != nil {
+			t.Errorf("%s: %v", GuestFix, err)
+		} else {
+			for _, p := range f.Progs {
+				if p.Type == elf.PT_INTERP {
+					t.Errorf("%s is linked dynamically", GuestFix)
+				}
+			}
+			f.Close()
+		}
+		out, err := exec.Command(fix, "1.5").CombinedOutput()
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 2 || !strings.Contains(string(out), "1.5 is not SECONDS.NANOSECONDS") {
+			t.Errorf("%s 1.5: %v, %q; want exit 2 and the argument named", GuestFix, err, out)
 		}
 	})
 

@@ -36,8 +36,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kmodvm/kmodvm/images"
 	"github.com/kmodvm/kmodvm/images/ondisk"
 	"github.com/kmodvm/kmodvm/vm"
+	"github.com/kmodvm/kmodvm/vm/shellquote"
 	"github.com/kmodvm/kmodvm/vm/sshclient"
 )
 
@@ -463,17 +465,18 @@ func (s *Sandbox) coldStart(ctx context.Context, in *Instance) *sshclient.Client
 // restore of that save shares. So it sets the clock from the host's time (argument), mixes
 // the host's random bytes (stdin) into the kernel's pool, has the kernel reseed its generator
 // from the pool at once (RNDRESEEDCRNG, Linux 4.17+; without it the reseed comes within a
-// minute), and prints the clock it ended with. Where perl is there (Debian's perl-base is
-// essential) one perl process does it all (fixPerl); without perl, date and cat do all but the
-// reseed.
-const fixScript = `if command -v perl >/dev/null 2>&1; then exec perl -e '` + fixPerl + `' %[1]s; fi; ` +
+// minute), and prints the clock it ended with. Its arguments: %[1]s the time, %[2]s the
+// static program that does it all in the guest (images.GuestFix, on disks built since
+// format 4). On an older disk one perl process does it (fixPerl; Debian's perl-base is
+// essential); without perl, date and cat do all but the reseed.
+const fixScript = `if [ -x %[2]s ]; then exec %[2]s %[1]s; fi; ` +
+	`if command -v perl >/dev/null 2>&1; then exec perl -e '` + fixPerl + `' %[1]s; fi; ` +
 	`date -u -s @%[1]s >/dev/null && cat >/dev/urandom && date -u +%%s.%%N`
 
-// fixPerl is fixScript's work in one process: under TCG every exec costs about 0.1 s, and
-// the date, cat, perl, date chain it replaces took half a second of each restore. The
-// syscall numbers (settimeofday 164, clock_gettime 228) are x86_64's, the one guest
-// architecture kmodvm builds kernels for. No single quote may appear in it (the shell's
-// quoting), and each % is doubled (fixScript is a format).
+// fixPerl is the program's work in one perl process, for disks without it. The syscall
+// numbers (settimeofday 164, clock_gettime 228) are x86_64's, the one guest architecture
+// kmodvm builds kernels for. No single quote may appear in it (the shell's quoting), and
+// each % is doubled (fixScript is a format).
 const fixPerl = `my ($s, $ns) = split /\./, shift; ` +
 	`syscall(164, pack("l!l!", $s, int($ns / 1000)), 0) == 0 or die "settimeofday: $!\n"; ` +
 	`binmode STDIN; my $seed = do { local $/; <STDIN> }; ` +
@@ -483,9 +486,9 @@ const fixPerl = `my ($s, $ns) = split /\./, shift; ` +
 	`my $ts = pack("l!l!", 0, 0); syscall(228, 0, $ts) == 0 or die "clock_gettime: $!\n"; ` +
 	`printf "%%d.%%09d\n", unpack("l!l!", $ts);`
 
-// fixCommand is fixScript for the host time now.
-func fixCommand(now time.Time) string {
-	return fmt.Sprintf(fixScript, fmt.Sprintf("%d.%09d", now.Unix(), now.Nanosecond()))
+// fixCommand is fixScript for the host time now, with the guest's program at fixer.
+func fixCommand(now time.Time, fixer string) string {
+	return fmt.Sprintf(fixScript, fmt.Sprintf("%d.%09d", now.Unix(), now.Nanosecond()), shellquote.Quote(fixer))
 }
 
 // maxClockSkew is how far off the guest's clock may be after it was set.
@@ -519,7 +522,7 @@ func fixRestoredGuest(ctx context.Context, c *sshclient.Client) error {
 	var out strings.Builder
 	var errOut strings.Builder
 	before := time.Now()
-	code, err := c.Run(ctx, fixCommand(time.Now()), strings.NewReader(string(seed)), &out, &errOut)
+	code, err := c.Run(ctx, fixCommand(time.Now(), images.GuestFix), strings.NewReader(string(seed)), &out, &errOut)
 	after := time.Now()
 	if err != nil {
 		return err

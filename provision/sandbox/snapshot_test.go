@@ -133,12 +133,13 @@ func TestCheckClock(t *testing.T) {
 }
 
 // TestFixCommand runs the restored guest's fix-up command in a shell whose PATH holds fakes
-// that record what they were given: with perl, one perl process gets the program, the host's
-// time and the seed; without, date sets and prints the clock and cat feeds the seed. The perl
-// program itself is compiled (perl -c), never run: here it would set this machine's clock.
+// that record what they were given: where the disk has the static program, it alone gets the
+// host's time and the seed (perl is there too, and not run); without it, one perl process
+// gets the program, the time and the seed; without perl, date sets and prints the clock and
+// cat feeds the seed. The perl program itself is compiled (perl -c), never run: here it
+// would set this machine's clock.
 func TestFixCommand(t *testing.T) {
 	const now = "1800000000.000000042"
-	cmd := fixCommand(time.Unix(1_800_000_000, 42))
 	seed := "seed\x00bytes"
 	record := `printf '%s\n' "$@" >"$OUT/${0##*/}.args"; cat >"$OUT/${0##*/}.stdin"; echo 1800000000.5`
 	tests := []struct {
@@ -146,13 +147,16 @@ func TestFixCommand(t *testing.T) {
 		fakes    map[string]string
 		wantArgs map[string]string
 		wantSeed string // which fake got the seed
+		notRun   string // a fake that must not run
 	}{
+		{"program", map[string]string{"kmodvm-fix": record, "perl": record},
+			map[string]string{"kmodvm-fix": now + "\n"}, "kmodvm-fix", "perl"},
 		{"perl", map[string]string{"perl": record},
-			map[string]string{"perl": "-e\n" + strings.ReplaceAll(fixPerl, "%%", "%") + "\n" + now + "\n"}, "perl"},
+			map[string]string{"perl": "-e\n" + strings.ReplaceAll(fixPerl, "%%", "%") + "\n" + now + "\n"}, "perl", ""},
 		{"no perl", map[string]string{
 			"date": `printf '%s\n' "$@" >>"$OUT/date.args"; [ "$1" = -u ] && [ "$2" = +%s.%N ] && echo 1800000000.5; exit 0`,
 			"cat":  `cat >"$OUT/cat.stdin"`,
-		}, map[string]string{"date": "-u\n-s\n@" + now + "\n-u\n+%s.%N\n"}, "cat"},
+		}, map[string]string{"date": "-u\n-s\n@" + now + "\n-u\n+%s.%N\n"}, "cat", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -167,6 +171,8 @@ func TestFixCommand(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
+			// The program is named by its path, where the disk has it.
+			cmd := fixCommand(time.Unix(1_800_000_000, 42), filepath.Join(bin, "kmodvm-fix"))
 			c := exec.Command("/bin/sh", "-c", cmd)
 			c.Env = []string{"PATH=" + bin, "OUT=" + out}
 			c.Stdin = strings.NewReader(seed)
@@ -184,6 +190,9 @@ func TestFixCommand(t *testing.T) {
 			}
 			if data, _ := os.ReadFile(filepath.Join(out, tt.wantSeed+".stdin")); string(data) != seed {
 				t.Errorf("%s got stdin %q, want the seed", tt.wantSeed, data)
+			}
+			if _, err := os.Stat(filepath.Join(out, tt.notRun+".args")); tt.notRun != "" && err == nil {
+				t.Errorf("%s ran", tt.notRun)
 			}
 		})
 	}
