@@ -7,7 +7,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit
 log=${E2E_LOG:-${TMPDIR:-/tmp}/kmodvm-e2e.log}
-KMODVM_E2E=1 go test -p 1 -count=1 -timeout 80m -v -run 'E2E' ./cmd/kmodvm ./images ./vm "$@" 2>&1 | tee "$log"
+KMODVM_E2E=1 go test -p 1 -parallel 2 -count=1 -timeout 80m -v -run 'E2E' ./cmd/kmodvm ./images ./vm "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 if [ "$rc" != 0 ]; then
 	echo

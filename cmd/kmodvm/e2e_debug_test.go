@@ -19,7 +19,7 @@ import (
 // line's text, no frame of the module is a guess, and each crash is kept as a bundle that
 // `kmodvm crashes` lists and shows.
 func TestE2EDebugKernel(t *testing.T) {
-	e2eEnv(t)
+	e2eParallel(t)
 	ctx := context.Background()
 	name, _ := e2eVM(t, "e2e-debug")
 	n := []string{"-n", name}

@@ -24,7 +24,7 @@ import (
 // Then a VM on the kernel made with the hint's own kmodvm.yaml lines builds and loads
 // cfgout-rust.
 func TestE2EDiagnostics(t *testing.T) {
-	e2eEnv(t)
+	e2eParallel(t)
 	ctx := context.Background()
 	name, _ := e2eVM(t, "e2e-diag")
 	n := []string{"-n", name}

@@ -28,7 +28,7 @@ import (
 //   - a guest whose host key no longer matches the pinned one is refused, with a hint;
 //   - no private key material in anything kmodvm prints (-v, --json) or in the console log.
 func TestE2EHostile(t *testing.T) {
-	e2eEnv(t)
+	e2eParallel(t)
 	ctx := context.Background()
 	name, stateDir := e2eVM(t, "hostile")
 	n := []string{"-n", name}

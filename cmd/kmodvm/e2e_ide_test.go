@@ -26,7 +26,7 @@ import (
 // two (the check is not vacuous). A second run leaves the file as it is, and a
 // rust-project.json of the user's is never replaced.
 func TestE2EIDE(t *testing.T) {
-	e2eEnv(t)
+	e2eParallel(t)
 	ctx := context.Background()
 	// No VM of this name exists: ide writes for the kernel kmodvm.yaml selects. (-n would
 	// name a VM that must exist.)

@@ -16,7 +16,7 @@ import (
 // pass, fail, skip, oops, panic and hang the guest; run fails a module whose tests fail; --filter,
 // --json and --junit as a CI reads them.
 func TestE2EKUnit(t *testing.T) {
-	e2eEnv(t)
+	e2eParallel(t)
 	ctx := context.Background()
 	name, _ := e2eVM(t, "e2e-kunit")
 	n := []string{"-n", name}

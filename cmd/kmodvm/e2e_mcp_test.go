@@ -18,7 +18,7 @@ import (
 // stdin/stdout, as an agent's client does: initialize, tools/list, up (with progress
 // notifications), run examples/rust-hello, logs, down.
 func TestE2EMCP(t *testing.T) {
-	e2eEnv(t)
+	e2eParallel(t)
 	name, _ := e2eVM(t, "e2e-mcp")
 	root := repoRoot(t)
 

@@ -16,7 +16,7 @@ import (
 // (as up would), a run with --no-up on a stopped VM fails with the hint, and the next run
 // starts it again; the skeleton's Makefile builds it in the guest with a plain make.
 func TestE2ENew(t *testing.T) {
-	e2eEnv(t)
+	e2eParallel(t)
 	ctx := context.Background()
 	name, _ := e2eVM(t, "e2e-new")
 	n := []string{"-n", name}

@@ -16,7 +16,7 @@ import (
 // works; down saves the guest's own state and up resumes it (a file written in the guest
 // survives).
 func TestE2ERestore(t *testing.T) {
-	e2eEnv(t)
+	e2eParallel(t)
 	ctx := context.Background()
 	name, _ := e2eVM(t, "rst")
 	n := []string{"-n", name}

@@ -33,6 +33,20 @@ func e2eEnv(t *testing.T) {
 	}
 }
 
+// e2eParallel is e2eEnv for a test that may share the machine with another e2e test: its
+// VMs, files and processes are its own, and it neither restarts libvirtd, cuts connections,
+// fills a file system, changes the environment, looks for processes by name nor inspects
+// the shared kernel build trees (another test's variant build patches them for a while).
+// Such tests run two at a time (scripts/e2e.sh: -parallel 2), once the tests that do those
+// things have run, one at a time. Shared caches are safe to use together: a kernel tree is
+// locked while it builds, and a build that waited for the lock finds the entry the other
+// one made.
+func e2eParallel(t *testing.T) {
+	t.Helper()
+	e2eEnv(t)
+	t.Parallel()
+}
+
 // e2ePaths are the CLI's own state and cache dirs, as it resolves them.
 func e2ePaths(t *testing.T) config.Paths {
 	t.Helper()
@@ -97,7 +111,7 @@ func e2eDomain(name string) string { return sandbox.DomainName(os.Getuid(), name
 // the module loop with every verdict, both build locations, a panic survived -> destroy,
 // and nothing left behind.
 func TestE2ESandbox(t *testing.T) {
-	e2eEnv(t)
+	e2eParallel(t)
 	ctx := context.Background()
 	name, stateDir := e2eVM(t, "e2e")
 	n := []string{"-n", name}
