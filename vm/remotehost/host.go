@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -86,7 +87,7 @@ func (h *Host) DialUnix(ctx context.Context, path string) (net.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s on %s: %w", path, h.target.Host, err)
 	}
-	return conn, nil
+	return channelConn{conn}, nil
 }
 
 // DialLoopback opens a connection to port on the host's own 127.0.0.1: where the host's
@@ -96,7 +97,20 @@ func (h *Host) DialLoopback(ctx context.Context, port int) (net.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to 127.0.0.1:%d on %s: %w; hint: its sshd must allow TCP forwarding (AllowTcpForwarding)", port, h.target.Host, err)
 	}
-	return conn, nil
+	return channelConn{conn}, nil
+}
+
+// channelConn is a connection forwarded over the SSH connection. When the far end closes
+// first (libvirtd does, once it has answered "close"), x/crypto/ssh answers that close
+// itself and a Close of ours then reports io.EOF: the channel is closed, which is what
+// Close is for, so that is no error.
+type channelConn struct{ net.Conn }
+
+func (c channelConn) Close() error {
+	if err := c.Conn.Close(); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
 }
 
 // authMethods are the keys to offer: keyfile= alone when given; else the agent's keys

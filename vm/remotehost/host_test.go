@@ -70,14 +70,19 @@ func echoServer(t *testing.T, l net.Listener, prefix string) {
 	}()
 }
 
+// roundTrip writes msg, reads the answer up to the far end's close and closes c, which
+// must succeed though the far end closed first (libvirtd closes its socket right after
+// answering "close"; go-libvirt's Disconnect reports what our Close returns).
 func roundTrip(t *testing.T, c net.Conn, msg string) string {
 	t.Helper()
-	defer c.Close()
 	if _, err := c.Write([]byte(msg)); err != nil {
 		t.Fatal(err)
 	}
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	got, _ := io.ReadAll(c)
+	if err := c.Close(); err != nil {
+		t.Errorf("Close after the far end closed: %v", err)
+	}
 	return string(got)
 }
 
