@@ -199,11 +199,22 @@ func TestE2ESandbox(t *testing.T) {
 		t.Fatalf("guest kernel config has no CONFIG_RUST=y")
 	}
 	minimal := t.TempDir()
+	// The sample of the kernel the guest runs: the cache may hold other kernels' trees too
+	// (trixie's 6.12, whose module! wants `author` where 7.2's wants `authors`).
+	version, _, _ := strings.Cut(st.KernelRelease, "-kmodvm-")
 	samples, _ := filepath.Glob(filepath.Join(paths.Cache, "kernels", "trees", "*", "samples", "rust", "rust_minimal.rs"))
-	if len(samples) == 0 {
-		t.Fatal("no samples/rust/rust_minimal.rs in the kernel tree cache")
+	sample := ""
+	for _, s := range samples {
+		tree := filepath.Dir(filepath.Dir(filepath.Dir(s)))
+		if rel, err := os.ReadFile(filepath.Join(tree, "include", "config", "kernel.release")); err == nil && strings.HasPrefix(string(rel), version+"-") {
+			sample = s
+			break
+		}
 	}
-	data, err := os.ReadFile(samples[0])
+	if sample == "" {
+		t.Fatalf("no samples/rust/rust_minimal.rs in a cached kernel tree of %s (trees: %v)", version, samples)
+	}
+	data, err := os.ReadFile(sample)
 	if err != nil {
 		t.Fatal(err)
 	}
